@@ -1,0 +1,160 @@
+/*
+ * buf.c - capped growable buffers (see buf.h).
+ */
+#include "util/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/alloc.h"
+
+void buf_init(struct buf *b, size_t max)
+{
+    b->p = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+void buf_free(struct buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+enum rl_err buf_reserve(struct buf *b, size_t n)
+{
+    if (n > b->max || b->len > b->max - n) {
+        return RL_E_CAP;
+    }
+    size_t need = b->len + n + 1; /* room for the NUL */
+    if (need <= b->cap) {
+        return RL_OK;
+    }
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) {
+        cap *= 2;
+    }
+    b->p = rl_realloc(b->p, cap);
+    b->cap = cap;
+    return RL_OK;
+}
+
+enum rl_err buf_append(struct buf *b, const void *data, size_t n)
+{
+    enum rl_err err = buf_reserve(b, n);
+    if (err != RL_OK) {
+        return err;
+    }
+    if (n) {
+        memcpy(b->p + b->len, data, n);
+    }
+    b->len += n;
+    b->p[b->len] = '\0';
+    return RL_OK;
+}
+
+enum rl_err buf_append_str(struct buf *b, struct str s)
+{
+    return buf_append(b, s.p, s.len);
+}
+
+enum rl_err buf_append_cstr(struct buf *b, const char *s)
+{
+    return buf_append(b, s, strlen(s));
+}
+
+enum rl_err buf_vprintf(struct buf *b, const char *fmt, va_list ap)
+{
+    va_list copy;
+    va_copy(copy, ap);
+    int n = vsnprintf(NULL, 0, fmt, copy);
+    va_end(copy);
+    if (n < 0) {
+        return RL_E_INTERNAL;
+    }
+    enum rl_err err = buf_reserve(b, (size_t)n);
+    if (err != RL_OK) {
+        return err;
+    }
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return RL_OK;
+}
+
+enum rl_err buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum rl_err err = buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+enum rl_err buf_append_json_escaped(struct buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        char u[7];
+        if (c == '"') {
+            esc = "\\\"";
+        } else if (c == '\\') {
+            esc = "\\\\";
+        } else if (c == '\n') {
+            esc = "\\n";
+        } else if (c == '\r') {
+            esc = "\\r";
+        } else if (c == '\t') {
+            esc = "\\t";
+        } else if (c < 0x20) {
+            u[0] = '\\';
+            u[1] = 'u';
+            u[2] = '0';
+            u[3] = '0';
+            u[4] = hex[c >> 4];
+            u[5] = hex[c & 15];
+            u[6] = '\0';
+            esc = u;
+        }
+        if (esc) {
+            enum rl_err err = buf_append(b, s + start, i - start);
+            if (err == RL_OK) {
+                err = buf_append_cstr(b, esc);
+            }
+            if (err != RL_OK) {
+                return err;
+            }
+            start = i + 1;
+        }
+    }
+    return buf_append(b, s + start, n - start);
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+    if (n >= b->len) {
+        buf_reset(b);
+        return;
+    }
+    memmove(b->p, b->p + n, b->len - n);
+    b->len -= n;
+    b->p[b->len] = '\0';
+}
+
+char *buf_steal(struct buf *b, size_t *len)
+{
+    char *p = b->p;
+    if (len) {
+        *len = b->len;
+    }
+    b->p = NULL;
+    b->len = 0;
+    b->cap = 0;
+    return p;
+}

@@ -1,0 +1,51 @@
+/*
+ * buf.h - growable byte buffers with a cap.
+ *
+ * Every buffer is given its cap at creation; an append past it fails with
+ * RL_E_CAP and leaves the buffer as it was, so a caller can answer 413 or
+ * fail an upstream call instead of growing without bound.
+ */
+#ifndef RL_BUF_H
+#define RL_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "util/err.h"
+#include "util/str.h"
+
+struct buf {
+    char *p;    /* heap data, NUL-terminated after len when p != NULL */
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated */
+    size_t max; /* largest len allowed, in bytes */
+};
+
+/* Initialises an empty buffer that may grow to max bytes. */
+void buf_init(struct buf *b, size_t max);
+/* Frees the data; the buffer is empty and reusable afterwards. */
+void buf_free(struct buf *b);
+/* Empties the buffer, keeping its allocation. */
+static inline void buf_reset(struct buf *b)
+{
+    b->len = 0;
+    if (b->p) {
+        b->p[0] = '\0';
+    }
+}
+/* Makes room for n more bytes; RL_E_CAP past the cap. */
+enum rl_err buf_reserve(struct buf *b, size_t n);
+enum rl_err buf_append(struct buf *b, const void *data, size_t n);
+enum rl_err buf_append_str(struct buf *b, struct str s);
+enum rl_err buf_append_cstr(struct buf *b, const char *s);
+enum rl_err buf_printf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+enum rl_err buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+/* Appends s as the inside of a JSON string (quotes not included). */
+enum rl_err buf_append_json_escaped(struct buf *b, const char *s, size_t n);
+/* Drops the first n bytes, moving the rest to the front. */
+void buf_consume(struct buf *b, size_t n);
+/* Takes the data out of the buffer; the caller frees it. */
+char *buf_steal(struct buf *b, size_t *len);
+
+#endif
