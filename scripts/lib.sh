@@ -1,0 +1,78 @@
+# Shared helpers for the scripts in this folder. Sourced, never run.
+# Defines: ROOT (repository root), say/warn/die, free_port, pid_alive,
+# stop_pid, apt_packages, wait_http.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+say()  { printf '==> %s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The apt packages, from the one list in scripts/packages.txt.
+apt_packages() {
+    sed -e 's/#.*//' -e 's/[[:space:]]//g' "$ROOT/scripts/packages.txt" | grep -v '^$'
+}
+
+# Print a TCP port on 127.0.0.1 that was free a moment ago (the kernel
+# picks it: bind port 0 and read it back).
+free_port() {
+    python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# True when the pid in FILE (or the pid given) is a live process.
+pid_alive() {
+    local pid="$1"
+    [[ -f "$pid" ]] && pid="$(cat "$pid" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# Stop the process whose pid is in FILE: TERM, wait up to TIMEOUT seconds
+# (default 10), then KILL. Removes the pid file. Only ever that pid.
+stop_pid() {
+    local file="$1" timeout="${2:-10}" pid i
+    [[ -f "$file" ]] || return 0
+    pid="$(cat "$file" 2>/dev/null || true)"
+    if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < timeout * 10; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            warn "pid $pid did not stop within ${timeout}s; sending KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    rm -f "$file"
+}
+
+# wait_http URL SECONDS [PID]: poll until URL answers 200; fails early when
+# PID (if given) has exited.
+wait_http() {
+    local url="$1" secs="$2" pid="${3:-}" i
+    for ((i = 0; i < secs * 10; i++)); do
+        if curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; then
+            return 0
+        fi
+        if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# Run a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [[ "$(id -u)" -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        die "need root for: $* (install sudo or run as root)"
+    fi
+}
