@@ -76,3 +76,42 @@ as_root() {
         die "need root for: $* (install sudo or run as root)"
     fi
 }
+
+# wait_http_any URL SECONDS [PID]: poll until URL gives any HTTP answer.
+wait_http_any() {
+    local url="$1" secs="$2" pid="${3:-}" i
+    for ((i = 0; i < secs * 10; i++)); do
+        if curl -s -o /dev/null --max-time 1 "$url" 2>/dev/null; then
+            return 0
+        fi
+        if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# Export KEY=VALUE lines of an env file, without overriding variables that
+# are already set to a non-empty value. Quotes around a value are dropped.
+load_env_file() {
+    local file="$1" line key val
+    [[ -f "$file" ]] || return 0
+    while IFS= read -r line || [[ -n "$line" ]]; do
+        line="${line#"${line%%[![:space:]]*}"}"
+        [[ -z "$line" || "$line" == \#* ]] && continue
+        line="${line#export }"
+        [[ "$line" =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+        key="${BASH_REMATCH[1]}"
+        val="${BASH_REMATCH[2]}"
+        if [[ "$val" =~ ^\"(.*)\"$ || "$val" =~ ^\'(.*)\'$ ]]; then
+            val="${BASH_REMATCH[1]}"
+        fi
+        if [[ -z "${!key:-}" ]]; then
+            export "$key=$val"
+        fi
+    done <"$file"
+}
+
+# The local stack's files (make up / down / status / logs).
+STATE="$ROOT/.relay"

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Start the local stack: PostgreSQL, Redis, fake provider, gateway.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+usage() {
+    cat <<'USAGE'
+usage: scripts/up.sh [--help]        (make up)
+
+Starts the local Relay stack from the repository root, all state in .relay/:
+  1. installs missing dependencies (scripts/deps.sh) and builds (make),
+  2. copies .env.example to .env when .env is missing, then loads .env
+     (variables already set in the environment win),
+  3. writes relay.yaml from relay.example.yaml when it is missing, switching
+     models to real providers whose keys are set (see relay.example.yaml),
+  4. takes the API key from RELAY_API_KEY, else .relay/api-key, else
+     generates one (glw_ + 32 base62 chars, file mode 0600),
+  5. starts PostgreSQL and Redis under .relay/ unless DATABASE_URL and
+     REDIS_URL are set (URLs kept in .relay/env),
+  6. starts the fake provider on 127.0.0.1:9000 when relay.yaml uses it
+     (.relay/fake.pid, .relay/fake.log),
+  7. starts the gateway, build/relay serve --config relay.yaml
+     (.relay/relay.pid, .relay/relay.log) and waits for /readyz (15 s),
+  8. prints the key and how to call it.
+Run it again when already up: the gateway is restarted (to pick up
+relay.yaml and .env); the rest is left running.
+
+See also: make down (scripts/down.sh), make status, make logs.
+USAGE
+}
+
+for arg in "$@"; do
+    case "$arg" in
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument '$arg'" ;;
+    esac
+done
+
+cd "$ROOT"
+FAKE_LISTEN="127.0.0.1:9000"
+
+# ---- 1. dependencies and build -------------------------------------------
+if ! bash scripts/deps.sh --check >/dev/null 2>&1; then
+    say "installing missing dependencies (scripts/deps.sh)"
+    bash scripts/deps.sh
+fi
+say "building relay (make)"
+make --no-print-directory -s all || die "build failed; fix the errors above and run make up again"
+
+mkdir -p "$STATE"
+chmod 700 "$STATE"
+
+# ---- 2. .env ---------------------------------------------------------------
+if [[ ! -f .env ]]; then
+    cp .env.example .env
+    chmod 600 .env
+    say "created .env from .env.example (put provider keys there)"
+fi
+load_env_file .env
+
+# ---- 3. relay.yaml ---------------------------------------------------------
+if [[ ! -f relay.yaml ]]; then
+    say "writing relay.yaml from relay.example.yaml"
+    python3 scripts/write_config.py relay.example.yaml relay.yaml
+else
+    say "using existing relay.yaml"
+fi
+
+# ---- 4. API key ------------------------------------------------------------
+KEYF="$STATE/api-key"
+if [[ -n "${RELAY_API_KEY:-}" ]]; then
+    if [[ ! -f "$KEYF" || "$(cat "$KEYF")" != "$RELAY_API_KEY" ]]; then
+        (umask 077; printf '%s\n' "$RELAY_API_KEY" >"$KEYF")
+        say "using RELAY_API_KEY from the environment/.env (saved in .relay/api-key)"
+    fi
+elif [[ -s "$KEYF" ]]; then
+    RELAY_API_KEY="$(head -n1 "$KEYF")"
+else
+    rand="$(head -c 4096 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')"
+    [[ ${#rand} -ge 32 ]] || die "could not read /dev/urandom"
+    RELAY_API_KEY="glw_${rand:0:32}"
+    (umask 077; printf '%s\n' "$RELAY_API_KEY" >"$KEYF")
+    chmod 600 "$KEYF"
+    say "generated the first API key into .relay/api-key"
+fi
+export RELAY_API_KEY
+
+# ---- 5. PostgreSQL and Redis -----------------------------------------------
+# The gateway does not use them yet; the store and limits issues will.
+if [[ -n "${DATABASE_URL:-}" && -n "${REDIS_URL:-}" ]]; then
+    say "using DATABASE_URL and REDIS_URL from the environment/.env"
+    {
+        echo "export DATABASE_URL=$DATABASE_URL"
+        echo "export REDIS_URL=$REDIS_URL"
+    } >"$STATE/env"
+else
+    user_db="${DATABASE_URL:-}"
+    user_redis="${REDIS_URL:-}"
+    svc="$(bash scripts/services.sh start "$STATE")" \
+        || die "could not start PostgreSQL/Redis (logs in .relay/pg, .relay/redis); or set DATABASE_URL and REDIS_URL in .env"
+    eval "$svc"
+    [[ -n "$user_db" ]] && DATABASE_URL="$user_db"
+    [[ -n "$user_redis" ]] && REDIS_URL="$user_redis"
+    {
+        echo "export DATABASE_URL=$DATABASE_URL"
+        echo "export REDIS_URL=$REDIS_URL"
+    } >"$STATE/env"
+fi
+export DATABASE_URL REDIS_URL
+
+# ---- 6. fake provider ------------------------------------------------------
+if grep -Eq '^[[:space:]]*(-[[:space:]]+)?provider:[[:space:]]*fake([[:space:]]|$)' relay.yaml; then
+    if pid_alive "$STATE/fake.pid"; then
+        say "fake provider already running (pid $(cat "$STATE/fake.pid"))"
+    else
+        if curl -s -o /dev/null --max-time 1 "http://$FAKE_LISTEN/" 2>/dev/null; then
+            die "something else listens on $FAKE_LISTEN; stop it (ss -ltnp 'sport = :9000') and run make up again"
+        fi
+        say "starting fake provider on $FAKE_LISTEN"
+        setsid build/relay-fake --listen "$FAKE_LISTEN" --workers 1 \
+            </dev/null >>"$STATE/fake.log" 2>&1 &
+        echo $! >"$STATE/fake.pid"
+        if ! wait_http_any "http://$FAKE_LISTEN/_fake/requests" 10 "$(cat "$STATE/fake.pid")"; then
+            tail -n 20 "$STATE/fake.log" >&2 || true
+            stop_pid "$STATE/fake.pid" 5
+            die "the fake provider did not start (log above, .relay/fake.log)"
+        fi
+    fi
+else
+    say "relay.yaml does not use the fake provider; not starting it"
+    if pid_alive "$STATE/fake.pid"; then
+        say "stopping the fake provider left from an earlier run"
+        stop_pid "$STATE/fake.pid" 5
+    fi
+fi
+
+# ---- 7. gateway ------------------------------------------------------------
+listen="$(sed -nE 's/^listen:[[:space:]]*([^[:space:]#]+).*/\1/p' relay.yaml | head -n1)"
+listen="${listen:-127.0.0.1:8080}"
+base="http://$listen"
+if pid_alive "$STATE/relay.pid"; then
+    say "already up: restarting the gateway (pid $(cat "$STATE/relay.pid")) to pick up relay.yaml and .env"
+    stop_pid "$STATE/relay.pid" 15
+elif curl -s -o /dev/null --max-time 1 "$base/healthz" 2>/dev/null; then
+    die "something else already listens on $listen; stop it (ss -ltnp) or change listen: in relay.yaml"
+fi
+
+say "starting relay on $listen"
+echo "---- $(date -u '+%Y-%m-%dT%H:%M:%SZ') make up" >>"$STATE/relay.log"
+setsid build/relay serve --config relay.yaml </dev/null >>"$STATE/relay.log" 2>&1 &
+echo $! >"$STATE/relay.pid"
+if ! wait_http "$base/readyz" 15 "$(cat "$STATE/relay.pid")"; then
+    echo "---- last lines of .relay/relay.log:" >&2
+    tail -n 25 "$STATE/relay.log" >&2 || true
+    stop_pid "$STATE/relay.pid" 5
+    die "the gateway did not become ready on $base/readyz within 15 s.
+  Check the config with: build/relay config check --config relay.yaml
+  Full log: .relay/relay.log; fix and run make up again (make down stops the rest)."
+fi
+
+# ---- 8. dashboard ----------------------------------------------------------
+# DASHBOARD: a later issue adds the dashboard here (build dashboard/, start
+# it on 127.0.0.1:5173 with its pid in .relay/dashboard.pid and its log in
+# .relay/dashboard.log; scripts/down.sh, status.sh and logs.sh have the
+# matching DASHBOARD places).
+
+# ---- 9. how to use it ------------------------------------------------------
+cat <<MSG
+
+Relay is up at $base  (pid $(cat "$STATE/relay.pid"); logs: make logs; stop: make down)
+
+  API key:      $RELAY_API_KEY   (also in .relay/api-key)
+  Services:     DATABASE_URL=$DATABASE_URL
+                REDIS_URL=$REDIS_URL   (also in .relay/env)
+
+curl:
+  curl -s $base/v1/chat/completions \\
+    -H "Authorization: Bearer \$(cat .relay/api-key)" \\
+    -H 'Content-Type: application/json' \\
+    -d '{"model": "llama-3.1-8b", "messages": [{"role": "user", "content": "ship it"}]}'
+
+Python (pip install openai):
+  from openai import OpenAI
+  client = OpenAI(base_url="$base/v1", api_key="$RELAY_API_KEY")
+  res = client.chat.completions.create(
+      model="auto",            # Relay routes; or a model by name: "llama-3.1-8b"
+      messages=[{"role": "user", "content": "ship it"}],
+  )
+  print(res.choices[0].message.content)
+MSG
