@@ -1,0 +1,834 @@
+/*
+ * config.c - reads relay.yaml with libyaml into a struct config.
+ *
+ * The file is loaded as a YAML document (nodes keep their line numbers),
+ * then walked once: every field is checked and every mistake is reported
+ * with its line and dotted path, so `relay config check` can list them all
+ * at once instead of stopping at the first. Read config_load() first.
+ */
+#include "config/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "providers/provider.h"
+#include "util/alloc.h"
+
+#define CONFIG_MAX_FILE (1024 * 1024)
+#define CONFIG_MAX_VALUE (64 * 1024)
+
+/* The state of one load: the document, the errors, the env. */
+struct loader {
+    yaml_document_t doc; /* the parsed file */
+    const char *path;    /* for messages */
+    struct buf *errors;  /* "file:line: field: message" lines */
+    int nerrors;         /* lines appended to errors */
+    char *dotenv;        /* contents of .env beside the file, or NULL */
+    struct buf scratch;  /* expansion of the current scalar */
+};
+
+/* ---------------------------------------------------------------------
+ * Errors and scalars
+ * ------------------------------------------------------------------- */
+
+static void fail(struct loader *ld, yaml_node_t *node, const char *field,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void fail(struct loader *ld, yaml_node_t *node, const char *field,
+                 const char *fmt, ...)
+{
+    size_t line = node ? node->start_mark.line + 1 : 1;
+    buf_printf(ld->errors, "%s:%zu: %s: ", ld->path, line, field);
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(ld->errors, fmt, ap);
+    va_end(ap);
+    buf_append_cstr(ld->errors, "\n");
+    ld->nerrors++;
+}
+
+/* Looks name up in the KEY=VALUE lines of dotenv. Returns a heap copy. */
+static char *dotenv_get(const char *dotenv, const char *name, size_t len)
+{
+    const char *line = dotenv;
+    while (line && *line) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        while (n && isspace((unsigned char)*line)) {
+            line++;
+            n--;
+        }
+        if (n > 7 && strncmp(line, "export ", 7) == 0) {
+            line += 7;
+            n -= 7;
+        }
+        if (n > len && strncmp(line, name, len) == 0 && line[len] == '=') {
+            const char *v = line + len + 1;
+            size_t vlen = n - len - 1;
+            while (vlen && isspace((unsigned char)v[vlen - 1])) {
+                vlen--;
+            }
+            if (vlen >= 2 && (v[0] == '"' || v[0] == '\'') &&
+                v[vlen - 1] == v[0]) {
+                v++;
+                vlen -= 2;
+            }
+            return rl_strndup(v, vlen);
+        }
+        line = end ? end + 1 : NULL;
+    }
+    return NULL;
+}
+
+enum rl_err config_expand(const char *s, const char *dotenv, struct buf *out)
+{
+    buf_reset(out);
+    enum rl_err err = buf_append(out, "", 0);
+    while (err == RL_OK && *s) {
+        const char *open = strstr(s, "${");
+        if (!open) {
+            return buf_append_cstr(out, s);
+        }
+        const char *close = strchr(open, '}');
+        if (!close) {
+            return RL_E_CONFIG;
+        }
+        err = buf_append(out, s, (size_t)(open - s));
+        const char *name = open + 2;
+        const char *dflt = strstr(name, ":-");
+        size_t nlen = (dflt && dflt < close) ? (size_t)(dflt - name)
+                                             : (size_t)(close - name);
+        char key[256];
+        if (nlen == 0 || nlen >= sizeof(key)) {
+            return RL_E_CONFIG;
+        }
+        memcpy(key, name, nlen);
+        key[nlen] = '\0';
+        const char *val = getenv(key);
+        char *from_file = NULL;
+        if (!val || !*val) {
+            from_file = dotenv ? dotenv_get(dotenv, key, nlen) : NULL;
+            val = from_file;
+        }
+        if ((!val || !*val) && dflt && dflt < close) {
+            err = buf_append(out, dflt + 2, (size_t)(close - dflt - 2));
+        } else if (val && err == RL_OK) {
+            err = buf_append_cstr(out, val);
+        }
+        free(from_file);
+        s = close + 1;
+    }
+    return err;
+}
+
+/* Returns the expanded text of a scalar node, valid until the next call,
+ * or NULL (with an error) when node is not a scalar. */
+static const char *scalar(struct loader *ld, yaml_node_t *node,
+                          const char *field)
+{
+    if (!node || node->type != YAML_SCALAR_NODE) {
+        fail(ld, node, field, "expected a single value");
+        return NULL;
+    }
+    const char *raw = (const char *)node->data.scalar.value;
+    if (config_expand(raw, ld->dotenv, &ld->scratch) != RL_OK) {
+        fail(ld, node, field, "bad ${VAR} expansion in \"%s\"", raw);
+        return NULL;
+    }
+    return ld->scratch.p;
+}
+
+static char *scalar_dup(struct loader *ld, yaml_node_t *node,
+                        const char *field)
+{
+    const char *s = scalar(ld, node, field);
+    return s ? rl_strdup(s) : NULL;
+}
+
+static bool scalar_int(struct loader *ld, yaml_node_t *node,
+                       const char *field, int64_t lo, int64_t hi,
+                       int64_t *out)
+{
+    const char *s = scalar(ld, node, field);
+    if (!s) {
+        return false;
+    }
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fail(ld, node, field, "expected a whole number from %lld to %lld, "
+             "got \"%s\"", (long long)lo, (long long)hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool config_parse_price(const char *s, int64_t *out_nusd)
+{
+    /* Decimal USD with at most 9 fractional digits, parsed without floats
+     * so that "0.05" is exactly 50,000,000 nano-dollars. */
+    int64_t whole = 0;
+    int64_t frac = 0;
+    int nfrac = 0;
+    const char *p = s;
+    if (!isdigit((unsigned char)*p)) {
+        return false;
+    }
+    while (isdigit((unsigned char)*p)) {
+        if (whole > 1000000) {
+            return false;
+        }
+        whole = whole * 10 + (*p++ - '0');
+    }
+    if (*p == '.') {
+        p++;
+        while (isdigit((unsigned char)*p)) {
+            if (nfrac == 9) {
+                return false;
+            }
+            frac = frac * 10 + (*p++ - '0');
+            nfrac++;
+        }
+    }
+    if (*p) {
+        return false;
+    }
+    while (nfrac++ < 9) {
+        frac *= 10;
+    }
+    *out_nusd = whole * 1000000000LL + frac;
+    return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Mappings
+ * ------------------------------------------------------------------- */
+
+/* Calls visit(ld, key, value, ctx) for each pair of a mapping node. */
+typedef void (*pair_fn)(struct loader *ld, const char *key,
+                        yaml_node_t *knode, yaml_node_t *value, void *ctx);
+
+static bool each_pair(struct loader *ld, yaml_node_t *map, const char *field,
+                      pair_fn visit, void *ctx)
+{
+    if (!map || map->type != YAML_MAPPING_NODE) {
+        fail(ld, map, field, "expected a mapping (key: value lines)");
+        return false;
+    }
+    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
+         pr < map->data.mapping.pairs.top; pr++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pr->key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pr->value);
+        if (!k || k->type != YAML_SCALAR_NODE) {
+            fail(ld, k, field, "keys must be plain names");
+            continue;
+        }
+        visit(ld, (const char *)k->data.scalar.value, k, v, ctx);
+    }
+    return true;
+}
+
+static size_t seq_len(yaml_node_t *seq)
+{
+    return (size_t)(seq->data.sequence.items.top -
+                    seq->data.sequence.items.start);
+}
+
+static yaml_node_t *seq_item(struct loader *ld, yaml_node_t *seq, size_t i)
+{
+    return yaml_document_get_node(&ld->doc,
+                                  seq->data.sequence.items.start[i]);
+}
+
+/* ---------------------------------------------------------------------
+ * Sections
+ * ------------------------------------------------------------------- */
+
+static void set_ms(struct loader *ld, yaml_node_t *v, const char *field,
+                   uint64_t *out)
+{
+    int64_t n;
+    if (scalar_int(ld, v, field, 1, 86400000, &n)) {
+        *out = (uint64_t)n;
+    }
+}
+
+static void server_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                        yaml_node_t *v, void *ctx)
+{
+    struct config *c = ctx;
+    int64_t n;
+    if (strcmp(key, "max_body_bytes") == 0) {
+        if (scalar_int(ld, v, "server.max_body_bytes", 1024, 1LL << 30, &n)) {
+            c->max_body_bytes = (size_t)n;
+        }
+    } else if (strcmp(key, "max_header_bytes") == 0) {
+        if (scalar_int(ld, v, "server.max_header_bytes", 1024, 1 << 20, &n)) {
+            c->max_header_bytes = (size_t)n;
+        }
+    } else if (strcmp(key, "read_timeout_ms") == 0) {
+        set_ms(ld, v, "server.read_timeout_ms", &c->read_timeout_ms);
+    } else if (strcmp(key, "idle_timeout_ms") == 0) {
+        set_ms(ld, v, "server.idle_timeout_ms", &c->idle_timeout_ms);
+    } else if (strcmp(key, "shutdown_grace_ms") == 0) {
+        set_ms(ld, v, "server.shutdown_grace_ms", &c->shutdown_grace_ms);
+    } else {
+        fail(ld, k, "server", "unknown field \"%s\"", key);
+    }
+}
+
+static void upstream_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                          yaml_node_t *v, void *ctx)
+{
+    struct config *c = ctx;
+    if (strcmp(key, "connect_timeout_ms") == 0) {
+        set_ms(ld, v, "upstream.connect_timeout_ms", &c->connect_timeout_ms);
+    } else if (strcmp(key, "first_byte_timeout_ms") == 0) {
+        set_ms(ld, v, "upstream.first_byte_timeout_ms",
+               &c->first_byte_timeout_ms);
+    } else if (strcmp(key, "idle_timeout_ms") == 0) {
+        set_ms(ld, v, "upstream.idle_timeout_ms", &c->stream_idle_timeout_ms);
+    } else {
+        fail(ld, k, "upstream", "unknown field \"%s\"", key);
+    }
+}
+
+static void auth_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                      yaml_node_t *v, void *ctx)
+{
+    struct config *c = ctx;
+    if (strcmp(key, "keys") != 0) {
+        fail(ld, k, "auth", "unknown field \"%s\"", key);
+        return;
+    }
+    if (!v || v->type != YAML_SEQUENCE_NODE) {
+        fail(ld, v, "auth.keys", "expected a list of keys");
+        return;
+    }
+    c->keys = rl_calloc(seq_len(v), sizeof(char *));
+    for (size_t i = 0; i < seq_len(v); i++) {
+        const char *s = scalar(ld, seq_item(ld, v, i), "auth.keys");
+        if (s && *s) { /* an unset ${VAR} leaves no key, not "" */
+            c->keys[c->nkeys++] = rl_strdup(s);
+        }
+    }
+}
+
+struct provider_ctx {
+    struct provider_cfg *p; /* being filled */
+    char field[160];        /* "providers.groq" */
+};
+
+static void provider_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                          yaml_node_t *v, void *vctx)
+{
+    struct provider_ctx *pc = vctx;
+    char f[200];
+    snprintf(f, sizeof(f), "%s.%s", pc->field, key);
+    if (strcmp(key, "kind") == 0) {
+        pc->p->kind = scalar_dup(ld, v, f);
+        if (pc->p->kind) {
+            pc->p->ops = provider_ops_find(pc->p->kind);
+            if (!pc->p->ops) {
+                fail(ld, v, f, "unknown kind \"%s\" (known: %s)",
+                     pc->p->kind, provider_kinds());
+            }
+        }
+    } else if (strcmp(key, "base_url") == 0) {
+        pc->p->base_url = scalar_dup(ld, v, f);
+        char *u = pc->p->base_url;
+        if (u && strncmp(u, "http://", 7) != 0 &&
+            strncmp(u, "https://", 8) != 0) {
+            fail(ld, v, f, "expected an http:// or https:// URL, got \"%s\"",
+                 u);
+        }
+        size_t n = u ? strlen(u) : 0;
+        while (n && u[n - 1] == '/') {
+            u[--n] = '\0';
+        }
+    } else if (strcmp(key, "api_key") == 0) {
+        pc->p->api_key = scalar_dup(ld, v, f);
+    } else {
+        fail(ld, k, pc->field, "unknown field \"%s\"", key);
+    }
+}
+
+static void providers_pair(struct loader *ld, const char *key,
+                           yaml_node_t *k, yaml_node_t *v, void *ctx)
+{
+    struct config *c = ctx;
+    (void)k;
+    struct provider_cfg *p = &c->providers[c->nproviders++];
+    p->name = rl_strdup(key);
+    struct provider_ctx pc = {.p = p};
+    snprintf(pc.field, sizeof(pc.field), "providers.%s", key);
+    if (!each_pair(ld, v, pc.field, provider_pair, &pc)) {
+        return;
+    }
+    if (!p->kind) {
+        fail(ld, v, pc.field, "missing \"kind\" (openai, anthropic, gemini "
+             "or ollama)");
+    }
+    if (!p->base_url) {
+        fail(ld, v, pc.field, "missing \"base_url\"");
+    }
+    if (!p->api_key) {
+        p->api_key = rl_strdup("");
+    }
+}
+
+struct model_ctx {
+    struct config *c;     /* for provider lookups */
+    struct model_cfg *m;  /* being filled */
+    yaml_node_t *fallbacks; /* resolved after every model is known */
+    char field[160];      /* "models[3]" */
+};
+
+static void price_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                       yaml_node_t *v, void *vctx)
+{
+    struct model_ctx *mc = vctx;
+    char f[200];
+    snprintf(f, sizeof(f), "%s.price.%s", mc->field, key);
+    int64_t *dst = NULL;
+    if (strcmp(key, "input") == 0) {
+        dst = &mc->m->input_nusd_per_mtok;
+    } else if (strcmp(key, "output") == 0) {
+        dst = &mc->m->output_nusd_per_mtok;
+    } else if (strcmp(key, "cached_input") == 0) {
+        dst = &mc->m->cached_nusd_per_mtok;
+    } else {
+        fail(ld, k, f, "unknown price (input, output, cached_input)");
+        return;
+    }
+    const char *s = scalar(ld, v, f);
+    if (s && !config_parse_price(s, dst)) {
+        fail(ld, v, f, "expected USD per million tokens like 0.15, got "
+             "\"%s\"", s);
+    }
+}
+
+static void latency_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                         yaml_node_t *v, void *vctx)
+{
+    struct model_ctx *mc = vctx;
+    char f[200];
+    snprintf(f, sizeof(f), "%s.latency.%s", mc->field, key);
+    int64_t n;
+    if (strcmp(key, "ttft_ms") == 0) {
+        if (scalar_int(ld, v, f, 0, 600000, &n)) {
+            mc->m->prior_ttft_ms = (uint32_t)n;
+        }
+    } else if (strcmp(key, "tokens_per_s") == 0) {
+        if (scalar_int(ld, v, f, 1, 1000000, &n)) {
+            mc->m->prior_tokens_per_s = (uint32_t)n;
+        }
+    } else {
+        fail(ld, k, f, "unknown field (ttft_ms, tokens_per_s)");
+    }
+}
+
+static void model_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                       yaml_node_t *v, void *vctx)
+{
+    struct model_ctx *mc = vctx;
+    struct model_cfg *m = mc->m;
+    char f[200];
+    snprintf(f, sizeof(f), "%s.%s", mc->field, key);
+    int64_t n;
+    if (strcmp(key, "name") == 0) {
+        m->name = scalar_dup(ld, v, f);
+    } else if (strcmp(key, "provider") == 0) {
+        const char *s = scalar(ld, v, f);
+        for (size_t i = 0; s && i < mc->c->nproviders; i++) {
+            if (strcmp(mc->c->providers[i].name, s) == 0) {
+                m->provider = &mc->c->providers[i];
+            }
+        }
+        if (s && !m->provider) {
+            fail(ld, v, f, "no provider \"%s\" under providers:", s);
+        }
+    } else if (strcmp(key, "upstream") == 0) {
+        m->upstream = scalar_dup(ld, v, f);
+    } else if (strcmp(key, "price") == 0) {
+        each_pair(ld, v, f, price_pair, mc);
+    } else if (strcmp(key, "latency") == 0) {
+        each_pair(ld, v, f, latency_pair, mc);
+    } else if (strcmp(key, "tier") == 0) {
+        if (scalar_int(ld, v, f, 0, 100, &n)) {
+            m->tier = (int)n;
+        }
+    } else if (strcmp(key, "context") == 0) {
+        if (scalar_int(ld, v, f, 1, 100000000, &n)) {
+            m->context_tokens = n;
+        }
+    } else if (strcmp(key, "fallbacks") == 0) {
+        if (!v || v->type != YAML_SEQUENCE_NODE) {
+            fail(ld, v, f, "expected a list of model names");
+        } else {
+            mc->fallbacks = v;
+        }
+    } else {
+        fail(ld, k, mc->field, "unknown field \"%s\"", key);
+    }
+}
+
+static void resolve_fallbacks(struct loader *ld, struct config *c,
+                              struct model_cfg *m, yaml_node_t *seq,
+                              const char *field)
+{
+    size_t n = seq_len(seq);
+    m->fallbacks = rl_calloc(n, sizeof(*m->fallbacks));
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = seq_item(ld, seq, i);
+        const char *s = scalar(ld, item, field);
+        if (!s) {
+            continue;
+        }
+        const struct model_cfg *fb = config_model(c, s, strlen(s));
+        if (!fb) {
+            fail(ld, item, field, "no model named \"%s\"", s);
+        } else if (fb == m) {
+            fail(ld, item, field, "a model cannot fall back to itself");
+        } else {
+            m->fallbacks[m->nfallbacks++] = (struct model_cfg *)fb;
+        }
+    }
+}
+
+static void load_models(struct loader *ld, struct config *c, yaml_node_t *v)
+{
+    if (!v || v->type != YAML_SEQUENCE_NODE) {
+        fail(ld, v, "models", "expected a list of models (- name: ...)");
+        return;
+    }
+    size_t n = seq_len(v);
+    c->models = rl_calloc(n, sizeof(*c->models));
+    yaml_node_t **fbs = rl_calloc(n, sizeof(*fbs));
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = seq_item(ld, v, i);
+        struct model_ctx mc = {.c = c, .m = &c->models[c->nmodels]};
+        snprintf(mc.field, sizeof(mc.field), "models[%zu]", i);
+        mc.m->tier = 1;
+        mc.m->context_tokens = 8192;
+        mc.m->prior_ttft_ms = 500;
+        mc.m->prior_tokens_per_s = 100;
+        if (!each_pair(ld, item, mc.field, model_pair, &mc)) {
+            continue;
+        }
+        if (!mc.m->name || !*mc.m->name) {
+            fail(ld, item, mc.field, "missing \"name\"");
+        } else if (strcmp(mc.m->name, "auto") == 0) {
+            fail(ld, item, mc.field, "\"auto\" is reserved for routing");
+        } else if (config_model(c, mc.m->name, strlen(mc.m->name))) {
+            fail(ld, item, mc.field, "a model named \"%s\" exists already",
+                 mc.m->name);
+        }
+        if (!mc.m->provider) {
+            fail(ld, item, mc.field, "missing \"provider\"");
+        }
+        if (!mc.m->upstream && mc.m->name) {
+            mc.m->upstream = rl_strdup(mc.m->name);
+        }
+        fbs[c->nmodels++] = mc.fallbacks;
+    }
+    for (size_t i = 0; i < c->nmodels; i++) {
+        if (fbs[i]) {
+            char f[64];
+            snprintf(f, sizeof(f), "models[%zu].fallbacks", i);
+            resolve_fallbacks(ld, c, &c->models[i], fbs[i], f);
+        }
+    }
+    free(fbs);
+}
+
+static void routing_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                         yaml_node_t *v, void *ctx)
+{
+    struct config *c = ctx;
+    int64_t n;
+    if (strcmp(key, "max_latency_ms") == 0) {
+        if (scalar_int(ld, v, "routing.defaults.max_latency_ms", 1, 600000,
+                       &n)) {
+            c->default_max_latency_ms = (int)n;
+        }
+    } else if (strcmp(key, "min_quality_tier") == 0) {
+        if (scalar_int(ld, v, "routing.defaults.min_quality_tier", 0, 100,
+                       &n)) {
+            c->default_min_quality_tier = (int)n;
+        }
+    } else {
+        fail(ld, k, "routing.defaults", "unknown field \"%s\"", key);
+    }
+}
+
+static void routing_section(struct loader *ld, const char *key,
+                            yaml_node_t *k, yaml_node_t *v, void *ctx)
+{
+    if (strcmp(key, "defaults") == 0) {
+        each_pair(ld, v, "routing.defaults", routing_pair, ctx);
+    } else {
+        fail(ld, k, "routing", "unknown field \"%s\"", key);
+    }
+}
+
+static void parse_listen(struct loader *ld, struct config *c,
+                         yaml_node_t *v, const char *field)
+{
+    const char *s = scalar(ld, v, field);
+    if (!s) {
+        return;
+    }
+    const char *colon = strrchr(s, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (!colon || colon == s || !end || *end || port < 0 || port > 65535) {
+        fail(ld, v, field, "expected HOST:PORT like 127.0.0.1:8080, got "
+             "\"%s\"", s);
+        return;
+    }
+    free(c->listen_host);
+    c->listen_host = rl_strndup(s, (size_t)(colon - s));
+    c->listen_port = (int)port;
+}
+
+static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                     yaml_node_t *v, void *ctx)
+{
+    struct config *c = ctx;
+    int64_t n;
+    if (strcmp(key, "listen") == 0) {
+        parse_listen(ld, c, v, "listen");
+    } else if (strcmp(key, "workers") == 0) {
+        if (scalar_int(ld, v, "workers", 1, 256, &n)) {
+            c->workers = (int)n;
+        }
+    } else if (strcmp(key, "log_level") == 0) {
+        const char *s = scalar(ld, v, "log_level");
+        if (s && !log_level_parse(s, &c->log_level)) {
+            fail(ld, v, "log_level", "expected debug, info, warn, error or "
+                 "off, got \"%s\"", s);
+        }
+    } else if (strcmp(key, "log_file") == 0) {
+        const char *s = scalar(ld, v, "log_file");
+        if (s && *s) {
+            c->log_file = rl_strdup(s);
+        }
+    } else if (strcmp(key, "store") == 0) {
+        c->store = scalar_dup(ld, v, "store");
+    } else if (strcmp(key, "redis") == 0) {
+        c->redis = scalar_dup(ld, v, "redis");
+    } else if (strcmp(key, "admin_key") == 0) {
+        c->admin_key = scalar_dup(ld, v, "admin_key");
+    } else if (strcmp(key, "auth") == 0) {
+        each_pair(ld, v, "auth", auth_pair, c);
+    } else if (strcmp(key, "server") == 0) {
+        each_pair(ld, v, "server", server_pair, c);
+    } else if (strcmp(key, "upstream") == 0) {
+        each_pair(ld, v, "upstream", upstream_pair, c);
+    } else if (strcmp(key, "providers") == 0) {
+        size_t np = v && v->type == YAML_MAPPING_NODE
+                        ? (size_t)(v->data.mapping.pairs.top -
+                                   v->data.mapping.pairs.start)
+                        : 0;
+        c->providers = rl_calloc(np, sizeof(*c->providers));
+        each_pair(ld, v, "providers", providers_pair, c);
+    } else if (strcmp(key, "models") == 0) {
+        /* Resolved after providers, wherever it stands in the file. */
+    } else if (strcmp(key, "routing") == 0) {
+        each_pair(ld, v, "routing", routing_section, c);
+    } else {
+        fail(ld, k, key, "unknown top-level field");
+    }
+}
+
+static void set_defaults(struct config *c)
+{
+    c->listen_host = rl_strdup("127.0.0.1");
+    c->listen_port = 8080;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    c->workers = ncpu > 0 ? (int)ncpu : 1;
+    c->log_level = LOG_INFO;
+    c->max_body_bytes = 4 * 1024 * 1024;
+    c->max_header_bytes = 16 * 1024;
+    c->read_timeout_ms = 30000;
+    c->idle_timeout_ms = 60000;
+    c->shutdown_grace_ms = 10000;
+    c->connect_timeout_ms = 5000;
+    c->first_byte_timeout_ms = 60000;
+    c->stream_idle_timeout_ms = 60000;
+    c->default_max_latency_ms = 2000;
+    c->default_min_quality_tier = 1;
+}
+
+/* Reads the whole file into a heap string, or returns NULL. */
+static char *read_file(const char *path, size_t max)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return NULL;
+    }
+    struct buf b;
+    buf_init(&b, max);
+    char tmp[8192];
+    size_t n;
+    bool ok = true;
+    while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0) {
+        if (buf_append(&b, tmp, n) != RL_OK) {
+            ok = false;
+            break;
+        }
+    }
+    fclose(f);
+    if (!ok) {
+        buf_free(&b);
+        return NULL;
+    }
+    if (!b.p) {
+        buf_append(&b, "", 0);
+    }
+    return buf_steal(&b, NULL);
+}
+
+/* Reads the .env beside path (same directory), or NULL. */
+static char *read_dotenv(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char envpath[PATH_MAX];
+    if (slash) {
+        snprintf(envpath, sizeof(envpath), "%.*s/.env",
+                 (int)(slash - path), path);
+    } else {
+        snprintf(envpath, sizeof(envpath), ".env");
+    }
+    return read_file(envpath, CONFIG_MAX_FILE);
+}
+
+static void walk(struct loader *ld, struct config *c)
+{
+    yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
+    if (!root) {
+        fail(ld, NULL, "(file)", "the file is empty");
+        return;
+    }
+    if (!each_pair(ld, root, "(top)", top_pair, c)) {
+        return;
+    }
+    for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
+         pr < root->data.mapping.pairs.top; pr++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pr->key);
+        if (k && k->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)k->data.scalar.value, "models") == 0) {
+            load_models(ld, c, yaml_document_get_node(&ld->doc, pr->value));
+        }
+    }
+    if (c->nmodels == 0) {
+        fail(ld, root, "models", "no models configured: add at least one");
+    }
+}
+
+enum rl_err config_load(const char *path, struct config **out,
+                        struct buf *errors)
+{
+    enum rl_err result = RL_OK;
+    struct config *c = rl_calloc(1, sizeof(*c));
+    atomic_init(&c->refs, 1);
+    c->path = rl_strdup(path);
+    set_defaults(c);
+    struct loader ld = {.path = path, .errors = errors};
+    buf_init(&ld.scratch, CONFIG_MAX_VALUE);
+    char *text = read_file(path, CONFIG_MAX_FILE);
+    if (!text) {
+        buf_printf(errors, "%s: cannot read the file: %s\n", path,
+                   errno ? strerror(errno) : "over 1 MiB");
+        result = RL_E_IO;
+        goto out;
+    }
+    ld.dotenv = read_dotenv(path);
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text,
+                                 strlen(text));
+    if (!yaml_parser_load(&parser, &ld.doc)) {
+        buf_printf(errors, "%s:%zu: (yaml): %s\n", path,
+                   parser.problem_mark.line + 1,
+                   parser.problem ? parser.problem : "syntax error");
+        yaml_parser_delete(&parser);
+        result = RL_E_CONFIG;
+        goto out;
+    }
+    yaml_parser_delete(&parser);
+    walk(&ld, c);
+    yaml_document_delete(&ld.doc);
+    if (ld.nerrors) {
+        result = RL_E_CONFIG;
+    }
+out:
+    free(text);
+    free(ld.dotenv);
+    buf_free(&ld.scratch);
+    if (result != RL_OK) {
+        config_unref(c);
+        c = NULL;
+    }
+    *out = c;
+    return result;
+}
+
+struct config *config_ref(struct config *cfg)
+{
+    atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+    return cfg;
+}
+
+void config_unref(struct config *c)
+{
+    if (!c || atomic_fetch_sub_explicit(&c->refs, 1,
+                                        memory_order_acq_rel) != 1) {
+        return;
+    }
+    for (size_t i = 0; i < c->nproviders; i++) {
+        free(c->providers[i].name);
+        free(c->providers[i].kind);
+        free(c->providers[i].base_url);
+        free(c->providers[i].api_key);
+    }
+    for (size_t i = 0; i < c->nmodels; i++) {
+        free(c->models[i].name);
+        free(c->models[i].upstream);
+        free(c->models[i].fallbacks);
+    }
+    for (size_t i = 0; i < c->nkeys; i++) {
+        free(c->keys[i]);
+    }
+    free(c->keys);
+    free(c->providers);
+    free(c->models);
+    free(c->path);
+    free(c->listen_host);
+    free(c->log_file);
+    free(c->store);
+    free(c->redis);
+    free(c->admin_key);
+    free(c);
+}
+
+const struct model_cfg *config_model(const struct config *cfg,
+                                     const char *name, size_t len)
+{
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        const char *n = cfg->models[i].name;
+        if (n && strlen(n) == len && memcmp(n, name, len) == 0) {
+            return &cfg->models[i];
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,104 @@
+/*
+ * config.h - relay.yaml, loaded into an immutable, reference-counted
+ * snapshot.
+ *
+ * A snapshot is never changed after config_load() returns it. Reload
+ * (SIGHUP) loads a new snapshot and swaps it in; requests in flight keep the
+ * snapshot they started with through their own reference, so nothing they
+ * point into goes away under them.
+ */
+#ifndef RL_CONFIG_H
+#define RL_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/log.h"
+
+struct provider_ops;
+
+/* One entry of `providers:`. */
+struct provider_cfg {
+    char *name;                     /* the key under providers: */
+    char *kind;                     /* wire format: openai, anthropic, ... */
+    const struct provider_ops *ops; /* the adapter for kind */
+    char *base_url;                 /* without a trailing slash */
+    char *api_key;                  /* may be empty (local servers) */
+};
+
+/* One entry of `models:`. */
+struct model_cfg {
+    char *name;                    /* what clients send as "model" */
+    struct provider_cfg *provider; /* points into config.providers */
+    char *upstream;                /* the provider's model id */
+    int64_t input_nusd_per_mtok;   /* price of a million prompt tokens */
+    int64_t output_nusd_per_mtok;  /* price of a million completion tokens */
+    int64_t cached_nusd_per_mtok;  /* price of a million cached prompt tokens */
+    int tier;                      /* quality tier, higher is better */
+    int64_t context_tokens;        /* context window */
+    uint32_t prior_ttft_ms;        /* latency prior: time to first token */
+    uint32_t prior_tokens_per_s;   /* latency prior: decode rate */
+    struct model_cfg **fallbacks;  /* tried in order when this one fails */
+    size_t nfallbacks;
+};
+
+struct config {
+    _Atomic long refs;          /* references held; freed at zero */
+    char *path;                 /* the file it came from */
+    char *listen_host;          /* address to bind */
+    int listen_port;            /* port to bind */
+    int workers;                /* event-loop threads */
+    enum log_level log_level;   /* lowest level written */
+    char *log_file;             /* NULL: standard error */
+    char **keys;                /* accepted bearer keys (static) */
+    size_t nkeys;
+    char *store;                /* DATABASE_URL, unused by the core */
+    char *redis;                /* REDIS_URL, unused by the core */
+    char *admin_key;            /* for the admin API, unused by the core */
+    size_t max_body_bytes;      /* larger request bodies get 413 */
+    size_t max_header_bytes;    /* larger request heads get 431 */
+    uint64_t read_timeout_ms;   /* a request must arrive within this */
+    uint64_t idle_timeout_ms;   /* idle keep-alive connections close */
+    uint64_t shutdown_grace_ms; /* in-flight work allowed on SIGTERM */
+    uint64_t connect_timeout_ms;    /* upstream TCP+TLS connect */
+    uint64_t first_byte_timeout_ms; /* upstream silence before its answer */
+    uint64_t stream_idle_timeout_ms; /* upstream silence inside a stream */
+    int default_max_latency_ms;      /* routing.defaults */
+    int default_min_quality_tier;    /* routing.defaults */
+    struct provider_cfg *providers;
+    size_t nproviders;
+    struct model_cfg *models;
+    size_t nmodels;
+};
+
+/*
+ * Loads and validates path. On success returns RL_OK and a snapshot with one
+ * reference in *out. On failure returns RL_E_CONFIG (or RL_E_IO) and appends
+ * one line per mistake, "file:line: field: what is wrong", to errors.
+ * Variables ${VAR} and ${VAR:-default} expand from the environment, then
+ * from a .env file beside the configuration, if any.
+ */
+enum rl_err config_load(const char *path, struct config **out,
+                        struct buf *errors);
+
+/* Takes one more reference to cfg and returns it. */
+struct config *config_ref(struct config *cfg);
+/* Drops one reference; the last one frees the snapshot. */
+void config_unref(struct config *cfg);
+
+/* Returns the model called name, or NULL. */
+const struct model_cfg *config_model(const struct config *cfg,
+                                     const char *name, size_t len);
+
+/* Parses "0.05" (USD per million tokens) into nano-dollars, exactly. */
+bool config_parse_price(const char *s, int64_t *out_nusd);
+
+/* Expands ${VAR} and ${VAR:-default} in s into out (using the env and the
+ * dotenv buffer of KEY=VALUE lines, which may be NULL). */
+enum rl_err config_expand(const char *s, const char *dotenv, struct buf *out);
+
+#endif

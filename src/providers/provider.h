@@ -1,0 +1,181 @@
+/*
+ * provider.h - the one header the core includes to talk to providers.
+ *
+ * An adapter turns Relay's view of a chat request (OpenAI's shape) into one
+ * upstream HTTP request, and the provider's answer, whole or as framed stream
+ * events, back into OpenAI objects. Adapters are pure: no I/O, no clocks, no
+ * globals; the transport (upstream.c) and the framing (framing.c) are shared.
+ * Read struct provider_ops first.
+ */
+#ifndef RL_PROVIDER_H
+#define RL_PROVIDER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/str.h"
+
+struct provider_cfg;
+struct model_cfg;
+
+/* Token usage of one call, in OpenAI's convention: cached_tokens are a part
+ * of prompt_tokens, reasoning_tokens a part of completion_tokens. */
+struct usage {
+    int64_t prompt_tokens;      /* all input tokens */
+    int64_t completion_tokens;  /* all output tokens */
+    int64_t cached_tokens;      /* input tokens read from a prompt cache */
+    int64_t cache_write_tokens; /* input tokens written to a prompt cache */
+    int64_t reasoning_tokens;   /* output tokens spent reasoning */
+    bool present;               /* the provider reported usage */
+};
+
+/* A validated client request, as the adapters see it. */
+struct chat_req {
+    json_t *body;       /* the client's JSON object (borrowed, read-only) */
+    bool stream;        /* the client asked for SSE */
+    bool include_usage; /* stream_options.include_usage */
+};
+
+/* The upstream HTTP request an adapter builds. */
+struct upstream_req {
+    struct buf url;     /* absolute URL */
+    struct buf headers; /* "Name: value\n" lines, without Content-Type */
+    struct buf body;    /* JSON body */
+};
+
+/* What went wrong upstream, in OpenAI's terms. */
+struct provider_error {
+    int status;         /* HTTP status to give the client */
+    const char *type;   /* OpenAI error type (static string) */
+    const char *code;   /* OpenAI error code (static string) or NULL */
+    char message[512];  /* the provider's message, or ours */
+    bool retryable;     /* another attempt (or model) may succeed */
+    uint32_t retry_after_s; /* upstream Retry-After, 0 when absent */
+};
+
+/* Where an adapter's stream parser puts what it found. */
+struct chunk_sink {
+    /* Takes ownership of chunk, an OpenAI chat.completion.chunk object.
+     * The core fills id, model and created. */
+    void (*emit)(struct chunk_sink *sink, json_t *chunk);
+    void *ctx;                   /* the core's */
+    struct usage usage;          /* the adapter updates it as usage comes */
+    bool finished;               /* the provider's final event was seen */
+    struct provider_error error; /* filled when on_event fails */
+};
+
+/* How a stream is cut into events before on_event sees them. */
+enum framing_kind {
+    FRAMING_SSE,    /* text/event-stream */
+    FRAMING_NDJSON, /* one JSON value per line */
+};
+
+struct provider_ops {
+    const char *kind;        /* the `kind:` in relay.yaml */
+    enum framing_kind framing;
+    size_t stream_state_size; /* bytes the core zeroes for on_event */
+    /* Builds the upstream request for model. Pure. Returns
+     * RL_E_INVALID_REQUEST (with msg filled) for a request the provider
+     * cannot honour. */
+    enum rl_err (*build_request)(const struct chat_req *req,
+                                 const struct model_cfg *model,
+                                 struct upstream_req *out,
+                                 struct provider_error *err);
+    /* Turns a whole 2xx answer into an OpenAI chat.completion object
+     * (*out, owned by the caller) and its usage. */
+    enum rl_err (*parse_response)(struct str body, json_t **out,
+                                  struct usage *usage,
+                                  struct provider_error *err);
+    /* One framed event in, zero or more chunks out through sink. */
+    enum rl_err (*on_event)(void *state, struct str event, struct str data,
+                            struct chunk_sink *sink);
+    /* Maps a non-2xx answer to an OpenAI error, keeping the provider's
+     * message. retry_after_s is what the upstream's header said. */
+    void (*map_error)(long status, struct str body, uint32_t retry_after_s,
+                      struct provider_error *out);
+};
+
+/* Returns the adapter for a `kind:` name, or NULL. */
+const struct provider_ops *provider_ops_find(const char *kind);
+/* Returns "openai, anthropic, ..." for messages. */
+const char *provider_kinds(void);
+
+/* Fills err with an OpenAI error; message is printf-formatted. */
+void provider_error_set(struct provider_error *err, int status,
+                        const char *type, const char *code, bool retryable,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+/* Reads usage from an OpenAI-shaped "usage" object into *out. */
+void provider_usage_from_openai(json_t *usage, struct usage *out);
+
+/* ---------------------------------------------------------------------
+ * Calls: one client request answered by the first candidate that works
+ * ------------------------------------------------------------------- */
+
+struct uv_loop_s;
+struct upstream;      /* one per worker: transport, deadlines */
+struct provider_call; /* one per client request */
+
+/* The outcome of a call, valid during on_done only. */
+struct call_result {
+    enum rl_err err;              /* RL_OK when an answer came */
+    struct provider_error error;  /* when err != RL_OK */
+    const struct model_cfg *model; /* the model that answered, or the last
+                                      one tried */
+    json_t *completion;   /* non-stream answer; on_done takes ownership */
+    struct usage usage;   /* as the provider reported it */
+    bool started;         /* on_first was called: the client has output */
+    int attempts;         /* upstream requests made */
+    uint64_t upstream_us; /* time spent waiting on upstreams, all tries */
+    uint64_t ttft_us;     /* call start to the first event, 0 if none */
+};
+
+struct provider_call_cbs {
+    /* The first event of model's answer arrived; nothing was sent to the
+     * client before this, so a failure before it could still fall back. */
+    void (*on_first)(void *ctx, const struct model_cfg *model);
+    /* A streamed chunk; takes ownership of chunk. */
+    void (*on_chunk)(void *ctx, json_t *chunk);
+    /* Called exactly once when the call ends, unless it was cancelled. */
+    void (*on_done)(void *ctx, struct call_result *res);
+};
+
+/* Timeouts of a call, in milliseconds. */
+struct call_limits {
+    uint64_t connect_ms;    /* TCP and TLS connect */
+    uint64_t first_byte_ms; /* request sent to the first byte of answer */
+    uint64_t idle_ms;       /* between two reads of a stream */
+};
+
+/* Returns the upstream state of one worker's loop. */
+struct upstream *upstream_new(struct uv_loop_s *loop);
+/* Frees it; every call must have ended or been cancelled. */
+void upstream_free(struct upstream *up);
+/* Number of calls in progress. */
+size_t upstream_active(const struct upstream *up);
+
+/*
+ * Starts answering req from plan[0], falling back along plan[1..] when an
+ * attempt fails before anything reached the client. plan must stay valid
+ * until on_done (the caller's config reference keeps it). Returns RL_OK and
+ * *out; then on_done is called exactly once, later, unless
+ * provider_call_cancel() is called first. Otherwise returns the error, with
+ * *err_out filled, and no callback is called.
+ */
+enum rl_err provider_call_start(struct upstream *up,
+                                const struct chat_req *req,
+                                const struct model_cfg *const *plan,
+                                size_t nplan,
+                                const struct call_limits *limits,
+                                const struct provider_call_cbs *cbs,
+                                void *ctx, struct provider_call **out,
+                                struct provider_error *err_out);
+/* Stops a call: no callback is called after this returns. Safe to call
+ * from inside on_first and on_chunk; never from on_done. */
+void provider_call_cancel(struct provider_call *call);
+
+#endif
