@@ -135,8 +135,10 @@ run_integration() {
     need_services
     say "integration: python3 tests/integration/run.py (RELAY_BIN=$RELAY_BIN RELAY_FAKE_BIN=$RELAY_FAKE_BIN)"
     local log="$TMP/integration.log" rc=0 line p f
-    timeout -k 10 "$T_LEVEL" python3 tests/integration/run.py 2>&1 | tee "$log" || true
+    set +e
+    timeout -k 10 "$T_LEVEL" python3 tests/integration/run.py 2>&1 | tee "$log"
     rc="${PIPESTATUS[0]}"
+    set -e
     line="$(grep -E '^([A-Za-z]+: )?[0-9]+ passed, [0-9]+ failed' "$log" | tail -n1 || true)"
     if [[ -z "$line" ]]; then
         echo "  the integration runner printed no 'N passed, N failed' line (exit $rc)"
@@ -172,8 +174,10 @@ run_e2e_python() {
     need_services
     say "e2e python: python3 -m pytest -q tests/e2e/python"
     local log="$TMP/e2e-python.log" rc=0 line p f
-    timeout -k 10 "$T_LEVEL" python3 -m pytest -q -p no:cacheprovider tests/e2e/python 2>&1 | tee "$log" || true
+    set +e
+    timeout -k 10 "$T_LEVEL" python3 -m pytest -q -p no:cacheprovider tests/e2e/python 2>&1 | tee "$log"
     rc="${PIPESTATUS[0]}"
+    set -e
     if ((rc == 5)); then
         skip "e2e python" "pytest collected no tests"
         return
@@ -209,8 +213,10 @@ run_e2e_node() {
     need_services
     say "e2e node: node --test tests/e2e/node/"
     local log="$TMP/e2e-node.log" rc=0 p f c
-    timeout -k 10 "$T_LEVEL" node --test --test-reporter=tap tests/e2e/node/ 2>&1 | tee "$log" || true
+    set +e
+    timeout -k 10 "$T_LEVEL" node --test --test-reporter=tap tests/e2e/node/ 2>&1 | tee "$log"
     rc="${PIPESTATUS[0]}"
+    set -e
     p="$(sed -n 's/^# pass \([0-9][0-9]*\)$/\1/p' "$log" | tail -n1)"
     f="$(sed -n 's/^# fail \([0-9][0-9]*\)$/\1/p' "$log" | tail -n1)"
     c="$(sed -n 's/^# cancelled \([0-9][0-9]*\)$/\1/p' "$log" | tail -n1)"
