@@ -1,0 +1,244 @@
+/*
+ * fakeprov.h - the fake LLM provider's shared types.
+ *
+ * A request is turned once into a `struct answer` (what to say, how fast,
+ * which failure to stage); the connection code in conn.c times it and a
+ * wire format (`struct fake_format`, today only openai.c) renders it. The
+ * model-name script (script.c) and the deterministic text (text.c) know
+ * nothing about HTTP or any wire format, so the Anthropic, Gemini and
+ * Ollama renderers of the next issue only add a parser and a renderer.
+ *
+ * Read first: struct answer below, then conn.c:job_start().
+ */
+#ifndef FAKEPROV_H
+#define FAKEPROV_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/str.h"
+
+#define FAKE_MAX_TOKENS 100000     /* largest completion length allowed */
+#define FAKE_MAX_BODY (16u << 20)  /* largest request body, bytes */
+#define FAKE_MAX_HEADERS (64u << 10) /* largest request head, bytes */
+
+/* ---------------------------------------------------------------------- */
+/* Options from the command line; read-only once the workers run.         */
+
+struct fake_opts {
+    char host[64];        /* listen address, numeric IPv4 or IPv6 */
+    int port;             /* listen port; 0 picks a free one */
+    int nworkers;         /* threads, each with its own loop */
+    int64_t ttft_ms;      /* default delay before the first token, ms */
+    double tps;           /* default pacing, tokens per second; 0 = none */
+    int64_t tokens;       /* default completion length, tokens */
+    const char *require_key; /* bearer key demanded, or NULL */
+    bool quiet;           /* no start line */
+    bool verbose;         /* one log line per request */
+    bool record;          /* keep the request ring for /_fake/requests */
+    uint64_t seed;        /* seed of the PRNG behind the `p` script key */
+};
+
+extern struct fake_opts fake_opts;
+
+/* ---------------------------------------------------------------------- */
+/* script.c: the model-name script, `base?key=value&key=value`.           */
+
+enum fake_fault {
+    FAULT_NONE = 0,
+    FAULT_RESET,       /* RST before any byte */
+    FAULT_HANG,        /* never answer */
+    FAULT_STALL,       /* stream `after` tokens, then send nothing more */
+    FAULT_CUT,         /* stream `after` tokens, then close */
+    FAULT_MALFORMED,   /* after `after` tokens, an event that is not JSON */
+    FAULT_NODONE,      /* a whole stream without `data: [DONE]` */
+    FAULT_SLOWHEADERS  /* wait ttft, send the headers only, hang */
+};
+
+struct script {
+    struct str base;       /* the model name before '?' */
+    int64_t ttft_ms;       /* delay before the first token, ms; -1 unset */
+    double tps;            /* tokens per second; -1 unset, 0 = no pacing */
+    int64_t tokens;        /* completion length, tokens; -1 unset */
+    int status;            /* HTTP status to answer with; 0 = success */
+    struct str code;       /* error code override; len 0 = default */
+    enum fake_fault fault; /* failure to stage */
+    int64_t after;         /* tokens before a mid-stream fault; -1 = half */
+    int64_t first;         /* failures only for the first N; 0 = all */
+    double p;              /* probability the failure applies, 0..1 */
+    int64_t retry_after_s; /* Retry-After of a 429, s; 0 = no header */
+};
+
+/*
+ * Parses the script in model into out; out->base and out->code point into
+ * model. Returns RL_E_INVALID_REQUEST with a reason in err (at most
+ * errlen bytes, NUL-terminated) on an unknown key or a bad value.
+ */
+enum rl_err script_parse(struct str model, struct script *out, char *err,
+                         size_t errlen);
+/* True when sc stages a failure (a status or a fault). */
+bool script_has_failure(const struct script *sc);
+/*
+ * Decides whether the failure of sc applies to this request of the exact
+ * model string model: counts the request when sc->first is set, draws from
+ * the shared PRNG when sc->p < 1. Thread-safe.
+ */
+bool script_failure_applies(const struct script *sc, struct str model);
+/* Forgets every `first` counter and reseeds the PRNG. Thread-safe. */
+void script_reset(uint64_t seed);
+/* Returns the name of a fault ("cut"), for logs. */
+const char *script_fault_name(enum fake_fault f);
+
+/* ---------------------------------------------------------------------- */
+/* text.c: deterministic words, token counts, values from JSON schemas.   */
+
+#define TEXT_FNV_OFFSET 14695981039346656037ull
+#define TEXT_VOCAB_LEN 64
+
+/* Continues the 64-bit FNV-1a hash h over the n bytes at p. */
+uint64_t text_fnv1a(uint64_t h, const void *p, size_t n);
+/* Returns the word at index i of the answer to a prompt hashing to seed. */
+struct str text_word(uint64_t seed, uint32_t i);
+/* Returns the number of Unicode code points in the UTF-8 bytes s. */
+size_t text_chars(struct str s);
+/* Returns the text of a message content: a string, or the text parts of an
+ * array joined with nothing. Hashes it into *h and counts its code points
+ * into *chars; either may be NULL. */
+void text_content_scan(const json_t *content, uint64_t *h, size_t *chars);
+/* Returns sum over messages of ceil(chars / 4) + 4 (see docs/fakeprov.md). */
+int64_t text_prompt_tokens(const json_t *messages);
+/* Returns the FNV-1a hash of the last user message's text. */
+uint64_t text_prompt_seed(const json_t *messages);
+/*
+ * Appends to out a compact JSON object with every `required` property of
+ * the JSON schema set to a value of its type (see docs/fakeprov.md).
+ */
+enum rl_err text_fill_schema(const json_t *schema, struct buf *out);
+
+/* ---------------------------------------------------------------------- */
+/* The answer: computed once per request, rendered by a wire format.      */
+
+enum answer_kind {
+    ANSWER_TEXT = 0, /* content is words (plain or a JSON object) */
+    ANSWER_TOOL,     /* one tool call; content is its arguments */
+    ANSWER_ERROR     /* an error body with status */
+};
+
+struct answer {
+    enum answer_kind kind;
+    uint64_t id;             /* number in chatcmpl-fake-<id>, call_fake_<id> */
+    int64_t created_s;       /* unix time of the request, s */
+    bool stream;             /* answer as a stream of events */
+    bool include_usage;      /* stream: a usage chunk at the end */
+    struct buf model;        /* the request's model string, echoed */
+    struct buf content;      /* text, JSON text, or tool arguments */
+    struct buf tool_name;    /* ANSWER_TOOL: the function called */
+    size_t *cuts;            /* end offset in content of each piece */
+    size_t npieces;          /* pieces streamed (tokens, fragments) */
+    size_t cuts_cap;         /* entries allocated in cuts */
+    const char *finish;      /* "stop", "length" or "tool_calls" */
+    int64_t prompt_tokens;   /* usage, see text_prompt_tokens() */
+    int64_t completion_tokens; /* usage: the answer's length in tokens */
+    uint64_t ttft_ms;        /* delay before the first token, ms */
+    double tps;              /* pacing, tokens per second; 0 = none */
+    int status;              /* ANSWER_ERROR: HTTP status */
+    const char *err_type;    /* ANSWER_ERROR: error.type */
+    struct buf err_code;     /* ANSWER_ERROR: error.code; empty = null */
+    struct buf err_msg;      /* ANSWER_ERROR: error.message */
+    int64_t retry_after_s;   /* 429: Retry-After, s; 0 = no header */
+    enum fake_fault fault;   /* failure staged, FAULT_NONE when healthy */
+    size_t after;            /* pieces sent before a mid-stream fault */
+};
+
+/* Initialises an empty answer whose buffers are reused across requests. */
+void answer_init(struct answer *a);
+void answer_free(struct answer *a);
+/* Empties a for the next request, keeping its allocations. */
+void answer_reset(struct answer *a);
+/* Makes a an error answer: status, type, code (NULL = null), message. */
+void answer_error(struct answer *a, int status, const char *type,
+                  const char *code, const char *msg);
+/*
+ * Makes a the error staged by sc->status (400, 401, 404, 429, 500, 503 or
+ * another), with sc->code as the code when given.
+ */
+void answer_scripted_error(struct answer *a, const struct script *sc);
+/* Appends a cut at offset end of a->content (one more piece). */
+void answer_cut(struct answer *a, size_t end);
+/* Cuts a->content from offset from into n pieces of about equal size,
+ * never inside a UTF-8 sequence. */
+void answer_split(struct answer *a, size_t from, size_t n);
+/* Fills a->content with ntokens words for seed, one piece per word, as
+ * plain text ("w " each) or, when as_json, as {"answer":"w w"}. */
+void answer_words(struct answer *a, uint64_t seed, size_t ntokens,
+                  bool as_json);
+
+/* ---------------------------------------------------------------------- */
+/* A wire format: parse its request into an answer, render the answer.    */
+
+struct fake_format {
+    const char *name;        /* "openai" */
+    const char *stream_type; /* Content-Type of a stream */
+    /*
+     * Builds a from the parsed request body and the options; sets an error
+     * answer (ANSWER_ERROR) for bad input. Never fails otherwise.
+     */
+    void (*build)(const json_t *req, const struct fake_opts *o,
+                  struct answer *a);
+    /* Appends the whole non-stream body (or the error body). */
+    void (*body)(const struct answer *a, struct buf *out);
+    /* Appends the events sent with the stream's headers. */
+    void (*stream_head)(const struct answer *a, struct buf *out);
+    /* Appends the events of piece k. */
+    void (*stream_piece)(const struct answer *a, size_t k, struct buf *out);
+    /* Appends the closing events; [DONE] (or its like) only when done. */
+    void (*stream_end)(const struct answer *a, bool done, struct buf *out);
+    /* Appends one event whose data is not valid JSON. */
+    void (*stream_malformed)(const struct answer *a, struct buf *out);
+    /* Appends the error body of a (used for every non-2xx answer). */
+    void (*error_body)(const struct answer *a, struct buf *out);
+};
+
+extern const struct fake_format openai_format;
+
+/* Appends the OpenAI list of the fake's models (GET /v1/models). */
+void openai_models(struct buf *out);
+
+/* ---------------------------------------------------------------------- */
+/* record.c: the ring of recent chat requests behind /_fake/requests.     */
+
+struct record_header {
+    struct str name;  /* as received; lower-cased when recorded */
+    struct str value; /* as received */
+};
+
+/* Sets the ring's size (entries); 0 turns recording off. */
+void record_init(size_t cap);
+/* Records one request; body is embedded as JSON when body_is_json, else as
+ * a string. Copies everything. Thread-safe. */
+void record_add(const char *method, struct str path,
+                const struct record_header *h, size_t nh, struct str body,
+                bool body_is_json);
+/* Appends the ring, oldest first, as a JSON array. Thread-safe. */
+void record_dump(struct buf *out);
+/* Empties the ring. Thread-safe. */
+void record_clear(void);
+/* Frees the calling thread's serialisation buffer; call as a worker ends. */
+void record_thread_free(void);
+
+/* ---------------------------------------------------------------------- */
+/* conn.c: one client connection on a worker's loop.                      */
+
+/* Accepts a connection on server and starts reading from it. A listener's
+ * handle has data == NULL; a connection's handles point to it. */
+void conn_accept(uv_stream_t *server);
+/* uv_walk callback for a stopping worker: closes every handle, freeing the
+ * connections as their handles close. */
+void conn_close_all(uv_handle_t *h, void *arg);
+
+#endif
