@@ -1,0 +1,582 @@
+/*
+ * conn.c - one client connection: reading and parsing requests, keep-alive
+ * and pipelining, timeouts, and writing responses whole or streamed.
+ *
+ * A connection serves one request at a time. When a request is complete the
+ * parser pauses and the request goes to the on_request hook; bytes of later
+ * (pipelined) requests wait in the input buffer until the response is
+ * complete, so responses leave in order. A client that goes away while its
+ * request is being served is reported once through the abort hook. Read
+ * on_read() and complete_response() first.
+ */
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/internal.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define CONN_MAX_PENDING_OUT (16u * 1024 * 1024) /* unsent bytes allowed */
+#define CONN_READ_CHUNK 65536
+
+struct conn {
+    uv_tcp_t tcp;              /* must be first: the handle's memory */
+    struct worker *w;
+    struct conn *prev;         /* in w->conns */
+    struct conn *next;
+    http_parser parser;
+    struct buf in;             /* received bytes not parsed yet */
+    struct buf head;           /* URL and header bytes of the request */
+    struct http_request req;   /* being received or served */
+    size_t hdr_off[SERVER_MAX_HEADERS][4]; /* name/value offsets in head */
+    size_t url_len;            /* bytes of URL at the start of head */
+    bool in_value;             /* the parser is inside a header value */
+    bool receiving;            /* a request has started arriving */
+    bool busy;                 /* a request is being served */
+    bool streaming;            /* a chunked response is open */
+    bool keep_alive;           /* the client allows another request */
+    bool closing;              /* uv_close was called */
+    bool close_after_flush;    /* close once pending output is written */
+    bool reading;              /* uv_read_start is in effect */
+    enum rl_err reject;        /* why parsing stopped, RL_OK if it did not */
+    size_t pending_out;        /* bytes handed to uv_write, not yet done */
+    uint64_t last_active_us;   /* for the idle timeout */
+    void (*abort_fn)(void *);  /* tell the server side the client left */
+    void *abort_ctx;
+};
+
+struct write_req {
+    uv_write_t req;   /* must be first */
+    struct conn *c;
+    size_t len;       /* bytes in data */
+    char data[];
+};
+
+static void conn_close(struct conn *c);
+static void resume(struct conn *c);
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out);
+static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b);
+
+/* ---------------------------------------------------------------------
+ * Writing
+ * ------------------------------------------------------------------- */
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct write_req *wr = (struct write_req *)req;
+    struct conn *c = wr->c;
+    c->pending_out -= wr->len;
+    free(wr);
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->close_after_flush && c->pending_out == 0) {
+        conn_close(c);
+    }
+}
+
+/* Writes n bytes, as much as possible at once; queues the rest. Returns
+ * false when the connection is closing or the client reads too slowly. */
+static bool write_out(struct conn *c, const char *p, size_t n)
+{
+    if (c->closing) {
+        return false;
+    }
+    if (c->pending_out == 0) {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        int rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (rc > 0) {
+            p += rc;
+            n -= (size_t)rc;
+        } else if (rc != UV_EAGAIN) {
+            conn_close(c);
+            return false;
+        }
+    }
+    if (n == 0) {
+        return true;
+    }
+    if (c->pending_out + n > CONN_MAX_PENDING_OUT) {
+        log_write(LOG_WARN, "closing a client that does not read",
+                  "\"pending_bytes\":%zu", c->pending_out);
+        conn_close(c);
+        return false;
+    }
+    struct write_req *wr = rl_malloc(sizeof(*wr) + n);
+    memcpy(wr->data, p, n);
+    wr->c = c;
+    wr->len = n;
+    c->pending_out += n;
+    uv_buf_t b = uv_buf_init(wr->data, (unsigned)n);
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+        c->pending_out -= n;
+        free(wr);
+        conn_close(c);
+        return false;
+    }
+    return true;
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Status";
+    }
+}
+
+/* Appends the status line and the common headers to b. */
+static void head(struct conn *c, struct buf *b, int status,
+                 const char *content_type, struct str headers)
+{
+    if (c->w->draining) {
+        c->keep_alive = false;
+    }
+    buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s", status,
+               reason(status), content_type,
+               c->keep_alive ? "" : "Connection: close\r\n");
+    buf_append_str(b, headers);
+}
+
+/* The response is complete: serve the next request or close. */
+static void complete_response(struct conn *c)
+{
+    c->busy = false;
+    c->streaming = false;
+    c->abort_fn = NULL;
+    c->abort_ctx = NULL;
+    c->last_active_us = clock_now_us();
+    if (!c->keep_alive || c->w->draining) {
+        if (c->pending_out == 0) {
+            conn_close(c);
+        } else {
+            c->close_after_flush = true;
+        }
+        return;
+    }
+    resume(c);
+}
+
+void server_respond(struct conn *c, int status, const char *content_type,
+                    struct str headers, struct str body)
+{
+    if (!c->busy || c->closing) {
+        return; /* the client left; nothing to send to */
+    }
+    struct buf b;
+    buf_init(&b, body.len + 16384);
+    head(c, &b, status, content_type, headers);
+    buf_printf(&b, "Content-Length: %zu\r\n\r\n", body.len);
+    buf_append_str(&b, body);
+    write_out(c, b.p, b.len);
+    buf_free(&b);
+    if (!c->closing) {
+        complete_response(c);
+    }
+}
+
+void server_stream_begin(struct conn *c, int status, struct str headers)
+{
+    struct buf b;
+    buf_init(&b, 16384);
+    head(c, &b, status, "text/event-stream", headers);
+    buf_append_cstr(&b, "Cache-Control: no-cache\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n");
+    c->streaming = true;
+    write_out(c, b.p, b.len);
+    buf_free(&b);
+}
+
+bool server_stream_write(struct conn *c, struct str data)
+{
+    if (!c->streaming || c->closing || data.len == 0) {
+        return !c->closing;
+    }
+    char size[24];
+    int n = snprintf(size, sizeof(size), "%zx\r\n", data.len);
+    struct buf b;
+    buf_init(&b, data.len + 64);
+    buf_append(&b, size, (size_t)n);
+    buf_append_str(&b, data);
+    buf_append(&b, "\r\n", 2);
+    bool ok = write_out(c, b.p, b.len);
+    buf_free(&b);
+    return ok;
+}
+
+void server_stream_end(struct conn *c)
+{
+    if (c->closing) {
+        return;
+    }
+    write_out(c, "0\r\n\r\n", 5);
+    if (!c->closing) {
+        complete_response(c);
+    }
+}
+
+void server_on_abort(struct conn *c, void (*fn)(void *ctx), void *ctx)
+{
+    c->abort_fn = fn;
+    c->abort_ctx = ctx;
+}
+
+bool server_draining(const struct conn *c)
+{
+    return c->w->draining;
+}
+
+struct str server_header(const struct http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (str_case_eq(req->headers[i].name, name)) {
+            return req->headers[i].value;
+        }
+    }
+    return (struct str){"", 0};
+}
+
+/* ---------------------------------------------------------------------
+ * Closing
+ * ------------------------------------------------------------------- */
+
+static void on_closed(uv_handle_t *handle)
+{
+    struct conn *c = handle->data;
+    struct worker *w = c->w;
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        w->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    w->nconns--;
+    buf_free(&c->in);
+    buf_free(&c->head);
+    buf_free(&c->req.body);
+    free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    if (c->busy && c->abort_fn) {
+        void (*fn)(void *) = c->abort_fn;
+        c->abort_fn = NULL;
+        fn(c->abort_ctx);
+    }
+    c->busy = false;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+/* Answers a request that could not be parsed, then closes. */
+static void reject(struct conn *c, enum rl_err err)
+{
+    struct api_error e;
+    errors_from_rl(err, NULL, NULL, &e);
+    c->keep_alive = false;
+    c->busy = true;
+    errors_respond(c, &e, (struct str){"", 0});
+}
+
+/* ---------------------------------------------------------------------
+ * Parsing
+ * ------------------------------------------------------------------- */
+
+static const struct server_limits *limits_of(struct conn *c)
+{
+    return c->w->hooks->limits(c->w->wctx);
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct conn *c = p->data;
+    c->receiving = true;
+    c->req.nheaders = 0;
+    c->req.start_us = clock_now_us();
+    c->url_len = 0;
+    c->in_value = false;
+    buf_reset(&c->head);
+    buf_free(&c->req.body);
+    buf_init(&c->req.body, limits_of(c)->max_body_bytes);
+    return 0;
+}
+
+static int head_append(struct conn *c, const char *at, size_t len)
+{
+    if (buf_append(&c->head, at, len) != RL_OK) {
+        c->reject = RL_E_HEADERS_TOO_LARGE;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    c->url_len += len;
+    return head_append(c, at, len);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    if (c->in_value || c->req.nheaders == 0) {
+        if (c->req.nheaders == SERVER_MAX_HEADERS) {
+            c->reject = RL_E_HEADERS_TOO_LARGE;
+            return -1;
+        }
+        size_t *o = c->hdr_off[c->req.nheaders++];
+        o[0] = c->head.len;
+        o[1] = 0;
+        o[2] = c->head.len;
+        o[3] = 0;
+        c->in_value = false;
+    }
+    c->hdr_off[c->req.nheaders - 1][1] += len;
+    c->hdr_off[c->req.nheaders - 1][2] += len;
+    return head_append(c, at, len);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    c->in_value = true;
+    c->hdr_off[c->req.nheaders - 1][3] += len;
+    return head_append(c, at, len);
+}
+
+static void split_url(struct conn *c)
+{
+    struct str url = {c->head.p ? c->head.p : "", c->url_len};
+    const char *q = memchr(url.p, '?', url.len);
+    c->req.path = url;
+    c->req.query = (struct str){"", 0};
+    if (q) {
+        c->req.path.len = (size_t)(q - url.p);
+        c->req.query = (struct str){q + 1, url.len - c->req.path.len - 1};
+    }
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    /* The head buffer no longer grows: views into it are stable now. */
+    for (size_t i = 0; i < c->req.nheaders; i++) {
+        size_t *o = c->hdr_off[i];
+        c->req.headers[i].name = (struct str){c->head.p + o[0], o[1]};
+        c->req.headers[i].value =
+            str_trim((struct str){c->head.p + o[2], o[3]});
+    }
+    split_url(c);
+    switch (p->method) {
+    case HTTP_GET: c->req.method = SERVER_GET; break;
+    case HTTP_HEAD: c->req.method = SERVER_HEAD; break;
+    case HTTP_POST: c->req.method = SERVER_POST; break;
+    default: c->req.method = SERVER_OTHER; break;
+    }
+    c->keep_alive = http_should_keep_alive(p);
+    size_t max = limits_of(c)->max_body_bytes;
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > max) {
+        c->reject = RL_E_BODY_TOO_LARGE;
+        return -1;
+    }
+    struct str expect = server_header(&c->req, "expect");
+    if (str_case_eq(expect, "100-continue")) {
+        write_out(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    if (buf_append(&c->req.body, at, len) != RL_OK) {
+        c->reject = RL_E_BODY_TOO_LARGE;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    c->receiving = false;
+    c->busy = true;
+    c->req.complete_us = clock_now_us();
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* Parses what is buffered; dispatches one complete request at most. */
+static void parse_buffered(struct conn *c)
+{
+    while (!c->busy && !c->closing && c->in.len > 0) {
+        size_t used = http_parser_execute(&c->parser, &settings, c->in.p,
+                                          c->in.len);
+        enum http_errno herr = HTTP_PARSER_ERRNO(&c->parser);
+        if (herr == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+        } else if (herr != HPE_OK) {
+            enum rl_err why = c->reject;
+            if (why == RL_OK) {
+                why = herr == HPE_HEADER_OVERFLOW ? RL_E_HEADERS_TOO_LARGE
+                                                  : RL_E_BAD_HTTP;
+            }
+            buf_reset(&c->in);
+            reject(c, why);
+            return;
+        }
+        /* Keep the unparsed rest; the head buffer holds what the request
+         * needs, so the consumed bytes can go. */
+        buf_consume(&c->in, used);
+        if (c->busy) {
+            c->w->hooks->on_request(c->w->wctx, c, &c->req);
+            return;
+        }
+        if (used == 0) {
+            return;
+        }
+    }
+}
+
+static void resume(struct conn *c)
+{
+    parse_buffered(c);
+    if (!c->closing && !c->reading) {
+        c->reading = true;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Reading
+ * ------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
+{
+    (void)suggested;
+    struct conn *c = handle->data;
+    if (buf_reserve(&c->in, CONN_READ_CHUNK) != RL_OK) {
+        *out = uv_buf_init(NULL, 0); /* over the cap: reads stop */
+        return;
+    }
+    *out = uv_buf_init(c->in.p + c->in.len, CONN_READ_CHUNK);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b)
+{
+    (void)b;
+    struct conn *c = stream->data;
+    if (n < 0) {
+        /* EOF or error: a request in flight is aborted, and an idle
+         * connection simply ends. */
+        conn_close(c);
+        return;
+    }
+    if (n == 0) {
+        if (!b->base) {
+            /* The input cap was reached while a request is served: stop
+             * reading until the response is complete. */
+            uv_read_stop(stream);
+            c->reading = false;
+        }
+        return;
+    }
+    c->in.len += (size_t)n;
+    c->in.p[c->in.len] = '\0';
+    c->last_active_us = clock_now_us();
+    parse_buffered(c);
+}
+
+void conn_accept(struct worker *w)
+{
+    struct conn *c = rl_calloc(1, sizeof(*c));
+    c->w = w;
+    uv_tcp_init(&w->loop, &c->tcp);
+    c->tcp.data = c;
+    c->next = w->conns;
+    if (w->conns) {
+        w->conns->prev = c;
+    }
+    w->conns = c;
+    w->nconns++;
+    if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    const struct server_limits *lim = limits_of(c);
+    /* The input may hold one whole request plus a pipelined head. */
+    buf_init(&c->in, lim->max_body_bytes + 2 * lim->max_header_bytes +
+                         CONN_READ_CHUNK);
+    buf_init(&c->head, lim->max_header_bytes);
+    buf_init(&c->req.body, lim->max_body_bytes);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->last_active_us = clock_now_us();
+    c->reading = true;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+void conn_sweep(struct worker *w, uint64_t now_us)
+{
+    const struct server_limits *lim = w->hooks->limits(w->wctx);
+    struct conn *next;
+    for (struct conn *c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->closing) {
+            continue;
+        }
+        if (w->draining && now_us > w->drain_deadline_us) {
+            conn_close(c); /* past the grace period: cut what is left */
+            continue;
+        }
+        if (c->busy) {
+            continue;
+        }
+        if (c->receiving &&
+            now_us - c->req.start_us > lim->read_timeout_ms * 1000) {
+            reject(c, RL_E_TIMEOUT);
+            continue;
+        }
+        bool idle = !c->receiving && c->in.len == 0 && c->pending_out == 0;
+        if (idle && (w->draining || now_us - c->last_active_us >
+                                        lim->idle_timeout_ms * 1000)) {
+            conn_close(c);
+        }
+    }
+}
