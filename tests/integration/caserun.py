@@ -1,0 +1,689 @@
+"""caserun - runs one declarative case file against a fresh fake + gateway.
+
+The case format is described in README.md beside this file. run_case() is
+the entry point; it raises relaytest.CaseFailure with a readable reason on
+the first failed check.
+"""
+import json
+import re
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from relaytest import (CaseFailure, Conn, Stack, build_request, check_headers,
+                       deep_merge, fail, match, parse_sse, short, sse_text,
+                       subst, tail)
+
+CASE_KEYS = {"description", "config", "request", "raw", "expect", "responses",
+             "closed", "steps", "upstream", "after", "log", "timeout_s",
+             "closed_within_s"}
+SANITIZER = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|"
+                       r"runtime error:|SUMMARY: \w+Sanitizer")
+SIGNALS = {"HUP": signal.SIGHUP, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
+
+
+def load_case(path):
+    with open(path, "rb") as f:
+        case = yaml.safe_load(f)
+    if not isinstance(case, dict):
+        raise CaseFailure("case file is not a YAML mapping")
+    unknown = set(case) - CASE_KEYS
+    if unknown:
+        raise CaseFailure("unknown keys in case file: %s" % sorted(unknown))
+    if not case.get("description"):
+        raise CaseFailure("case file has no description")
+    return case
+
+
+def case_steps(case):
+    if "steps" in case:
+        return case["steps"]
+    if "request" in case:
+        return [{"request": case["request"], "expect": case.get("expect", {})}]
+    if "raw" in case:
+        step = {"raw": case["raw"]}
+        for k in ("expect", "responses", "closed", "closed_within_s"):
+            if k in case:
+                step[k] = case[k]
+        return [step]
+    raise CaseFailure("case has neither steps, request nor raw")
+
+
+class Ctx:
+    """The state of one running case."""
+
+    def __init__(self, stack, case, verbose):
+        self.stack = stack
+        self.case = case
+        self.verbose = verbose
+        self.request_ids = []
+        self.background = {}
+        self.exited = False
+        self.notes = []
+
+    def v(self, x):
+        return subst(x, self.stack.vars())
+
+    def say(self, msg):
+        if self.verbose:
+            print("    " + msg, flush=True)
+
+    # ---------------------------------------------------------- steps
+
+    def run_step(self, step, where):
+        step = expand(self.v(step))
+        kinds = [k for k in ("request", "raw", "background", "wait", "sleep_ms",
+                             "signal", "config", "refused", "exit", "upstream",
+                             "fake_reset", "alive")
+                 if k in step]
+        if len(kinds) != 1:
+            fail("%s: a step needs exactly one action, has %s" % (where, kinds or list(step)))
+        kind = kinds[0]
+        where = step.get("name", where)
+        self.say("%s: %s" % (where, kind))
+        getattr(self, "step_" + kind)(step, where)
+        if kind not in ("exit", "signal", "wait", "sleep_ms") and not self.exited:
+            self.check_alive(where)
+
+    def step_request(self, step, where):
+        r = self.do_request(step["request"], where)
+        self.check_response(step.get("expect", {}), r, where)
+
+    def do_request(self, req, where):
+        req = dict(req)
+        body = None
+        if "body" in req:
+            body = req.pop("body")
+        elif "body_text" in req:
+            body = req.pop("body_text").encode("utf-8")
+        elif "body_bytes" in req:
+            body = req.pop("body_bytes").encode("latin-1")
+        method = req.pop("method", "POST" if body is not None or "chunked" in req else "GET")
+        path = req.pop("path", "/v1/chat/completions")
+        headers = req.pop("headers", {}) or {}
+        if isinstance(headers, dict):
+            headers = list(headers.items())
+        headers = [(k, str(v)) for k, v in headers]
+        auth = req.pop("auth", "default")
+        chunked = req.pop("chunked", None)
+        read = req.pop("read", {}) or {}
+        if req:
+            fail("%s: unknown request keys %s" % (where, sorted(req)))
+        head, b = build_request(self.stack.relay_port, method, path, headers, body,
+                                auth, self.stack.relay_key, chunked)
+        c = connect(self.stack.relay_port, read.get("timeout_s", 10), where)
+        try:
+            c.send(head + b)
+            on_data = None
+            n_events = read.get("disconnect_after_events")
+            if n_events:
+                def on_data(data):
+                    return data.count(b"\n\n") >= n_events
+            try:
+                r = c.read_response(method, on_data=on_data)
+            except socket.timeout:
+                fail("%s: no complete response within %s s" % (where, read.get("timeout_s", 15)))
+            if r is None:
+                fail("%s: the gateway closed the connection without a response" % where)
+        finally:
+            c.close()
+        self.note_response(r)
+        self.say("%s: %s %s in %.0f ms" % (where, r.status, r.reason, r.elapsed_ms or 0))
+        if self.verbose > 1:
+            self.say("    " + r.describe())
+        return r
+
+    def note_response(self, r):
+        rid = r.header("x-request-id")
+        if rid:
+            self.request_ids.append((rid, r.status))
+
+    def step_background(self, step, where):
+        spec = step["background"]
+        bid = spec["id"]
+        slot = {"response": None, "error": None}
+
+        def run():
+            try:
+                slot["response"] = self.do_request(spec["request"], where + " (" + bid + ")")
+            except Exception as e:  # reported when waited for
+                slot["error"] = e
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        self.background[bid] = (t, slot)
+
+    def step_wait(self, step, where):
+        bid = step["wait"]
+        t, slot = self.background[bid]
+        t.join(step.get("timeout_s", 15))
+        if t.is_alive():
+            fail("%s: background request %s did not finish" % (where, bid))
+        if slot["error"]:
+            raise slot["error"]
+        self.check_response(step.get("expect", {}), slot["response"], where + " (" + bid + ")")
+
+    def step_sleep_ms(self, step, where):
+        time.sleep(step["sleep_ms"] / 1000.0)
+
+    def step_signal(self, step, where):
+        self.check_alive(where)
+        self.stack.relay.signal(SIGNALS[step["signal"]])
+
+    def step_config(self, step, where):
+        self.stack.config = deep_merge(self.stack.config, step["config"])
+        self.stack.write_config()
+
+    def step_refused(self, step, where):
+        try:
+            s = socket.create_connection(("127.0.0.1", self.stack.relay_port), timeout=2)
+        except ConnectionRefusedError:
+            return
+        except socket.timeout:
+            return
+        try:
+            head, b = build_request(self.stack.relay_port, "GET", "/healthz", auth=None)
+            s.settimeout(2)
+            try:
+                s.sendall(head)
+                data = s.recv(4096)
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            except socket.timeout:
+                fail("%s: a new connection was accepted and left hanging" % where)
+            if data:
+                fail("%s: a new connection was served (expected refused): %r"
+                     % (where, data[:120]))
+        finally:
+            s.close()
+
+    def step_exit(self, step, where):
+        spec = step["exit"]
+        code = self.stack.relay.wait(spec.get("within_ms", 8000) / 1000.0)
+        if code is None:
+            fail("%s: relay still running %d ms after being asked to stop"
+                 % (where, spec.get("within_ms", 8000)))
+        self.exited = True
+        if "code" in spec and code != spec["code"]:
+            fail("%s: relay exited with status %s, expected %s; its log ends:\n%s"
+                 % (where, code, spec["code"], tail(self.stack.relay.output())))
+
+    def step_alive(self, step, where):
+        self.check_alive(where)
+
+    def step_fake_reset(self, step, where):
+        self.stack.fake_reset()
+
+    def step_upstream(self, step, where):
+        self.check_upstream(step["upstream"], where)
+
+    def step_raw(self, step, where):
+        c = connect(self.stack.relay_port, step.get("timeout_s", 10), where)
+        got = []
+        try:
+            self.raw_segments(c, step["raw"], got, where)
+            want = step.get("responses")
+            if want is None and "expect" in step:
+                want = [step["expect"]]
+            for i, exp in enumerate(want or []):
+                w = "%s response %d" % (where, len(got) + 1)
+                try:
+                    r = c.read_response(exp.get("method", "GET"))
+                except socket.timeout:
+                    fail("%s: no response within the timeout" % w)
+                if r is None:
+                    fail("%s: connection closed; expected status %s"
+                         % (w, exp.get("status")))
+                self.note_response(r)
+                self.say("%s: %s in %.0f ms" % (w, r.status, r.elapsed_ms or 0))
+                got.append(r)
+                self.check_response(exp, r, w)
+            if step.get("closed"):
+                if not c.closed_by_peer(step.get("closed_within_s", 3)):
+                    fail("%s: the gateway did not close the connection" % where)
+            if step.get("extra") is False or step.get("no_more"):
+                pass
+        finally:
+            c.close()
+
+    def raw_segments(self, c, segments, got, where):
+        if isinstance(segments, str):
+            segments = [segments]
+        for seg in segments:
+            if isinstance(seg, str):
+                c.send(seg.encode("latin-1"))
+            elif "repeat" in seg:
+                c.send((seg["repeat"] * seg["times"]).encode("latin-1"))
+            elif isinstance(seg.get("request"), list):
+                # several requests in one write: pipelining
+                c.send(b"".join(self.serialise(r)[0] + self.serialise(r)[1]
+                                for r in seg["request"]))
+            elif "request" in seg or "head" in seg or "body" in seg:
+                kind = "request" if "request" in seg else "head" if "head" in seg else "body"
+                head, b = self.serialise(seg[kind])
+                c.send({"request": head + b, "head": head, "body": b}[kind])
+            elif "sleep_ms" in seg:
+                time.sleep(seg["sleep_ms"] / 1000.0)
+            elif "shutdown_write" in seg:
+                c.shutdown_write()
+            elif "read_interim" in seg:
+                try:
+                    r = c.read_response("GET")
+                except socket.timeout:
+                    fail("%s: no interim %s response" % (where, seg["read_interim"]))
+                if r is None or r.status != seg["read_interim"]:
+                    fail("%s: expected interim %s, got %s"
+                         % (where, seg["read_interim"], r and r.describe()))
+            elif "read_response" in seg:
+                exp = seg["read_response"] or {}
+                w = "%s response %d" % (where, len(got) + 1)
+                try:
+                    r = c.read_response(exp.get("method", "GET"))
+                except socket.timeout:
+                    fail("%s: no response within the timeout" % w)
+                if r is None:
+                    fail("%s: connection closed before a response" % w)
+                self.note_response(r)
+                got.append(r)
+                self.check_response(exp, r, w)
+            else:
+                fail("%s: unknown raw segment %s" % (where, short(seg)))
+
+    def serialise(self, spec):
+        spec = dict(spec)
+        body = spec.pop("body", None)
+        if "body_text" in spec:
+            body = spec.pop("body_text").encode("utf-8")
+        if "body_bytes" in spec:
+            body = spec.pop("body_bytes").encode("latin-1")
+        method = spec.pop("method", "POST" if body is not None or "chunked" in spec else "GET")
+        headers = spec.pop("headers", {}) or {}
+        if isinstance(headers, dict):
+            headers = list(headers.items())
+        return build_request(
+            self.stack.relay_port, method,
+            spec.pop("path", "/v1/chat/completions"),
+            [(k, str(v)) for k, v in headers], body,
+            spec.pop("auth", "default"), self.stack.relay_key,
+            spec.pop("chunked", None))
+
+    # --------------------------------------------------------- checks
+
+    def check_alive(self, where):
+        relay = self.stack.relay
+        if not relay.alive():
+            fail("%s: relay is no longer running (exit status %s); its log ends:\n%s"
+                 % (where, relay.returncode(), tail(relay.output())))
+        if not self.stack.fake.alive():
+            fail("%s: the fake provider died (status %s); its log ends:\n%s"
+                 % (where, self.stack.fake.returncode(), tail(self.stack.fake.output())))
+
+    def check_response(self, exp, r, where):
+        exp = dict(exp or {})
+        exp.pop("method", None)
+        if "status" in exp and r.status != exp["status"]:
+            fail("%s: status %s, expected %s; got %s"
+                 % (where, r.status, exp["status"], r.describe()))
+        if exp.get("request_id", True) and not r.header("x-request-id"):
+            fail("%s: no x-request-id header; headers are %s" % (where, dict(r.headers)))
+        if "relay_headers" in exp:
+            rh = exp["relay_headers"]
+            if isinstance(rh, str):
+                rh = {"model": rh}
+            check_headers({
+                "x-relay-model": rh["model"],
+                "x-relay-provider": rh.get("provider", "fake"),
+                "x-relay-overhead-ms": {"regex": r"^\d+(\.\d+)?$"},
+            }, r, where)
+        check_headers(exp.get("headers"), r, where)
+        if r.truncated and not exp.get("truncated_ok"):
+            fail("%s: the body ended before its framing said it would (%d bytes)"
+                 % (where, len(r.body)))
+        ctype = r.header("content-type") or ""
+        if r.status >= 400 and exp.get("error_shape", True) and r.body:
+            if "json" not in ctype:
+                fail("%s: error response with content-type %r, expected JSON; body %r"
+                     % (where, ctype, r.body[:200]))
+            body = r.json()
+            why = match({"error": {"message": {"$type": "string"},
+                                   "type": {"$type": "string"},
+                                   "param": {"$present": True},
+                                   "code": {"$present": True}}}, body)
+            if why:
+                fail("%s: error body not in OpenAI shape: %s; body %s"
+                     % (where, why, short(body)))
+        if "error" in exp:
+            why = match({"error": exp["error"]}, r.json())
+            if why:
+                fail("%s: error body: %s" % (where, why))
+        if "json" in ctype and r.status == 200 and r.body:
+            body = r.json()
+            u = body.get("usage") if isinstance(body, dict) else None
+            if isinstance(u, dict) and all(isinstance(u.get(k), int) for k in
+                                           ("prompt_tokens", "completion_tokens", "total_tokens")):
+                if u["prompt_tokens"] + u["completion_tokens"] != u["total_tokens"]:
+                    fail("%s: usage does not add up: %s" % (where, u))
+        if "json" in exp:
+            if "json" not in ctype:
+                fail("%s: content-type %r, expected JSON" % (where, ctype))
+            why = match(exp["json"], r.json())
+            if why:
+                fail("%s: body: %s" % (where, why))
+        if "body_regex" in exp:
+            text = r.body.decode("utf-8", "replace")
+            if not re.search(exp["body_regex"], text):
+                fail("%s: body %r does not match /%s/" % (where, text[:300], exp["body_regex"]))
+        if "sse" in exp:
+            self.check_sse(exp["sse"], r, where)
+        el = exp.get("elapsed_ms")
+        if el and r.elapsed_ms is not None:
+            if "max" in el and r.elapsed_ms > el["max"]:
+                fail("%s: took %.0f ms, expected at most %s ms" % (where, r.elapsed_ms, el["max"]))
+            if "min" in el and r.elapsed_ms < el["min"]:
+                fail("%s: took %.0f ms, expected at least %s ms" % (where, r.elapsed_ms, el["min"]))
+
+    def check_sse(self, exp, r, where):
+        ctype = r.header("content-type") or ""
+        if not ctype.startswith("text/event-stream"):
+            fail("%s: content-type %r, expected text/event-stream; body %r"
+                 % (where, ctype, r.body[:200]))
+        events = parse_sse(r.body)
+        if not events and not exp.get("empty_ok"):
+            fail("%s: no SSE events in body %r" % (where, r.body[:300]))
+        where_ev = "%s (%d events)" % (where, len(events))
+        unparsed = [e for e in events if isinstance(e, dict) and "_unparsed" in e]
+        if unparsed:
+            fail("%s: an SSE data field is not JSON: %r" % (where, unparsed[0]["_unparsed"][:200]))
+        errors = [(i, e) for i, e in enumerate(events) if isinstance(e, dict) and "error" in e]
+        chunks = [e for e in events if isinstance(e, dict) and "error" not in e]
+        done_at = [i for i, e in enumerate(events) if e == "[DONE]"]
+        if "done" in exp:
+            if exp["done"]:
+                if not done_at:
+                    fail("%s: no data: [DONE]; last events %s" % (where_ev, short(events[-3:])))
+                if done_at != [len(events) - 1]:
+                    fail("%s: [DONE] is not the last event, once (at %s)" % (where_ev, done_at))
+            elif done_at:
+                fail("%s: data: [DONE] sent, but the stream should end without it; last events %s"
+                     % (where_ev, short(events[-3:])))
+        if "error" in exp:
+            if exp["error"] is False or exp["error"] is None:
+                if errors:
+                    fail("%s: unexpected SSE error event %s" % (where_ev, short(errors[0][1])))
+            else:
+                if not errors:
+                    fail("%s: no SSE error event; last events %s" % (where_ev, short(events[-3:])))
+                i, e = errors[-1]
+                why = match({"error": exp["error"]}, e)
+                if why:
+                    fail("%s: error event: %s" % (where_ev, why))
+                if i != len(events) - 1:
+                    fail("%s: the error event is not the last event: %s"
+                         % (where_ev, short(events[i:])))
+                shape = match({"error": {"message": {"$type": "string"},
+                                         "type": {"$type": "string"}}}, e)
+                if shape:
+                    fail("%s: error event not in OpenAI shape: %s" % (where_ev, shape))
+        if "all_chunks" in exp:
+            for i, c in enumerate(chunks):
+                why = match(exp["all_chunks"], c, "chunk[%d]" % i)
+                if why:
+                    fail("%s: %s" % (where_ev, why))
+        if "chunks" in exp:
+            i = 0
+            for j, want in enumerate(exp["chunks"]):
+                while i < len(chunks) and match(want, chunks[i]) is not None:
+                    i += 1
+                if i == len(chunks):
+                    fail("%s: expected chunk #%d %s not found in order; chunks: %s"
+                         % (where_ev, j, short(want), short(chunks, 800)))
+                i += 1
+        if "min_chunks" in exp and len(chunks) < exp["min_chunks"]:
+            fail("%s: %d chunks, expected at least %d" % (where_ev, len(chunks), exp["min_chunks"]))
+        with_usage = [(i, c) for i, c in enumerate(chunks) if c.get("usage")]
+        if "usage" in exp:
+            if exp["usage"] is False:
+                if with_usage:
+                    fail("%s: a chunk carries usage but include_usage was not asked: %s"
+                         % (where_ev, short(with_usage[0][1])))
+            else:
+                if not with_usage:
+                    fail("%s: no chunk carries usage; last chunks %s" % (where_ev, short(chunks[-2:])))
+                i, c = with_usage[-1]
+                if i != len(chunks) - 1:
+                    fail("%s: the usage chunk is not the last chunk" % where_ev)
+                want = {"choices": [], "usage": {
+                    "prompt_tokens": {"$type": "int"},
+                    "completion_tokens": {"$type": "int"},
+                    "total_tokens": {"$type": "int"}}}
+                if isinstance(exp["usage"], dict):
+                    want["usage"].update(exp["usage"])
+                why = match(want, c, "usage chunk")
+                if why:
+                    fail("%s: %s" % (where_ev, why))
+                u = c["usage"]
+                if u["prompt_tokens"] + u["completion_tokens"] != u["total_tokens"]:
+                    fail("%s: usage does not add up: %s" % (where_ev, u))
+        text = sse_text(chunks)
+        if exp.get("text_nonempty") and not text:
+            fail("%s: the joined delta content is empty" % where_ev)
+        if "text_regex" in exp and not re.search(exp["text_regex"], text):
+            fail("%s: joined text %r does not match /%s/" % (where_ev, text[:200], exp["text_regex"]))
+        if "tool_call" in exp:
+            calls = {}
+            for c in chunks:
+                for ch in c.get("choices") or []:
+                    for tc in (ch.get("delta") or {}).get("tool_calls") or []:
+                        slot = calls.setdefault(tc.get("index", 0), {"name": "", "arguments": "",
+                                                                     "id": None})
+                        if tc.get("id"):
+                            slot["id"] = tc["id"]
+                        fn = tc.get("function") or {}
+                        slot["name"] += fn.get("name") or ""
+                        slot["arguments"] += fn.get("arguments") or ""
+            if 0 not in calls:
+                fail("%s: no tool_calls deltas in the stream: %s" % (where_ev, short(chunks, 600)))
+            why = match(exp["tool_call"], calls[0], "tool_call[0] (accumulated)")
+            if why:
+                fail("%s: %s" % (where_ev, why))
+        if exp.get("finish_reason"):
+            reasons = [ch.get("finish_reason") for c in chunks
+                       for ch in c.get("choices") or [] if ch.get("finish_reason")]
+            if reasons != [exp["finish_reason"]]:
+                fail("%s: finish reasons %s, expected exactly one %r"
+                     % (where_ev, reasons, exp["finish_reason"]))
+
+    def check_upstream(self, exp, where="upstream"):
+        if "closed_within_ms" in exp:
+            self.check_upstream_closed(exp["closed_within_ms"], where)
+        if "settle_ms" in exp:
+            time.sleep(exp["settle_ms"] / 1000.0)
+        recs = [normalise_record(r) for r in self.stack.fake_requests()]
+        summary = short([{"path": r["path"], "model": (r["body"] or {}).get("model")
+                          if isinstance(r["body"], dict) else None} for r in recs], 600)
+        if "count" in exp:
+            why = match(exp["count"], len(recs), "count")
+            if why:
+                fail("%s: the fake received %d requests, expected %s: %s"
+                     % (where, len(recs), exp["count"], summary))
+        if "requests" in exp:
+            if len(recs) < len(exp["requests"]):
+                fail("%s: the fake received %d requests, expected at least %d: %s"
+                     % (where, len(recs), len(exp["requests"]), summary))
+            for i, want in enumerate(exp["requests"]):
+                why = match(lower_headers(want), recs[i], "upstream[%d]" % i)
+                if why:
+                    fail("%s: %s" % (where, why))
+        if "last" in exp:
+            if not recs:
+                fail("%s: the fake received no request" % where)
+            why = match(lower_headers(exp["last"]), recs[-1], "upstream[last]")
+            if why:
+                fail("%s: %s; all: %s" % (where, why, summary))
+        for want in exp.get("contains", []):
+            if not any(match(lower_headers(want), r) is None for r in recs):
+                fail("%s: no upstream request matches %s; got %s" % (where, short(want), summary))
+        for want in exp.get("not_contains", []):
+            if any(match(lower_headers(want), r) is None for r in recs):
+                fail("%s: an upstream request matches %s; got %s" % (where, short(want), summary))
+
+    def check_upstream_closed(self, within_ms, where):
+        """No established TCP connection from the gateway to the fake."""
+        deadline = time.time() + within_ms / 1000.0
+        while True:
+            n = established_to(self.stack.fake_port)
+            if n == 0:
+                return
+            if time.time() > deadline:
+                fail("%s: %d connection(s) to the fake still open %d ms after the client left"
+                     % (where, n, within_ms))
+            time.sleep(0.05)
+
+    def check_log(self):
+        text = self.stack.relay.output()
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        san = [ln for ln in lines if SANITIZER.search(ln)]
+        if san:
+            fail("sanitizer report in the relay's output:\n%s" % "\n".join(
+                text.splitlines()[text.splitlines().index(san[0]):][:30]))
+        objs = []
+        for ln in lines:
+            try:
+                o = json.loads(ln)
+            except ValueError:
+                fail("relay log line is not JSON: %r" % ln[:200])
+            if not isinstance(o, dict):
+                fail("relay log line is not a JSON object: %r" % ln[:200])
+            objs.append((ln, o))
+        for secret, what in ((self.stack.relay_key, "the client's API key"),
+                             (self.stack.fake_key, "the provider's API key"),
+                             (self.stack.prompt, "prompt text")):
+            for ln in lines:
+                if secret in ln:
+                    fail("relay log contains %s: %r" % (what, ln[:300]))
+        ids = [rid for rid, _ in self.request_ids]
+        dups = sorted({i for i in ids if ids.count(i) > 1})
+        if dups:
+            fail("x-request-id values repeat across responses: %s" % dups[:3])
+        if self.case.get("log", {}).get("per_request", True):
+            for rid, status in self.request_ids:
+                access = [o for ln, o in objs if rid in ln and is_access_line(o)]
+                if len(access) != 1:
+                    mentions = [ln for ln, o in objs if rid in ln]
+                    fail("relay log has %d request lines for request %s (status %s), "
+                         "expected 1; lines naming it: %s"
+                         % (len(access), rid, status, mentions[:4]))
+
+
+def connect(port, timeout, where):
+    try:
+        return Conn(port, timeout=timeout)
+    except OSError as e:
+        fail("%s: cannot connect to the relay: %s" % (where, e))
+
+
+def expand(v):
+    """Expands generators in a step: {$repeat: TEXT, times: N} -> a string."""
+    if isinstance(v, dict):
+        if "$repeat" in v:
+            return v["$repeat"] * v["times"]
+        return {k: expand(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [expand(x) for x in v]
+    return v
+
+
+def is_access_line(o):
+    """A request's log line: it names an HTTP status."""
+    return any(k in o for k in ("status", "http_status", "status_code"))
+
+
+def lower_headers(want):
+    if isinstance(want, dict) and isinstance(want.get("headers"), dict):
+        want = dict(want)
+        want["headers"] = {k.lower(): v for k, v in want["headers"].items()}
+    return want
+
+
+def normalise_record(r):
+    """The fake's record of one request as {method, path, headers, body}."""
+    out = dict(r) if isinstance(r, dict) else {"raw": r}
+    h = out.get("headers") or {}
+    if isinstance(h, list):
+        h = {(x[0] if isinstance(x, list) else x.get("name")).lower():
+             (x[1] if isinstance(x, list) else x.get("value")) for x in h}
+    out["headers"] = {k.lower(): v for k, v in h.items()}
+    out.setdefault("path", out.get("url") or out.get("target"))
+    body = out.get("body", out.get("json"))
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            pass
+    out["body"] = body
+    return out
+
+
+def established_to(port):
+    """Counts ESTABLISHED TCP connections whose remote port is port."""
+    n = 0
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(f).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            parts = row.split()
+            rem, state = parts[2], parts[3]
+            if state == "01" and int(rem.rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
+def after_checks(ctx):
+    after = ctx.case.get("after", {}) or {}
+    st = ctx.stack
+    if after.get("healthz", True):
+        r = ctx.do_request({"method": "GET", "path": "/healthz", "auth": None}, "after: GET /healthz")
+        ctx.check_response({"status": 200, "json": {"status": "ok"}}, r, "after: GET /healthz")
+    if after.get("completion", True):
+        body = {"model": after.get("model", "test-model"),
+                "messages": [{"role": "user", "content": "after " + st.prompt}]}
+        w = "after: a normal completion"
+        r = ctx.do_request({"body": body}, w)
+        ctx.check_response({"status": 200, "json": {
+            "object": "chat.completion",
+            "choices": [{"message": {"role": "assistant", "content": {"$regex": "."}}}]}},
+            r, w)
+    ctx.check_alive("after the follow-up checks")
+
+
+def run_case(path, verbose=0):
+    """Runs one case file; raises CaseFailure on the first failed check."""
+    case = load_case(path)
+    steps = case_steps(case)
+    stack = Stack(case.get("config"))
+    ctx = Ctx(stack, case, verbose)
+    try:
+        ctx.say("tmp %s, relay :%d, fake :%d" % (stack.tmp, stack.relay_port, stack.fake_port))
+        for i, step in enumerate(steps):
+            ctx.run_step(step, "step %d" % (i + 1) if len(steps) > 1 else "request")
+        if case.get("upstream"):
+            ctx.check_upstream(ctx.v(case["upstream"]))
+        if not ctx.exited:
+            after_checks(ctx)
+        code = stack.relay.stop()
+        if code is not None and code < 0 and code != -signal.SIGKILL:
+            fail("relay died of signal %d when stopped; its log ends:\n%s"
+                 % (-code, tail(stack.relay.output())))
+        ctx.check_log()
+    except CaseFailure:
+        if verbose:
+            print("    relay log: %s/relay.log, fake log: %s/fake.log" % (stack.tmp, stack.tmp))
+        raise
+    finally:
+        stack.close()
+    return ctx
