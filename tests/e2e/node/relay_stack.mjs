@@ -114,7 +114,7 @@ export async function startStack(models = []) {
   };
   try {
     stack.fake = start('fake', [bin('RELAY_FAKE_BIN', 'build/relay-fake'), '--listen',
-      `127.0.0.1:${fakePort}`]);
+      `127.0.0.1:${fakePort}`, '--require-key', fakeKey]);
     await waitHttp(`http://127.0.0.1:${fakePort}/_fake/requests`, stack.fake, 'relay-fake');
     stack.relay = start('relay', [bin('RELAY_BIN', 'build/relay'), 'serve', '--config', configPath]);
     await waitHttp(`http://127.0.0.1:${relayPort}/healthz`, stack.relay, 'relay');
