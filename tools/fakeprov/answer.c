@@ -2,12 +2,12 @@
  * answer.c - the format-independent answer: words, pieces, staged errors.
  *
  * A struct answer is embedded in its connection and reused request after
- * request; answer_reset() empties it without freeing, so a warm connection
+ * request; fake_answer_reset() empties it without freeing, so a warm connection
  * answers without touching the allocator. The content is cut into pieces
  * (one per streamed token or tool-argument fragment) by offsets, so every
  * wire format streams the same pieces at the same times.
  *
- * Read first: answer_words().
+ * Read first: fake_answer_words().
  */
 #include "fakeprov.h"
 
@@ -16,7 +16,7 @@
 
 #include "util/alloc.h"
 
-void answer_init(struct answer *a)
+void fake_answer_init(struct answer *a)
 {
     *a = (struct answer){0};
     buf_init(&a->model, 64 << 10);
@@ -26,7 +26,7 @@ void answer_init(struct answer *a)
     buf_init(&a->err_msg, 4 << 10);
 }
 
-void answer_free(struct answer *a)
+void fake_answer_free(struct answer *a)
 {
     buf_free(&a->model);
     buf_free(&a->content);
@@ -38,7 +38,7 @@ void answer_free(struct answer *a)
     a->cuts_cap = 0;
 }
 
-void answer_reset(struct answer *a)
+void fake_answer_reset(struct answer *a)
 {
     a->kind = ANSWER_TEXT;
     a->id = 0;
@@ -63,8 +63,8 @@ void answer_reset(struct answer *a)
     a->after = 0;
 }
 
-void answer_error(struct answer *a, int status, const char *type,
-                  const char *code, const char *msg)
+void fake_answer_error(struct answer *a, int status, const char *type,
+                       const char *code, const char *msg)
 {
     a->kind = ANSWER_ERROR;
     a->status = status;
@@ -77,47 +77,49 @@ void answer_error(struct answer *a, int status, const char *type,
     (void)buf_append_cstr(&a->err_msg, msg);
 }
 
-void answer_scripted_error(struct answer *a, const struct script *sc)
+void fake_answer_scripted_error(struct answer *a, const struct script *sc)
 {
     char msg[256];
     int st = sc->status;
     switch (st) {
     case 400:
-        answer_error(a, st, "invalid_request_error", NULL,
-                     "Invalid request (scripted by relay-fake).");
+        fake_answer_error(a, st, "invalid_request_error", NULL,
+                          "Invalid request (scripted by relay-fake).");
         break;
     case 401:
-        answer_error(a, st, "invalid_request_error", "invalid_api_key",
-                     "Incorrect API key provided (scripted by relay-fake).");
+        fake_answer_error(a, st, "invalid_request_error", "invalid_api_key",
+                          "Incorrect API key provided (scripted by "
+                          "relay-fake).");
         break;
     case 404:
         snprintf(msg, sizeof(msg),
                  "The model `%.*s` does not exist or you do not have "
                  "access to it.",
                  (int)(sc->base.len > 128 ? 128 : sc->base.len), sc->base.p);
-        answer_error(a, st, "invalid_request_error", "model_not_found", msg);
+        fake_answer_error(a, st, "invalid_request_error", "model_not_found",
+                          msg);
         break;
     case 429:
-        answer_error(a, st, "requests", "rate_limit_exceeded",
-                     "Rate limit reached for requests (scripted by "
-                     "relay-fake).");
+        fake_answer_error(a, st, "requests", "rate_limit_exceeded",
+                          "Rate limit reached for requests (scripted by "
+                          "relay-fake).");
         a->retry_after_s = sc->retry_after_s;
         break;
     case 500:
-        answer_error(a, st, "server_error", NULL,
-                     "The server had an error while processing your "
-                     "request (scripted by relay-fake).");
+        fake_answer_error(a, st, "server_error", NULL,
+                          "The server had an error while processing your "
+                          "request (scripted by relay-fake).");
         break;
     case 503:
-        answer_error(a, st, "server_error", "overloaded",
-                     "The server is overloaded, please try again later "
-                     "(scripted by relay-fake).");
+        fake_answer_error(a, st, "server_error", "overloaded",
+                          "The server is overloaded, please try again later "
+                          "(scripted by relay-fake).");
         break;
     default:
         snprintf(msg, sizeof(msg), "Scripted error %d from relay-fake.", st);
-        answer_error(a, st,
-                     st >= 500 ? "server_error" : "invalid_request_error",
-                     NULL, msg);
+        fake_answer_error(a, st,
+                          st >= 500 ? "server_error" : "invalid_request_error",
+                          NULL, msg);
         break;
     }
     if (sc->code.len) {
@@ -126,7 +128,7 @@ void answer_scripted_error(struct answer *a, const struct script *sc)
     }
 }
 
-void answer_cut(struct answer *a, size_t end)
+void fake_answer_cut(struct answer *a, size_t end)
 {
     if (a->npieces == a->cuts_cap) {
         a->cuts_cap = a->cuts_cap ? a->cuts_cap * 2 : 64;
@@ -135,7 +137,7 @@ void answer_cut(struct answer *a, size_t end)
     a->cuts[a->npieces++] = end;
 }
 
-void answer_split(struct answer *a, size_t from, size_t n)
+void fake_answer_split(struct answer *a, size_t from, size_t n)
 {
     size_t len = a->content.len - from;
     if (n > len) {
@@ -155,19 +157,19 @@ void answer_split(struct answer *a, size_t from, size_t n)
                ((unsigned char)a->content.p[end] & 0xc0) == 0x80) {
             end++;
         }
-        answer_cut(a, end);
+        fake_answer_cut(a, end);
         prev = end;
     }
 }
 
-void answer_words(struct answer *a, uint64_t seed, size_t ntokens,
-                  bool as_json)
+void fake_answer_words(struct answer *a, uint64_t seed, size_t ntokens,
+                       bool as_json)
 {
     if (as_json) {
         (void)buf_append_cstr(&a->content, "{\"answer\":\"");
     }
     for (size_t i = 0; i < ntokens; i++) {
-        struct str w = text_word(seed, (uint32_t)i);
+        struct str w = fake_text_word(seed, (uint32_t)i);
         if (as_json && i > 0) {
             (void)buf_append_cstr(&a->content, " ");
         }
@@ -176,11 +178,11 @@ void answer_words(struct answer *a, uint64_t seed, size_t ntokens,
             (void)buf_append_cstr(&a->content, " ");
         }
         if (!as_json || i + 1 < ntokens) {
-            answer_cut(a, a->content.len);
+            fake_answer_cut(a, a->content.len);
         }
     }
     if (as_json) {
         (void)buf_append_cstr(&a->content, "\"}");
-        answer_cut(a, a->content.len);
+        fake_answer_cut(a, a->content.len);
     }
 }

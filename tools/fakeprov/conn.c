@@ -89,7 +89,7 @@ static void on_close(uv_handle_t *h)
     buf_free(&c->body);
     buf_free(&c->out);
     buf_free(&c->tmp);
-    answer_free(&c->ans);
+    fake_answer_free(&c->ans);
     free(c);
 }
 
@@ -279,8 +279,8 @@ static void send_error(struct conn *c)
 static void quick_error(struct conn *c, int status, const char *type,
                         const char *code, const char *msg)
 {
-    answer_reset(&c->ans);
-    answer_error(&c->ans, status, type, code, msg);
+    fake_answer_reset(&c->ans);
+    fake_answer_error(&c->ans, status, type, code, msg);
     c->busy = true;
     send_error(c);
 }
@@ -482,9 +482,9 @@ static void record(const struct conn *c, struct str path, bool is_json)
         h[i].name = hdr_name(c, i);
         h[i].value = hdr_value(c, i);
     }
-    record_add(http_method_str(c->parser.method), path, h, c->nhdrs,
-               (struct str){c->body.p ? c->body.p : "", c->body.len},
-               is_json);
+    fake_record_add(http_method_str(c->parser.method), path, h, c->nhdrs,
+                    (struct str){c->body.p ? c->body.p : "", c->body.len},
+                    is_json);
 }
 
 static void log_request(const struct conn *c, struct str path)
@@ -498,7 +498,7 @@ static void log_request(const struct conn *c, struct str path)
               "\"fault\":\"%s\",\"stream\":%s",
               http_method_str(c->parser.method), esc.p ? esc.p : "",
               a->kind == ANSWER_ERROR ? a->status : 200,
-              script_fault_name(a->fault), a->stream ? "true" : "false");
+              fake_script_fault_name(a->fault), a->stream ? "true" : "false");
     buf_free(&esc);
 }
 
@@ -506,18 +506,18 @@ static void log_request(const struct conn *c, struct str path)
 static void chat(struct conn *c, const struct fake_format *fmt,
                  struct str path)
 {
-    answer_reset(&c->ans);
+    fake_answer_reset(&c->ans);
     c->fmt = fmt;
     json_t *req = c->body.len
                       ? json_loadb(c->body.p, c->body.len, 0, NULL)
                       : NULL;
     record(c, path, req != NULL);
     if (!key_ok(c)) {
-        answer_error(&c->ans, 401, "invalid_request_error",
-                     "invalid_api_key", "Incorrect API key provided.");
+        fake_answer_error(&c->ans, 401, "invalid_request_error",
+                          "invalid_api_key", "Incorrect API key provided.");
     } else if (!req) {
-        answer_error(&c->ans, 400, "invalid_request_error", NULL,
-                     "We could not parse the JSON body of your request.");
+        fake_answer_error(&c->ans, 400, "invalid_request_error", NULL,
+                          "We could not parse the JSON body of your request.");
     } else {
         fmt->build(req, &fake_opts, &c->ans);
     }
@@ -537,7 +537,7 @@ static void models(struct conn *c, struct str path)
         return;
     }
     if (str_eq_lit(path, "/v1/models")) {
-        openai_models(&c->tmp);
+        fake_openai_models(&c->tmp);
     } else {
         struct str id = {path.p + 11, path.len - 11};
         (void)buf_append_cstr(&c->tmp, "{\"id\":\"");
@@ -565,7 +565,7 @@ static void dispatch(struct conn *c)
     } else if (str_eq_lit(path, "/v1/chat/completions") ||
                str_eq_lit(path, "/chat/completions")) {
         if (post) {
-            chat(c, &openai_format, path);
+            chat(c, &fake_openai_format, path);
         } else {
             quick_error(c, 405, "invalid_request_error", NULL,
                         "Use POST for chat completions.");
@@ -578,11 +578,11 @@ static void dispatch(struct conn *c)
         (void)buf_append_cstr(&c->tmp, "{\"status\":\"ok\"}");
         quick_json(c, 200);
     } else if (get && str_eq_lit(path, "/_fake/requests")) {
-        record_dump(&c->tmp);
+        fake_record_dump(&c->tmp);
         quick_json(c, 200);
     } else if (post && str_eq_lit(path, "/_fake/reset")) {
-        record_clear();
-        script_reset(fake_opts.seed);
+        fake_record_clear();
+        fake_script_reset(fake_opts.seed);
         (void)buf_append_cstr(&c->tmp, "{\"ok\":true}");
         quick_json(c, 200);
     } else {
@@ -781,7 +781,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
 }
 
-void conn_accept(uv_stream_t *server)
+void fake_conn_accept(uv_stream_t *server)
 {
     struct conn *c = rl_calloc(1, sizeof(*c));
     uv_tcp_init(server->loop, &c->tcp);
@@ -794,8 +794,8 @@ void conn_accept(uv_stream_t *server)
     buf_init(&c->body, FAKE_MAX_BODY);
     buf_init(&c->out, OUT_MAX);
     buf_init(&c->tmp, OUT_MAX);
-    answer_init(&c->ans);
-    c->fmt = &openai_format;
+    fake_answer_init(&c->ans);
+    c->fmt = &fake_openai_format;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->keep_alive = true;
@@ -809,7 +809,7 @@ void conn_accept(uv_stream_t *server)
     }
 }
 
-void conn_close_all(uv_handle_t *h, void *arg)
+void fake_conn_close_all(uv_handle_t *h, void *arg)
 {
     (void)arg;
     if (uv_is_closing(h)) {

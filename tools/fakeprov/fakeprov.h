@@ -79,20 +79,20 @@ struct script {
  * model. Returns RL_E_INVALID_REQUEST with a reason in err (at most
  * errlen bytes, NUL-terminated) on an unknown key or a bad value.
  */
-enum rl_err script_parse(struct str model, struct script *out, char *err,
-                         size_t errlen);
+enum rl_err fake_script_parse(struct str model, struct script *out, char *err,
+                              size_t errlen);
 /* True when sc stages a failure (a status or a fault). */
-bool script_has_failure(const struct script *sc);
+bool fake_script_has_failure(const struct script *sc);
 /*
  * Decides whether the failure of sc applies to this request of the exact
  * model string model: counts the request when sc->first is set, draws from
  * the shared PRNG when sc->p < 1. Thread-safe.
  */
-bool script_failure_applies(const struct script *sc, struct str model);
+bool fake_script_failure_applies(const struct script *sc, struct str model);
 /* Forgets every `first` counter and reseeds the PRNG. Thread-safe. */
-void script_reset(uint64_t seed);
+void fake_script_reset(uint64_t seed);
 /* Returns the name of a fault ("cut"), for logs. */
-const char *script_fault_name(enum fake_fault f);
+const char *fake_script_fault_name(enum fake_fault f);
 
 /* ---------------------------------------------------------------------- */
 /* text.c: deterministic words, token counts, values from JSON schemas.   */
@@ -101,24 +101,24 @@ const char *script_fault_name(enum fake_fault f);
 #define TEXT_VOCAB_LEN 64
 
 /* Continues the 64-bit FNV-1a hash h over the n bytes at p. */
-uint64_t text_fnv1a(uint64_t h, const void *p, size_t n);
+uint64_t fake_text_fnv1a(uint64_t h, const void *p, size_t n);
 /* Returns the word at index i of the answer to a prompt hashing to seed. */
-struct str text_word(uint64_t seed, uint32_t i);
+struct str fake_text_word(uint64_t seed, uint32_t i);
 /* Returns the number of Unicode code points in the UTF-8 bytes s. */
-size_t text_chars(struct str s);
+size_t fake_text_chars(struct str s);
 /* Returns the text of a message content: a string, or the text parts of an
  * array joined with nothing. Hashes it into *h and counts its code points
  * into *chars; either may be NULL. */
-void text_content_scan(const json_t *content, uint64_t *h, size_t *chars);
+void fake_text_content_scan(const json_t *content, uint64_t *h, size_t *chars);
 /* Returns sum over messages of ceil(chars / 4) + 4 (see docs/fakeprov.md). */
-int64_t text_prompt_tokens(const json_t *messages);
+int64_t fake_text_prompt_tokens(const json_t *messages);
 /* Returns the FNV-1a hash of the last user message's text. */
-uint64_t text_prompt_seed(const json_t *messages);
+uint64_t fake_text_prompt_seed(const json_t *messages);
 /*
  * Appends to out a compact JSON object with every `required` property of
  * the JSON schema set to a value of its type (see docs/fakeprov.md).
  */
-enum rl_err text_fill_schema(const json_t *schema, struct buf *out);
+enum rl_err fake_text_fill_schema(const json_t *schema, struct buf *out);
 
 /* ---------------------------------------------------------------------- */
 /* The answer: computed once per request, rendered by a wire format.      */
@@ -142,7 +142,7 @@ struct answer {
     size_t npieces;          /* pieces streamed (tokens, fragments) */
     size_t cuts_cap;         /* entries allocated in cuts */
     const char *finish;      /* "stop", "length" or "tool_calls" */
-    int64_t prompt_tokens;   /* usage, see text_prompt_tokens() */
+    int64_t prompt_tokens;   /* usage, see fake_text_prompt_tokens() */
     int64_t completion_tokens; /* usage: the answer's length in tokens */
     uint64_t ttft_ms;        /* delay before the first token, ms */
     double tps;              /* pacing, tokens per second; 0 = none */
@@ -156,27 +156,27 @@ struct answer {
 };
 
 /* Initialises an empty answer whose buffers are reused across requests. */
-void answer_init(struct answer *a);
-void answer_free(struct answer *a);
+void fake_answer_init(struct answer *a);
+void fake_answer_free(struct answer *a);
 /* Empties a for the next request, keeping its allocations. */
-void answer_reset(struct answer *a);
+void fake_answer_reset(struct answer *a);
 /* Makes a an error answer: status, type, code (NULL = null), message. */
-void answer_error(struct answer *a, int status, const char *type,
-                  const char *code, const char *msg);
+void fake_answer_error(struct answer *a, int status, const char *type,
+                       const char *code, const char *msg);
 /*
  * Makes a the error staged by sc->status (400, 401, 404, 429, 500, 503 or
  * another), with sc->code as the code when given.
  */
-void answer_scripted_error(struct answer *a, const struct script *sc);
+void fake_answer_scripted_error(struct answer *a, const struct script *sc);
 /* Appends a cut at offset end of a->content (one more piece). */
-void answer_cut(struct answer *a, size_t end);
+void fake_answer_cut(struct answer *a, size_t end);
 /* Cuts a->content from offset from into n pieces of about equal size,
  * never inside a UTF-8 sequence. */
-void answer_split(struct answer *a, size_t from, size_t n);
+void fake_answer_split(struct answer *a, size_t from, size_t n);
 /* Fills a->content with ntokens words for seed, one piece per word, as
  * plain text ("w " each) or, when as_json, as {"answer":"w w"}. */
-void answer_words(struct answer *a, uint64_t seed, size_t ntokens,
-                  bool as_json);
+void fake_answer_words(struct answer *a, uint64_t seed, size_t ntokens,
+                       bool as_json);
 
 /* ---------------------------------------------------------------------- */
 /* A wire format: parse its request into an answer, render the answer.    */
@@ -204,10 +204,10 @@ struct fake_format {
     void (*error_body)(const struct answer *a, struct buf *out);
 };
 
-extern const struct fake_format openai_format;
+extern const struct fake_format fake_openai_format;
 
 /* Appends the OpenAI list of the fake's models (GET /v1/models). */
-void openai_models(struct buf *out);
+void fake_openai_models(struct buf *out);
 
 /* ---------------------------------------------------------------------- */
 /* record.c: the ring of recent chat requests behind /_fake/requests.     */
@@ -218,27 +218,27 @@ struct record_header {
 };
 
 /* Sets the ring's size (entries); 0 turns recording off. */
-void record_init(size_t cap);
+void fake_record_init(size_t cap);
 /* Records one request; body is embedded as JSON when body_is_json, else as
  * a string. Copies everything. Thread-safe. */
-void record_add(const char *method, struct str path,
-                const struct record_header *h, size_t nh, struct str body,
-                bool body_is_json);
+void fake_record_add(const char *method, struct str path,
+                     const struct record_header *h, size_t nh, struct str body,
+                     bool body_is_json);
 /* Appends the ring, oldest first, as a JSON array. Thread-safe. */
-void record_dump(struct buf *out);
+void fake_record_dump(struct buf *out);
 /* Empties the ring. Thread-safe. */
-void record_clear(void);
+void fake_record_clear(void);
 /* Frees the calling thread's serialisation buffer; call as a worker ends. */
-void record_thread_free(void);
+void fake_record_thread_free(void);
 
 /* ---------------------------------------------------------------------- */
 /* conn.c: one client connection on a worker's loop.                      */
 
 /* Accepts a connection on server and starts reading from it. A listener's
  * handle has data == NULL; a connection's handles point to it. */
-void conn_accept(uv_stream_t *server);
+void fake_conn_accept(uv_stream_t *server);
 /* uv_walk callback for a stopping worker: closes every handle, freeing the
  * connections as their handles close. */
-void conn_close_all(uv_handle_t *h, void *arg);
+void fake_conn_close_all(uv_handle_t *h, void *arg);
 
 #endif

@@ -176,13 +176,13 @@ static bool parse_flag(int argc, char **argv, int *i, struct fake_opts *o)
 static void on_connection(uv_stream_t *server, int status)
 {
     if (status == 0) {
-        conn_accept(server);
+        fake_conn_accept(server);
     }
 }
 
 static void on_stop(uv_async_t *a)
 {
-    uv_walk(a->loop, conn_close_all, NULL);
+    uv_walk(a->loop, fake_conn_close_all, NULL);
 }
 
 static void *worker_run(void *arg)
@@ -190,7 +190,7 @@ static void *worker_run(void *arg)
     struct worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
-    record_thread_free();
+    fake_record_thread_free();
     return NULL;
 }
 
@@ -287,8 +287,8 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* workers inherit the mask */
-    record_init(fake_opts.record ? 1000 : 0);
-    script_reset(fake_opts.seed);
+    fake_record_init(fake_opts.record ? 1000 : 0);
+    fake_script_reset(fake_opts.seed);
     static struct worker workers[MAX_WORKERS];
     int n = fake_opts.nworkers;
     if (bind_all(workers, n, &fake_opts) != 0) {
@@ -310,8 +310,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         pthread_join(workers[i].thread, NULL);
     }
-    record_init(0);
-    script_reset(fake_opts.seed);
+    fake_record_init(0);
+    fake_script_reset(fake_opts.seed);
     log_flush();
     return 0;
 }

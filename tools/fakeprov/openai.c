@@ -54,7 +54,7 @@ static void put_i64(struct buf *b, int64_t v)
 
 static void bad(struct answer *a, const char *msg)
 {
-    answer_error(a, 400, "invalid_request_error", NULL, msg);
+    fake_answer_error(a, 400, "invalid_request_error", NULL, msg);
 }
 
 /* Returns the tool chosen by tool_choice, NULL for none; sets a 400 on a
@@ -103,9 +103,9 @@ static void build_tool(const json_t *tool, struct answer *a)
     a->finish = "tool_calls";
     (void)buf_append(&a->tool_name, json_string_value(name),
                      json_string_length(name));
-    (void)text_fill_schema(json_object_get(fn, "parameters"), &a->content);
-    answer_cut(a, 0); /* piece 0: the call's id and name */
-    answer_split(a, 0, a->content.len >= 6 ? 3 : 2);
+    (void)fake_text_fill_schema(json_object_get(fn, "parameters"), &a->content);
+    fake_answer_cut(a, 0); /* piece 0: the call's id and name */
+    fake_answer_split(a, 0, a->content.len >= 6 ? 3 : 2);
 }
 
 /* Fills a's content per response_format; false (with a 400) when the
@@ -116,13 +116,13 @@ static bool build_content(const json_t *req, uint64_t seed, size_t ntokens,
     const json_t *rf = json_object_get(req, "response_format");
     const char *type = json_string_value(json_object_get(rf, "type"));
     if (!rf || json_is_null(rf) || (type && strcmp(type, "text") == 0)) {
-        answer_words(a, seed, ntokens, false);
+        fake_answer_words(a, seed, ntokens, false);
     } else if (type && strcmp(type, "json_object") == 0) {
-        answer_words(a, seed, ntokens, true);
+        fake_answer_words(a, seed, ntokens, true);
     } else if (type && strcmp(type, "json_schema") == 0) {
         const json_t *js = json_object_get(rf, "json_schema");
-        (void)text_fill_schema(json_object_get(js, "schema"), &a->content);
-        answer_split(a, 0, ntokens);
+        (void)fake_text_fill_schema(json_object_get(js, "schema"), &a->content);
+        fake_answer_split(a, 0, ntokens);
     } else {
         bad(a, "Unknown response_format type.");
         return false;
@@ -199,7 +199,7 @@ static void build(const json_t *req, const struct fake_opts *o,
     struct script sc;
     char why[160];
     struct str model = {a->model.p, a->model.len};
-    if (script_parse(model, &sc, why, sizeof(why)) != RL_OK) {
+    if (fake_script_parse(model, &sc, why, sizeof(why)) != RL_OK) {
         bad(a, why);
         return;
     }
@@ -211,7 +211,7 @@ static void build(const json_t *req, const struct fake_opts *o,
     a->ttft_ms = (uint64_t)(sc.ttft_ms >= 0 ? sc.ttft_ms : o->ttft_ms);
     a->tps = sc.tps >= 0 ? sc.tps : o->tps;
     const json_t *msgs = json_object_get(req, "messages");
-    a->prompt_tokens = text_prompt_tokens(msgs);
+    a->prompt_tokens = fake_text_prompt_tokens(msgs);
     a->completion_tokens = ntokens;
     const json_t *tool = pick_tool(req, a);
     if (a->kind == ANSWER_ERROR) {
@@ -219,13 +219,13 @@ static void build(const json_t *req, const struct fake_opts *o,
     }
     if (tool) {
         build_tool(tool, a);
-    } else if (!build_content(req, text_prompt_seed(msgs), (size_t)ntokens,
+    } else if (!build_content(req, fake_text_prompt_seed(msgs), (size_t)ntokens,
                               a)) {
         return;
     }
-    if (script_failure_applies(&sc, model)) {
+    if (fake_script_failure_applies(&sc, model)) {
         if (sc.status) {
-            answer_scripted_error(a, &sc);
+            fake_answer_scripted_error(a, &sc);
         } else {
             a->fault = sc.fault;
             a->after = sc.after >= 0 ? (size_t)sc.after : a->npieces / 2;
@@ -390,7 +390,7 @@ static void render_error(const struct answer *a, struct buf *b)
     }
 }
 
-void openai_models(struct buf *out)
+void fake_openai_models(struct buf *out)
 {
     static const char *const ids[] = {"fake-small", "fake-large",
                                       "fake-tools"};
@@ -404,7 +404,7 @@ void openai_models(struct buf *out)
     put(out, "]}");
 }
 
-const struct fake_format openai_format = {
+const struct fake_format fake_openai_format = {
     .name = "openai",
     .stream_type = "text/event-stream",
     .build = build,

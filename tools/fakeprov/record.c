@@ -5,9 +5,9 @@
  * (a JSON object); the body is embedded verbatim when it parsed as JSON,
  * so recording costs a memcpy, a malloc and a short critical section, and
  * the dump is a concatenation. The ring is shared by every worker behind
- * one mutex. `--no-record` turns it off (record_init(0)).
+ * one mutex. `--no-record` turns it off (fake_record_init(0)).
  *
- * Read first: record_add().
+ * Read first: fake_record_add().
  */
 #include "fakeprov.h"
 
@@ -32,9 +32,9 @@ static size_t ring_len;      /* entries in use */
 static __thread struct buf scratch; /* per-thread serialisation buffer */
 static __thread bool scratch_ready;
 
-void record_init(size_t cap)
+void fake_record_init(size_t cap)
 {
-    record_clear();
+    fake_record_clear();
     pthread_mutex_lock(&ring_mu);
     free(ring);
     ring_cap = cap;
@@ -85,9 +85,9 @@ static void serialise(struct buf *b, const char *method, struct str path,
                      (unsigned long long)clock_wall_ms());
 }
 
-void record_add(const char *method, struct str path,
-                const struct record_header *h, size_t nh, struct str body,
-                bool body_is_json)
+void fake_record_add(const char *method, struct str path,
+                     const struct record_header *h, size_t nh, struct str body,
+                     bool body_is_json)
 {
     if (ring_cap == 0) {
         return;
@@ -113,7 +113,7 @@ void record_add(const char *method, struct str path,
     free(evicted);
 }
 
-void record_dump(struct buf *out)
+void fake_record_dump(struct buf *out)
 {
     (void)buf_append_cstr(out, "[");
     pthread_mutex_lock(&ring_mu);
@@ -128,7 +128,7 @@ void record_dump(struct buf *out)
     (void)buf_append_cstr(out, "]");
 }
 
-void record_clear(void)
+void fake_record_clear(void)
 {
     pthread_mutex_lock(&ring_mu);
     for (size_t i = 0; i < ring_len; i++) {
@@ -139,7 +139,7 @@ void record_clear(void)
     pthread_mutex_unlock(&ring_mu);
 }
 
-void record_thread_free(void)
+void fake_record_thread_free(void)
 {
     if (scratch_ready) {
         buf_free(&scratch);

@@ -1,13 +1,13 @@
 /*
  * script.c - the model-name script: `base?ttft_ms=200&status=503&first=1`.
  *
- * script_parse() is pure: it turns the query part of a model name into a
+ * fake_script_parse() is pure: it turns the query part of a model name into a
  * struct script. The two pieces of shared state, the per-model-string
  * request counters behind `first` and the seeded PRNG behind `p`, sit
  * behind one mutex; they are touched only by requests whose script stages
  * a failure, so the healthy fast path never takes the lock.
  *
- * Read first: script_parse(), then script_failure_applies().
+ * Read first: fake_script_parse(), then fake_script_failure_applies().
  */
 #include "fakeprov.h"
 
@@ -77,7 +77,7 @@ static const char *const fault_names[] = {
     [FAULT_SLOWHEADERS] = "slowheaders",
 };
 
-const char *script_fault_name(enum fake_fault f)
+const char *fake_script_fault_name(enum fake_fault f)
 {
     return fault_names[f];
 }
@@ -125,8 +125,8 @@ static bool apply_pair(struct script *sc, struct str k, struct str v)
     return false;
 }
 
-enum rl_err script_parse(struct str model, struct script *out, char *err,
-                         size_t errlen)
+enum rl_err fake_script_parse(struct str model, struct script *out, char *err,
+                              size_t errlen)
 {
     *out = (struct script){
         .base = model, .ttft_ms = -1, .tps = -1, .tokens = -1,
@@ -160,7 +160,7 @@ enum rl_err script_parse(struct str model, struct script *out, char *err,
     return RL_OK;
 }
 
-bool script_has_failure(const struct script *sc)
+bool fake_script_has_failure(const struct script *sc)
 {
     return sc->status != 0 || sc->fault != FAULT_NONE;
 }
@@ -201,7 +201,7 @@ static void counters_clear(void)
  * with state_mu held. */
 static uint64_t counter_bump(struct str model)
 {
-    uint64_t h = text_fnv1a(TEXT_FNV_OFFSET, model.p, model.len);
+    uint64_t h = fake_text_fnv1a(TEXT_FNV_OFFSET, model.p, model.len);
     struct counter **slot = &buckets[h % COUNTER_BUCKETS];
     for (struct counter *c = *slot; c; c = c->next) {
         if (c->len == model.len && memcmp(c->name, model.p, c->len) == 0) {
@@ -230,9 +230,9 @@ static uint64_t prng_next(void)
     return z ^ (z >> 31);
 }
 
-bool script_failure_applies(const struct script *sc, struct str model)
+bool fake_script_failure_applies(const struct script *sc, struct str model)
 {
-    if (!script_has_failure(sc)) {
+    if (!fake_script_has_failure(sc)) {
         return false;
     }
     if (sc->first == 0 && sc->p >= 1.0) {
@@ -252,7 +252,7 @@ bool script_failure_applies(const struct script *sc, struct str model)
     return applies;
 }
 
-void script_reset(uint64_t seed)
+void fake_script_reset(uint64_t seed)
 {
     pthread_mutex_lock(&state_mu);
     counters_clear();

@@ -5,7 +5,7 @@
  * the fake's answers and usage themselves; docs/fakeprov.md states the
  * formulas and the vocabulary. No HTTP, no wire format, no shared state.
  *
- * Read first: text_word(), then text_prompt_tokens().
+ * Read first: fake_text_word(), then fake_text_prompt_tokens().
  */
 #include "fakeprov.h"
 
@@ -25,7 +25,7 @@ static const char *const vocab[TEXT_VOCAB_LEN] = {
     "box",
 };
 
-uint64_t text_fnv1a(uint64_t h, const void *p, size_t n)
+uint64_t fake_text_fnv1a(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *b = p;
     for (size_t i = 0; i < n; i++) {
@@ -35,16 +35,16 @@ uint64_t text_fnv1a(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-struct str text_word(uint64_t seed, uint32_t i)
+struct str fake_text_word(uint64_t seed, uint32_t i)
 {
     unsigned char le[4] = {(unsigned char)i, (unsigned char)(i >> 8),
                            (unsigned char)(i >> 16),
                            (unsigned char)(i >> 24)};
-    uint64_t h = text_fnv1a(seed, le, sizeof(le));
+    uint64_t h = fake_text_fnv1a(seed, le, sizeof(le));
     return str_from(vocab[h % TEXT_VOCAB_LEN]);
 }
 
-size_t text_chars(struct str s)
+size_t fake_text_chars(struct str s)
 {
     size_t n = 0;
     for (size_t i = 0; i < s.len; i++) {
@@ -58,14 +58,14 @@ static void scan_one(const json_t *s, uint64_t *h, size_t *chars)
 {
     struct str t = {json_string_value(s), json_string_length(s)};
     if (h) {
-        *h = text_fnv1a(*h, t.p, t.len);
+        *h = fake_text_fnv1a(*h, t.p, t.len);
     }
     if (chars) {
-        *chars += text_chars(t);
+        *chars += fake_text_chars(t);
     }
 }
 
-void text_content_scan(const json_t *content, uint64_t *h, size_t *chars)
+void fake_text_content_scan(const json_t *content, uint64_t *h, size_t *chars)
 {
     if (json_is_string(content)) {
         scan_one(content, h, chars);
@@ -85,27 +85,27 @@ void text_content_scan(const json_t *content, uint64_t *h, size_t *chars)
     }
 }
 
-int64_t text_prompt_tokens(const json_t *messages)
+int64_t fake_text_prompt_tokens(const json_t *messages)
 {
     int64_t total = 0;
     size_t i;
     const json_t *m;
     json_array_foreach(messages, i, m) {
         size_t chars = 0;
-        text_content_scan(json_object_get(m, "content"), NULL, &chars);
+        fake_text_content_scan(json_object_get(m, "content"), NULL, &chars);
         total += (int64_t)((chars + 3) / 4) + 4;
     }
     return total;
 }
 
-uint64_t text_prompt_seed(const json_t *messages)
+uint64_t fake_text_prompt_seed(const json_t *messages)
 {
     uint64_t h = TEXT_FNV_OFFSET;
     for (size_t i = json_array_size(messages); i-- > 0;) {
         const json_t *m = json_array_get(messages, i);
         const char *role = json_string_value(json_object_get(m, "role"));
         if (role && strcmp(role, "user") == 0) {
-            text_content_scan(json_object_get(m, "content"), &h, NULL);
+            fake_text_content_scan(json_object_get(m, "content"), &h, NULL);
             break;
         }
     }
@@ -162,7 +162,7 @@ static enum rl_err append_value(const json_t *prop, struct buf *out)
     return buf_append_cstr(out, v);
 }
 
-enum rl_err text_fill_schema(const json_t *schema, struct buf *out)
+enum rl_err fake_text_fill_schema(const json_t *schema, struct buf *out)
 {
     const json_t *props = json_object_get(schema, "properties");
     const json_t *req = json_object_get(schema, "required");
