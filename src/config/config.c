@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/sha.h>
 #include <yaml.h>
 
 #include "providers/provider.h"
@@ -313,12 +314,24 @@ static void auth_pair(struct loader *ld, const char *key, yaml_node_t *k,
         fail(ld, v, "auth.keys", "expected a list of keys");
         return;
     }
-    c->keys = rl_calloc(seq_len(v), sizeof(char *));
+    /* Only hashes are kept: the keys themselves never stay in memory. */
+    c->key_sha256 = rl_calloc(seq_len(v), sizeof(*c->key_sha256));
+    c->key_prefix = rl_calloc(seq_len(v), sizeof(*c->key_prefix));
     for (size_t i = 0; i < seq_len(v); i++) {
-        const char *s = scalar(ld, seq_item(ld, v, i), "auth.keys");
-        if (s && *s) { /* an unset ${VAR} leaves no key, not "" */
-            c->keys[c->nkeys++] = rl_strdup(s);
+        yaml_node_t *item = seq_item(ld, v, i);
+        const char *s = scalar(ld, item, "auth.keys");
+        if (!s || !*s) {
+            continue; /* an unset ${VAR} leaves no key, not "" */
         }
+        if (strlen(s) < 16) {
+            fail(ld, item, "auth.keys", "a key must be at least 16 "
+                 "characters long");
+            continue;
+        }
+        SHA256((const unsigned char *)s, strlen(s), c->key_sha256[c->nkeys]);
+        snprintf(c->key_prefix[c->nkeys], sizeof(c->key_prefix[0]), "%.8s",
+                 s);
+        c->nkeys++;
     }
 }
 
@@ -806,10 +819,8 @@ void config_unref(struct config *c)
         free(c->models[i].upstream);
         free(c->models[i].fallbacks);
     }
-    for (size_t i = 0; i < c->nkeys; i++) {
-        free(c->keys[i]);
-    }
-    free(c->keys);
+    free(c->key_sha256);
+    free(c->key_prefix);
     free(c->providers);
     free(c->models);
     free(c->path);

@@ -54,7 +54,8 @@ struct config {
     int workers;                /* event-loop threads */
     enum log_level log_level;   /* lowest level written */
     char *log_file;             /* NULL: standard error */
-    char **keys;                /* accepted bearer keys (static) */
+    unsigned char (*key_sha256)[32]; /* SHA-256 of each accepted key */
+    char (*key_prefix)[16];     /* display prefix of each key */
     size_t nkeys;
     char *store;                /* DATABASE_URL, unused by the core */
     char *redis;                /* REDIS_URL, unused by the core */

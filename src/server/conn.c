@@ -41,6 +41,7 @@ struct conn {
     bool closing;              /* uv_close was called */
     bool close_after_flush;    /* close once pending output is written */
     bool reading;              /* uv_read_start is in effect */
+    bool in_parse;             /* parse_buffered is on the stack */
     enum rl_err reject;        /* why parsing stopped, RL_OK if it did not */
     size_t pending_out;        /* bytes handed to uv_write, not yet done */
     uint64_t last_active_us;   /* for the idle timeout */
@@ -441,9 +442,16 @@ static const http_parser_settings settings = {
     .on_message_complete = on_message_complete,
 };
 
-/* Parses what is buffered; dispatches one complete request at most. */
+/* Parses what is buffered and dispatches complete requests, one at a time.
+ * A response completed from inside on_request lands back in this loop
+ * instead of recursing, so a flood of pipelined requests answered at once
+ * cannot grow the stack. */
 static void parse_buffered(struct conn *c)
 {
+    if (c->in_parse) {
+        return; /* the loop below, further up the stack, goes on */
+    }
+    c->in_parse = true;
     while (!c->busy && !c->closing && c->in.len > 0) {
         size_t used = http_parser_execute(&c->parser, &settings, c->in.p,
                                           c->in.len);
@@ -458,19 +466,20 @@ static void parse_buffered(struct conn *c)
             }
             buf_reset(&c->in);
             reject(c, why);
-            return;
+            break;
         }
-        /* Keep the unparsed rest; the head buffer holds what the request
-         * needs, so the consumed bytes can go. */
+        /* The head buffer holds what the request needs, so the consumed
+         * bytes can go; the rest are later requests. */
         buf_consume(&c->in, used);
         if (c->busy) {
             c->w->hooks->on_request(c->w->wctx, c, &c->req);
-            return;
+            continue;
         }
         if (used == 0) {
-            return;
+            break;
         }
     }
+    c->in_parse = false;
 }
 
 static void resume(struct conn *c)

@@ -1,0 +1,319 @@
+/*
+ * gateway.c - `relay serve`: the workers' context, the HTTP routes, and the
+ * main thread's signals (SIGHUP reloads, SIGTERM and SIGINT drain).
+ *
+ * Routes: POST /v1/chat/completions, GET /v1/models[/{id}], GET /healthz,
+ * GET /readyz. Anything else is 404 (or 405 on a known path) in OpenAI's
+ * error shape. Read on_request() and gateway_serve() first.
+ */
+#include "gateway/gateway.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "auth/auth.h"
+#include "config/config.h"
+#include "pipeline.h"
+#include "reply.h"
+#include "request.h"
+#include "util/alloc.h"
+#include "util/log.h"
+
+static struct config *current; /* the main thread's snapshot */
+static uv_signal_t sig_hup;
+static uv_signal_t sig_term;
+static uv_signal_t sig_int;
+
+/* ---------------------------------------------------------------------
+ * Workers
+ * ------------------------------------------------------------------- */
+
+static void set_limits(struct gw_worker *w)
+{
+    const struct config *c = w->cfg;
+    w->limits = (struct server_limits){
+        .max_body_bytes = c->max_body_bytes,
+        .max_header_bytes = c->max_header_bytes,
+        .read_timeout_ms = c->read_timeout_ms,
+        .idle_timeout_ms = c->idle_timeout_ms,
+        .shutdown_grace_ms = c->shutdown_grace_ms,
+    };
+}
+
+static void *worker_start(struct uv_loop_s *loop, int id, void *arg)
+{
+    struct gw_worker *w = rl_calloc(1, sizeof(*w));
+    w->id = id;
+    w->loop = loop;
+    w->cfg = config_ref(arg);
+    set_limits(w);
+    w->upstream = upstream_new(loop);
+    if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || !w->rng) {
+        w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)id;
+    }
+    return w;
+}
+
+static void free_dead(struct gw_worker *w)
+{
+    while (w->dead) {
+        struct req *r = w->dead;
+        w->dead = r->next_dead;
+        req_free(r);
+    }
+}
+
+static void worker_stop(void *wctx)
+{
+    struct gw_worker *w = wctx;
+    free_dead(w);
+    upstream_free(w->upstream);
+    config_unref(w->cfg);
+    log_flush();
+    free(w);
+}
+
+static void on_tick(void *wctx)
+{
+    struct gw_worker *w = wctx;
+    free_dead(w);
+    log_flush();
+}
+
+static const struct server_limits *limits(void *wctx)
+{
+    struct gw_worker *w = wctx;
+    return &w->limits;
+}
+
+/* Runs in each worker: takes the reference the main thread made for it. */
+static void swap_config(void *wctx, void *arg)
+{
+    struct gw_worker *w = wctx;
+    struct config *old = w->cfg;
+    w->cfg = arg;
+    set_limits(w);
+    config_unref(old);
+}
+
+/* ---------------------------------------------------------------------
+ * Routes
+ * ------------------------------------------------------------------- */
+
+static bool authorized(struct req *r, const struct http_request *http)
+{
+    struct auth_result who;
+    if (auth_check(r->cfg, server_header(http, "authorization"), &who) !=
+        RL_OK) {
+        reply_error(r, RL_E_UNAUTHORIZED, NULL, NULL);
+        return false;
+    }
+    memcpy(r->key_prefix, who.key_prefix, sizeof(r->key_prefix));
+    return true;
+}
+
+static void serve_models(struct req *r, const struct http_request *http)
+{
+    if (!authorized(r, http)) {
+        return;
+    }
+    struct buf body;
+    buf_init(&body, 1 << 20);
+    struct str path = http->path;
+    size_t prefix = strlen("/v1/models");
+    if (path.len == prefix || (path.len == prefix + 1)) {
+        api_models_list(r->cfg, &body);
+        reply_json(r, 200, (struct str){body.p, body.len});
+    } else {
+        struct str id = {path.p + prefix + 1, path.len - prefix - 1};
+        if (api_models_get(r->cfg, id, &body) == RL_OK) {
+            reply_json(r, 200, (struct str){body.p, body.len});
+        } else {
+            reply_error(r, RL_E_MODEL_NOT_FOUND, NULL, "model");
+        }
+    }
+    buf_free(&body);
+}
+
+static void serve_health(struct req *r, struct conn *c, bool ready)
+{
+    r->accounted = true; /* probes are not requests worth a log line */
+    if (ready && server_draining(c)) {
+        reply_json(r, 503, STR_LIT("{\"status\":\"draining\"}"));
+    } else {
+        reply_json(r, 200, ready ? STR_LIT("{\"status\":\"ready\"}")
+                                 : STR_LIT("{\"status\":\"ok\"}"));
+    }
+}
+
+static void on_request(void *wctx, struct conn *c, struct http_request *http)
+{
+    struct gw_worker *w = wctx;
+    struct str path = http->path;
+    bool get = http->method == SERVER_GET || http->method == SERVER_HEAD;
+    if (str_eq_lit(path, "/v1/chat/completions") ||
+        str_eq_lit(path, "/chat/completions")) {
+        if (http->method == SERVER_POST) {
+            pipeline_chat(w, c, http);
+            return;
+        }
+    }
+    struct req *r = req_new(w, c, http);
+    if (str_eq_lit(path, "/v1/chat/completions") ||
+        str_eq_lit(path, "/chat/completions")) {
+        reply_error(r, RL_E_METHOD, "Use POST for /v1/chat/completions.",
+                    NULL);
+    } else if (str_eq_lit(path, "/healthz") || str_eq_lit(path, "/readyz")) {
+        if (get) {
+            serve_health(r, c, str_eq_lit(path, "/readyz"));
+        } else {
+            reply_error(r, RL_E_METHOD, NULL, NULL);
+        }
+    } else if (str_eq_lit(path, "/v1/models") ||
+               str_starts_with(path, "/v1/models/")) {
+        if (get) {
+            serve_models(r, http);
+        } else {
+            reply_error(r, RL_E_METHOD, NULL, NULL);
+        }
+    } else {
+        reply_error(r, RL_E_NOT_FOUND, NULL, NULL);
+    }
+    req_free(r);
+}
+
+/* ---------------------------------------------------------------------
+ * The main thread: signals, reload, drain
+ * ------------------------------------------------------------------- */
+
+static int nworkers_started;
+
+static void on_hup(uv_signal_t *sig, int signum)
+{
+    (void)sig;
+    (void)signum;
+    struct buf errors;
+    buf_init(&errors, 1 << 20);
+    struct config *next = NULL;
+    if (config_load(current->path, &next, &errors) != RL_OK) {
+        /* Keep serving with what we have; say exactly what is wrong. */
+        buf_append(&errors, "", 0);
+        struct buf esc;
+        buf_init(&esc, 2 << 20);
+        buf_append(&esc, "", 0);
+        buf_append_json_escaped(&esc, errors.p, errors.len);
+        log_write(LOG_ERROR, "reload failed; still serving the previous "
+                  "configuration", "\"errors\":\"%s\"", esc.p);
+        buf_free(&esc);
+        buf_free(&errors);
+        return;
+    }
+    buf_free(&errors);
+    for (int i = 0; i < nworkers_started; i++) {
+        config_ref(next); /* one for each worker's swap_config */
+    }
+    server_broadcast(swap_config, next);
+    config_unref(current);
+    current = next;
+    log_set_level(current->log_level);
+    log_write(LOG_INFO, "configuration reloaded", "\"models\":%zu",
+              current->nmodels);
+}
+
+static void on_stop(uv_signal_t *sig, int signum)
+{
+    log_write(LOG_INFO, "shutting down", "\"signal\":%d", signum);
+    uv_close((uv_handle_t *)&sig_hup, NULL);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    (void)sig;
+}
+
+static bool open_log(const struct config *cfg)
+{
+    log_set_level(cfg->log_level);
+    if (!cfg->log_file) {
+        return true;
+    }
+    int fd = open(cfg->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                  0640);
+    if (fd < 0) {
+        log_write(LOG_ERROR, "cannot open log_file", "\"path\":\"%s\"",
+                  cfg->log_file);
+        return false;
+    }
+    log_set_fd(fd);
+    return true;
+}
+
+int gateway_serve(struct config *cfg, const char *listen_override)
+{
+    current = cfg;
+    if (!open_log(cfg)) {
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct server_opts opts = {
+        .host = cfg->listen_host,
+        .port = cfg->listen_port,
+        .workers = cfg->workers,
+    };
+    char host[256];
+    if (listen_override) {
+        const char *colon = strrchr(listen_override, ':');
+        if (!colon || colon == listen_override ||
+            (size_t)(colon - listen_override) >= sizeof(host)) {
+            log_write(LOG_ERROR, "--listen expects HOST:PORT", NULL);
+            return 2;
+        }
+        memcpy(host, listen_override, (size_t)(colon - listen_override));
+        host[colon - listen_override] = '\0';
+        opts.host = host;
+        char *end = NULL;
+        long port = strtol(colon + 1, &end, 10);
+        if (!end || *end || port < 0 || port > 65535) {
+            log_write(LOG_ERROR, "--listen expects HOST:PORT", NULL);
+            return 2;
+        }
+        opts.port = (int)port;
+    }
+    static struct server_hooks hooks = {
+        .worker_start = worker_start,
+        .worker_stop = worker_stop,
+        .on_request = on_request,
+        .limits = limits,
+        .on_tick = on_tick,
+    };
+    hooks.arg = cfg;
+    if (server_start(&opts, &hooks) != RL_OK) {
+        return 1;
+    }
+    nworkers_started = opts.workers;
+    log_write(LOG_INFO, "relay listening",
+              "\"address\":\"%s:%d\",\"workers\":%d,\"models\":%zu,"
+              "\"config\":\"%s\"",
+              opts.host, server_port(), opts.workers, cfg->nmodels,
+              cfg->path);
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_init(loop, &sig_hup);
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_start(&sig_hup, on_hup, SIGHUP);
+    uv_signal_start(&sig_term, on_stop, SIGTERM);
+    uv_signal_start(&sig_int, on_stop, SIGINT);
+    uv_run(loop, UV_RUN_DEFAULT);
+    server_drain_and_join();
+    uv_loop_close(loop);
+    log_write(LOG_INFO, "stopped", NULL);
+    config_unref(current);
+    curl_global_cleanup();
+    return 0;
+}

@@ -1,0 +1,158 @@
+/*
+ * pipeline.c - the path of one chat completion, in order:
+ *
+ *   1 authenticate  auth/       who is calling
+ *   2 rate limit    limits/     (with the keys issue)
+ *   3 route         routing/    which models, in which order
+ *   4 cache         cache/      (with the semantic cache issue)
+ *   5 stream        providers/  the call, its fallbacks, its chunks
+ *   6 account       accounting/ price and log, from req_free()
+ *
+ * Each step is one call into its folder; this file holds the order and the
+ * callbacks that carry a provider's answer back to the client, nothing else.
+ */
+#include "pipeline.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "auth/auth.h"
+#include "config/config.h"
+#include "gateway/gateway.h"
+#include "reply.h"
+#include "request.h"
+#include "routing/routing.h"
+#include "server/server.h"
+#include "util/clock.h"
+
+/* The client went away before its answer was complete. */
+static void on_client_gone(void *ctx)
+{
+    struct req *r = ctx;
+    r->conn = NULL;
+    r->client_gone = true;
+    if (!r->status) {
+        r->status = 499; /* nginx's "client closed request" */
+    }
+    if (r->call) {
+        provider_call_cancel(r->call);
+        r->call = NULL;
+    }
+    /* We may be inside one of r's own callbacks: free it after them. */
+    req_free_later(r);
+}
+
+static void on_first(void *ctx, const struct model_cfg *model)
+{
+    struct req *r = ctx;
+    r->model = model;
+    if (r->chat.stream) {
+        reply_stream_begin(r);
+    }
+}
+
+static void on_chunk(void *ctx, json_t *chunk)
+{
+    struct req *r = ctx;
+    reply_stream_chunk(r, chunk); /* a client gone is on_client_gone's */
+}
+
+static void on_done(void *ctx, struct call_result *res)
+{
+    struct req *r = ctx;
+    r->call = NULL;
+    r->model = res->model;
+    r->usage = res->usage;
+    r->attempts = res->attempts;
+    r->upstream_us = res->upstream_us;
+    r->ttft_us = res->ttft_us;
+    if (res->err != RL_OK) {
+        reply_provider_error(r, &res->error);
+    } else if (r->chat.stream) {
+        reply_stream_done(r);
+    } else {
+        reply_completion(r, res->completion);
+    }
+    r->end_us = clock_now_us();
+    req_free(r);
+}
+
+static const struct provider_call_cbs call_cbs = {
+    .on_first = on_first,
+    .on_chunk = on_chunk,
+    .on_done = on_done,
+};
+
+/* Step 5: hands the request to the providers. */
+static void stream(struct req *r)
+{
+    const struct config *cfg = r->cfg;
+    struct call_limits limits = {
+        .connect_ms = cfg->connect_timeout_ms,
+        .first_byte_ms = cfg->first_byte_timeout_ms,
+        .idle_ms = cfg->stream_idle_timeout_ms,
+    };
+    struct provider_error pe;
+    r->call_start_us = clock_now_us();
+    enum rl_err err = provider_call_start(r->w->upstream, &r->chat, r->plan,
+                                          r->nplan, &limits, &call_cbs, r,
+                                          &r->call, &pe);
+    if (err != RL_OK) {
+        r->call = NULL;
+        r->model = r->plan[0];
+        reply_provider_error(r, &pe);
+        req_free(r);
+    }
+}
+
+void pipeline_chat(struct gw_worker *w, struct conn *c,
+                   struct http_request *http)
+{
+    struct req *r = req_new(w, c, http);
+    server_on_abort(c, on_client_gone, r);
+
+    /* 1. Authenticate. */
+    struct auth_result who;
+    if (auth_check(r->cfg, server_header(http, "authorization"), &who) !=
+        RL_OK) {
+        reply_error(r, RL_E_UNAUTHORIZED, NULL, NULL);
+        req_free(r);
+        return;
+    }
+    memcpy(r->key_prefix, who.key_prefix, sizeof(r->key_prefix));
+
+    struct api_problem problem;
+    enum rl_err err = api_chat_parse((struct str){http->body.p ? http->body.p
+                                                               : "",
+                                                  http->body.len},
+                                     &r->body, &r->chat, &problem);
+    if (err != RL_OK) {
+        reply_error(r, err, problem.message,
+                    problem.param[0] ? problem.param : NULL);
+        req_free(r);
+        return;
+    }
+    const char *model = json_string_value(json_object_get(r->body, "model"));
+    r->model_requested = arena_strndup(&r->arena, model, strlen(model));
+
+    /* 2. Rate limit: per-key limits arrive with the keys issue. */
+
+    /* 3. Route. */
+    err = routing_plan(r->cfg, model, json_object_get(r->body, "routing"),
+                       &r->arena, &r->plan, &r->nplan);
+    if (err != RL_OK) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "The model '%.200s' does not exist. "
+                 "GET /v1/models lists the models this gateway serves; "
+                 "\"auto\" lets it choose.", model);
+        reply_error(r, err, msg, "model");
+        req_free(r);
+        return;
+    }
+
+    /* 4. Cache: the semantic cache arrives with its issue. */
+
+    /* 5. Stream; 6. account (in req_free, when the call is done). */
+    stream(r);
+}

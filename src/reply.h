@@ -1,0 +1,36 @@
+/*
+ * reply.h - what a client receives for a request: the x-relay headers, an
+ * error, a whole completion, stream chunks and the stream's end.
+ *
+ * Each function records the outcome in the request (status, error type) so
+ * that accounting logs what the client actually saw.
+ */
+#ifndef RL_REPLY_H
+#define RL_REPLY_H
+
+#include <jansson.h>
+
+#include "providers/provider.h"
+#include "util/err.h"
+
+struct req;
+struct api_error;
+
+/* Answers with err (message and param may be NULL for the defaults). */
+void reply_error(struct req *r, enum rl_err err, const char *message,
+                 const char *param);
+/* Answers with a provider's error: a whole response if nothing was sent
+ * yet, else an SSE error event that ends the stream without [DONE]. */
+void reply_provider_error(struct req *r, const struct provider_error *pe);
+/* Answers 200 with a whole completion; takes ownership of completion. */
+void reply_completion(struct req *r, json_t *completion);
+/* Opens the SSE stream (headers). */
+void reply_stream_begin(struct req *r);
+/* Sends one chunk; takes ownership. Returns false if the client left. */
+bool reply_stream_chunk(struct req *r, json_t *chunk);
+/* Ends a complete stream with [DONE]. */
+void reply_stream_done(struct req *r);
+/* Answers 200 with a JSON body the caller built (model list, health). */
+void reply_json(struct req *r, int status, struct str body);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * request.c - creating and freeing a request (see request.h).
+ */
+#include "request.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "accounting/accounting.h"
+#include "config/config.h"
+#include "gateway/gateway.h"
+#include "server/server.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+
+#define REQ_ARENA_BLOCK 4096
+#define REQ_MAX_CHUNK (8u * 1024 * 1024) /* one serialised chunk */
+#define REQ_MAX_PATH 256                 /* logged bytes of the URL path */
+
+/* xorshift64*: fast, good enough for ids; seeded from the OS per worker. */
+static uint64_t next_random(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static const char *method_name(enum server_method m)
+{
+    switch (m) {
+    case SERVER_GET: return "GET";
+    case SERVER_HEAD: return "HEAD";
+    case SERVER_POST: return "POST";
+    default: return "OTHER";
+    }
+}
+
+struct req *req_new(struct gw_worker *w, struct conn *c,
+                    const struct http_request *http)
+{
+    struct req *r = rl_calloc(1, sizeof(*r));
+    arena_init(&r->arena, REQ_ARENA_BLOCK);
+    r->w = w;
+    r->cfg = config_ref(w->cfg);
+    r->conn = c;
+    uint64_t a = next_random(&w->rng);
+    uint64_t b = next_random(&w->rng);
+    snprintf(r->id, sizeof(r->id), "req_%016llx%08llx",
+             (unsigned long long)a, (unsigned long long)(b >> 32));
+    r->method = http ? method_name(http->method) : "POST";
+    if (http) {
+        size_t n = http->path.len < REQ_MAX_PATH ? http->path.len
+                                                 : REQ_MAX_PATH;
+        r->path = arena_strndup(&r->arena, http->path.p, n);
+        r->start_us = http->complete_us;
+    } else {
+        r->path = "";
+        r->start_us = clock_now_us();
+    }
+    buf_init(&r->out, REQ_MAX_CHUNK);
+    return r;
+}
+
+void req_free(struct req *r)
+{
+    if (r->call) {
+        provider_call_cancel(r->call);
+        r->call = NULL;
+    }
+    if (!r->end_us) {
+        r->end_us = clock_now_us();
+    }
+    accounting_finish(r);
+    json_decref(r->body);
+    buf_free(&r->out);
+    config_unref(r->cfg);
+    arena_free(&r->arena);
+    free(r);
+}
+
+void req_free_later(struct req *r)
+{
+    r->next_dead = r->w->dead;
+    r->w->dead = r;
+}

@@ -1,0 +1,71 @@
+/*
+ * request.h - one client request on its way through the pipeline.
+ *
+ * Everything request-scoped lives in req->arena and goes in one call,
+ * req_free(), which also runs accounting_finish() if it has not run yet: so
+ * every request is counted and logged exactly once, whatever path it took.
+ */
+#ifndef RL_REQUEST_H
+#define RL_REQUEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "providers/provider.h"
+#include "util/arena.h"
+#include "util/buf.h"
+
+struct gw_worker;
+struct conn;
+struct http_request;
+struct config;
+struct model_cfg;
+
+struct req {
+    struct arena arena;          /* request-scoped memory */
+    struct gw_worker *w;         /* the worker serving it */
+    struct config *cfg;          /* snapshot it started with (a reference) */
+    struct conn *conn;           /* NULL once the client has gone */
+    struct req *next_dead;       /* in w->dead, waiting to be freed */
+    char id[32];                 /* "req_" + 24 hex digits */
+    const char *method;          /* "POST" */
+    const char *path;            /* copied into the arena */
+    uint64_t start_us;           /* the request was fully received */
+    uint64_t call_start_us;      /* handed to the provider call */
+    uint64_t end_us;             /* the response was complete */
+    char key_prefix[16];         /* display prefix of the API key */
+    /* The chat request. */
+    json_t *body;                /* parsed body (owned) */
+    struct chat_req chat;        /* view of body */
+    const char *model_requested; /* "auto" or a name, in the arena */
+    const struct model_cfg *const *plan; /* candidates, in the arena */
+    size_t nplan;
+    struct provider_call *call;  /* in progress, or NULL */
+    /* The outcome. */
+    const struct model_cfg *model; /* the model that answered or failed */
+    int status;                  /* HTTP status sent */
+    const char *error_type;      /* OpenAI error type, or NULL */
+    const char *error_code;      /* OpenAI error code, or NULL */
+    struct usage usage;          /* tokens, as reported */
+    int attempts;                /* upstream requests made */
+    uint64_t upstream_us;        /* waiting on providers */
+    uint64_t ttft_us;            /* to the first streamed event */
+    int64_t cost_nusd;           /* priced from usage */
+    bool streamed;               /* the response was SSE */
+    bool client_gone;            /* the client left before the end */
+    bool accounted;              /* accounting_finish ran */
+    struct buf out;              /* scratch for serialising chunks */
+};
+
+/* Returns a new request for http on c (which may be NULL in tests), with
+ * a reference to the worker's current config. */
+struct req *req_new(struct gw_worker *w, struct conn *c,
+                    const struct http_request *http);
+/* Accounts the request if needed and frees it and all it owns. */
+void req_free(struct req *r);
+/* Frees r at the end of this loop iteration instead of now, for callers
+ * that may be running inside one of r's callbacks. */
+void req_free_later(struct req *r);
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * routing.h - step 3 of a request: which models to try, in which order.
+ */
+#ifndef RL_ROUTING_H
+#define RL_ROUTING_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "util/arena.h"
+#include "util/err.h"
+
+struct config;
+struct model_cfg;
+
+/*
+ * Plans the candidates for the model a client asked for. For a configured
+ * name: that model, then its fallbacks. For "auto": every model at or above
+ * the quality floor (the request's routing.min_quality_tier, else the
+ * configured default), cheapest first. Returns memory from a. Returns
+ * RL_E_MODEL_NOT_FOUND for an unknown name.
+ */
+enum rl_err routing_plan(const struct config *cfg, const char *model,
+                         json_t *routing, struct arena *a,
+                         const struct model_cfg *const **plan,
+                         size_t *nplan);
+
+#endif
