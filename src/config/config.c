@@ -87,24 +87,39 @@ static char *dotenv_get(const char *dotenv, const char *name, size_t len)
     return NULL;
 }
 
+/* Finds the next variable in s: "${" or "$<" (see protect_vars). */
+static const char *next_var(const char *s, char *close_ch)
+{
+    for (const char *p = strchr(s, '$'); p; p = strchr(p + 1, '$')) {
+        if (p[1] == '{' || p[1] == '<') {
+            *close_ch = p[1] == '{' ? '}' : '>';
+            return p;
+        }
+    }
+    return NULL;
+}
+
 enum rl_err config_expand(const char *s, const char *dotenv, struct buf *out)
 {
     buf_reset(out);
     enum rl_err err = buf_append(out, "", 0);
     while (err == RL_OK && *s) {
-        const char *open = strstr(s, "${");
+        char close_ch;
+        const char *open = next_var(s, &close_ch);
         if (!open) {
             return buf_append_cstr(out, s);
         }
-        const char *close = strchr(open, '}');
+        const char *close = strchr(open, close_ch);
         if (!close) {
             return RL_E_CONFIG;
         }
         err = buf_append(out, s, (size_t)(open - s));
         const char *name = open + 2;
         const char *dflt = strstr(name, ":-");
-        size_t nlen = (dflt && dflt < close) ? (size_t)(dflt - name)
-                                             : (size_t)(close - name);
+        if (dflt && dflt > close) {
+            dflt = NULL;
+        }
+        size_t nlen = dflt ? (size_t)(dflt - name) : (size_t)(close - name);
         char key[256];
         if (nlen == 0 || nlen >= sizeof(key)) {
             return RL_E_CONFIG;
@@ -117,7 +132,7 @@ enum rl_err config_expand(const char *s, const char *dotenv, struct buf *out)
             from_file = dotenv ? dotenv_get(dotenv, key, nlen) : NULL;
             val = from_file;
         }
-        if ((!val || !*val) && dflt && dflt < close) {
+        if ((!val || !*val) && dflt) {
             err = buf_append(out, dflt + 2, (size_t)(close - dflt - 2));
         } else if (val && err == RL_OK) {
             err = buf_append_cstr(out, val);
@@ -711,6 +726,26 @@ static char *read_file(const char *path, size_t max)
     return buf_steal(&b, NULL);
 }
 
+/*
+ * Rewrites each ${...} on a line as $<...> before YAML sees the text: the
+ * braces are YAML flow indicators, so `keys: [${KEY}]` would not parse.
+ * Same length, so line and column numbers stay right; scalars are expanded
+ * afterwards (config_expand knows both spellings).
+ */
+static void protect_vars(char *text)
+{
+    for (char *p = strstr(text, "${"); p; p = strstr(p + 2, "${")) {
+        char *close = p + 2;
+        while (*close && *close != '}' && *close != '\n') {
+            close++;
+        }
+        if (*close == '}') {
+            p[1] = '<';
+            *close = '>';
+        }
+    }
+}
+
 /* Reads the .env beside path (same directory), or NULL. */
 static char *read_dotenv(const char *path)
 {
@@ -766,6 +801,7 @@ enum rl_err config_load(const char *path, struct config **out,
         goto out;
     }
     ld.dotenv = read_dotenv(path);
+    protect_vars(text);
     yaml_parser_t parser;
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text,
