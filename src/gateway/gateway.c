@@ -26,6 +26,8 @@
 #include "util/alloc.h"
 #include "util/log.h"
 
+#define LOG_FLUSH_MS 100
+
 static struct config *current; /* the main thread's snapshot */
 static uv_signal_t sig_hup;
 static uv_signal_t sig_term;
@@ -84,7 +86,14 @@ static void on_tick(void *wctx)
 {
     struct gw_worker *w = wctx;
     free_dead(w);
-    log_flush();
+    /* Log lines are written when 32 KiB have gathered (log.c) or at the
+     * latest every LOG_FLUSH_MS, so a busy worker makes one write for many
+     * requests instead of one per loop iteration. */
+    uint64_t now = uv_now(w->loop);
+    if (now - w->log_flushed_ms >= LOG_FLUSH_MS) {
+        w->log_flushed_ms = now;
+        log_flush();
+    }
 }
 
 static const struct server_limits *limits(void *wctx)

@@ -22,6 +22,7 @@ struct gw_worker {
     struct upstream *upstream;     /* its upstream connections */
     struct req *dead;              /* requests to free at the tick */
     uint64_t rng;                  /* request ids (xorshift state) */
+    uint64_t log_flushed_ms;       /* loop time of the last log flush */
 };
 
 /* Runs the gateway until SIGTERM or SIGINT; reloads cfg_path on SIGHUP.

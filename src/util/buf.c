@@ -69,13 +69,25 @@ enum rl_err buf_append_cstr(struct buf *b, const char *s)
 
 enum rl_err buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
+    /* Try the room we have first: one formatting pass in the common case. */
+    size_t want = b->max - b->len < 128 ? b->max - b->len : 128;
+    if (buf_reserve(b, want) != RL_OK) {
+        return RL_E_CAP;
+    }
+    size_t room = b->cap - b->len;
     va_list copy;
     va_copy(copy, ap);
-    int n = vsnprintf(NULL, 0, fmt, copy);
+    int n = vsnprintf(b->p + b->len, room, fmt, copy);
     va_end(copy);
     if (n < 0) {
+        b->p[b->len] = '\0';
         return RL_E_INTERNAL;
     }
+    if ((size_t)n < room) {
+        b->len += (size_t)n;
+        return RL_OK;
+    }
+    b->p[b->len] = '\0';
     enum rl_err err = buf_reserve(b, (size_t)n);
     if (err != RL_OK) {
         return err;
