@@ -57,7 +57,7 @@ struct req *req_new(struct gw_worker *w, struct conn *c,
         r->path = arena_strndup(&r->arena, http->path.p, n);
         r->start_us = http->complete_us;
     } else {
-        r->path = "";
+        r->path = "-"; /* the request could not be read */
         r->start_us = clock_now_us();
     }
     buf_init(&r->out, REQ_MAX_CHUNK);

@@ -198,6 +198,13 @@ static void on_request(void *wctx, struct conn *c, struct http_request *http)
     req_free(r);
 }
 
+static void on_reject(void *wctx, struct conn *c, enum rl_err err)
+{
+    struct req *r = req_new(wctx, c, NULL);
+    reply_error(r, err, NULL, NULL);
+    req_free(r);
+}
+
 /* ---------------------------------------------------------------------
  * The main thread: signals, reload, drain
  * ------------------------------------------------------------------- */
@@ -298,6 +305,7 @@ int gateway_serve(struct config *cfg, const char *listen_override)
         .worker_start = worker_start,
         .worker_stop = worker_stop,
         .on_request = on_request,
+        .on_reject = on_reject,
         .limits = limits,
         .on_tick = on_tick,
     };

@@ -293,14 +293,13 @@ static void conn_close(struct conn *c)
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
-/* Answers a request that could not be parsed, then closes. */
+/* Answers a request that could not be read, then closes. */
 static void reject(struct conn *c, enum rl_err err)
 {
-    struct api_error e;
-    errors_from_rl(err, NULL, NULL, &e);
     c->keep_alive = false;
+    c->receiving = false;
     c->busy = true;
-    errors_respond(c, &e, (struct str){"", 0});
+    c->w->hooks->on_reject(c->w->wctx, c, err);
 }
 
 /* ---------------------------------------------------------------------

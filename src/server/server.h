@@ -68,6 +68,9 @@ struct server_hooks {
     void (*worker_stop)(void *wctx);
     /* A complete request; answer it now or later (see above). */
     void (*on_request)(void *wctx, struct conn *c, struct http_request *req);
+    /* A request that could not be read (bad HTTP, too large, too slow):
+     * answer it with errors_respond(); the connection closes after. */
+    void (*on_reject)(void *wctx, struct conn *c, enum rl_err err);
     /* The limits to apply now. */
     const struct server_limits *(*limits)(void *wctx);
     /* Called once per loop iteration, for batched work such as logs. */
