@@ -156,7 +156,7 @@ run_integration() {
 
 # ---- e2e -----------------------------------------------------------------
 # count WORD LINE: the number before WORD in pytest's summary line.
-count() { grep -oE "[0-9]+ $1" <<<"$2" | awk '{s+=$1} END {print s+0}'; }
+count() { { grep -oE "[0-9]+ $1" <<<"$2" || true; } | awk '{s+=$1} END {print s+0}'; }
 
 run_e2e_python() {
     shopt -s nullglob
