@@ -255,6 +255,16 @@ static void send_chunk(struct conn *c, bool last)
     send_out_tmp(c, c->tmp.len);
 }
 
+/* Leaves the answer unfinished for good (hang, stall, slowheaders); the
+ * connection closes when the client closes its side. */
+static void go_forever(struct conn *c)
+{
+    c->forever = true;
+    if (c->eof) {
+        conn_close(c, false);
+    }
+}
+
 /* Ends the current answer and goes on with the next request, if any. */
 static void job_done(struct conn *c)
 {
@@ -330,7 +340,7 @@ static void slowheaders_cb(uv_timer_t *t)
         put_head(c, 200, "application/json", (long long)c->tmp.len);
     }
     send_out_tmp(c, 0);
-    c->forever = true;
+    go_forever(c);
 }
 
 static void whole_cb(uv_timer_t *t)
@@ -343,7 +353,7 @@ static void whole_cb(uv_timer_t *t)
     case FAULT_STALL: /* headers and half the body, then silence */
         put_head(c, 200, "application/json", (long long)c->tmp.len);
         send_out_tmp(c, half);
-        c->forever = true;
+        go_forever(c);
         return;
     case FAULT_CUT: /* headers and half the body, then close */
         put_head(c, 200, "application/json", (long long)c->tmp.len);
@@ -383,7 +393,7 @@ static void job_tick(uv_timer_t *t)
     }
     if (a->fault == FAULT_STALL) {
         send_chunk(c, false);
-        c->forever = true;
+        go_forever(c);
     } else if (a->fault == FAULT_CUT) {
         send_chunk(c, false);
         conn_end(c);
@@ -415,7 +425,7 @@ static void job_start(struct conn *c)
         conn_close(c, true);
         return;
     case FAULT_HANG:
-        c->forever = true;
+        go_forever(c);
         return;
     case FAULT_SLOWHEADERS:
         after_ms(c, a->ttft_ms, slowheaders_cb);

@@ -106,9 +106,9 @@ uint64_t fake_text_fnv1a(uint64_t h, const void *p, size_t n);
 struct str fake_text_word(uint64_t seed, uint32_t i);
 /* Returns the number of Unicode code points in the UTF-8 bytes s. */
 size_t fake_text_chars(struct str s);
-/* Returns the text of a message content: a string, or the text parts of an
- * array joined with nothing. Hashes it into *h and counts its code points
- * into *chars; either may be NULL. */
+/* Scans the text of a message content (a string, or the text parts of an
+ * array joined with nothing): continues the hash *h over it and adds its
+ * code points to *chars; either pointer may be NULL. */
 void fake_text_content_scan(const json_t *content, uint64_t *h, size_t *chars);
 /* Returns sum over messages of ceil(chars / 4) + 4 (see docs/fakeprov.md). */
 int64_t fake_text_prompt_tokens(const json_t *messages);
