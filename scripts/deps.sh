@@ -87,10 +87,10 @@ else
         die "python3 has no pip; install python3-pip (apt) and run this again"
     fi
     pip_log="$(mktemp)"
-    if ! python3 -m pip install -q -r "$req" 2>"$pip_log"; then
+    if ! python3 -m pip install -q --root-user-action=ignore -r "$req" 2>"$pip_log"; then
         if grep -q externally-managed-environment "$pip_log"; then
             say "python3 is externally managed; retrying with --break-system-packages"
-            python3 -m pip install -q --break-system-packages -r "$req"
+            python3 -m pip install -q --root-user-action=ignore --break-system-packages -r "$req"
         else
             cat "$pip_log" >&2
             rm -f "$pip_log"
