@@ -52,7 +52,7 @@ static void on_first(void *ctx, const struct model_cfg *model)
     }
 }
 
-static void on_chunk(void *ctx, json_t *chunk)
+static void on_chunk(void *ctx, struct str chunk)
 {
     struct req *r = ctx;
     reply_stream_chunk(r, chunk); /* a client gone is on_client_gone's */

@@ -15,6 +15,9 @@
 #include "request.h"
 #include "server/server.h"
 #include "util/clock.h"
+#include "util/jscan.h"
+
+#define REPLY_MAX_MEMBERS 64 /* top-level members of one answer */
 
 /* Appends the headers every answer carries. */
 static void common_headers(struct req *r, struct buf *h)
@@ -94,33 +97,79 @@ void reply_provider_error(struct req *r, const struct provider_error *pe)
     }
 }
 
-/* Gives obj Relay's id, the model's configured name and a creation time. */
-static void brand(struct req *r, json_t *obj)
+/*
+ * Appends obj, an OpenAI completion or chunk as JSON text, with Relay's id
+ * and the configured model name in place of the provider's, keeping every
+ * other member as it came. For a chunk whose client did not ask for usage,
+ * usage is left out, and a usage-only chunk is dropped (returns 0). Returns
+ * 1 when appended, -1 when obj is not a JSON object.
+ */
+static int rebrand(struct req *r, struct str obj, bool chunk, struct buf *out)
 {
-    char id[48];
-    snprintf(id, sizeof(id), "chatcmpl-%s", r->id + 4);
-    json_object_set_new(obj, "id", json_string(id));
-    json_object_set_new(obj, "model", json_string(r->model->name));
-    if (!json_is_integer(json_object_get(obj, "created"))) {
-        json_object_set_new(obj, "created", json_integer(time(NULL)));
+    struct jscan_item items[REPLY_MAX_MEMBERS];
+    size_t n;
+    if (!jscan(obj, items, REPLY_MAX_MEMBERS, &n) || obj.p[0] != '{') {
+        return -1;
     }
+    bool drop_usage = chunk && !r->chat.include_usage;
+    if (drop_usage) {
+        const struct jscan_item *choices = jscan_find(items, n, "choices");
+        struct jscan_item none[1];
+        size_t nchoices = 1;
+        if (choices && choices->type == '[' &&
+            jscan(choices->value, none, 1, &nchoices) && nchoices == 0) {
+            return 0;
+        }
+    }
+    bool seen_id = false;
+    bool seen_model = false;
+    bool seen_created = false;
+    buf_append_cstr(out, "{");
+    for (size_t i = 0; i < n; i++) {
+        const struct jscan_item *it = &items[i];
+        if (drop_usage && str_eq_lit(it->key, "usage")) {
+            continue;
+        }
+        buf_append_cstr(out, out->p[out->len - 1] == '{' ? "\"" : ",\"");
+        buf_append_str(out, it->key);
+        buf_append_cstr(out, "\":");
+        if (str_eq_lit(it->key, "id")) {
+            buf_printf(out, "\"chatcmpl-%s\"", r->id + 4);
+            seen_id = true;
+        } else if (str_eq_lit(it->key, "model")) {
+            buf_append_cstr(out, "\"");
+            buf_append_json_escaped(out, r->model->name,
+                                    strlen(r->model->name));
+            buf_append_cstr(out, "\"");
+            seen_model = true;
+        } else {
+            seen_created = seen_created || str_eq_lit(it->key, "created");
+            buf_append_str(out, it->value);
+        }
+    }
+    const char *sep = n ? "," : "";
+    if (!seen_id) {
+        buf_printf(out, "%s\"id\":\"chatcmpl-%s\"", sep, r->id + 4);
+        sep = ",";
+    }
+    if (!seen_model) {
+        buf_printf(out, "%s\"model\":\"%s\"", sep, r->model->name);
+        sep = ",";
+    }
+    if (!seen_created) {
+        buf_printf(out, "%s\"created\":%lld", sep, (long long)time(NULL));
+    }
+    buf_append_cstr(out, "}");
+    return 1;
 }
 
-static void dump(json_t *obj, struct buf *out)
+void reply_completion(struct req *r, struct str completion)
 {
-    size_t need = json_dumpb(obj, NULL, 0, JSON_COMPACT);
-    buf_reset(out);
-    if (buf_reserve(out, need) == RL_OK) {
-        out->len = json_dumpb(obj, out->p, need, JSON_COMPACT);
-        out->p[out->len] = '\0';
+    buf_reset(&r->out);
+    if (rebrand(r, completion, false, &r->out) < 0) {
+        reply_error(r, RL_E_UPSTREAM_PROTOCOL, NULL, NULL);
+        return;
     }
-}
-
-void reply_completion(struct req *r, json_t *completion)
-{
-    brand(r, completion);
-    dump(completion, &r->out);
-    json_decref(completion);
     r->status = 200;
     if (!r->conn) {
         return;
@@ -149,32 +198,15 @@ void reply_stream_begin(struct req *r)
     buf_free(&h);
 }
 
-bool reply_stream_chunk(struct req *r, json_t *chunk)
+bool reply_stream_chunk(struct req *r, struct str chunk)
 {
-    if (!r->chat.include_usage) {
-        /* We asked the provider for usage (for accounting); the client did
-         * not, so it gets the stream it asked for. */
-        json_object_del(chunk, "usage");
-        json_t *choices = json_object_get(chunk, "choices");
-        if (json_is_array(choices) && json_array_size(choices) == 0) {
-            json_decref(chunk);
-            return r->conn != NULL;
-        }
-    }
-    brand(r, chunk);
-    size_t need = json_dumpb(chunk, NULL, 0, JSON_COMPACT);
     buf_reset(&r->out);
-    bool ok = buf_reserve(&r->out, need + 8) == RL_OK;
-    if (ok) {
-        buf_append(&r->out, "data: ", 6);
-        r->out.len += json_dumpb(chunk, r->out.p + r->out.len, need,
-                                 JSON_COMPACT);
-        buf_append(&r->out, "\n\n", 2);
+    buf_append_cstr(&r->out, "data: ");
+    int kept = rebrand(r, chunk, true, &r->out);
+    if (kept <= 0 || !r->conn) {
+        return r->conn != NULL;
     }
-    json_decref(chunk);
-    if (!r->conn || !ok) {
-        return false;
-    }
+    buf_append_cstr(&r->out, "\n\n");
     return server_stream_write(r->conn, (struct str){r->out.p, r->out.len});
 }
 

@@ -22,12 +22,12 @@ void reply_error(struct req *r, enum rl_err err, const char *message,
 /* Answers with a provider's error: a whole response if nothing was sent
  * yet, else an SSE error event that ends the stream without [DONE]. */
 void reply_provider_error(struct req *r, const struct provider_error *pe);
-/* Answers 200 with a whole completion; takes ownership of completion. */
-void reply_completion(struct req *r, json_t *completion);
+/* Answers 200 with a whole completion (OpenAI JSON text). */
+void reply_completion(struct req *r, struct str completion);
 /* Opens the SSE stream (headers). */
 void reply_stream_begin(struct req *r);
-/* Sends one chunk; takes ownership. Returns false if the client left. */
-bool reply_stream_chunk(struct req *r, json_t *chunk);
+/* Sends one chunk (OpenAI JSON text). Returns false if the client left. */
+bool reply_stream_chunk(struct req *r, struct str chunk);
 /* Ends a complete stream with [DONE]. */
 void reply_stream_done(struct req *r);
 /* Answers 200 with a JSON body the caller built (model list, health). */

@@ -398,6 +398,7 @@ enum rl_err api_chat_parse(struct str body, json_t **body_out,
         json_decref(root);
         return err;
     }
+    req->raw = body;
     *body_out = root;
     return RL_OK;
 }

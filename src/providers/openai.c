@@ -13,6 +13,10 @@
 
 #include "config/config.h"
 #include "providers/provider.h"
+#include "util/jscan.h"
+
+#define OPENAI_MAX_MEMBERS 64 /* top-level fields of a request or chunk */
+#define OPENAI_MAX_CHOICES 128 /* choices in one chunk (n <= 128) */
 
 /* Fields of the client's body that are Relay's, never the provider's. */
 static const char *const relay_fields[] = {"routing", "cache", NULL};
@@ -44,6 +48,21 @@ static const struct quirks *quirks_for(const char *base_url)
     return q;
 }
 
+/* Appends "key":value for one member kept from the client's body. */
+static void copy_member(struct buf *out, bool *first,
+                        const struct jscan_item *it, const char *key)
+{
+    buf_append_cstr(out, *first ? "\"" : ",\"");
+    *first = false;
+    if (key) {
+        buf_append_cstr(out, key);
+    } else {
+        buf_append_str(out, it->key);
+    }
+    buf_append_cstr(out, "\":");
+    buf_append_str(out, it->value);
+}
+
 static enum rl_err build_request(const struct chat_req *req,
                                  const struct model_cfg *model,
                                  struct upstream_req *out,
@@ -51,66 +70,79 @@ static enum rl_err build_request(const struct chat_req *req,
 {
     const struct provider_cfg *p = model->provider;
     const struct quirks *q = quirks_for(p->base_url);
-    json_t *body = json_copy(req->body); /* shallow: children are shared */
-    if (!body) {
-        provider_error_set(err, 500, "api_error", NULL, false,
-                           "out of memory building the upstream request");
-        return RL_E_NOMEM;
+    /* The body is the client's own text with a few members replaced: no
+     * tree is built, and numbers keep the exact spelling the client sent. */
+    struct jscan_item items[OPENAI_MAX_MEMBERS];
+    size_t n;
+    if (!jscan(req->raw, items, OPENAI_MAX_MEMBERS, &n)) {
+        provider_error_set(err, 400, "invalid_request_error", NULL, false,
+                           "the request has more than %d fields",
+                           OPENAI_MAX_MEMBERS);
+        return RL_E_INVALID_REQUEST;
     }
-    for (const char *const *f = relay_fields; *f; f++) {
-        json_object_del(body, *f);
+    struct buf *b = &out->body;
+    bool first = true;
+    enum rl_err result = buf_reserve(b, req->raw.len + 256);
+    buf_append_cstr(b, "{");
+    for (size_t i = 0; i < n && result == RL_OK; i++) {
+        const struct jscan_item *it = &items[i];
+        bool relay_own = false;
+        for (const char *const *f = relay_fields; *f; f++) {
+            relay_own = relay_own || str_eq_lit(it->key, *f);
+        }
+        if (relay_own || str_eq_lit(it->key, "model") ||
+            str_eq_lit(it->key, "stream_options")) {
+            continue;
+        }
+        bool rename = str_eq_lit(it->key, "max_completion_tokens") &&
+                      !q->max_completion_tokens;
+        copy_member(b, &first, it, rename ? "max_tokens" : NULL);
     }
-    json_object_set_new(body, "model", json_string(model->upstream));
+    buf_append_cstr(b, first ? "\"model\":\"" : ",\"model\":\"");
+    buf_append_json_escaped(b, model->upstream, strlen(model->upstream));
+    buf_append_cstr(b, "\"");
     if (req->stream && q->stream_options) {
-        json_object_set_new(body, "stream_options",
-                            json_pack("{s:b}", "include_usage", 1));
-    } else if (!q->stream_options) {
-        json_object_del(body, "stream_options");
+        buf_append_cstr(b, ",\"stream_options\":{\"include_usage\":true}");
     }
-    json_t *mct = json_object_get(body, "max_completion_tokens");
-    if (mct && !q->max_completion_tokens) {
-        json_object_set(body, "max_tokens", mct);
-        json_object_del(body, "max_completion_tokens");
+    result = buf_append_cstr(b, "}");
+    if (result != RL_OK) {
+        provider_error_set(err, 413, "invalid_request_error",
+                           "request_too_large", false,
+                           "the request is too large for the provider");
+        return RL_E_BODY_TOO_LARGE;
     }
-    enum rl_err result = RL_OK;
     if (buf_printf(&out->url, "%s/chat/completions", p->base_url) != RL_OK) {
-        result = RL_E_CAP;
-        goto out;
+        return RL_E_CAP;
     }
     if (p->api_key && p->api_key[0]) {
         buf_printf(&out->headers, "Authorization: Bearer %s\n", p->api_key);
     }
-    size_t need = json_dumpb(body, NULL, 0, JSON_COMPACT);
-    if (buf_reserve(&out->body, need) != RL_OK) {
-        provider_error_set(err, 413, "invalid_request_error",
-                           "request_too_large", false,
-                           "the request is too large for the provider");
-        result = RL_E_BODY_TOO_LARGE;
-        goto out;
-    }
-    out->body.len = json_dumpb(body, out->body.p, need, JSON_COMPACT);
-    out->body.p[out->body.len] = '\0';
-out:
-    json_decref(body);
-    return result;
+    return RL_OK;
 }
 
-static enum rl_err parse_response(struct str body, json_t **out,
+static enum rl_err parse_response(struct str body, struct buf *out,
                                   struct usage *usage,
                                   struct provider_error *err)
 {
-    json_error_t jerr;
-    json_t *root = json_loadb(body.p, body.len, 0, &jerr);
-    if (!root || !json_is_object(root) ||
-        !json_is_array(json_object_get(root, "choices"))) {
-        json_decref(root);
+    struct jscan_item items[OPENAI_MAX_MEMBERS];
+    size_t n;
+    const struct jscan_item *choices = NULL;
+    if (jscan(body, items, OPENAI_MAX_MEMBERS, &n)) {
+        choices = jscan_find(items, n, "choices");
+    }
+    if (!choices || choices->type != '[' || body.p[0] == '[') {
         provider_error_set(err, 502, "api_error", "upstream_protocol_error",
                            true, "the provider's answer is not a chat "
                            "completion");
         return RL_E_UPSTREAM_PROTOCOL;
     }
-    provider_usage_from_openai(json_object_get(root, "usage"), usage);
-    *out = root;
+    const struct jscan_item *u = jscan_find(items, n, "usage");
+    if (u && u->type == '{') {
+        provider_usage_from_openai_text(u->value, usage);
+    }
+    if (buf_append_str(out, body) != RL_OK) {
+        return RL_E_CAP;
+    }
     return RL_OK;
 }
 
@@ -126,6 +158,29 @@ static void error_from_body(json_t *error, struct provider_error *err)
     }
 }
 
+/* True if any choice in the array text has a finish_reason. */
+static bool has_finish(struct str choices)
+{
+    struct jscan_item elems[OPENAI_MAX_CHOICES];
+    size_t n;
+    if (!jscan(choices, elems, OPENAI_MAX_CHOICES, &n)) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct jscan_item members[OPENAI_MAX_MEMBERS];
+        size_t m;
+        if (elems[i].type == '{' &&
+            jscan(elems[i].value, members, OPENAI_MAX_MEMBERS, &m)) {
+            const struct jscan_item *f =
+                jscan_find(members, m, "finish_reason");
+            if (f && f->type == '"') {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 static enum rl_err on_event(void *state, struct str event, struct str data,
                             struct chunk_sink *sink)
 {
@@ -134,36 +189,33 @@ static enum rl_err on_event(void *state, struct str event, struct str data,
     if (str_eq_lit(data, "[DONE]")) {
         return RL_OK; /* the core writes its own [DONE] */
     }
-    json_error_t jerr;
-    json_t *chunk = json_loadb(data.p, data.len, 0, &jerr);
-    if (!chunk || !json_is_object(chunk)) {
-        json_decref(chunk);
+    struct jscan_item items[OPENAI_MAX_MEMBERS];
+    size_t n;
+    if (!jscan(data, items, OPENAI_MAX_MEMBERS, &n) || data.p[0] != '{') {
         provider_error_set(&sink->error, 502, "api_error",
                            "upstream_protocol_error", true,
                            "the provider sent a malformed stream event");
         return RL_E_UPSTREAM_PROTOCOL;
     }
-    json_t *error = json_object_get(chunk, "error");
-    if (error) {
+    const struct jscan_item *error = jscan_find(items, n, "error");
+    if (error && !jscan_is_null(error)) {
         provider_error_set(&sink->error, 502, "api_error", "upstream_error",
                            true, "the provider failed during the stream");
-        error_from_body(error, &sink->error);
-        json_decref(chunk);
+        json_error_t jerr;
+        json_t *e = json_loadb(error->value.p, error->value.len, 0, &jerr);
+        error_from_body(e, &sink->error);
+        json_decref(e);
         return RL_E_UPSTREAM;
     }
-    json_t *usage = json_object_get(chunk, "usage");
-    if (json_is_object(usage)) {
-        provider_usage_from_openai(usage, &sink->usage);
+    const struct jscan_item *usage = jscan_find(items, n, "usage");
+    if (usage && usage->type == '{') {
+        provider_usage_from_openai_text(usage->value, &sink->usage);
     }
-    json_t *choices = json_object_get(chunk, "choices");
-    size_t i;
-    json_t *choice;
-    json_array_foreach(choices, i, choice) {
-        if (json_is_string(json_object_get(choice, "finish_reason"))) {
-            sink->finished = true;
-        }
+    const struct jscan_item *choices = jscan_find(items, n, "choices");
+    if (choices && choices->type == '[' && has_finish(choices->value)) {
+        sink->finished = true;
     }
-    sink->emit(sink, chunk);
+    sink->emit(sink, data);
     return RL_OK;
 }
 

@@ -35,6 +35,7 @@ struct usage {
 /* A validated client request, as the adapters see it. */
 struct chat_req {
     json_t *body;       /* the client's JSON object (borrowed, read-only) */
+    struct str raw;     /* the same object as the client sent it */
     bool stream;        /* the client asked for SSE */
     bool include_usage; /* stream_options.include_usage */
 };
@@ -58,9 +59,10 @@ struct provider_error {
 
 /* Where an adapter's stream parser puts what it found. */
 struct chunk_sink {
-    /* Takes ownership of chunk, an OpenAI chat.completion.chunk object.
-     * The core fills id, model and created. */
-    void (*emit)(struct chunk_sink *sink, json_t *chunk);
+    /* Hands on one OpenAI chat.completion.chunk, as JSON text that must be
+     * a well-formed object; valid during the call only. The core replaces
+     * id and model and drops what the client did not ask for. */
+    void (*emit)(struct chunk_sink *sink, struct str chunk);
     void *ctx;                   /* the core's */
     struct usage usage;          /* the adapter updates it as usage comes */
     bool finished;               /* the provider's final event was seen */
@@ -84,9 +86,9 @@ struct provider_ops {
                                  const struct model_cfg *model,
                                  struct upstream_req *out,
                                  struct provider_error *err);
-    /* Turns a whole 2xx answer into an OpenAI chat.completion object
-     * (*out, owned by the caller) and its usage. */
-    enum rl_err (*parse_response)(struct str body, json_t **out,
+    /* Turns a whole 2xx answer into an OpenAI chat.completion object,
+     * appended to out as JSON text, and its usage. */
+    enum rl_err (*parse_response)(struct str body, struct buf *out,
                                   struct usage *usage,
                                   struct provider_error *err);
     /* One framed event in, zero or more chunks out through sink. */
@@ -111,6 +113,8 @@ void provider_error_set(struct provider_error *err, int status,
 
 /* Reads usage from an OpenAI-shaped "usage" object into *out. */
 void provider_usage_from_openai(json_t *usage, struct usage *out);
+/* The same, from the object's JSON text; false if it is not an object. */
+bool provider_usage_from_openai_text(struct str usage, struct usage *out);
 
 /* ---------------------------------------------------------------------
  * Calls: one client request answered by the first candidate that works
@@ -126,7 +130,8 @@ struct call_result {
     struct provider_error error;  /* when err != RL_OK */
     const struct model_cfg *model; /* the model that answered, or the last
                                       one tried */
-    json_t *completion;   /* non-stream answer; on_done takes ownership */
+    struct str completion; /* non-stream answer (JSON text), valid during
+                              on_done */
     struct usage usage;   /* as the provider reported it */
     bool started;         /* on_first was called: the client has output */
     int attempts;         /* upstream requests made */
@@ -138,8 +143,8 @@ struct provider_call_cbs {
     /* The first event of model's answer arrived; nothing was sent to the
      * client before this, so a failure before it could still fall back. */
     void (*on_first)(void *ctx, const struct model_cfg *model);
-    /* A streamed chunk; takes ownership of chunk. */
-    void (*on_chunk)(void *ctx, json_t *chunk);
+    /* A streamed chunk, JSON text valid during the call. */
+    void (*on_chunk)(void *ctx, struct str chunk);
     /* Called exactly once when the call ends, unless it was cancelled. */
     void (*on_done)(void *ctx, struct call_result *res);
 };

@@ -66,3 +66,13 @@ void provider_usage_from_openai(json_t *usage, struct usage *out)
     json_t *cd = json_object_get(usage, "completion_tokens_details");
     out->reasoning_tokens = count(cd, "reasoning_tokens");
 }
+
+bool provider_usage_from_openai_text(struct str usage, struct usage *out)
+{
+    json_error_t jerr;
+    json_t *u = json_loadb(usage.p, usage.len, 0, &jerr);
+    bool ok = json_is_object(u);
+    provider_usage_from_openai(u, out);
+    json_decref(u);
+    return ok;
+}

@@ -55,6 +55,7 @@ struct provider_call {
     long status;                /* upstream HTTP status, 0 before it */
     uint32_t retry_after_s;     /* upstream Retry-After */
     struct buf body;            /* whole answer or error body */
+    struct buf answer;          /* the answer in OpenAI's shape */
     struct framer framer;       /* stream events */
     void *state;                /* the adapter's stream state */
     struct chunk_sink sink;
@@ -116,6 +117,7 @@ static void end_attempt(struct provider_call *call)
     buf_free(&call->ureq.headers);
     buf_free(&call->ureq.body);
     buf_free(&call->body);
+    buf_free(&call->answer);
     framer_free(&call->framer);
     free(call->state);
     call->state = NULL;
@@ -132,11 +134,10 @@ static void free_call(struct provider_call *call)
  * Curl callbacks: bytes of the current attempt
  * ------------------------------------------------------------------- */
 
-static void emit(struct chunk_sink *sink, json_t *chunk)
+static void emit(struct chunk_sink *sink, struct str chunk)
 {
     struct provider_call *call = sink->ctx;
     if (call->cancelled) {
-        json_decref(chunk);
         return;
     }
     if (!call->started) {
@@ -144,7 +145,6 @@ static void emit(struct chunk_sink *sink, json_t *chunk)
         call->ttft_us = clock_now_us() - call->start_us;
         call->cbs.on_first(call->ctx, call->plan[call->idx]);
         if (call->cancelled) {
-            json_decref(chunk);
             return;
         }
     }
@@ -296,6 +296,7 @@ static enum rl_err start_attempt(struct provider_call *call)
     bool stream = call->req->stream;
     buf_init(&call->body, stream ? UPSTREAM_MAX_ERROR_BODY
                                  : UPSTREAM_MAX_BODY);
+    buf_init(&call->answer, stream ? 0 : UPSTREAM_MAX_BODY);
     framer_init(&call->framer, ops->framing, UPSTREAM_MAX_EVENT);
     if (ops->stream_state_size) {
         call->state = rl_calloc(1, ops->stream_state_size);
@@ -317,8 +318,7 @@ static enum rl_err start_attempt(struct provider_call *call)
 }
 
 /* Decides what a finished transfer means, filling call->sink.error. */
-static enum rl_err judge(struct provider_call *call, CURLcode code,
-                         json_t **completion)
+static enum rl_err judge(struct provider_call *call, CURLcode code)
 {
     const struct model_cfg *model = call->plan[call->idx];
     const struct provider_ops *ops = model->provider->ops;
@@ -366,32 +366,31 @@ static enum rl_err judge(struct provider_call *call, CURLcode code,
         }
         return RL_OK;
     }
-    return ops->parse_response((struct str){call->body.p, call->body.len},
-                               completion, &call->sink.usage, pe);
+    return ops->parse_response((struct str){call->body.p ? call->body.p : "",
+                                            call->body.len},
+                               &call->answer, &call->sink.usage, pe);
 }
 
 /* Ends the call: on_done, then free. */
-static void finish_call(struct provider_call *call, enum rl_err err,
-                        json_t *completion)
+static void finish_call(struct provider_call *call, enum rl_err err)
 {
     struct call_result res = {
         .err = err,
         .error = call->sink.error,
         .model = call->plan[call->idx],
-        .completion = completion,
+        .completion = {call->answer.p ? call->answer.p : "",
+                       call->answer.len},
         .usage = call->sink.usage,
         .started = call->started,
         .attempts = call->attempts,
         .upstream_us = call->upstream_us,
         .ttft_us = call->ttft_us,
     };
-    end_attempt(call);
     unlink_call(call);
     if (!call->cancelled) {
         call->cbs.on_done(call->ctx, &res);
-    } else {
-        json_decref(completion);
     }
+    end_attempt(call); /* after on_done: res.completion points into it */
     free(call);
 }
 
@@ -399,15 +398,13 @@ static void finish_call(struct provider_call *call, enum rl_err err,
 static void finish_attempt(struct provider_call *call, CURLcode code)
 {
     call->upstream_us += clock_now_us() - call->attempt_start_us;
-    json_t *completion = NULL;
-    enum rl_err err = judge(call, code, &completion);
+    enum rl_err err = judge(call, code);
     if (call->cancelled) {
-        json_decref(completion);
         free_call(call);
         return;
     }
     if (err == RL_OK) {
-        finish_call(call, RL_OK, completion);
+        finish_call(call, RL_OK);
         return;
     }
     const struct model_cfg *model = call->plan[call->idx];
@@ -423,7 +420,7 @@ static void finish_attempt(struct provider_call *call, CURLcode code)
         start_next(call);
         return;
     }
-    finish_call(call, err, NULL);
+    finish_call(call, err);
 }
 
 /* Starts plan[idx], moving on past candidates that cannot even start. */
@@ -437,7 +434,7 @@ static void start_next(struct provider_call *call)
         bool more = call->sink.error.retryable &&
                     call->idx + 1 < call->nplan;
         if (!more) {
-            finish_call(call, err, NULL);
+            finish_call(call, err);
             return;
         }
         end_attempt(call);

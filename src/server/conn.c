@@ -44,6 +44,9 @@ struct conn {
     bool in_parse;             /* parse_buffered is on the stack */
     enum rl_err reject;        /* why parsing stopped, RL_OK if it did not */
     size_t pending_out;        /* bytes handed to uv_write, not yet done */
+    struct buf held;           /* stream bytes gathered this iteration */
+    bool flush_queued;         /* c is on w->flush */
+    struct conn *flush_next;   /* in w->flush */
     uint64_t last_active_us;   /* for the idle timeout */
     void (*abort_fn)(void *);  /* tell the server side the client left */
     void *abort_ctx;
@@ -194,6 +197,50 @@ void server_respond(struct conn *c, int status, const char *content_type,
     }
 }
 
+/* Gathers stream bytes; conn_flush() writes them all at the end of this
+ * loop iteration, so the chunks of one upstream read leave in one write. */
+static bool hold(struct conn *c, const char *p, size_t n)
+{
+    if (c->closing) {
+        return false;
+    }
+    if (c->pending_out + c->held.len + n > CONN_MAX_PENDING_OUT) {
+        log_write(LOG_WARN, "closing a client that does not read",
+                  "\"pending_bytes\":%zu", c->pending_out + c->held.len);
+        conn_close(c);
+        return false;
+    }
+    buf_append(&c->held, p, n);
+    if (!c->flush_queued) {
+        c->flush_queued = true;
+        c->flush_next = c->w->flush;
+        c->w->flush = c;
+    }
+    return true;
+}
+
+/* Writes what hold() gathered. */
+static bool flush_held(struct conn *c)
+{
+    if (c->held.len == 0 || c->closing) {
+        buf_reset(&c->held);
+        return !c->closing;
+    }
+    bool ok = write_out(c, c->held.p, c->held.len);
+    buf_reset(&c->held);
+    return ok;
+}
+
+void conn_flush(struct worker *w)
+{
+    while (w->flush) {
+        struct conn *c = w->flush;
+        w->flush = c->flush_next;
+        c->flush_queued = false;
+        flush_held(c);
+    }
+}
+
 void server_stream_begin(struct conn *c, int status, struct str headers)
 {
     struct buf b;
@@ -202,7 +249,7 @@ void server_stream_begin(struct conn *c, int status, struct str headers)
     buf_append_cstr(&b, "Cache-Control: no-cache\r\n"
                         "Transfer-Encoding: chunked\r\n\r\n");
     c->streaming = true;
-    write_out(c, b.p, b.len);
+    hold(c, b.p, b.len);
     buf_free(&b);
 }
 
@@ -213,14 +260,8 @@ bool server_stream_write(struct conn *c, struct str data)
     }
     char size[24];
     int n = snprintf(size, sizeof(size), "%zx\r\n", data.len);
-    struct buf b;
-    buf_init(&b, data.len + 64);
-    buf_append(&b, size, (size_t)n);
-    buf_append_str(&b, data);
-    buf_append(&b, "\r\n", 2);
-    bool ok = write_out(c, b.p, b.len);
-    buf_free(&b);
-    return ok;
+    return hold(c, size, (size_t)n) && hold(c, data.p, data.len) &&
+           hold(c, "\r\n", 2);
 }
 
 void server_stream_end(struct conn *c)
@@ -228,8 +269,7 @@ void server_stream_end(struct conn *c)
     if (c->closing) {
         return;
     }
-    write_out(c, "0\r\n\r\n", 5);
-    if (!c->closing) {
+    if (hold(c, "0\r\n\r\n", 5) && flush_held(c)) {
         complete_response(c);
     }
 }
@@ -272,6 +312,14 @@ static void on_closed(uv_handle_t *handle)
         c->next->prev = c->prev;
     }
     w->nconns--;
+    if (c->flush_queued) {
+        struct conn **pp = &w->flush;
+        while (*pp != c) {
+            pp = &(*pp)->flush_next;
+        }
+        *pp = c->flush_next;
+    }
+    buf_free(&c->held);
     buf_free(&c->in);
     buf_free(&c->head);
     buf_free(&c->req.body);
@@ -552,6 +600,7 @@ void conn_accept(struct worker *w)
     buf_init(&c->in, lim->max_body_bytes + 2 * lim->max_header_bytes +
                          CONN_READ_CHUNK);
     buf_init(&c->head, lim->max_header_bytes);
+    buf_init(&c->held, CONN_MAX_PENDING_OUT);
     buf_init(&c->req.body, lim->max_body_bytes);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
@@ -581,7 +630,8 @@ void conn_sweep(struct worker *w, uint64_t now_us)
             reject(c, RL_E_TIMEOUT);
             continue;
         }
-        bool idle = !c->receiving && c->in.len == 0 && c->pending_out == 0;
+        bool idle = !c->receiving && c->in.len == 0 && c->pending_out == 0 &&
+                    c->held.len == 0;
         if (idle && (w->draining || now_us - c->last_active_us >
                                         lim->idle_timeout_ms * 1000)) {
             conn_close(c);

@@ -32,6 +32,7 @@ struct worker {
     bool stopped;                 /* worker_stop ran */
     uint64_t drain_deadline_us;   /* then in-flight requests are cut */
     struct conn *conns;           /* open connections */
+    struct conn *flush;           /* connections with held output */
     size_t nconns;
     void *wctx;                   /* from hooks.worker_start */
     const struct server_hooks *hooks;
@@ -39,6 +40,8 @@ struct worker {
 
 /* Accepts one pending connection on w's listener. */
 void conn_accept(struct worker *w);
+/* Writes the output connections held during this loop iteration. */
+void conn_flush(struct worker *w);
 /* Applies read and idle timeouts; when draining, closes idle connections
  * and, past the deadline, all of them. */
 void conn_sweep(struct worker *w, uint64_t now_us);

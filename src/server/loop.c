@@ -95,6 +95,7 @@ static void on_sweep(uv_timer_t *timer)
 static void on_tick(uv_check_t *check)
 {
     struct worker *w = check->data;
+    conn_flush(w);
     if (w->hooks->on_tick) {
         w->hooks->on_tick(w->wctx);
     }
