@@ -252,8 +252,13 @@ class Ctx:
                 got.append(r)
                 self.check_response(exp, r, w)
             if step.get("closed"):
-                if not c.closed_by_peer(step.get("closed_within_s", 3)):
-                    fail("%s: the gateway did not close the connection" % where)
+                closed, extra = c.closed_by_peer(step.get("closed_within_s", 3))
+                if extra:
+                    fail("%s: unexpected bytes after the expected responses: %r"
+                         % (where, extra[:200]))
+                if not closed:
+                    fail("%s: the gateway did not close the connection within %s s"
+                         % (where, step.get("closed_within_s", 3)))
             if step.get("extra") is False or step.get("no_more"):
                 pass
         finally:
@@ -563,8 +568,9 @@ class Ctx:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         san = [ln for ln in lines if SANITIZER.search(ln)]
         if san:
+            all_lines = text.splitlines()
             fail("sanitizer report in the relay's output:\n%s" % "\n".join(
-                text.splitlines()[text.splitlines().index(san[0]):][:30]))
+                all_lines[all_lines.index(san[0]):][:14]))
         objs = []
         for ln in lines:
             try:
@@ -589,6 +595,11 @@ class Ctx:
                 if not logged:
                     continue
                 access = [o for ln, o in objs if rid in ln and is_access_line(o)]
+                if len(access) == 1:
+                    got = access[0].get("status", access[0].get("http_status"))
+                    if got is not None and got != status:
+                        fail("relay log says status %s for request %s, the client got %s"
+                             % (got, rid, status))
                 if len(access) != 1:
                     mentions = [ln for ln, o in objs if rid in ln]
                     ids = [o.get("request_id", o.get("id")) for ln, o in objs

@@ -393,14 +393,17 @@ class Conn:
         return out
 
     def closed_by_peer(self, timeout):
-        """True when the server closes (EOF) within timeout seconds."""
+        """(closed, extra): closed is True when the server closes (EOF)
+        within timeout seconds; extra is what it sent before closing."""
         self.sock.settimeout(timeout)
         try:
             while self._fill():
                 pass
-            return True
+            closed = True
         except socket.timeout:
-            return False
+            closed = False
+        extra, self.buf = self.buf, b""
+        return closed, extra
 
     def read_response(self, method="GET", on_data=None):
         """Reads one response; on_data(bytes_so_far) may return True to stop.
