@@ -332,5 +332,6 @@ int gateway_serve(struct config *cfg, const char *listen_override)
     log_write(LOG_INFO, "stopped", NULL);
     config_unref(current);
     curl_global_cleanup();
+    log_thread_exit();
     return 0;
 }

@@ -116,7 +116,7 @@ static void *worker_main(void *arg)
                   uv_strerror(rc));
     }
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    log_thread_batching(false);
+    log_thread_exit();
     return NULL;
 }
 

@@ -60,6 +60,16 @@ void log_thread_batching(bool on)
     tl_batching = on;
 }
 
+void log_thread_exit(void)
+{
+    log_flush();
+    if (tl_ready) {
+        buf_free(&tl_buf);
+        tl_ready = false;
+    }
+    tl_batching = false;
+}
+
 static void write_all(const char *p, size_t len)
 {
     int fd = atomic_load(&out_fd);

@@ -35,6 +35,9 @@ void log_thread_batching(bool on);
  */
 void log_write(enum log_level level, const char *msg, const char *fields, ...)
     __attribute__((format(printf, 3, 4)));
+/* Writes what the calling thread has batched and frees its buffer; call
+ * when a thread that logged ends (the next line allocates it again). */
+void log_thread_exit(void);
 /* Writes what the calling thread has batched. */
 void log_flush(void);
 

@@ -191,6 +191,7 @@ static void *worker_run(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     fake_record_thread_free();
+    log_thread_exit();
     return NULL;
 }
 
@@ -312,6 +313,6 @@ int main(int argc, char **argv)
     }
     fake_record_init(0);
     fake_script_reset(fake_opts.seed);
-    log_flush();
+    log_thread_exit();
     return 0;
 }
