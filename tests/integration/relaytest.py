@@ -200,6 +200,38 @@ def wait_port(port, proc, timeout=10.0):
     fail("%s did not listen on port %d within %.0f s" % (proc.name, port, timeout))
 
 
+def listening_inodes(port):
+    """Inodes of the TCP sockets listening on port (any address)."""
+    out = set()
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(f).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            parts = row.split()
+            if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                out.add(parts[9])
+    return out
+
+
+def foreign_listeners(port, pid):
+    """Listening sockets on port that pid does not own: with SO_REUSEPORT a
+    second server can bind the same port and take part of the traffic."""
+    mine = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                mine.add(link[8:-1])
+    except OSError:
+        return set()
+    return listening_inodes(port) - mine
+
+
 def tail(text, n=20):
     return "\n".join(text.splitlines()[-n:])
 
@@ -218,12 +250,12 @@ class Stack:
         self.env["RELAY_API_KEY"] = self.relay_key
         self.env["FAKE_API_KEY"] = self.fake_key
         self.env.pop("RELAY_CONFIG", None)
-        self.config = deep_merge(base_config(self.relay_port, self.fake_port),
-                                 subst(overrides or {}, self.vars()))
         self.config_path = os.path.join(self.tmp, "relay.yaml")
         self.fake = None
         self.relay = None
-        self.start_fake()
+        self.start_fake()  # first: its port may change
+        self.config = deep_merge(base_config(self.relay_port, self.fake_port),
+                                 subst(overrides or {}, self.vars()))
         if start_relay:
             self.start_relay()
 
@@ -238,6 +270,15 @@ class Stack:
         }
 
     def start_fake(self):
+        for attempt in range(3):
+            self._start_fake_once()
+            if not foreign_listeners(self.fake_port, self.fake.pid):
+                return
+            self.fake.stop()
+            self.fake_port = free_port()
+        fail("port collisions with another server three times in a row")
+
+    def _start_fake_once(self):
         self.fake = Proc("relay-fake",
                          [fake_bin(), "--listen", "127.0.0.1:%d" % self.fake_port,
                           "--require-key", self.fake_key],
@@ -252,6 +293,19 @@ class Stack:
         os.replace(tmp, self.config_path)
 
     def start_relay(self):
+        """Starts the gateway; when another process turns out to listen on
+        its port too (a port picked at the same moment by a concurrent
+        run), starts it again on another port."""
+        for attempt in range(3):
+            self._start_relay_once()
+            if not foreign_listeners(self.relay_port, self.relay.pid):
+                return
+            self.relay.stop()
+            self.relay_port = free_port()
+            self.config["listen"] = "127.0.0.1:%d" % self.relay_port
+        fail("port collisions with another server three times in a row")
+
+    def _start_relay_once(self):
         self.write_config()
         self.relay = Proc("relay",
                           [relay_bin(), "serve", "--config", self.config_path],
