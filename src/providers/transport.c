@@ -1,37 +1,103 @@
 /*
- * transport.c - curl multi on a libuv loop (see transport.h).
+ * transport.c - upstream HTTP on a worker's loop (see transport.h): the
+ * dispatch between h1.c and libcurl, and libcurl's multi interface driven by
+ * libuv.
  *
- * The classic pairing: curl tells us which sockets to watch
+ * The curl side is the classic pairing: curl says which sockets to watch
  * (CURLMOPT_SOCKETFUNCTION) and when to wake it (CURLMOPT_TIMERFUNCTION);
- * libuv tells curl when a socket is ready. Finished transfers are collected
- * after every action and handed to the done callback. Read on_socket() and
- * on_poll() first.
+ * libuv says when a socket is ready; finished transfers are collected after
+ * every action. Read transport_start() and on_socket() first.
  */
 #include "providers/transport.h"
 
-#include <stdbool.h>
+#include <curl/curl.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "util/alloc.h"
 
 #define EASY_POOL_MAX 64
 
 struct transport {
-    uv_loop_t *loop;        /* the worker's loop */
-    CURLM *multi;           /* owns the connection pool */
-    uv_timer_t timer;       /* curl's timeout */
-    transport_done_fn done; /* told about each finished transfer */
+    uv_loop_t *loop;           /* the worker's loop */
+    struct h1 *h1;             /* plain HTTP to local addresses */
+    CURLM *multi;              /* everything else; owns its pool */
+    uv_timer_t timer;          /* curl's timeout */
     CURL *pool[EASY_POOL_MAX]; /* idle easy handles */
     size_t npool;
-    bool closing;           /* transport_free has started */
+};
+
+/* A transfer through curl. */
+struct curl_xfer {
+    struct xfer base;          /* must be first */
+    struct transport *t;
+    CURL *easy;
+    struct curl_slist *headers;
+    struct xfer_cbs cbs;
+    void *ctx;
+    uint32_t retry_after_s;    /* from a Retry-After header */
+    bool got_bytes;            /* response bytes arrived */
+    bool stopped;              /* on_data asked to stop */
 };
 
 /* One watched socket; freed in its close callback. */
 struct sock {
-    uv_poll_t poll;          /* must be first: the handle's memory */
+    uv_poll_t poll;            /* must be first */
     curl_socket_t fd;
     struct transport *t;
 };
+
+/* ---------------------------------------------------------------------
+ * curl callbacks
+ * ------------------------------------------------------------------- */
+
+static size_t on_write(char *p, size_t size, size_t n, void *ud)
+{
+    struct curl_xfer *x = ud;
+    x->got_bytes = true;
+    if (x->stopped || !x->cbs.on_data(x->ctx, p, size * n)) {
+        x->stopped = true;
+        return 0;
+    }
+    return size * n;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct curl_xfer *x = ud;
+    size_t len = size * n;
+    x->got_bytes = true;
+    if (len > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
+        uint32_t v = 0;
+        for (size_t i = 12; i < len; i++) {
+            if (p[i] >= '0' && p[i] <= '9' && v < 86400) {
+                v = v * 10 + (uint32_t)(p[i] - '0');
+            }
+        }
+        x->retry_after_s = v;
+    } else if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+        /* The blank line ends a head; 1xx heads are not the answer's. */
+        long status = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200) {
+            x->cbs.on_headers(x->ctx, status, x->retry_after_s);
+        }
+    }
+    return len;
+}
+
+static void curl_xfer_free(struct curl_xfer *x)
+{
+    struct transport *t = x->t;
+    curl_slist_free_all(x->headers);
+    if (t->npool < EASY_POOL_MAX) {
+        t->pool[t->npool++] = x->easy;
+    } else {
+        curl_easy_cleanup(x->easy);
+    }
+    free(x);
+}
 
 static void check_done(struct transport *t)
 {
@@ -43,8 +109,20 @@ static void check_done(struct transport *t)
         }
         CURL *easy = msg->easy_handle;
         CURLcode code = msg->data.result;
+        struct curl_xfer *x = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
         curl_multi_remove_handle(t->multi, easy);
-        t->done(easy, code);
+        enum xfer_result res = XFER_OK;
+        if (x->stopped) {
+            res = XFER_ABORTED;
+        } else if (code == CURLE_OPERATION_TIMEDOUT && !x->got_bytes) {
+            res = XFER_TIMEOUT;
+        } else if (code != CURLE_OK) {
+            res = x->got_bytes ? XFER_BROKEN : XFER_CONNECT;
+        }
+        x->cbs.on_done(x->ctx, res,
+                       code == CURLE_OK ? NULL : curl_easy_strerror(code));
+        curl_xfer_free(x);
     }
 }
 
@@ -55,12 +133,8 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     if (status < 0) {
         flags = CURL_CSELECT_ERR;
     } else {
-        if (events & UV_READABLE) {
-            flags |= CURL_CSELECT_IN;
-        }
-        if (events & UV_WRITABLE) {
-            flags |= CURL_CSELECT_OUT;
-        }
+        flags |= (events & UV_READABLE) ? CURL_CSELECT_IN : 0;
+        flags |= (events & UV_WRITABLE) ? CURL_CSELECT_OUT : 0;
     }
     int running;
     struct transport *t = s->t;
@@ -76,7 +150,7 @@ static void on_timer(uv_timer_t *timer)
     check_done(t);
 }
 
-static void free_sock(uv_handle_t *handle)
+static void free_handle_data(uv_handle_t *handle)
 {
     free(handle->data);
 }
@@ -90,7 +164,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
     if (what == CURL_POLL_REMOVE) {
         if (s) {
             uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, free_sock);
+            uv_close((uv_handle_t *)&s->poll, free_handle_data);
             curl_multi_assign(t->multi, fd, NULL);
         }
         return 0;
@@ -129,11 +203,80 @@ static int on_timeout(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-struct transport *transport_new(uv_loop_t *loop, transport_done_fn done)
+/* ---------------------------------------------------------------------
+ * curl transfers
+ * ------------------------------------------------------------------- */
+
+/* Turns "Name: value\n" lines into a curl header list. */
+static struct curl_slist *header_list(const struct buf *lines)
+{
+    struct curl_slist *list = NULL;
+    list = curl_slist_append(list, "Content-Type: application/json");
+    list = curl_slist_append(list, "Expect:"); /* no 100-continue wait */
+    const char *p = lines->p;
+    while (p && *p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char line[4096];
+        if (n < sizeof(line)) {
+            memcpy(line, p, n);
+            line[n] = '\0';
+            list = curl_slist_append(list, line);
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    return list;
+}
+
+static struct xfer *curl_start(struct transport *t, const struct xfer_req *req,
+                               const struct xfer_cbs *cbs, void *ctx)
+{
+    struct curl_xfer *x = rl_calloc(1, sizeof(*x));
+    x->t = t;
+    x->cbs = *cbs;
+    x->ctx = ctx;
+    if (t->npool) {
+        x->easy = t->pool[--t->npool];
+        curl_easy_reset(x->easy);
+    } else {
+        x->easy = curl_easy_init();
+    }
+    x->headers = header_list(req->headers);
+    CURL *e = x->easy;
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.p);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t)req->body.len);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)req->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "relay/0.1");
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
+        curl_xfer_free(x);
+        return NULL;
+    }
+    return &x->base;
+}
+
+/* ---------------------------------------------------------------------
+ * Public
+ * ------------------------------------------------------------------- */
+
+struct transport *transport_new(uv_loop_t *loop)
 {
     struct transport *t = rl_calloc(1, sizeof(*t));
     t->loop = loop;
-    t->done = done;
+    t->h1 = h1_new(loop);
     t->multi = curl_multi_init();
     uv_timer_init(loop, &t->timer);
     t->timer.data = t;
@@ -146,13 +289,9 @@ struct transport *transport_new(uv_loop_t *loop, transport_done_fn done)
     return t;
 }
 
-static void free_transport(uv_handle_t *handle)
-{
-    free(handle->data);
-}
-
 void transport_free(struct transport *t)
 {
+    h1_free(t->h1);
     for (size_t i = 0; i < t->npool; i++) {
         curl_easy_cleanup(t->pool[i]);
     }
@@ -160,34 +299,26 @@ void transport_free(struct transport *t)
      * their sockets through on_socket while the loop still runs. */
     curl_multi_cleanup(t->multi);
     uv_timer_stop(&t->timer);
-    uv_close((uv_handle_t *)&t->timer, free_transport);
+    t->timer.data = t;
+    uv_close((uv_handle_t *)&t->timer, free_handle_data);
 }
 
-CURL *transport_easy_get(struct transport *t)
+struct xfer *transport_start(struct transport *t, const struct xfer_req *req,
+                             const struct xfer_cbs *cbs, void *ctx)
 {
-    if (t->npool) {
-        CURL *easy = t->pool[--t->npool];
-        curl_easy_reset(easy);
-        return easy;
+    if (h1_accepts(req->url)) {
+        return h1_start(t->h1, req, cbs, ctx);
     }
-    return curl_easy_init();
+    return curl_start(t, req, cbs, ctx);
 }
 
-void transport_easy_put(struct transport *t, CURL *easy)
+void transport_cancel(struct xfer *base)
 {
-    if (t->npool < EASY_POOL_MAX) {
-        t->pool[t->npool++] = easy;
-    } else {
-        curl_easy_cleanup(easy);
+    if (base->h1) {
+        h1_cancel(base);
+        return;
     }
-}
-
-int transport_add(struct transport *t, CURL *easy)
-{
-    return (int)curl_multi_add_handle(t->multi, easy);
-}
-
-void transport_remove(struct transport *t, CURL *easy)
-{
-    curl_multi_remove_handle(t->multi, easy);
+    struct curl_xfer *x = (struct curl_xfer *)base;
+    curl_multi_remove_handle(x->t->multi, x->easy);
+    curl_xfer_free(x);
 }

@@ -1,36 +1,77 @@
 /*
- * transport.h - libcurl's multi interface driven by a worker's libuv loop.
+ * transport.h - HTTP requests to providers, on a worker's libuv loop.
  *
- * Internal to src/providers/. One transport per worker thread: its multi
- * handle owns the worker's upstream connection pool (keep-alive, TLS
- * sessions), so nothing here is shared between threads. upstream.c adds
- * easy handles; the transport tells it when each one is done.
+ * Internal to src/providers/. One transport per worker thread, owning that
+ * worker's upstream connections, so nothing here is shared between threads.
+ * Plain http:// to a numeric address or localhost (local servers, the fake
+ * provider) goes through h1.c, a small keep-alive HTTP/1.1 client; anything
+ * else (https, names to resolve, proxies) through libcurl's multi interface.
+ * Both report the same way: headers, body bytes, and how it ended.
  */
 #ifndef RL_TRANSPORT_H
 #define RL_TRANSPORT_H
 
-#include <curl/curl.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
+#include "util/buf.h"
+#include "util/str.h"
+
 struct transport;
+struct xfer;
 
-/* Called once per finished easy handle, after it has been removed from the
- * multi handle; the callee owns easy again (give it back with
- * transport_easy_put). */
-typedef void (*transport_done_fn)(CURL *easy, CURLcode code);
+/* How a transfer ended. */
+enum xfer_result {
+    XFER_OK,      /* the whole response arrived */
+    XFER_CONNECT, /* no connection, or it failed before any response byte */
+    XFER_BROKEN,  /* the connection failed after response bytes came */
+    XFER_ABORTED, /* on_data asked to stop */
+    XFER_TIMEOUT, /* the connection could not be made in time */
+};
 
-/* Returns a transport on loop. */
-struct transport *transport_new(uv_loop_t *loop, transport_done_fn done);
-/* Closes the handles; every easy handle must be done or removed before. */
+struct xfer_cbs {
+    /* The status line and headers arrived. retry_after_s: Retry-After in
+     * seconds, 0 when absent. */
+    void (*on_headers)(void *ctx, long status, uint32_t retry_after_s);
+    /* Body bytes, already decoded from chunked encoding. Returns false to
+     * stop the transfer, which then ends with XFER_ABORTED. */
+    bool (*on_data)(void *ctx, const char *p, size_t n);
+    /* Called once at the end, unless the transfer was cancelled; detail is
+     * a short reason for failures. */
+    void (*on_done)(void *ctx, enum xfer_result res, const char *detail);
+};
+
+struct xfer_req {
+    const char *url;             /* absolute http:// or https:// URL */
+    const struct buf *headers;   /* "Name: value\n" lines */
+    struct str body;             /* JSON, must stay valid until the end */
+    uint64_t connect_timeout_ms; /* TCP (and TLS) connect */
+};
+
+struct transport *transport_new(uv_loop_t *loop);
+/* Closes idle connections; every transfer must have ended before. */
 void transport_free(struct transport *t);
-/* Returns a reset easy handle from the pool (or a new one). */
-CURL *transport_easy_get(struct transport *t);
-/* Gives an easy handle back to the pool (it is reset on reuse). */
-void transport_easy_put(struct transport *t, CURL *easy);
-/* Starts a configured transfer. Returns 0 or a CURLMcode. */
-int transport_add(struct transport *t, CURL *easy);
-/* Stops a transfer without calling done; the caller owns easy again.
- * Must not be called from inside one of easy's own curl callbacks. */
-void transport_remove(struct transport *t, CURL *easy);
+/* Starts a POST. Returns NULL (and calls nothing) if it cannot start. */
+struct xfer *transport_start(struct transport *t, const struct xfer_req *req,
+                             const struct xfer_cbs *cbs, void *ctx);
+/* Stops a transfer; no callback follows. Not from inside its callbacks. */
+void transport_cancel(struct xfer *x);
+
+/* ---- internal to transport.c and h1.c ---- */
+
+/* The first member of each implementation's transfer. */
+struct xfer {
+    bool h1; /* h1.c's, else curl's */
+};
+
+struct h1;
+struct h1 *h1_new(uv_loop_t *loop);
+void h1_free(struct h1 *h);
+/* Returns false if the URL is not one h1 handles (see above). */
+bool h1_accepts(const char *url);
+struct xfer *h1_start(struct h1 *h, const struct xfer_req *req,
+                      const struct xfer_cbs *cbs, void *ctx);
+void h1_cancel(struct xfer *x);
 
 #endif

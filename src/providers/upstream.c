@@ -31,7 +31,7 @@
 
 struct upstream {
     uv_loop_t *loop;            /* the worker's loop */
-    struct transport *transport; /* curl multi on that loop */
+    struct transport *transport; /* upstream HTTP on that loop */
     uv_timer_t sweep;           /* checks the deadlines of calls */
     struct provider_call *calls; /* active calls, newest first */
     size_t ncalls;
@@ -49,8 +49,7 @@ struct provider_call {
     struct provider_call_cbs cbs;
     void *ctx;                  /* the caller's */
     /* The current attempt. */
-    CURL *easy;                 /* NULL between attempts */
-    struct curl_slist *headers;
+    struct xfer *xfer;          /* the attempt's transfer, NULL between */
     struct upstream_req ureq;
     long status;                /* upstream HTTP status, 0 before it */
     uint32_t retry_after_s;     /* upstream Retry-After */
@@ -107,12 +106,10 @@ static void unlink_call(struct provider_call *call)
 /* Releases what the current attempt holds; the call stays. */
 static void end_attempt(struct provider_call *call)
 {
-    if (call->easy) {
-        transport_easy_put(call->up->transport, call->easy);
-        call->easy = NULL;
+    if (call->xfer) {
+        transport_cancel(call->xfer);
+        call->xfer = NULL;
     }
-    curl_slist_free_all(call->headers);
-    call->headers = NULL;
     buf_free(&call->ureq.url);
     buf_free(&call->ureq.headers);
     buf_free(&call->ureq.body);
@@ -162,15 +159,20 @@ static enum rl_err on_frame(void *ctx, struct str event, struct str data)
     return err;
 }
 
-static size_t on_write(char *p, size_t size, size_t n, void *ud)
+static void on_headers(void *ctx, long status, uint32_t retry_after_s)
 {
-    struct provider_call *call = ud;
-    size_t len = size * n;
+    struct provider_call *call = ctx;
+    call->status = status;
+    call->retry_after_s = retry_after_s;
+    call->got_byte = true;
+    call->deadline_us = clock_now_us() + call->limits.idle_ms * 1000;
+}
+
+static bool on_data(void *ctx, const char *p, size_t len)
+{
+    struct provider_call *call = ctx;
     if (call->cancelled) {
-        return 0;
-    }
-    if (call->status == 0) {
-        curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &call->status);
+        return false;
     }
     call->got_byte = true;
     call->deadline_us = clock_now_us() + call->limits.idle_ms * 1000;
@@ -182,15 +184,15 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
                                "the provider's answer is over %u bytes",
                                UPSTREAM_MAX_BODY);
             call->abort_err = RL_E_UPSTREAM_PROTOCOL;
-            return 0;
+            return false;
         }
-        return len;
+        return true;
     }
     call->in_cb = true;
     enum rl_err err = framer_feed(&call->framer, p, len, on_frame, call);
     call->in_cb = false;
     if (call->cancelled) {
-        return 0;
+        return false;
     }
     if (err != RL_OK) {
         if (err == RL_E_UPSTREAM_PROTOCOL && !call->sink.error.status) {
@@ -199,78 +201,30 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
                                "the provider sent a malformed stream");
         }
         call->abort_err = err;
-        return 0;
+        return false;
     }
-    return len;
+    return true;
 }
 
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
+static void finish_attempt(struct provider_call *call, enum xfer_result res,
+                           const char *detail);
+
+static void on_xfer_done(void *ctx, enum xfer_result res, const char *detail)
 {
-    struct provider_call *call = ud;
-    size_t len = size * n;
-    struct str line = {p, len};
-    if (len > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
-        line.p += 12;
-        line.len -= 12;
-        line = str_trim(line);
-        unsigned long v = 0;
-        size_t i = 0;
-        while (i < line.len && line.p[i] >= '0' && line.p[i] <= '9' &&
-               v < 86400) {
-            v = v * 10 + (unsigned long)(line.p[i++] - '0');
-        }
-        call->retry_after_s = (uint32_t)v;
-    }
-    return len;
+    struct provider_call *call = ctx;
+    call->xfer = NULL; /* the transport frees it */
+    finish_attempt(call, res, detail);
 }
+
+static const struct xfer_cbs xfer_cbs = {
+    .on_headers = on_headers,
+    .on_data = on_data,
+    .on_done = on_xfer_done,
+};
 
 /* ---------------------------------------------------------------------
  * Attempts
  * ------------------------------------------------------------------- */
-
-/* Turns "Name: value\n" lines into a curl header list. */
-static struct curl_slist *header_list(const struct buf *lines)
-{
-    struct curl_slist *list = NULL;
-    list = curl_slist_append(list, "Content-Type: application/json");
-    list = curl_slist_append(list, "Expect:"); /* no 100-continue wait */
-    const char *p = lines->p;
-    while (p && *p) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        char line[4096];
-        if (n < sizeof(line)) {
-            memcpy(line, p, n);
-            line[n] = '\0';
-            list = curl_slist_append(list, line);
-        }
-        p = nl ? nl + 1 : NULL;
-    }
-    return list;
-}
-
-static void setup_easy(struct provider_call *call)
-{
-    CURL *e = call->easy;
-    curl_easy_setopt(e, CURLOPT_URL, call->ureq.url.p);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->ureq.body.p);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t)call->ureq.body.len);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, call);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)call->limits.connect_ms);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "relay/0.1");
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-}
 
 /* Starts an attempt at plan[idx]. On failure, returns the error with
  * sink.error filled, and no transfer is running. */
@@ -301,14 +255,18 @@ static enum rl_err start_attempt(struct provider_call *call)
     if (ops->stream_state_size) {
         call->state = rl_calloc(1, ops->stream_state_size);
     }
-    call->headers = header_list(&call->ureq.headers);
-    call->easy = transport_easy_get(call->up->transport);
-    setup_easy(call);
     call->attempts++;
     call->attempt_start_us = clock_now_us();
     call->deadline_us = call->attempt_start_us +
                         call->limits.first_byte_ms * 1000;
-    if (transport_add(call->up->transport, call->easy) != 0) {
+    struct xfer_req xr = {
+        .url = call->ureq.url.p,
+        .headers = &call->ureq.headers,
+        .body = {call->ureq.body.p, call->ureq.body.len},
+        .connect_timeout_ms = call->limits.connect_ms,
+    };
+    call->xfer = transport_start(call->up->transport, &xr, &xfer_cbs, call);
+    if (!call->xfer) {
         provider_error_set(&call->sink.error, 502, "api_error",
                            "upstream_unreachable", true,
                            "could not start the upstream request");
@@ -318,7 +276,8 @@ static enum rl_err start_attempt(struct provider_call *call)
 }
 
 /* Decides what a finished transfer means, filling call->sink.error. */
-static enum rl_err judge(struct provider_call *call, CURLcode code)
+static enum rl_err judge(struct provider_call *call, enum xfer_result res,
+                         const char *detail)
 {
     const struct model_cfg *model = call->plan[call->idx];
     const struct provider_ops *ops = model->provider->ops;
@@ -326,20 +285,19 @@ static enum rl_err judge(struct provider_call *call, CURLcode code)
     if (call->abort_err != RL_OK) {
         return call->abort_err;
     }
-    if (code != CURLE_OK) {
-        if (code == CURLE_OPERATION_TIMEDOUT && !call->got_byte) {
-            provider_error_set(pe, 504, "api_error", "upstream_timeout",
-                               true, "could not connect to provider %s in "
-                               "time", model->provider->name);
-            return RL_E_UPSTREAM_TIMEOUT;
-        }
-        if (!call->got_byte) {
-            provider_error_set(pe, 502, "api_error", "upstream_unreachable",
-                               true, "could not reach provider %s: %s",
-                               model->provider->name,
-                               curl_easy_strerror(code));
-            return RL_E_UPSTREAM_CONNECT;
-        }
+    if (res == XFER_TIMEOUT) {
+        provider_error_set(pe, 504, "api_error", "upstream_timeout", true,
+                           "could not connect to provider %s in time",
+                           model->provider->name);
+        return RL_E_UPSTREAM_TIMEOUT;
+    }
+    if (res != XFER_OK && !call->got_byte) {
+        provider_error_set(pe, 502, "api_error", "upstream_unreachable", true,
+                           "could not reach provider %s: %s",
+                           model->provider->name, detail ? detail : "?");
+        return RL_E_UPSTREAM_CONNECT;
+    }
+    if (res != XFER_OK) {
         provider_error_set(pe, 502, "api_error", "upstream_stream_cut", true,
                            "the connection to provider %s broke before the "
                            "answer was complete", model->provider->name);
@@ -395,10 +353,11 @@ static void finish_call(struct provider_call *call, enum rl_err err)
 }
 
 /* An attempt's transfer ended (done, failed, or stopped by us). */
-static void finish_attempt(struct provider_call *call, CURLcode code)
+static void finish_attempt(struct provider_call *call, enum xfer_result res,
+                           const char *detail)
 {
     call->upstream_us += clock_now_us() - call->attempt_start_us;
-    enum rl_err err = judge(call, code);
+    enum rl_err err = judge(call, res, detail);
     if (call->cancelled) {
         free_call(call);
         return;
@@ -442,13 +401,6 @@ static void start_next(struct provider_call *call)
     }
 }
 
-static void on_transfer_done(CURL *easy, CURLcode code)
-{
-    struct provider_call *call = NULL;
-    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&call);
-    finish_attempt(call, code);
-}
-
 /* Fails attempts whose deadline has passed. */
 static void on_sweep(uv_timer_t *timer)
 {
@@ -458,10 +410,11 @@ static void on_sweep(uv_timer_t *timer)
     while (again) {
         again = false;
         for (struct provider_call *c = up->calls; c; c = c->next) {
-            if (!c->easy || now < c->deadline_us) {
+            if (!c->xfer || now < c->deadline_us) {
                 continue;
             }
-            transport_remove(up->transport, c->easy);
+            transport_cancel(c->xfer);
+            c->xfer = NULL;
             const char *name = c->plan[c->idx]->provider->name;
             if (c->got_byte) {
                 provider_error_set(&c->sink.error, 504, "api_error",
@@ -477,7 +430,7 @@ static void on_sweep(uv_timer_t *timer)
                                    (unsigned long long)c->limits.first_byte_ms);
             }
             c->abort_err = RL_E_UPSTREAM_TIMEOUT;
-            finish_attempt(c, CURLE_OPERATION_TIMEDOUT);
+            finish_attempt(c, XFER_ABORTED, "timeout");
             again = true; /* the list may have changed under us */
             break;
         }
@@ -492,7 +445,7 @@ struct upstream *upstream_new(struct uv_loop_s *loop)
 {
     struct upstream *up = rl_calloc(1, sizeof(*up));
     up->loop = loop;
-    up->transport = transport_new(loop, on_transfer_done);
+    up->transport = transport_new(loop);
     uv_timer_init(loop, &up->sweep);
     up->sweep.data = up;
     uv_timer_start(&up->sweep, on_sweep, SWEEP_INTERVAL_MS,
@@ -569,8 +522,5 @@ void provider_call_cancel(struct provider_call *call)
     if (call->in_cb) {
         return; /* on_write sees the flag and stops the transfer */
     }
-    if (call->easy) {
-        transport_remove(call->up->transport, call->easy);
-    }
-    free_call(call);
+    free_call(call); /* which stops the transfer */
 }
