@@ -310,6 +310,15 @@ int gateway_serve(struct config *cfg, const char *listen_override)
         .on_tick = on_tick,
     };
     hooks.arg = cfg;
+    /* Signal handlers first: a SIGTERM that comes as soon as the port
+     * answers must drain, not kill. */
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_init(loop, &sig_hup);
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_start(&sig_hup, on_hup, SIGHUP);
+    uv_signal_start(&sig_term, on_stop, SIGTERM);
+    uv_signal_start(&sig_int, on_stop, SIGINT);
     if (server_start(&opts, &hooks) != RL_OK) {
         return 1;
     }
@@ -319,13 +328,6 @@ int gateway_serve(struct config *cfg, const char *listen_override)
               "\"config\":\"%s\"",
               opts.host, server_port(), opts.workers, cfg->nmodels,
               cfg->path);
-    uv_loop_t *loop = uv_default_loop();
-    uv_signal_init(loop, &sig_hup);
-    uv_signal_init(loop, &sig_term);
-    uv_signal_init(loop, &sig_int);
-    uv_signal_start(&sig_hup, on_hup, SIGHUP);
-    uv_signal_start(&sig_term, on_stop, SIGTERM);
-    uv_signal_start(&sig_int, on_stop, SIGINT);
     uv_run(loop, UV_RUN_DEFAULT);
     server_drain_and_join();
     uv_loop_close(loop);

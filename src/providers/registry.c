@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "providers/provider.h"
+#include "util/jscan.h"
 
 extern const struct provider_ops openai_ops;
 
@@ -67,12 +68,47 @@ void provider_usage_from_openai(json_t *usage, struct usage *out)
     out->reasoning_tokens = count(cd, "reasoning_tokens");
 }
 
+/* Reads a non-negative integer member of an object's text; 0 if absent. */
+static int64_t count_text(const struct jscan_item *items, size_t n,
+                          const char *key)
+{
+    const struct jscan_item *it = jscan_find(items, n, key);
+    int64_t v = 0;
+    if (!it || it->value.len > 18) {
+        return 0;
+    }
+    for (size_t i = 0; i < it->value.len; i++) {
+        char c = it->value.p[i];
+        if (c < '0' || c > '9') {
+            return 0; /* negative, fractional or not a number */
+        }
+        v = v * 10 + (c - '0');
+    }
+    return v;
+}
+
 bool provider_usage_from_openai_text(struct str usage, struct usage *out)
 {
-    json_error_t jerr;
-    json_t *u = json_loadb(usage.p, usage.len, 0, &jerr);
-    bool ok = json_is_object(u);
-    provider_usage_from_openai(u, out);
-    json_decref(u);
-    return ok;
+    /* On the hot path (every answer): spans, not a parsed tree. */
+    struct jscan_item items[32];
+    size_t n;
+    if (!jscan(usage, items, 32, &n) || usage.p[0] != '{') {
+        return false;
+    }
+    out->present = true;
+    out->prompt_tokens = count_text(items, n, "prompt_tokens");
+    out->completion_tokens = count_text(items, n, "completion_tokens");
+    struct jscan_item sub[32];
+    size_t m;
+    const struct jscan_item *pd = jscan_find(items, n,
+                                             "prompt_tokens_details");
+    if (pd && pd->type == '{' && jscan(pd->value, sub, 32, &m)) {
+        out->cached_tokens = count_text(sub, m, "cached_tokens");
+    }
+    const struct jscan_item *cd = jscan_find(items, n,
+                                             "completion_tokens_details");
+    if (cd && cd->type == '{' && jscan(cd->value, sub, 32, &m)) {
+        out->reasoning_tokens = count_text(sub, m, "reasoning_tokens");
+    }
+    return true;
 }

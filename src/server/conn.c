@@ -36,7 +36,8 @@ struct conn {
     bool in_value;             /* the parser is inside a header value */
     bool receiving;            /* a request has started arriving */
     bool busy;                 /* a request is being served */
-    bool streaming;            /* a chunked response is open */
+    bool streaming;            /* a streamed response is open */
+    bool http10;               /* the request was HTTP/1.0: no chunking */
     bool keep_alive;           /* the client allows another request */
     bool closing;              /* uv_close was called */
     bool close_after_flush;    /* close once pending output is written */
@@ -245,9 +246,14 @@ void server_stream_begin(struct conn *c, int status, struct str headers)
 {
     struct buf b;
     buf_init(&b, 16384);
+    if (c->http10) {
+        /* HTTP/1.0 has no chunks: the end of the stream is the close. */
+        c->keep_alive = false;
+    }
     head(c, &b, status, "text/event-stream", headers);
-    buf_append_cstr(&b, "Cache-Control: no-cache\r\n"
-                        "Transfer-Encoding: chunked\r\n\r\n");
+    buf_append_cstr(&b, c->http10 ? "Cache-Control: no-cache\r\n\r\n"
+                                  : "Cache-Control: no-cache\r\n"
+                                    "Transfer-Encoding: chunked\r\n\r\n");
     c->streaming = true;
     hold(c, b.p, b.len);
     buf_free(&b);
@@ -257,6 +263,9 @@ bool server_stream_write(struct conn *c, struct str data)
 {
     if (!c->streaming || c->closing || data.len == 0) {
         return !c->closing;
+    }
+    if (c->http10) {
+        return hold(c, data.p, data.len);
     }
     char size[24];
     int n = snprintf(size, sizeof(size), "%zx\r\n", data.len);
@@ -269,7 +278,8 @@ void server_stream_end(struct conn *c)
     if (c->closing) {
         return;
     }
-    if (hold(c, "0\r\n\r\n", 5) && flush_held(c)) {
+    bool ok = c->http10 || hold(c, "0\r\n\r\n", 5);
+    if (ok && flush_held(c)) {
         complete_response(c);
     }
 }
@@ -447,6 +457,7 @@ static int on_headers_complete(http_parser *p)
     default: c->req.method = SERVER_OTHER; break;
     }
     c->keep_alive = http_should_keep_alive(p);
+    c->http10 = p->http_major == 1 && p->http_minor == 0;
     size_t max = limits_of(c)->max_body_bytes;
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > max) {
         c->reject = RL_E_BODY_TOO_LARGE;
