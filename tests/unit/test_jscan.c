@@ -1,0 +1,184 @@
+/*
+ * test_jscan.c - unit tests of src/util/jscan.c: one level of a JSON text
+ * as spans, with the syntax of everything skipped checked.
+ *
+ * jansson is the reference: every text in the corpus below is also parsed
+ * by jansson, and jscan must accept exactly the texts jansson accepts as an
+ * object or array (jscan does not check UTF-8, so the corpus is ASCII).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "util/buf.h"
+
+#define KNOWN_BUG(why)                                                    \
+    do {                                                                  \
+        const char *run_ = getenv("RELAY_UNIT_KNOWN_BUGS");               \
+        if (!run_ || strcmp(run_, "1") != 0) {                            \
+            print_message("known bug, skipped: %s\n", why);               \
+            skip();                                                       \
+        }                                                                 \
+    } while (0)
+#include "util/jscan.h"
+
+static void test_members_of_an_object_are_spans_of_the_text(void **state)
+{
+    (void)state;
+    const char *text = " {\"id\":\"x\\\"y\", \"n\" : -1.5e+3,\"o\":{\"a\":[1,"
+                       "{}]},\"t\":true,\"f\":false,\"z\":null,\"e\":[]} ";
+    struct jscan_item it[16];
+    size_t n;
+    assert_true(jscan(str_from(text), it, 16, &n));
+    assert_int_equal(n, 7);
+    const char *keys[] = {"id", "n", "o", "t", "f", "z", "e"};
+    const char *vals[] = {"\"x\\\"y\"", "-1.5e+3", "{\"a\":[1,{}]}",
+                          "true",       "false",   "null",
+                          "[]"};
+    const char types[] = {'"', '-', '{', 't', 'f', 'n', '['};
+    for (size_t i = 0; i < n; i++) {
+        assert_true(str_eq_lit(it[i].key, keys[i]));
+        assert_true(str_eq_lit(it[i].value, vals[i]));
+        assert_int_equal(it[i].type, types[i]);
+        assert_memory_equal(text + it[i].start, "\"", 1);
+        assert_true(it[i].end <= strlen(text));
+        assert_memory_equal(text + it[i].end - it[i].value.len,
+                            it[i].value.p, it[i].value.len);
+    }
+    assert_true(jscan_is_null(jscan_find(it, n, "z")));
+    assert_false(jscan_is_null(jscan_find(it, n, "t")));
+    assert_false(jscan_is_null(NULL));
+    assert_ptr_equal(jscan_find(it, n, "o"), &it[2]);
+    assert_null(jscan_find(it, n, "missing"));
+    assert_null(jscan_find(it, n, "i"));
+}
+
+static void test_elements_of_an_array_have_no_key(void **state)
+{
+    (void)state;
+    struct jscan_item it[8];
+    size_t n;
+    assert_true(jscan(STR_LIT("[1, \"two\", [3], {\"four\":4}]"), it, 8, &n));
+    assert_int_equal(n, 4);
+    assert_int_equal(it[0].key.len, 0);
+    assert_true(str_eq_lit(it[1].value, "\"two\""));
+    assert_true(str_eq_lit(it[3].value, "{\"four\":4}"));
+    assert_true(jscan(STR_LIT("[]"), it, 8, &n));
+    assert_int_equal(n, 0);
+    assert_true(jscan(STR_LIT("{ }"), it, 8, &n));
+    assert_int_equal(n, 0);
+}
+
+static void test_more_items_than_room_is_refused(void **state)
+{
+    (void)state;
+    struct jscan_item it[2];
+    size_t n;
+    assert_true(jscan(STR_LIT("[1,2]"), it, 2, &n));
+    assert_false(jscan(STR_LIT("[1,2,3]"), it, 2, &n));
+}
+
+/* jscan must agree with jansson (as an object/array root) on each text. */
+static void test_it_accepts_what_jansson_accepts_and_nothing_else(
+    void **state)
+{
+    (void)state;
+    const char *corpus[] = {
+        "{}", "[]", "{\"a\":1}", "[1,2,3]", " \n\t{\"a\" : [ ] }\r\n",
+        "{\"a\":\"\\u00e9\\n\\t\\\\\\/\"}", "[0, -0, 0.5, 1e5, 1E-5, -2.5e+3]",
+        "[true,false,null]", "{\"a\":{\"b\":{\"c\":[[[]]]}}}",
+        /* refused */
+        "", " ", "1", "\"s\"", "null", "{", "}", "[", "]", "{\"a\"}",
+        "{\"a\":}", "{\"a\":1,}", "[1,]", "[,1]", "{a:1}", "{'a':1}",
+        "[1 2]", "{\"a\":1 \"b\":2}", "[1.]", "[.5]", "[+1]",
+        "[1e]", "[-]", "[tru]", "[True]", "[nul]", "[\"\\x\"]",
+        "[\"\\u12\"]", "[\"\\u12G4\"]", "[\"tab\there\"]", "{\"a\":1}x",
+        "{\"a\":1}{}", "[1]]", "[[1]", "[\"unterminated]", "{\"a\":1",
+        "[1,2", "[nan]", "[Infinity]", "[\"a\"\"b\"]",
+    };
+    for (size_t i = 0; i < sizeof(corpus) / sizeof(corpus[0]); i++) {
+        json_error_t jerr;
+        json_t *j = json_loads(corpus[i], 0, &jerr);
+        bool want = j != NULL;
+        json_decref(j);
+        struct jscan_item it[16];
+        size_t n;
+        bool got = jscan(str_from(corpus[i]), it, 16, &n);
+        if (got != want) {
+            fail_msg("\"%s\": jscan says %s, jansson %s", corpus[i],
+                     got ? "valid" : "invalid", want ? "valid" : "invalid");
+        }
+    }
+}
+
+/*
+ * KNOWN BUG (src/util/jscan.c, skip_number, low impact): a number with a
+ * leading zero ("01", "-007") is not JSON (RFC 8259 6), but jscan accepts
+ * it, so a provider chunk like {"index":01} passes the well-formedness check
+ * on_event relies on and reaches the client, whose parser refuses it.
+ * Expected: jscan("[01]") is false, as jansson says; actual: true.
+ */
+static void test_numbers_with_leading_zeros_are_refused(void **state)
+{
+    (void)state;
+    KNOWN_BUG("jscan accepts numbers with leading zeros");
+    struct jscan_item it[4];
+    size_t n;
+    assert_false(jscan(STR_LIT("[01]"), it, 4, &n));
+    assert_false(jscan(STR_LIT("{\"index\":-007}"), it, 4, &n));
+}
+
+static void test_deep_nesting_is_refused_without_crashing(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 1 << 22);
+    for (int i = 0; i < 1000000; i++) {
+        buf_append(&b, "[", 1);
+    }
+    for (int i = 0; i < 1000000; i++) {
+        buf_append(&b, "]", 1);
+    }
+    struct jscan_item it[4];
+    size_t n;
+    assert_false(jscan((struct str){b.p, b.len}, it, 4, &n));
+    buf_free(&b);
+    /* Moderate nesting inside a member is fine. */
+    assert_true(jscan(STR_LIT("{\"a\":[[[[[[[[[[{}]]]]]]]]]]}"), it, 4, &n));
+}
+
+static void test_a_text_cut_anywhere_is_refused(void **state)
+{
+    (void)state;
+    const char *text = "{\"choices\":[{\"delta\":{\"content\":\"h\\u00e9\"},"
+                       "\"finish_reason\":null}],\"usage\":{\"n\":12}}";
+    struct jscan_item it[8];
+    size_t n;
+    assert_true(jscan(str_from(text), it, 8, &n));
+    for (size_t cut = 0; cut < strlen(text); cut++) {
+        if (jscan((struct str){text, cut}, it, 8, &n)) {
+            fail_msg("accepted when cut at %zu: %.*s", cut, (int)cut, text);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_members_of_an_object_are_spans_of_the_text),
+        cmocka_unit_test(test_elements_of_an_array_have_no_key),
+        cmocka_unit_test(test_more_items_than_room_is_refused),
+        cmocka_unit_test(
+            test_it_accepts_what_jansson_accepts_and_nothing_else),
+        cmocka_unit_test(test_numbers_with_leading_zeros_are_refused),
+        cmocka_unit_test(test_deep_nesting_is_refused_without_crashing),
+        cmocka_unit_test(test_a_text_cut_anywhere_is_refused),
+    };
+    return cmocka_run_group_tests_name("jscan", tests, NULL, NULL);
+}
