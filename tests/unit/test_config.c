@@ -723,6 +723,11 @@ static void test_expand_directly(void **state)
                                    &out),
                      RL_OK);
     assert_string_equal(out.p, "file");
+    /* A variable set but empty in the environment is taken from .env. */
+    assert_int_equal(config_expand("${RELAY_T_EMPTY}",
+                                   "RELAY_T_EMPTY=from-file\n", &out),
+                     RL_OK);
+    assert_string_equal(out.p, "from-file");
     /* A prefix of another name is not that name. */
     assert_int_equal(config_expand("${RELAY_T_NO}", "RELAY_T_NONE=file\n",
                                    &out),

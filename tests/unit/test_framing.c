@@ -206,9 +206,11 @@ static void test_sse_cr_only_line_ends(void **state)
 static void test_sse_mixed_line_ends(void **state)
 {
     (void)state;
-    const char *want[] = {"|a\nb\nc", "|d"};
-    assert_events(FRAMING_SSE, "data: a\rdata: b\r\ndata: c\n\r\ndata: d\n\r",
-                  want, 2);
+    const char *want[] = {"|a\nb\nc", "|d", "|e", "|f"};
+    assert_events(FRAMING_SSE,
+                  "data: a\rdata: b\r\ndata: c\n\r\ndata: d\n\r"
+                  "data: e\r\n\ndata: f\n\n",
+                  want, 4);
 }
 
 static void test_sse_a_field_without_a_space_after_the_colon(void **state)

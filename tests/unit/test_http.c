@@ -210,7 +210,7 @@ static bool pump(struct harness *h, bool (*done)(struct harness *))
     while (clock_now_us() < deadline) {
         uv_run(&h->w.loop, UV_RUN_NOWAIT);
         char tmp[65536];
-        ssize_t n;
+        ssize_t n = -1;
         while (h->fd >= 0 && (n = recv(h->fd, tmp, sizeof(tmp), 0)) > 0) {
             buf_append(&h->in, tmp, (size_t)n);
         }
