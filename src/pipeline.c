@@ -126,21 +126,21 @@ void pipeline_chat(struct gw_worker *w, struct conn *c,
     enum rl_err err = api_chat_parse((struct str){http->body.p ? http->body.p
                                                                : "",
                                                   http->body.len},
-                                     &r->body, &r->chat, &problem);
+                                     &r->chat, &problem);
     if (err != RL_OK) {
         reply_error(r, err, problem.message,
                     problem.param[0] ? problem.param : NULL);
         req_free(r);
         return;
     }
-    const char *model = json_string_value(json_object_get(r->body, "model"));
-    r->model_requested = arena_strndup(&r->arena, model, strlen(model));
+    const char *model = r->chat.model;
+    r->model_requested = model;
 
     /* 2. Rate limit: per-key limits arrive with the keys issue. */
 
     /* 3. Route. */
-    err = routing_plan(r->cfg, model, json_object_get(r->body, "routing"),
-                       &r->arena, &r->plan, &r->nplan);
+    err = routing_plan(r->cfg, model, r->chat.routing, &r->arena, &r->plan,
+                       &r->nplan);
     if (err != RL_OK) {
         char msg[400];
         snprintf(msg, sizeof(msg), "The model '%.200s' does not exist. "

@@ -74,7 +74,6 @@ void req_free(struct req *r)
         r->end_us = clock_now_us();
     }
     accounting_finish(r);
-    json_decref(r->body);
     buf_free(&r->out);
     config_unref(r->cfg);
     arena_free(&r->arena);

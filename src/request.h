@@ -36,8 +36,7 @@ struct req {
     uint64_t end_us;             /* the response was complete */
     char key_prefix[16];         /* display prefix of the API key */
     /* The chat request. */
-    json_t *body;                /* parsed body (owned) */
-    struct chat_req chat;        /* view of body */
+    struct chat_req chat;        /* the checked body (spans into it) */
     const char *model_requested; /* "auto" or a name, in the arena */
     const struct model_cfg *const *plan; /* candidates, in the arena */
     size_t nplan;

@@ -23,13 +23,12 @@ struct api_problem {
 };
 
 /*
- * Parses and checks a chat-completions body. On success returns RL_OK,
- * *body_out (owned by the caller, json_decref it) and fills req, whose body
- * points at *body_out. On failure returns RL_E_INVALID_JSON,
- * RL_E_INVALID_UTF8 or RL_E_INVALID_REQUEST with problem filled.
+ * Checks a chat-completions body. On success returns RL_OK and fills req,
+ * whose spans point into body (which must outlive req). On failure returns
+ * RL_E_INVALID_JSON, RL_E_INVALID_UTF8 or RL_E_INVALID_REQUEST with problem
+ * filled.
  */
-enum rl_err api_chat_parse(struct str body, json_t **body_out,
-                           struct chat_req *req,
+enum rl_err api_chat_parse(struct str body, struct chat_req *req,
                            struct api_problem *problem);
 
 /* Appends OpenAI's model list for cfg to out. */

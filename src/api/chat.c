@@ -4,13 +4,20 @@
  *
  * Only what Relay must rely on, or what a provider would reject with a less
  * helpful message, is checked here; unknown fields pass through to the
- * provider untouched. Read api_chat_parse() first.
+ * provider untouched. The body is read as spans (util/jscan.h), not parsed
+ * into a tree: this runs for every request. Read api_chat_parse() first.
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "util/jscan.h"
+
+#include <jansson.h>
+
+#define CHAT_MAX_MEMBERS 128 /* top-level fields of a request */
 
 /* ---------------------------------------------------------------------
  * Problems
@@ -31,25 +38,48 @@ static enum rl_err problem_set(struct api_problem *p, const char *param,
     return RL_E_INVALID_REQUEST;
 }
 
-static const char *type_name(const json_t *v)
+static bool is_number(const struct jscan_item *v)
 {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
+    return v->type == '-' || (v->type >= '0' && v->type <= '9');
+}
+
+static bool is_integer(const struct jscan_item *v)
+{
+    return is_number(v) && !memchr(v->value.p, '.', v->value.len) &&
+           !memchr(v->value.p, 'e', v->value.len) &&
+           !memchr(v->value.p, 'E', v->value.len);
+}
+
+static const char *type_name(const struct jscan_item *v)
+{
+    switch (v->type) {
+    case '{': return "an object";
+    case '[': return "an array";
+    case '"': return "a string";
+    case 't':
+    case 'f': return "a boolean";
+    case 'n': return "null";
+    default: return is_integer(v) ? "an integer" : "a number";
     }
 }
 
 static enum rl_err wrong_type(struct api_problem *p, const char *param,
-                              const json_t *v, const char *expected)
+                              const struct jscan_item *v,
+                              const char *expected)
 {
     return problem_set(p, param, "Invalid type for '%s': expected %s, but "
                        "got %s instead.", param, expected, type_name(v));
+}
+
+/* Reads a number's text as a double (numbers here are short). */
+static double number_of(const struct jscan_item *v)
+{
+    char tmp[64];
+    size_t n = v->value.len < sizeof(tmp) - 1 ? v->value.len
+                                              : sizeof(tmp) - 1;
+    memcpy(tmp, v->value.p, n);
+    tmp[n] = '\0';
+    return strtod(tmp, NULL);
 }
 
 /* ---------------------------------------------------------------------
@@ -96,34 +126,36 @@ static const struct param_rule rules[] = {
     {"logit_bias", K_OBJECT, 0, 0},
 };
 
-static enum rl_err check_rule(const struct param_rule *r, json_t *v,
+static enum rl_err check_rule(const struct param_rule *r,
+                              const struct jscan_item *v,
                               struct api_problem *p)
 {
     switch (r->kind) {
     case K_BOOL:
-        return json_is_boolean(v) ? RL_OK
-                                  : wrong_type(p, r->name, v, "a boolean");
+        return v->type == 't' || v->type == 'f'
+                   ? RL_OK
+                   : wrong_type(p, r->name, v, "a boolean");
     case K_STRING:
-        return json_is_string(v) ? RL_OK
-                                 : wrong_type(p, r->name, v, "a string");
+        return v->type == '"' ? RL_OK
+                              : wrong_type(p, r->name, v, "a string");
     case K_OBJECT:
-        return json_is_object(v) ? RL_OK
-                                 : wrong_type(p, r->name, v, "an object");
+        return v->type == '{' ? RL_OK
+                              : wrong_type(p, r->name, v, "an object");
     case K_ARRAY:
-        return json_is_array(v) ? RL_OK
-                                : wrong_type(p, r->name, v, "an array");
+        return v->type == '[' ? RL_OK
+                              : wrong_type(p, r->name, v, "an array");
     case K_INTEGER:
-        if (!json_is_integer(v)) {
+        if (!is_integer(v)) {
             return wrong_type(p, r->name, v, "an integer");
         }
         break;
     case K_NUMBER:
-        if (!json_is_number(v)) {
+        if (!is_number(v)) {
             return wrong_type(p, r->name, v, "a number");
         }
         break;
     }
-    double d = json_number_value(v);
+    double d = number_of(v);
     if (d < r->lo || d > r->hi) {
         return problem_set(p, r->name, "Invalid '%s': %g is out of range; "
                            "expected a value from %g to %g.", r->name, d,
@@ -133,29 +165,63 @@ static enum rl_err check_rule(const struct param_rule *r, json_t *v,
 }
 
 /* ---------------------------------------------------------------------
+ * Objects
+ * ------------------------------------------------------------------- */
+
+/* Finds member name of the object whose text is obj (one level). */
+static bool member(struct str obj, const char *name, struct jscan_item *out)
+{
+    struct jscan_iter it;
+    struct jscan_item item;
+    bool found = false;
+    if (!jscan_iter_init(&it, obj)) {
+        return false;
+    }
+    while (jscan_iter_next(&it, &item) == 1) {
+        if (str_eq_lit(item.key, name)) {
+            *out = item; /* the last one wins, as in most JSON parsers */
+            found = true;
+        }
+    }
+    return found;
+}
+
+/* True if the value is the string lit (no escapes expected in lit). */
+static bool string_is(const struct jscan_item *v, const char *lit)
+{
+    size_t n = strlen(lit);
+    return v->type == '"' && v->value.len == n + 2 &&
+           memcmp(v->value.p + 1, lit, n) == 0;
+}
+
+/* ---------------------------------------------------------------------
  * Messages
  * ------------------------------------------------------------------- */
 
-static enum rl_err check_part(json_t *part, const char *param,
-                              struct api_problem *p)
+static enum rl_err check_part(const struct jscan_item *part,
+                              const char *param, struct api_problem *p)
 {
-    if (!json_is_object(part)) {
+    if (part->type != '{') {
         return wrong_type(p, param, part, "an object");
     }
-    const char *type = json_string_value(json_object_get(part, "type"));
-    if (!type) {
+    struct jscan_item type;
+    if (!member(part->value, "type", &type) || type.type != '"') {
         return problem_set(p, param, "Missing required parameter: "
                            "'%s.type'.", param);
     }
-    if (strcmp(type, "text") == 0 &&
-        !json_is_string(json_object_get(part, "text"))) {
+    struct jscan_item v;
+    if (string_is(&type, "text") &&
+        (!member(part->value, "text", &v) || v.type != '"')) {
         return problem_set(p, param, "Missing required parameter: "
                            "'%s.text'.", param);
     }
-    if (strcmp(type, "image_url") == 0) {
-        json_t *img = json_object_get(part, "image_url");
-        json_t *url = json_is_object(img) ? json_object_get(img, "url") : img;
-        if (!json_is_string(url)) {
+    if (string_is(&type, "image_url")) {
+        struct jscan_item url;
+        bool ok = member(part->value, "image_url", &v) &&
+                  (v.type == '"' ||
+                   (v.type == '{' && member(v.value, "url", &url) &&
+                    url.type == '"'));
+        if (!ok) {
             return problem_set(p, param, "Missing required parameter: "
                                "'%s.image_url.url'.", param);
         }
@@ -163,30 +229,31 @@ static enum rl_err check_part(json_t *part, const char *param,
     return RL_OK;
 }
 
-static enum rl_err check_content(json_t *content, const char *role,
-                                 bool may_be_null, const char *param,
-                                 struct api_problem *p)
+static enum rl_err check_content(const struct jscan_item *content,
+                                 const char *role, bool may_be_null,
+                                 const char *param, struct api_problem *p)
 {
-    if (!content || json_is_null(content)) {
+    if (!content || content->type == 'n') {
         if (may_be_null) {
             return RL_OK;
         }
         return problem_set(p, param, "Missing required parameter: '%s' "
                            "(a %s message needs content).", param, role);
     }
-    if (json_is_string(content)) {
+    if (content->type == '"') {
         return RL_OK;
     }
-    if (!json_is_array(content)) {
+    if (content->type != '[') {
         return wrong_type(p, param, content, "a string or an array of "
                           "content parts");
     }
-    size_t i;
-    json_t *part;
-    json_array_foreach(content, i, part) {
+    struct jscan_iter it;
+    struct jscan_item part;
+    jscan_iter_init(&it, content->value);
+    for (size_t i = 0; jscan_iter_next(&it, &part) == 1; i++) {
         char sub[128];
         snprintf(sub, sizeof(sub), "%s[%zu]", param, i);
-        enum rl_err err = check_part(part, sub, p);
+        enum rl_err err = check_part(&part, sub, p);
         if (err != RL_OK) {
             return err;
         }
@@ -194,73 +261,81 @@ static enum rl_err check_content(json_t *content, const char *role,
     return RL_OK;
 }
 
-static enum rl_err check_message(json_t *m, size_t i, struct api_problem *p)
+static const char *const roles[] = {"system", "developer", "user",
+                                    "assistant", "tool", "function", NULL};
+
+static enum rl_err check_message(const struct jscan_item *m, size_t i,
+                                 struct api_problem *p)
 {
     char param[64];
     snprintf(param, sizeof(param), "messages[%zu]", i);
-    if (!json_is_object(m)) {
+    if (m->type != '{') {
         return wrong_type(p, param, m, "an object");
     }
-    static const char *const roles[] = {"system", "developer", "user",
-                                        "assistant", "tool", "function",
-                                        NULL};
-    json_t *rv = json_object_get(m, "role");
     char rparam[80];
     snprintf(rparam, sizeof(rparam), "%s.role", param);
-    if (!rv) {
+    struct jscan_item rv;
+    if (!member(m->value, "role", &rv)) {
         return problem_set(p, rparam, "Missing required parameter: '%s'.",
                            rparam);
     }
-    const char *role = json_string_value(rv);
+    if (rv.type != '"') {
+        return wrong_type(p, rparam, &rv, "a string");
+    }
+    const char *role = NULL;
+    for (const char *const *r = roles; *r && !role; r++) {
+        role = string_is(&rv, *r) ? *r : NULL;
+    }
     if (!role) {
-        return wrong_type(p, rparam, rv, "a string");
-    }
-    const char *const *r = roles;
-    while (*r && strcmp(*r, role) != 0) {
-        r++;
-    }
-    if (!*r) {
-        return problem_set(p, rparam, "Invalid value: '%s'. Supported "
+        return problem_set(p, rparam, "Invalid value: %.*s. Supported "
                            "values are: 'system', 'developer', 'user', "
-                           "'assistant', 'tool' and 'function'.", role);
+                           "'assistant', 'tool' and 'function'.",
+                           (int)(rv.value.len > 64 ? 64 : rv.value.len),
+                           rv.value.p);
     }
     char cparam[80];
     snprintf(cparam, sizeof(cparam), "%s.content", param);
-    bool assistant = strcmp(role, "assistant") == 0;
-    enum rl_err err = check_content(json_object_get(m, "content"), role,
-                                    assistant, cparam, p);
+    struct jscan_item content;
+    bool has = member(m->value, "content", &content);
+    enum rl_err err = check_content(has ? &content : NULL, role,
+                                    strcmp(role, "assistant") == 0, cparam,
+                                    p);
     if (err != RL_OK) {
         return err;
     }
+    struct jscan_item id;
     if (strcmp(role, "tool") == 0 &&
-        !json_is_string(json_object_get(m, "tool_call_id"))) {
+        (!member(m->value, "tool_call_id", &id) || id.type != '"')) {
         return problem_set(p, param, "Missing required parameter: "
                            "'%s.tool_call_id'.", param);
     }
     return RL_OK;
 }
 
-static enum rl_err check_messages(json_t *msgs, struct api_problem *p)
+static enum rl_err check_messages(const struct jscan_item *msgs,
+                                  struct api_problem *p)
 {
     if (!msgs) {
         return problem_set(p, "messages", "Missing required parameter: "
                            "'messages'.");
     }
-    if (!json_is_array(msgs)) {
+    if (msgs->type != '[') {
         return wrong_type(p, "messages", msgs, "an array");
     }
-    if (json_array_size(msgs) == 0) {
-        return problem_set(p, "messages", "Invalid 'messages': empty array. "
-                           "Expected an array with minimum length 1, but "
-                           "got an empty array instead.");
-    }
-    size_t i;
-    json_t *m;
-    json_array_foreach(msgs, i, m) {
-        enum rl_err err = check_message(m, i, p);
+    struct jscan_iter it;
+    struct jscan_item m;
+    jscan_iter_init(&it, msgs->value);
+    size_t i = 0;
+    for (; jscan_iter_next(&it, &m) == 1; i++) {
+        enum rl_err err = check_message(&m, i, p);
         if (err != RL_OK) {
             return err;
         }
+    }
+    if (i == 0) {
+        return problem_set(p, "messages", "Invalid 'messages': empty array. "
+                           "Expected an array with minimum length 1, but "
+                           "got an empty array instead.");
     }
     return RL_OK;
 }
@@ -269,19 +344,22 @@ static enum rl_err check_messages(json_t *msgs, struct api_problem *p)
  * Tools, stop, response_format
  * ------------------------------------------------------------------- */
 
-static enum rl_err check_tools(json_t *tools, struct api_problem *p)
+static enum rl_err check_tools(const struct jscan_item *tools,
+                               struct api_problem *p)
 {
-    size_t i;
-    json_t *t;
-    json_array_foreach(tools, i, t) {
+    struct jscan_iter it;
+    struct jscan_item t;
+    jscan_iter_init(&it, tools->value);
+    for (size_t i = 0; jscan_iter_next(&it, &t) == 1; i++) {
         char param[64];
         snprintf(param, sizeof(param), "tools[%zu]", i);
-        if (!json_is_object(t)) {
-            return wrong_type(p, param, t, "an object");
+        if (t.type != '{') {
+            return wrong_type(p, param, &t, "an object");
         }
-        json_t *fn = json_object_get(t, "function");
-        if (!json_is_object(fn) ||
-            !json_is_string(json_object_get(fn, "name"))) {
+        struct jscan_item fn;
+        struct jscan_item name;
+        if (!member(t.value, "function", &fn) || fn.type != '{' ||
+            !member(fn.value, "name", &name) || name.type != '"') {
             return problem_set(p, param, "Missing required parameter: "
                                "'%s.function.name'.", param);
         }
@@ -289,32 +367,48 @@ static enum rl_err check_tools(json_t *tools, struct api_problem *p)
     return RL_OK;
 }
 
-static enum rl_err check_misc(json_t *root, struct api_problem *p)
+static enum rl_err check_stop(const struct jscan_item *stop,
+                              struct api_problem *p)
 {
-    json_t *stop = json_object_get(root, "stop");
-    if (stop && !json_is_null(stop) && !json_is_string(stop)) {
-        if (!json_is_array(stop) || json_array_size(stop) > 4) {
-            return wrong_type(p, "stop", stop, "a string or an array of at "
-                              "most 4 strings");
-        }
-        size_t i;
-        json_t *s;
-        json_array_foreach(stop, i, s) {
-            if (!json_is_string(s)) {
-                return wrong_type(p, "stop", s, "a string");
-            }
+    if (stop->type == 'n' || stop->type == '"') {
+        return RL_OK;
+    }
+    struct jscan_item items[5];
+    size_t n;
+    if (stop->type != '[' || !jscan(stop->value, items, 4, &n)) {
+        return wrong_type(p, "stop", stop, "a string or an array of at "
+                          "most 4 strings");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].type != '"') {
+            return wrong_type(p, "stop", &items[i], "a string");
         }
     }
-    json_t *tc = json_object_get(root, "tool_choice");
-    if (tc && !json_is_string(tc) && !json_is_object(tc)) {
+    return RL_OK;
+}
+
+static enum rl_err check_misc(const struct jscan_item *items, size_t n,
+                              struct api_problem *p)
+{
+    const struct jscan_item *stop = jscan_find(items, n, "stop");
+    if (stop) {
+        enum rl_err err = check_stop(stop, p);
+        if (err != RL_OK) {
+            return err;
+        }
+    }
+    const struct jscan_item *tc = jscan_find(items, n, "tool_choice");
+    if (tc && tc->type != '"' && tc->type != '{' && tc->type != 'n') {
         return wrong_type(p, "tool_choice", tc, "a string or an object");
     }
-    json_t *rf = json_object_get(root, "response_format");
-    if (rf) {
-        const char *type = json_string_value(json_object_get(rf, "type"));
-        if (!type || (strcmp(type, "text") != 0 &&
-                      strcmp(type, "json_object") != 0 &&
-                      strcmp(type, "json_schema") != 0)) {
+    const struct jscan_item *rf = jscan_find(items, n, "response_format");
+    if (rf && rf->type == '{') {
+        struct jscan_item type;
+        bool ok = member(rf->value, "type", &type) &&
+                  (string_is(&type, "text") ||
+                   string_is(&type, "json_object") ||
+                   string_is(&type, "json_schema"));
+        if (!ok) {
             return problem_set(p, "response_format.type", "Invalid "
                                "'response_format.type': expected 'text', "
                                "'json_object' or 'json_schema'.");
@@ -327,78 +421,111 @@ static enum rl_err check_misc(json_t *root, struct api_problem *p)
  * Entry
  * ------------------------------------------------------------------- */
 
-static enum rl_err check(json_t *root, struct chat_req *req,
-                         struct api_problem *p)
+static enum rl_err check(const struct jscan_item *items, size_t n,
+                         struct chat_req *req, struct api_problem *p)
 {
-    if (!json_is_object(root)) {
-        return problem_set(p, NULL, "The request body must be a JSON "
-                           "object, but got %s.", type_name(root));
-    }
-    if (!json_object_get(root, "model")) {
+    const struct jscan_item *model = jscan_find(items, n, "model");
+    if (!model) {
         return problem_set(p, "model", "Missing required parameter: "
                            "'model'. Use a model from GET /v1/models, or "
                            "\"auto\".");
     }
     for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
-        json_t *v = json_object_get(root, rules[i].name);
-        if (v && !json_is_null(v)) {
+        const struct jscan_item *v = jscan_find(items, n, rules[i].name);
+        if (v && v->type != 'n') {
             enum rl_err err = check_rule(&rules[i], v, p);
             if (err != RL_OK) {
                 return err;
             }
         }
     }
-    enum rl_err err = check_messages(json_object_get(root, "messages"), p);
-    if (err == RL_OK) {
-        err = check_tools(json_object_get(root, "tools"), p);
+    enum rl_err err = check_messages(jscan_find(items, n, "messages"), p);
+    const struct jscan_item *tools = jscan_find(items, n, "tools");
+    if (err == RL_OK && tools && tools->type == '[') {
+        err = check_tools(tools, p);
     }
     if (err == RL_OK) {
-        err = check_misc(root, p);
+        err = check_misc(items, n, p);
     }
     if (err != RL_OK) {
         return err;
     }
-    req->body = root;
-    req->stream = json_is_true(json_object_get(root, "stream"));
-    json_t *so = json_object_get(root, "stream_options");
-    if (so && !json_is_null(so) && !req->stream) {
+    size_t len;
+    if (!jscan_string(model->value, req->model, sizeof(req->model), &len) ||
+        len == 0) {
+        return problem_set(p, "model", "Invalid 'model': expected a model "
+                           "name of 1 to %zu bytes.", sizeof(req->model) - 1);
+    }
+    const struct jscan_item *stream = jscan_find(items, n, "stream");
+    req->stream = stream && stream->type == 't';
+    const struct jscan_item *so = jscan_find(items, n, "stream_options");
+    if (so && so->type != 'n' && !req->stream) {
         return problem_set(p, "stream_options", "The 'stream_options' "
                            "parameter is only allowed when 'stream' is "
                            "enabled.");
     }
-    req->include_usage =
-        req->stream && json_is_true(json_object_get(so, "include_usage"));
+    struct jscan_item iu;
+    req->include_usage = req->stream && so && so->type == '{' &&
+                         member(so->value, "include_usage", &iu) &&
+                         iu.type == 't';
+    const struct jscan_item *routing = jscan_find(items, n, "routing");
+    if (routing && routing->type == '{') {
+        req->routing = routing->value;
+    }
     return RL_OK;
 }
 
-enum rl_err api_chat_parse(struct str body, json_t **body_out,
-                           struct chat_req *req,
+/* Says precisely what is wrong with a body jscan refused: this path is
+ * rare, so a full parse for the message is fine here. */
+static enum rl_err diagnose(struct str body, struct api_problem *problem)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body.p, body.len, 0, &jerr);
+    enum rl_err err;
+    if (!root) {
+        problem_set(problem, NULL, "We could not parse the JSON body of "
+                    "your request: %s (line %d, column %d). Send a JSON "
+                    "object as the body.", jerr.text, jerr.line,
+                    jerr.column);
+        err = RL_E_INVALID_JSON;
+    } else if (!json_is_object(root)) {
+        static const char *const names[] = {
+            "an object", "an array", "a string", "an integer", "a number",
+            "a boolean", "a boolean", "null"};
+        problem_set(problem, NULL, "The request body must be a JSON object, "
+                    "but got %s.", names[json_typeof(root)]);
+        err = RL_E_INVALID_REQUEST;
+    } else {
+        problem_set(problem, NULL, "The request has more than %d top-level "
+                    "fields.", CHAT_MAX_MEMBERS);
+        err = RL_E_INVALID_REQUEST;
+    }
+    json_decref(root);
+    return err;
+}
+
+enum rl_err api_chat_parse(struct str body, struct chat_req *req,
                            struct api_problem *problem)
 {
     memset(req, 0, sizeof(*req));
     problem->message[0] = '\0';
     problem->param[0] = '\0';
-    *body_out = NULL;
-    json_error_t jerr;
-    json_t *root = json_loadb(body.p, body.len, 0, &jerr);
-    if (!root) {
-        if (json_error_code(&jerr) == json_error_invalid_utf8) {
-            problem_set(problem, NULL, "The request body is not valid "
-                        "UTF-8 (at byte %d).", jerr.position);
-            return RL_E_INVALID_UTF8;
-        }
-        problem_set(problem, NULL, "We could not parse the JSON body of "
-                    "your request: %s (line %d, column %d). Send a JSON "
-                    "object as the body.", jerr.text, jerr.line,
-                    jerr.column);
-        return RL_E_INVALID_JSON;
+    size_t bad = 0;
+    if (!jscan_utf8_valid(body.p, body.len, &bad)) {
+        problem_set(problem, NULL, "The request body is not valid UTF-8 "
+                    "(at byte %zu).", bad);
+        return RL_E_INVALID_UTF8;
     }
-    enum rl_err err = check(root, req, problem);
-    if (err != RL_OK) {
-        json_decref(root);
-        return err;
+    struct jscan_item items[CHAT_MAX_MEMBERS];
+    size_t n = 0;
+    struct jscan_iter it;
+    if (!jscan(body, items, CHAT_MAX_MEMBERS, &n) ||
+        !jscan_iter_init(&it, body) || !it.object) {
+        return diagnose(body, problem);
     }
-    req->raw = body;
-    *body_out = root;
-    return RL_OK;
+    enum rl_err err = check(items, n, req, problem);
+    if (err == RL_OK) {
+        req->raw = body;
+    }
+    return err;
 }

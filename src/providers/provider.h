@@ -34,8 +34,9 @@ struct usage {
 
 /* A validated client request, as the adapters see it. */
 struct chat_req {
-    json_t *body;       /* the client's JSON object (borrowed, read-only) */
-    struct str raw;     /* the same object as the client sent it */
+    struct str raw;     /* the client's JSON object, as it sent it */
+    char model[256];    /* the model asked for, decoded */
+    struct str routing; /* the "routing" object's text, or empty */
     bool stream;        /* the client asked for SSE */
     bool include_usage; /* stream_options.include_usage */
 };

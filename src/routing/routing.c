@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "util/jscan.h"
 
 /* The price of a typical request, to order candidates: a thousand tokens
  * in and a thousand out. */
@@ -31,8 +32,30 @@ static int by_price(const void *a, const void *b)
     return mb->tier - ma->tier; /* same price: the better one first */
 }
 
+/* Reads routing.min_quality_tier, or returns dflt. */
+static int quality_floor(struct str routing, int dflt)
+{
+    struct jscan_item items[32];
+    size_t n;
+    if (!routing.len || !jscan(routing, items, 32, &n)) {
+        return dflt;
+    }
+    const struct jscan_item *t = jscan_find(items, n, "min_quality_tier");
+    if (!t || t->value.len == 0 || t->value.len > 6) {
+        return dflt;
+    }
+    int v = 0;
+    for (size_t i = 0; i < t->value.len; i++) {
+        if (t->value.p[i] < '0' || t->value.p[i] > '9') {
+            return dflt;
+        }
+        v = v * 10 + (t->value.p[i] - '0');
+    }
+    return v;
+}
+
 enum rl_err routing_plan(const struct config *cfg, const char *model,
-                         json_t *routing, struct arena *a,
+                         struct str routing, struct arena *a,
                          const struct model_cfg *const **plan,
                          size_t *nplan)
 {
@@ -51,11 +74,7 @@ enum rl_err routing_plan(const struct config *cfg, const char *model,
         *nplan = 1 + m->nfallbacks;
         return RL_OK;
     }
-    int floor = cfg->default_min_quality_tier;
-    json_t *t = json_object_get(routing, "min_quality_tier");
-    if (json_is_integer(t)) {
-        floor = (int)json_integer_value(t);
-    }
+    int floor = quality_floor(routing, cfg->default_min_quality_tier);
     const struct model_cfg **p = arena_alloc(a, cfg->nmodels * sizeof(*p));
     size_t n = 0;
     for (size_t i = 0; i < cfg->nmodels; i++) {

@@ -169,67 +169,95 @@ static bool skip_value(struct cursor *c, int depth)
     }
 }
 
-bool jscan(struct str text, struct jscan_item *items, size_t max, size_t *n)
+bool jscan_iter_init(struct jscan_iter *it, struct str text)
 {
-    struct cursor c = {text.p, text.p + text.len};
-    *n = 0;
+    it->base = text.p;
+    it->p = text.p;
+    it->end = text.p + text.len;
+    struct cursor c = {it->p, it->end};
     skip_ws(&c);
     if (c.p >= c.end || (*c.p != '{' && *c.p != '[')) {
         return false;
     }
-    bool object = *c.p == '{';
-    char close = object ? '}' : ']';
+    it->object = *c.p == '{';
     c.p++;
     skip_ws(&c);
-    bool empty = c.p < c.end && *c.p == close;
-    if (empty) {
+    it->done = false;
+    if (c.p < c.end && *c.p == (it->object ? '}' : ']')) {
         c.p++;
+        it->done = true;
     }
-    while (!empty) {
-        struct jscan_item it = {.start = (size_t)(c.p - text.p)};
-        if (object) {
-            if (c.p >= c.end || *c.p != '"') {
-                return false;
-            }
-            const char *k = c.p + 1;
-            if (!skip_string(&c)) {
-                return false;
-            }
-            it.key = (struct str){k, (size_t)(c.p - 1 - k)};
-            skip_ws(&c);
-            if (c.p >= c.end || *c.p != ':') {
-                return false;
-            }
-            c.p++;
-            skip_ws(&c);
+    it->p = c.p;
+    return true;
+}
+
+int jscan_iter_next(struct jscan_iter *it, struct jscan_item *out)
+{
+    if (it->done) {
+        struct cursor c = {it->p, it->end};
+        skip_ws(&c);
+        return c.p == c.end ? 0 : -1;
+    }
+    struct cursor c = {it->p, it->end};
+    char close = it->object ? '}' : ']';
+    struct jscan_item item = {.start = (size_t)(c.p - it->base)};
+    if (it->object) {
+        if (c.p >= c.end || *c.p != '"') {
+            return -1;
         }
-        const char *v = c.p;
-        if (!skip_value(&c, 1)) {
-            return false;
+        const char *k = c.p + 1;
+        if (!skip_string(&c)) {
+            return -1;
         }
-        it.value = (struct str){v, (size_t)(c.p - v)};
-        it.type = *v;
-        it.end = (size_t)(c.p - text.p);
+        item.key = (struct str){k, (size_t)(c.p - 1 - k)};
+        skip_ws(&c);
+        if (c.p >= c.end || *c.p != ':') {
+            return -1;
+        }
+        c.p++;
+        skip_ws(&c);
+    }
+    const char *v = c.p;
+    if (!skip_value(&c, 1)) {
+        return -1;
+    }
+    item.value = (struct str){v, (size_t)(c.p - v)};
+    item.type = *v;
+    item.end = (size_t)(c.p - it->base);
+    skip_ws(&c);
+    if (c.p >= c.end) {
+        return -1;
+    }
+    if (*c.p == close) {
+        c.p++;
+        it->done = true;
+    } else if (*c.p == ',') {
+        c.p++;
+        skip_ws(&c);
+    } else {
+        return -1;
+    }
+    it->p = c.p;
+    *out = item;
+    return 1;
+}
+
+bool jscan(struct str text, struct jscan_item *items, size_t max, size_t *n)
+{
+    struct jscan_iter it;
+    *n = 0;
+    if (!jscan_iter_init(&it, text)) {
+        return false;
+    }
+    struct jscan_item item;
+    int rc;
+    while ((rc = jscan_iter_next(&it, &item)) == 1) {
         if (*n == max) {
             return false;
         }
-        items[(*n)++] = it;
-        skip_ws(&c);
-        if (c.p >= c.end) {
-            return false;
-        }
-        if (*c.p == close) {
-            c.p++;
-            break;
-        }
-        if (*c.p != ',') {
-            return false;
-        }
-        c.p++;
-        skip_ws(&c);
+        items[(*n)++] = item;
     }
-    skip_ws(&c);
-    return c.p == c.end;
+    return rc == 0;
 }
 
 const struct jscan_item *jscan_find(const struct jscan_item *items, size_t n,
@@ -241,4 +269,164 @@ const struct jscan_item *jscan_find(const struct jscan_item *items, size_t n,
         }
     }
     return NULL;
+}
+
+bool jscan_utf8_valid(const char *s, size_t n, size_t *bad_at)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned lo = 0x80;
+        unsigned hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlong forms */
+            hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            lo = c == 0xF0 ? 0x90 : 0x80;
+            hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing past U+10FFFF */
+        } else {
+            *bad_at = i;
+            return false;
+        }
+        if (need >= n - i) {
+            *bad_at = i;
+            return false;
+        }
+        for (size_t k = 1; k <= need; k++) {
+            unsigned b = p[i + k];
+            unsigned l = k == 1 ? lo : 0x80;
+            unsigned h = k == 1 ? hi : 0xBF;
+            if (b < l || b > h) {
+                *bad_at = i;
+                return false;
+            }
+        }
+        i += need + 1;
+    }
+    return true;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+static bool hex4(const char *p, const char *end, unsigned *out)
+{
+    if (end - p < 4) {
+        return false;
+    }
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0) {
+            return false;
+        }
+        v = v * 16 + (unsigned)h;
+    }
+    *out = v;
+    return true;
+}
+
+static size_t put_utf8(unsigned cp, char *o)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | (cp >> 6));
+        o[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | (cp >> 12));
+        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+bool jscan_string(struct str value, char *out, size_t cap, size_t *len)
+{
+    if (value.len < 2 || value.p[0] != '"' || cap == 0) {
+        return false;
+    }
+    const char *p = value.p + 1;
+    const char *end = value.p + value.len - 1;
+    size_t n = 0;
+    while (p < end) {
+        char tmp[4];
+        size_t k = 1;
+        if (*p != '\\') {
+            tmp[0] = *p++;
+        } else {
+            p++;
+            char e = p < end ? *p++ : 0;
+            unsigned cp;
+            switch (e) {
+            case '"': tmp[0] = '"'; break;
+            case '\\': tmp[0] = '\\'; break;
+            case '/': tmp[0] = '/'; break;
+            case 'b': tmp[0] = '\b'; break;
+            case 'f': tmp[0] = '\f'; break;
+            case 'n': tmp[0] = '\n'; break;
+            case 'r': tmp[0] = '\r'; break;
+            case 't': tmp[0] = '\t'; break;
+            case 'u':
+                if (!hex4(p, end, &cp)) {
+                    return false;
+                }
+                p += 4;
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    unsigned lo2;
+                    if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
+                        !hex4(p + 2, end, &lo2) || lo2 < 0xDC00 ||
+                        lo2 > 0xDFFF) {
+                        return false;
+                    }
+                    p += 6;
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo2 - 0xDC00);
+                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                    return false;
+                }
+                k = put_utf8(cp, tmp);
+                break;
+            default:
+                return false;
+            }
+        }
+        if (n + k >= cap) {
+            return false;
+        }
+        memcpy(out + n, tmp, k);
+        n += k;
+    }
+    out[n] = '\0';
+    *len = n;
+    return true;
 }

@@ -24,6 +24,21 @@ struct jscan_item {
     char type;        /* first byte of the value: { [ " t f n, or digit/- */
 };
 
+/* Walks the members of an object or the elements of an array one by one,
+ * for lists too long to hold at once. */
+struct jscan_iter {
+    const char *base; /* the text's start, for offsets */
+    const char *p;    /* next byte */
+    const char *end;  /* one past the text */
+    bool object;      /* members (with keys) or elements */
+    bool done;        /* the closing bracket was read */
+};
+
+/* Starts at the object or array text holds; false if it holds neither. */
+bool jscan_iter_init(struct jscan_iter *it, struct str text);
+/* Returns 1 and the next item, 0 at a well-formed end, -1 on bad JSON. */
+int jscan_iter_next(struct jscan_iter *it, struct jscan_item *out);
+
 /*
  * Scans the object (or array) that text holds, with optional white space
  * around it. Fills up to max items and sets *n to how many there are.
@@ -35,6 +50,15 @@ bool jscan(struct str text, struct jscan_item *items, size_t max, size_t *n);
 /* Returns the item whose key is name, or NULL. */
 const struct jscan_item *jscan_find(const struct jscan_item *items, size_t n,
                                     const char *name);
+
+/* True if the n bytes at s are valid UTF-8 (no overlong forms, surrogates
+ * or code points past U+10FFFF); else sets *bad_at to the first bad byte. */
+bool jscan_utf8_valid(const char *s, size_t n, size_t *bad_at);
+
+/* Decodes a JSON string value (with its quotes) into out, NUL-terminated.
+ * Returns false if it is not a string, is malformed, or needs cap bytes or
+ * more. */
+bool jscan_string(struct str value, char *out, size_t cap, size_t *len);
 
 /* True if the value's text is the literal null. */
 static inline bool jscan_is_null(const struct jscan_item *it)
