@@ -75,19 +75,17 @@ static struct built build(const char *base_url, const char *api_key,
     memset(&b, 0, sizeof(b));
     struct chat_req req;
     struct api_problem problem;
-    enum rl_err perr = api_chat_parse(str_from(client_body), &b.client, &req,
-                                      &problem);
+    enum rl_err perr = api_chat_parse(str_from(client_body), &req, &problem);
     if (perr != RL_OK) {
         fail_msg("test body refused: %s", problem.message);
     }
-    json_t *before = json_deep_copy(b.client);
+    json_error_t cerr;
+    b.client = json_loads(client_body, 0, &cerr);
+    assert_non_null(b.client);
     buf_init(&b.ureq.url, 4096);
     buf_init(&b.ureq.headers, 16384);
     buf_init(&b.ureq.body, body_cap);
     b.err = openai_ops.build_request(&req, &m, &b.ureq, &b.perr);
-    /* The client's body is never changed. */
-    assert_true(json_equal(before, b.client));
-    json_decref(before);
     if (b.ureq.body.p) {
         json_error_t jerr;
         b.sent = json_loadb(b.ureq.body.p, b.ureq.body.len, 0, &jerr);
@@ -251,11 +249,9 @@ static void test_an_upstream_id_with_quotes_is_escaped(void **state)
                           .upstream = "we\"ird\\id"};
     const char *body = "{\"model\":\"q\",\"messages\":[{\"role\":\"user\","
                        "\"content\":\"hi\"}]}";
-    json_t *root;
     struct chat_req req;
     struct api_problem problem;
-    assert_int_equal(api_chat_parse(str_from(body), &root, &req, &problem),
-                     RL_OK);
+    assert_int_equal(api_chat_parse(str_from(body), &req, &problem), RL_OK);
     struct upstream_req u;
     buf_init(&u.url, 4096);
     buf_init(&u.headers, 4096);
@@ -268,7 +264,6 @@ static void test_an_upstream_id_with_quotes_is_escaped(void **state)
     assert_string_equal(json_string_value(json_object_get(sent, "model")),
                         "we\"ird\\id");
     json_decref(sent);
-    json_decref(root);
     buf_free(&u.url);
     buf_free(&u.headers);
     buf_free(&u.body);
