@@ -451,6 +451,7 @@ static void test_the_model_list_has_auto_and_every_model(void **state)
             json_string_value(json_object_get(m, "owned_by")), owners[i]);
         assert_true(json_is_integer(json_object_get(m, "created")));
     }
+    json_decref(root);
     buf_reset(&out);
     assert_int_equal(api_models_get(&cfg, STR_LIT("llama"), &out), RL_OK);
     assert_non_null(strstr(out.p, "\"id\":\"llama\""));
