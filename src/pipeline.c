@@ -52,10 +52,12 @@ static void on_first(void *ctx, const struct model_cfg *model)
     }
 }
 
-static void on_chunk(void *ctx, struct str chunk)
+static void on_chunk(void *ctx, struct str chunk,
+                     const struct chunk_members *members)
 {
     struct req *r = ctx;
-    reply_stream_chunk(r, chunk); /* a client gone is on_client_gone's */
+    /* A client gone is on_client_gone's business. */
+    reply_stream_chunk(r, chunk, members);
 }
 
 static void on_done(void *ctx, struct call_result *res)

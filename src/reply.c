@@ -97,19 +97,36 @@ void reply_provider_error(struct req *r, const struct provider_error *pe)
     }
 }
 
+/* Makes the "id" and "model" members once per answer (the model is known
+ * once the first chunk or the whole answer has come). */
+static void make_brand(struct req *r)
+{
+    buf_reset(&r->brand);
+    buf_printf(&r->brand, "\"id\":\"chatcmpl-%s\"", r->id + 4);
+    r->brand_model_at = r->brand.len;
+    buf_append_cstr(&r->brand, "\"model\":\"");
+    buf_append_json_escaped(&r->brand, r->model->name,
+                            strlen(r->model->name));
+    buf_append_cstr(&r->brand, "\"");
+}
+
 /*
  * Appends obj, an OpenAI completion or chunk as JSON text, with Relay's id
  * and the configured model name in place of the provider's, keeping every
  * other member as it came. For a chunk whose client did not ask for usage,
  * usage is left out, and a usage-only chunk is dropped (returns 0). Returns
- * 1 when appended, -1 when obj is not a JSON object.
+ * 1 when appended, -1 when obj is not a JSON object. items/n: obj's
+ * members if already scanned, else NULL.
  */
-static int rebrand(struct req *r, struct str obj, bool chunk, struct buf *out)
+static int rebrand(struct req *r, struct str obj, bool chunk,
+                   const struct jscan_item *items, size_t n, struct buf *out)
 {
-    struct jscan_item items[REPLY_MAX_MEMBERS];
-    size_t n;
-    if (!jscan(obj, items, REPLY_MAX_MEMBERS, &n) || obj.p[0] != '{') {
-        return -1;
+    struct jscan_item own[REPLY_MAX_MEMBERS];
+    if (!items) {
+        if (!jscan(obj, own, REPLY_MAX_MEMBERS, &n) || obj.p[0] != '{') {
+            return -1;
+        }
+        items = own;
     }
     bool drop_usage = chunk && !r->chat.include_usage;
     if (drop_usage) {
@@ -121,52 +138,62 @@ static int rebrand(struct req *r, struct str obj, bool chunk, struct buf *out)
             return 0;
         }
     }
+    if (r->brand.len == 0) {
+        make_brand(r);
+    }
+    struct str id = {r->brand.p, r->brand_model_at};
+    struct str model = {r->brand.p + r->brand_model_at,
+                        r->brand.len - r->brand_model_at};
     bool seen_id = false;
     bool seen_model = false;
     bool seen_created = false;
-    buf_append_cstr(out, "{");
+    bool first = true;
+    buf_append(out, "{", 1);
     for (size_t i = 0; i < n; i++) {
         const struct jscan_item *it = &items[i];
         if (drop_usage && str_eq_lit(it->key, "usage")) {
             continue;
         }
-        buf_append_cstr(out, out->p[out->len - 1] == '{' ? "\"" : ",\"");
-        buf_append_str(out, it->key);
-        buf_append_cstr(out, "\":");
+        if (!first) {
+            buf_append(out, ",", 1);
+        }
+        first = false;
         if (str_eq_lit(it->key, "id")) {
-            buf_printf(out, "\"chatcmpl-%s\"", r->id + 4);
+            buf_append_str(out, id);
             seen_id = true;
         } else if (str_eq_lit(it->key, "model")) {
-            buf_append_cstr(out, "\"");
-            buf_append_json_escaped(out, r->model->name,
-                                    strlen(r->model->name));
-            buf_append_cstr(out, "\"");
+            buf_append_str(out, model);
             seen_model = true;
         } else {
             seen_created = seen_created || str_eq_lit(it->key, "created");
+            buf_append(out, "\"", 1);
+            buf_append_str(out, it->key);
+            buf_append(out, "\":", 2);
             buf_append_str(out, it->value);
         }
     }
-    const char *sep = n ? "," : "";
     if (!seen_id) {
-        buf_printf(out, "%s\"id\":\"chatcmpl-%s\"", sep, r->id + 4);
-        sep = ",";
+        buf_append_cstr(out, first ? "" : ",");
+        buf_append_str(out, id);
+        first = false;
     }
     if (!seen_model) {
-        buf_printf(out, "%s\"model\":\"%s\"", sep, r->model->name);
-        sep = ",";
+        buf_append_cstr(out, first ? "" : ",");
+        buf_append_str(out, model);
+        first = false;
     }
     if (!seen_created) {
-        buf_printf(out, "%s\"created\":%lld", sep, (long long)time(NULL));
+        buf_printf(out, "%s\"created\":%lld", first ? "" : ",",
+                   (long long)time(NULL));
     }
-    buf_append_cstr(out, "}");
+    buf_append(out, "}", 1);
     return 1;
 }
 
 void reply_completion(struct req *r, struct str completion)
 {
     buf_reset(&r->out);
-    if (rebrand(r, completion, false, &r->out) < 0) {
+    if (rebrand(r, completion, false, NULL, 0, &r->out) < 0) {
         reply_error(r, RL_E_UPSTREAM_PROTOCOL, NULL, NULL);
         return;
     }
@@ -198,15 +225,17 @@ void reply_stream_begin(struct req *r)
     buf_free(&h);
 }
 
-bool reply_stream_chunk(struct req *r, struct str chunk)
+bool reply_stream_chunk(struct req *r, struct str chunk,
+                        const struct chunk_members *members)
 {
     buf_reset(&r->out);
-    buf_append_cstr(&r->out, "data: ");
-    int kept = rebrand(r, chunk, true, &r->out);
+    buf_append(&r->out, "data: ", 6);
+    int kept = rebrand(r, chunk, true, members ? members->items : NULL,
+                       members ? members->n : 0, &r->out);
     if (kept <= 0 || !r->conn) {
         return r->conn != NULL;
     }
-    buf_append_cstr(&r->out, "\n\n");
+    buf_append(&r->out, "\n\n", 2);
     return server_stream_write(r->conn, (struct str){r->out.p, r->out.len});
 }
 

@@ -27,7 +27,8 @@ void reply_completion(struct req *r, struct str completion);
 /* Opens the SSE stream (headers). */
 void reply_stream_begin(struct req *r);
 /* Sends one chunk (OpenAI JSON text). Returns false if the client left. */
-bool reply_stream_chunk(struct req *r, struct str chunk);
+bool reply_stream_chunk(struct req *r, struct str chunk,
+                        const struct chunk_members *members);
 /* Ends a complete stream with [DONE]. */
 void reply_stream_done(struct req *r);
 /* Answers 200 with a JSON body the caller built (model list, health). */

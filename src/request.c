@@ -61,6 +61,7 @@ struct req *req_new(struct gw_worker *w, struct conn *c,
         r->start_us = clock_now_us();
     }
     buf_init(&r->out, REQ_MAX_CHUNK);
+    buf_init(&r->brand, 1024);
     return r;
 }
 
@@ -75,6 +76,7 @@ void req_free(struct req *r)
     }
     accounting_finish(r);
     buf_free(&r->out);
+    buf_free(&r->brand);
     config_unref(r->cfg);
     arena_free(&r->arena);
     free(r);

@@ -29,6 +29,9 @@ struct req {
     struct conn *conn;           /* NULL once the client has gone */
     struct req *next_dead;       /* in w->dead, waiting to be freed */
     char id[32];                 /* "req_" + 24 hex digits */
+    struct buf brand;            /* "id":"chatcmpl-..." and "model":"..."
+                                    JSON text, made once per answer */
+    size_t brand_model_at;       /* where "model" starts in brand */
     const char *method;          /* "POST" */
     const char *path;            /* copied into the arena */
     uint64_t start_us;           /* the request was fully received */

@@ -215,7 +215,8 @@ static enum rl_err on_event(void *state, struct str event, struct str data,
     if (choices && choices->type == '[' && has_finish(choices->value)) {
         sink->finished = true;
     }
-    sink->emit(sink, data);
+    struct chunk_members members = {items, n};
+    sink->emit(sink, data, &members);
     return RL_OK;
 }
 

@@ -16,6 +16,7 @@
 
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/jscan.h"
 #include "util/str.h"
 
 struct provider_cfg;
@@ -58,12 +59,21 @@ struct provider_error {
     uint32_t retry_after_s; /* upstream Retry-After, 0 when absent */
 };
 
+/* A chunk's top-level members as spans (see util/jscan.h). */
+struct chunk_members {
+    const struct jscan_item *items;
+    size_t n;
+};
+
 /* Where an adapter's stream parser puts what it found. */
 struct chunk_sink {
     /* Hands on one OpenAI chat.completion.chunk, as JSON text that must be
      * a well-formed object; valid during the call only. The core replaces
-     * id and model and drops what the client did not ask for. */
-    void (*emit)(struct chunk_sink *sink, struct str chunk);
+     * id and model and drops what the client did not ask for. members are
+     * the chunk's top-level members if the adapter scanned them already
+     * (saves the core a scan), else NULL. */
+    void (*emit)(struct chunk_sink *sink, struct str chunk,
+                 const struct chunk_members *members);
     void *ctx;                   /* the core's */
     struct usage usage;          /* the adapter updates it as usage comes */
     bool finished;               /* the provider's final event was seen */
@@ -144,8 +154,10 @@ struct provider_call_cbs {
     /* The first event of model's answer arrived; nothing was sent to the
      * client before this, so a failure before it could still fall back. */
     void (*on_first)(void *ctx, const struct model_cfg *model);
-    /* A streamed chunk, JSON text valid during the call. */
-    void (*on_chunk)(void *ctx, struct str chunk);
+    /* A streamed chunk, JSON text valid during the call; members as in
+     * chunk_sink.emit. */
+    void (*on_chunk)(void *ctx, struct str chunk,
+                     const struct chunk_members *members);
     /* Called exactly once when the call ends, unless it was cancelled. */
     void (*on_done)(void *ctx, struct call_result *res);
 };

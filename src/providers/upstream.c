@@ -131,7 +131,8 @@ static void free_call(struct provider_call *call)
  * Curl callbacks: bytes of the current attempt
  * ------------------------------------------------------------------- */
 
-static void emit(struct chunk_sink *sink, struct str chunk)
+static void emit(struct chunk_sink *sink, struct str chunk,
+                 const struct chunk_members *members)
 {
     struct provider_call *call = sink->ctx;
     if (call->cancelled) {
@@ -145,7 +146,7 @@ static void emit(struct chunk_sink *sink, struct str chunk)
             return;
         }
     }
-    call->cbs.on_chunk(call->ctx, chunk);
+    call->cbs.on_chunk(call->ctx, chunk, members);
 }
 
 static enum rl_err on_frame(void *ctx, struct str event, struct str data)

@@ -267,9 +267,20 @@ bool server_stream_write(struct conn *c, struct str data)
     if (c->http10) {
         return hold(c, data.p, data.len);
     }
+    /* The chunk-size line, in hex, without printf on this per-token path. */
     char size[24];
-    int n = snprintf(size, sizeof(size), "%zx\r\n", data.len);
-    return hold(c, size, (size_t)n) && hold(c, data.p, data.len) &&
+    size_t n = 0;
+    char digits[16];
+    size_t nd = 0;
+    for (size_t v = data.len; v; v >>= 4) {
+        digits[nd++] = "0123456789abcdef"[v & 15];
+    }
+    while (nd) {
+        size[n++] = digits[--nd];
+    }
+    size[n++] = '\r';
+    size[n++] = '\n';
+    return hold(c, size, n) && hold(c, data.p, data.len) &&
            hold(c, "\r\n", 2);
 }
 
