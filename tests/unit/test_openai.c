@@ -32,6 +32,7 @@
 #include "providers/framing.h"
 #include "providers/provider.h"
 #include "util/alloc.h"
+#include "util/jscan.h"
 
 #define KNOWN_BUG(why)                                                    \
     do {                                                                  \
@@ -390,9 +391,24 @@ struct recorder {
     size_t bad;     /* emits that were not a JSON object */
 };
 
-static void record_emit(struct chunk_sink *sink, struct str chunk)
+static void record_emit(struct chunk_sink *sink, struct str chunk,
+                        const struct chunk_members *members)
 {
     struct recorder *r = sink->ctx;
+    if (members) {
+        /* The members handed on must be the chunk's own, as spans of it. */
+        struct jscan_item items[64];
+        size_t n;
+        if (!jscan(chunk, items, 64, &n) || n != members->n) {
+            r->bad++;
+        }
+        for (size_t i = 0; i < n && i < members->n; i++) {
+            if (!str_eq(items[i].key, members->items[i].key) ||
+                !str_eq(items[i].value, members->items[i].value)) {
+                r->bad++;
+            }
+        }
+    }
     json_error_t jerr;
     json_t *c = json_loadb(chunk.p, chunk.len, 0, &jerr);
     if (!json_is_object(c)) {
