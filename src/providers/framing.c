@@ -107,9 +107,12 @@ enum rl_err framer_feed(struct framer *f, const char *p, size_t n,
         }
         f->after_cr = false;
         size_t start = i;
-        while (i < n && p[i] != '\n' && p[i] != '\r') {
-            i++;
-        }
+        /* The next line end, LF or CR, found with memchr (vectorised). */
+        const char *lf = memchr(p + i, '\n', n - i);
+        const char *cr = memchr(p + i, '\r', lf ? (size_t)(lf - (p + i))
+                                                : n - i);
+        const char *eol = cr ? cr : lf;
+        i = eol ? (size_t)(eol - p) : n;
         struct str line;
         if (i == n) {
             /* No end yet: keep the piece for the next feed. */

@@ -16,7 +16,6 @@
 #include "util/jscan.h"
 
 #define OPENAI_MAX_MEMBERS 64 /* top-level fields of a request or chunk */
-#define OPENAI_MAX_CHOICES 128 /* choices in one chunk (n <= 128) */
 
 /* Fields of the client's body that are Relay's, never the provider's. */
 static const char *const relay_fields[] = {"routing", "cache", NULL};
@@ -158,24 +157,40 @@ static void error_from_body(json_t *error, struct provider_error *err)
     }
 }
 
-/* True if any choice in the array text has a finish_reason. */
+/*
+ * True if any choice in the array text has a non-null finish_reason. The
+ * text is valid JSON (jscan checked it), where a quote inside a string is
+ * always escaped, so an unescaped "finish_reason" followed by a colon can
+ * only be a key: a memmem finds it without walking every choice's content.
+ */
 static bool has_finish(struct str choices)
 {
-    struct jscan_item elems[OPENAI_MAX_CHOICES];
-    size_t n;
-    if (!jscan(choices, elems, OPENAI_MAX_CHOICES, &n)) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        struct jscan_item members[OPENAI_MAX_MEMBERS];
-        size_t m;
-        if (elems[i].type == '{' &&
-            jscan(elems[i].value, members, OPENAI_MAX_MEMBERS, &m)) {
-            const struct jscan_item *f =
-                jscan_find(members, m, "finish_reason");
-            if (f && f->type == '"') {
-                return true;
-            }
+    static const char key[] = "\"finish_reason\"";
+    const char *p = choices.p;
+    const char *end = choices.p + choices.len;
+    while (p < end) {
+        const char *k = memmem(p, (size_t)(end - p), key, sizeof(key) - 1);
+        if (!k) {
+            return false;
+        }
+        p = k + sizeof(key) - 1;
+        if (k > choices.p && k[-1] == '\\') {
+            continue;
+        }
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' ||
+                           *p == '\r')) {
+            p++;
+        }
+        if (p >= end || *p != ':') {
+            continue; /* a value that happens to read "finish_reason" */
+        }
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' ||
+                           *p == '\r')) {
+            p++;
+        }
+        if (p < end && *p == '"') {
+            return true;
         }
     }
     return false;

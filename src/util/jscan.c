@@ -26,17 +26,37 @@ static void skip_ws(struct cursor *c)
     }
 }
 
+/* True if no byte in [p, end) is a control character. */
+static bool no_controls(const char *p, const char *end)
+{
+    unsigned char bad = 0;
+    for (; p < end; p++) {
+        bad |= (unsigned char)*p < 0x20;
+    }
+    return !bad;
+}
+
 static bool skip_string(struct cursor *c)
 {
     c->p++; /* the opening quote */
     while (c->p < c->end) {
-        unsigned char ch = (unsigned char)*c->p++;
-        if (ch == '"') {
-            return true;
-        }
-        if (ch < 0x20) {
+        /* Runs of plain text are found with memchr (vectorised); only
+         * escapes are looked at byte by byte. */
+        const char *q = memchr(c->p, '"', (size_t)(c->end - c->p));
+        if (!q) {
             return false;
         }
+        const char *bs = memchr(c->p, '\\', (size_t)(q - c->p));
+        if (!bs) {
+            bool ok = no_controls(c->p, q);
+            c->p = q + 1;
+            return ok;
+        }
+        if (!no_controls(c->p, bs)) {
+            return false;
+        }
+        c->p = bs;
+        unsigned char ch = (unsigned char)*c->p++;
         if (ch == '\\') {
             if (c->p >= c->end) {
                 return false;
