@@ -287,11 +287,14 @@ static enum rl_err check_message(const struct jscan_item *m, size_t i,
         role = string_is(&rv, *r) ? *r : NULL;
     }
     if (!role) {
-        return problem_set(p, rparam, "Invalid value: %.*s. Supported "
+        char given[80];
+        size_t len;
+        if (!jscan_string(rv.value, given, sizeof(given), &len)) {
+            snprintf(given, sizeof(given), "(too long)");
+        }
+        return problem_set(p, rparam, "Invalid value: '%s'. Supported "
                            "values are: 'system', 'developer', 'user', "
-                           "'assistant', 'tool' and 'function'.",
-                           (int)(rv.value.len > 64 ? 64 : rv.value.len),
-                           rv.value.p);
+                           "'assistant', 'tool' and 'function'.", given);
     }
     char cparam[80];
     snprintf(cparam, sizeof(cparam), "%s.content", param);

@@ -247,7 +247,22 @@ static bool each_pair(struct loader *ld, yaml_node_t *map, const char *field,
             fail(ld, k, field, "keys must be plain names");
             continue;
         }
-        visit(ld, (const char *)k->data.scalar.value, k, v, ctx);
+        const char *key = (const char *)k->data.scalar.value;
+        yaml_node_t *earlier = NULL;
+        for (yaml_node_pair_t *q = map->data.mapping.pairs.start;
+             q < pr && !earlier; q++) {
+            yaml_node_t *qk = yaml_document_get_node(&ld->doc, q->key);
+            if (qk && qk->type == YAML_SCALAR_NODE &&
+                strcmp((const char *)qk->data.scalar.value, key) == 0) {
+                earlier = qk;
+            }
+        }
+        if (earlier) {
+            fail(ld, k, field, "\"%s\" is given twice (first at line %zu); "
+                 "keep one", key, earlier->start_mark.line + 1);
+            continue;
+        }
+        visit(ld, key, k, v, ctx);
     }
     return true;
 }
@@ -338,9 +353,9 @@ static void auth_pair(struct loader *ld, const char *key, yaml_node_t *k,
         if (!s || !*s) {
             continue; /* an unset ${VAR} leaves no key, not "" */
         }
-        if (strlen(s) < 16) {
-            fail(ld, item, "auth.keys", "a key must be at least 16 "
-                 "characters long");
+        if (strlen(s) < 16 || strlen(s) > 512) {
+            fail(ld, item, "auth.keys", "a key must be 16 to 512 characters "
+                 "long");
             continue;
         }
         SHA256((const unsigned char *)s, strlen(s), c->key_sha256[c->nkeys]);
@@ -541,6 +556,7 @@ static void load_models(struct loader *ld, struct config *c, yaml_node_t *v)
     size_t n = seq_len(v);
     c->models = rl_calloc(n, sizeof(*c->models));
     yaml_node_t **fbs = rl_calloc(n, sizeof(*fbs));
+    size_t *item_of = rl_calloc(n, sizeof(*item_of)); /* list position */
     for (size_t i = 0; i < n; i++) {
         yaml_node_t *item = seq_item(ld, v, i);
         struct model_ctx mc = {.c = c, .m = &c->models[c->nmodels]};
@@ -566,16 +582,18 @@ static void load_models(struct loader *ld, struct config *c, yaml_node_t *v)
         if (!mc.m->upstream && mc.m->name) {
             mc.m->upstream = rl_strdup(mc.m->name);
         }
+        item_of[c->nmodels] = i;
         fbs[c->nmodels++] = mc.fallbacks;
     }
     for (size_t i = 0; i < c->nmodels; i++) {
         if (fbs[i]) {
             char f[64];
-            snprintf(f, sizeof(f), "models[%zu].fallbacks", i);
+            snprintf(f, sizeof(f), "models[%zu].fallbacks", item_of[i]);
             resolve_fallbacks(ld, c, &c->models[i], fbs[i], f);
         }
     }
     free(fbs);
+    free(item_of);
 }
 
 static void routing_pair(struct loader *ld, const char *key, yaml_node_t *k,
@@ -776,6 +794,7 @@ static void walk(struct loader *ld, struct config *c)
         if (k && k->type == YAML_SCALAR_NODE &&
             strcmp((const char *)k->data.scalar.value, "models") == 0) {
             load_models(ld, c, yaml_document_get_node(&ld->doc, pr->value));
+            break; /* a second models: was reported by each_pair */
         }
     }
     if (c->nmodels == 0) {

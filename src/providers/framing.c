@@ -129,6 +129,9 @@ enum rl_err framer_feed(struct framer *f, const char *p, size_t n,
             line = (struct str){f->line.p, f->line.len};
         } else {
             line = (struct str){p + start, i - start};
+            if (line.len > f->line.max) {
+                return RL_E_UPSTREAM_PROTOCOL; /* same cap, however split */
+            }
         }
         i++;
         enum rl_err err = on_line(f, line, fn, ctx);

@@ -81,8 +81,16 @@ static enum rl_err build_request(const struct chat_req *req,
     }
     struct buf *b = &out->body;
     bool first = true;
-    enum rl_err result = buf_reserve(b, req->raw.len + 256);
-    buf_append_cstr(b, "{");
+    /* Reserve once for the whole body: every append below then fits, and
+     * a body over the cap fails here, as a whole. */
+    size_t need = req->raw.len + strlen(model->upstream) * 6 + 128;
+    if (buf_reserve(b, need) != RL_OK) {
+        provider_error_set(err, 413, "invalid_request_error",
+                           "request_too_large", false,
+                           "the request is too large for the provider");
+        return RL_E_BODY_TOO_LARGE;
+    }
+    enum rl_err result = buf_append_cstr(b, "{");
     for (size_t i = 0; i < n && result == RL_OK; i++) {
         const struct jscan_item *it = &items[i];
         bool relay_own = false;
@@ -217,7 +225,8 @@ static enum rl_err on_event(void *state, struct str event, struct str data,
         provider_error_set(&sink->error, 502, "api_error", "upstream_error",
                            true, "the provider failed during the stream");
         json_error_t jerr;
-        json_t *e = json_loadb(error->value.p, error->value.len, 0, &jerr);
+        json_t *e = json_loadb(error->value.p, error->value.len,
+                               JSON_DECODE_ANY, &jerr);
         error_from_body(e, &sink->error);
         json_decref(e);
         return RL_E_UPSTREAM;

@@ -190,7 +190,9 @@ void server_respond(struct conn *c, int status, const char *content_type,
     buf_init(&b, body.len + 16384);
     head(c, &b, status, content_type, headers);
     buf_printf(&b, "Content-Length: %zu\r\n\r\n", body.len);
-    buf_append_str(&b, body);
+    if (c->req.method != SERVER_HEAD) {
+        buf_append_str(&b, body); /* HEAD: the length, not the bytes */
+    }
     write_out(c, b.p, b.len);
     buf_free(&b);
     if (!c->closing) {

@@ -74,7 +74,11 @@ enum rl_err buf_vprintf(struct buf *b, const char *fmt, va_list ap)
     if (buf_reserve(b, want) != RL_OK) {
         return RL_E_CAP;
     }
+    /* What may be written: the allocation, but never past the cap. */
     size_t room = b->cap - b->len;
+    if (room > b->max - b->len + 1) {
+        room = b->max - b->len + 1;
+    }
     va_list copy;
     va_copy(copy, ap);
     int n = vsnprintf(b->p + b->len, room, fmt, copy);

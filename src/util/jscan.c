@@ -92,8 +92,12 @@ static bool skip_number(struct cursor *c)
     if (*c->p == '-') {
         c->p++;
     }
+    const char *first = c->p;
     if (!digits(c)) {
         return false;
+    }
+    if (*first == '0' && c->p - first > 1) {
+        return false; /* JSON forbids leading zeros: 01 */
     }
     if (c->p < c->end && *c->p == '.') {
         c->p++;

@@ -2,7 +2,6 @@
  * test_chat.c - unit tests of src/api/chat.c (api_chat_parse): the checks
  * of a chat-completions body, with OpenAI's wording, and src/api/models.c.
  *
- * Tests marked KNOWN BUG are skipped unless RELAY_UNIT_KNOWN_BUGS=1.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,14 +17,6 @@
 #include "config/config.h"
 #include "util/alloc.h"
 
-#define KNOWN_BUG(why)                                                    \
-    do {                                                                  \
-        const char *run_ = getenv("RELAY_UNIT_KNOWN_BUGS");               \
-        if (!run_ || strcmp(run_, "1") != 0) {                            \
-            print_message("known bug, skipped: %s\n", why);               \
-            skip();                                                       \
-        }                                                                 \
-    } while (0)
 
 #define USER_MSG "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
 
@@ -238,7 +229,7 @@ static void test_bad_roles_are_refused(void **state)
 }
 
 /*
- * KNOWN BUG (src/api/chat.c, check_message, since 781a6e6 "check chat
+ * Regression (fixed; src/api/chat.c, check_message, since 781a6e6 "check chat
  * requests over spans"): the refused role is printed as its raw JSON token,
  * so the message reads Invalid value: "robot" (double quotes, and escapes
  * such as \u0062 left undecoded) instead of OpenAI's (and the previous
@@ -247,7 +238,6 @@ static void test_bad_roles_are_refused(void **state)
 static void test_a_bad_role_is_quoted_as_openai_does(void **state)
 {
     (void)state;
-    KNOWN_BUG("bad role shown as a raw JSON token, not 'robot'");
     refuse("{\"model\":\"m\",\"messages\":[{\"role\":\"ro\\u0062ot\","
            "\"content\":\"b\"}]}",
            RL_E_INVALID_REQUEST, "messages[0].role",

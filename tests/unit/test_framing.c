@@ -25,14 +25,6 @@
 #define MAX_EVENT (1u << 20)
 
 /* Skips a test that proves a known bug in src/, unless asked to run it. */
-#define KNOWN_BUG(why)                                                    \
-    do {                                                                  \
-        const char *run_ = getenv("RELAY_UNIT_KNOWN_BUGS");               \
-        if (!run_ || strcmp(run_, "1") != 0) {                            \
-            print_message("known bug, skipped: %s\n", why);               \
-            skip();                                                       \
-        }                                                                 \
-    } while (0)
 
 /* ---------------------------------------------------------------------
  * A callback that records events
@@ -341,7 +333,7 @@ static void test_ndjson_a_line_larger_than_the_cap_is_an_error(void **state)
 }
 
 /*
- * KNOWN BUG (src/providers/framing.c, framer_feed/on_line, low impact): an
+ * Regression (fixed; src/providers/framing.c, framer_feed/on_line, low impact): an
  * NDJSON line that arrives whole in one feed is handed on without going
  * through the capped line buffer, so a line over max_event is accepted or
  * refused depending on how the bytes were split. Expected: the line of 599
@@ -353,7 +345,6 @@ static void test_ndjson_a_line_larger_than_the_cap_fed_whole_is_an_error(
     void **state)
 {
     (void)state;
-    KNOWN_BUG("a whole NDJSON line in one feed bypasses the cap");
     char big[600];
     memset(big, '1', sizeof(big));
     big[sizeof(big) - 1] = '\n';

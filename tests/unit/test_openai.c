@@ -13,8 +13,8 @@
  *   usage P C CACHED REASON   sink.usage at the end, or "usage none"
  *   message <text>            sink.error.message (for error results)
  * Each fixture is fed through the framer whole and split at every byte
- * boundary. Tests marked KNOWN BUG are skipped unless
- * RELAY_UNIT_KNOWN_BUGS=1.
+ * boundary. Tests marked "Regression" prove a
+ * fixed defect stays fixed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,14 +34,6 @@
 #include "util/alloc.h"
 #include "util/jscan.h"
 
-#define KNOWN_BUG(why)                                                    \
-    do {                                                                  \
-        const char *run_ = getenv("RELAY_UNIT_KNOWN_BUGS");               \
-        if (!run_ || strcmp(run_, "1") != 0) {                            \
-            print_message("known bug, skipped: %s\n", why);               \
-            skip();                                                       \
-        }                                                                 \
-    } while (0)
 
 extern const struct provider_ops openai_ops;
 
@@ -271,7 +263,7 @@ static void test_an_upstream_id_with_quotes_is_escaped(void **state)
 }
 
 /*
- * KNOWN BUG (src/providers/openai.c, build_request): when the client's body
+ * Regression (fixed; src/providers/openai.c, build_request): when the client's body
  * does not fit the upstream body cap, buf_reserve fails, the member loop is
  * skipped, and `result` is then overwritten by the final
  * buf_append_cstr("}"), which fits: the provider is sent
@@ -282,7 +274,6 @@ static void test_an_upstream_id_with_quotes_is_escaped(void **state)
 static void test_a_request_over_the_upstream_cap_is_refused(void **state)
 {
     (void)state;
-    KNOWN_BUG("build_request sends a body without messages when over cap");
     struct built b = build("http://h/v1", "", tools_body, 200);
     enum rl_err err = b.err;
     bool has_messages = b.sent && json_object_get(b.sent, "messages");
@@ -666,7 +657,7 @@ static void test_an_error_event_is_an_upstream_error_with_its_message(
 }
 
 /*
- * KNOWN BUG (src/providers/openai.c, on_event): the error member is loaded
+ * Regression (fixed; src/providers/openai.c, on_event): the error member is loaded
  * with json_loadb(..., 0, ...), which refuses a bare string as the root, so
  * error_from_body's json_is_string branch is dead since the jscan rewrite
  * and {"error":"model overloaded"} loses the provider's message. Expected
@@ -677,7 +668,6 @@ static void test_an_error_event_given_as_a_string_keeps_the_message(
     void **state)
 {
     (void)state;
-    KNOWN_BUG("a string error in a stream event loses its message");
     struct recorder r;
     recorder_init(&r);
     enum rl_err err = one_event(&r, "{\"error\":\"model overloaded\"}");
