@@ -22,7 +22,7 @@ FAKE_LIB := $(filter $(BUILD)/obj/src/util/%,$(LIB_OBJ))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all asan unit test test-unit test-integration test-e2e bench \
+.PHONY: all asan asan-unit unit test test-unit test-integration test-e2e bench \
         bench-overhead bench-routing bench-cache up down status logs \
         check clean help deps
 
@@ -44,9 +44,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
 
 unit: $(UNIT_BIN)
 
+ASAN_VARS := BUILD=build-asan OPT=-O1 \
+    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
 asan:
-	$(MAKE) BUILD=build-asan OPT=-O1 \
-	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+	$(MAKE) $(ASAN_VARS)
+
+# The unit tests under the sanitizers (built into build-asan/tests).
+asan-unit:
+	$(MAKE) $(ASAN_VARS) unit
+	@UNIT_BUILD=build-asan bash scripts/test.sh unit
 
 test: all unit
 	@bash scripts/test.sh
@@ -91,6 +98,7 @@ help:
 	@echo "make up | down    start | stop the local stack (status, logs too)"
 	@echo "make test         the whole suite: unit, integration, end-to-end"
 	@echo "make asan         sanitizer build in build-asan/"
+	@echo "make asan-unit    the unit tests under ASan+UBSan"
 	@echo "make bench        every benchmark (bench-overhead, ...)"
 	@echo "make check        style checks"
 	@echo "make deps         install system, Python and Node dependencies"

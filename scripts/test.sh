@@ -26,6 +26,7 @@ Environment:
   RELAY_BIN, RELAY_FAKE_BIN   binaries under test (passed to the runners)
   DATABASE_URL, REDIS_URL     use these services instead of starting some
   TEST_TIMEOUT_UNIT           seconds per unit binary (default 300)
+  UNIT_BUILD                  where the unit binaries are (default build; make asan-unit: build-asan)
   TEST_TIMEOUT_LEVEL          seconds per integration/e2e runner (default 1800)
 USAGE
 }
@@ -98,7 +99,7 @@ run_unit() {
     f=0
     for src in "${srcs[@]}"; do
         name="$(basename "$src" .c)"
-        b="build/tests/$name"
+        b="${UNIT_BUILD:-build}/tests/$name"
         if [[ ! -x "$b" ]]; then
             echo "  $name: FAILED: $b is not built (run: make unit)"
             f=$((f + 1))
