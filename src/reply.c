@@ -34,11 +34,18 @@ static void common_headers(struct req *r, struct buf *h)
     }
     const char *model = r->model ? r->model->name : "none";
     const char *provider = r->model ? r->model->provider->name : "none";
-    buf_printf(h, "x-request-id: %s\r\nx-relay-model: %s\r\n"
-               "x-relay-provider: %s\r\nx-relay-overhead-ms: %llu.%03u\r\n"
-               "x-relay-attempts: %d\r\n", r->id, model, provider,
-               (unsigned long long)(overhead / 1000),
-               (unsigned)(overhead % 1000), r->attempts);
+    /* Appends, not printf: this runs for every answer. */
+    buf_append_cstr(h, "x-request-id: ");
+    buf_append_cstr(h, r->id);
+    buf_append_cstr(h, "\r\nx-relay-model: ");
+    buf_append_cstr(h, model);
+    buf_append_cstr(h, "\r\nx-relay-provider: ");
+    buf_append_cstr(h, provider);
+    buf_append_cstr(h, "\r\nx-relay-overhead-ms: ");
+    buf_append_fixed(h, (int64_t)overhead, 3);
+    buf_append_cstr(h, "\r\nx-relay-attempts: ");
+    buf_append_i64(h, r->attempts);
+    buf_append_cstr(h, "\r\n");
 }
 
 static void send_error(struct req *r, struct api_error *e)

@@ -14,8 +14,41 @@
 #include "request.h"
 #include "util/log.h"
 
-/* Microseconds as milliseconds with three decimals. */
-#define MS(us) (unsigned long long)((us) / 1000), (unsigned)((us) % 1000)
+/* Appends ,"key": then the value's text as given (numbers, literals). */
+static void raw(struct buf *b, const char *key, const char *value)
+{
+    buf_append(b, ",\"", 2);
+    buf_append_cstr(b, key);
+    buf_append(b, "\":", 2);
+    buf_append_cstr(b, value);
+}
+
+/* Appends ,"key":"value" with value escaped (NULL: null). */
+static void text(struct buf *b, const char *key, const char *value)
+{
+    buf_append(b, ",\"", 2);
+    buf_append_cstr(b, key);
+    if (!value) {
+        buf_append(b, "\":null", 6);
+        return;
+    }
+    buf_append(b, "\":\"", 3);
+    buf_append_json_escaped(b, value, strlen(value));
+    buf_append(b, "\"", 1);
+}
+
+static void num(struct buf *b, const char *key, int64_t v)
+{
+    raw(b, key, "");
+    buf_append_i64(b, v);
+}
+
+/* Microseconds, written as milliseconds with three decimals. */
+static void ms(struct buf *b, const char *key, uint64_t us)
+{
+    raw(b, key, "");
+    buf_append_fixed(b, (int64_t)us, 3);
+}
 
 void accounting_finish(struct req *r)
 {
@@ -26,45 +59,40 @@ void accounting_finish(struct req *r)
     if (r->model && r->usage.present) {
         r->cost_nusd = price_cost_nusd(r->model, &r->usage);
     }
+    if (!log_enabled(LOG_INFO)) {
+        return;
+    }
     uint64_t total = r->end_us > r->start_us ? r->end_us - r->start_us : 0;
     uint64_t overhead = total > r->upstream_us ? total - r->upstream_us : 0;
-    /* Path and requested model come from the client: escape them. */
-    struct buf path;
-    struct buf asked;
-    buf_init(&path, 1024);
-    buf_init(&asked, 1024);
-    buf_append(&path, "", 0);
-    buf_append(&asked, "", 0);
-    buf_append_json_escaped(&path, r->path, strlen(r->path));
-    if (r->model_requested) {
-        buf_append_json_escaped(&asked, r->model_requested,
-                                strlen(r->model_requested));
-    }
-    const char *model = r->model ? r->model->name : "";
-    const char *provider = r->model ? r->model->provider->name : "";
-    log_write(LOG_INFO, "request",
-              "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\","
-              "\"status\":%d,\"key\":\"%s\",\"model_requested\":\"%s\","
-              "\"model\":\"%s\",\"provider\":\"%s\",\"stream\":%s,"
-              "\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64
-              ",\"cached_tokens\":%" PRId64 ",\"usage_reported\":%s,"
-              "\"cost_usd\":%" PRId64 ".%09" PRId64 ",\"latency_ms\":%llu.%03u,"
-              "\"ttft_ms\":%llu.%03u,\"upstream_ms\":%llu.%03u,"
-              "\"overhead_ms\":%llu.%03u,\"attempts\":%d,"
-              "\"error_type\":%s%s%s,\"error_code\":%s%s%s,"
-              "\"client_gone\":%s",
-              r->id, r->method, path.p, r->status, r->key_prefix, asked.p,
-              model, provider,
-              r->streamed ? "true" : "false", r->usage.prompt_tokens,
-              r->usage.completion_tokens, r->usage.cached_tokens,
-              r->usage.present ? "true" : "false",
-              r->cost_nusd / 1000000000, r->cost_nusd % 1000000000,
-              MS(total), MS(r->ttft_us), MS(r->upstream_us), MS(overhead),
-              r->attempts, r->error_type ? "\"" : "",
-              r->error_type ? r->error_type : "null",
-              r->error_type ? "\"" : "", r->error_code ? "\"" : "",
-              r->error_code ? r->error_code : "null",
-              r->error_code ? "\"" : "", r->client_gone ? "true" : "false");
-    buf_free(&path);
-    buf_free(&asked);
+    /* Built by hand, not printf: this runs for every request. Path and
+     * requested model come from the client and are escaped. */
+    struct buf b;
+    buf_init(&b, 8192);
+    buf_append_cstr(&b, "\"request_id\":\"");
+    buf_append_cstr(&b, r->id);
+    buf_append(&b, "\"", 1);
+    text(&b, "method", r->method);
+    text(&b, "path", r->path);
+    num(&b, "status", r->status);
+    text(&b, "key", r->key_prefix);
+    text(&b, "model_requested", r->model_requested ? r->model_requested : "");
+    text(&b, "model", r->model ? r->model->name : "");
+    text(&b, "provider", r->model ? r->model->provider->name : "");
+    raw(&b, "stream", r->streamed ? "true" : "false");
+    num(&b, "prompt_tokens", r->usage.prompt_tokens);
+    num(&b, "completion_tokens", r->usage.completion_tokens);
+    num(&b, "cached_tokens", r->usage.cached_tokens);
+    raw(&b, "usage_reported", r->usage.present ? "true" : "false");
+    raw(&b, "cost_usd", "");
+    buf_append_fixed(&b, r->cost_nusd, 9);
+    ms(&b, "latency_ms", total);
+    ms(&b, "ttft_ms", r->ttft_us);
+    ms(&b, "upstream_ms", r->upstream_us);
+    ms(&b, "overhead_ms", overhead);
+    num(&b, "attempts", r->attempts);
+    text(&b, "error_type", r->error_type);
+    text(&b, "error_code", r->error_code);
+    raw(&b, "client_gone", r->client_gone ? "true" : "false");
+    log_write_fields(LOG_INFO, "request", (struct str){b.p, b.len});
+    buf_free(&b);
 }

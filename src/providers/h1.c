@@ -529,11 +529,15 @@ struct xfer *h1_start(struct h1 *h, const struct xfer_req *req,
     x->ctx = ctx;
     buf_init(&x->hname, 256);
     buf_init(&x->request, req->body.len + H1_MAX_REQUEST_HEAD);
-    enum rl_err err = buf_printf(
-        &x->request,
-        "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: relay/0.1\r\n"
-        "Content-Type: application/json\r\nContent-Length: %zu\r\n",
-        path, hostport, req->body.len);
+    buf_append_cstr(&x->request, "POST ");
+    buf_append_cstr(&x->request, path);
+    buf_append_cstr(&x->request, " HTTP/1.1\r\nHost: ");
+    buf_append_cstr(&x->request, hostport);
+    buf_append_cstr(&x->request, "\r\nUser-Agent: relay/0.1\r\n"
+                                 "Content-Type: application/json\r\n"
+                                 "Content-Length: ");
+    buf_append_u64(&x->request, req->body.len);
+    enum rl_err err = buf_append(&x->request, "\r\n", 2);
     const char *line = req->headers->p;
     while (err == RL_OK && line && *line) {
         const char *nl = strchr(line, '\n');

@@ -155,9 +155,13 @@ static void head(struct conn *c, struct buf *b, int status,
     if (c->w->draining) {
         c->keep_alive = false;
     }
-    buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s", status,
-               reason(status), content_type,
-               c->keep_alive ? "" : "Connection: close\r\n");
+    buf_append_cstr(b, "HTTP/1.1 ");
+    buf_append_u64(b, (uint64_t)status);
+    buf_append(b, " ", 1);
+    buf_append_cstr(b, reason(status));
+    buf_append_cstr(b, "\r\nContent-Type: ");
+    buf_append_cstr(b, content_type);
+    buf_append_cstr(b, c->keep_alive ? "\r\n" : "\r\nConnection: close\r\n");
     buf_append_str(b, headers);
 }
 
@@ -189,7 +193,9 @@ void server_respond(struct conn *c, int status, const char *content_type,
     struct buf b;
     buf_init(&b, body.len + 16384);
     head(c, &b, status, content_type, headers);
-    buf_printf(&b, "Content-Length: %zu\r\n\r\n", body.len);
+    buf_append_cstr(&b, "Content-Length: ");
+    buf_append_u64(&b, body.len);
+    buf_append(&b, "\r\n\r\n", 4);
     if (c->req.method != SERVER_HEAD) {
         buf_append_str(&b, body); /* HEAD: the length, not the bytes */
     }

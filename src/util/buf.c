@@ -152,6 +152,53 @@ enum rl_err buf_append_json_escaped(struct buf *b, const char *s, size_t n)
     return buf_append(b, s + start, n - start);
 }
 
+enum rl_err buf_append_u64(struct buf *b, uint64_t v)
+{
+    char tmp[24];
+    size_t n = sizeof(tmp);
+    do {
+        tmp[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return buf_append(b, tmp + n, sizeof(tmp) - n);
+}
+
+enum rl_err buf_append_i64(struct buf *b, int64_t v)
+{
+    if (v < 0) {
+        enum rl_err err = buf_append(b, "-", 1);
+        if (err != RL_OK) {
+            return err;
+        }
+        return buf_append_u64(b, (uint64_t)0 - (uint64_t)v);
+    }
+    return buf_append_u64(b, (uint64_t)v);
+}
+
+enum rl_err buf_append_fixed(struct buf *b, int64_t v, unsigned digits)
+{
+    uint64_t div = 1;
+    for (unsigned i = 0; i < digits; i++) {
+        div *= 10;
+    }
+    uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    enum rl_err err = v < 0 ? buf_append(b, "-", 1) : RL_OK;
+    if (err == RL_OK) {
+        err = buf_append_u64(b, mag / div);
+    }
+    if (err != RL_OK || digits == 0) {
+        return err;
+    }
+    char frac[24];
+    uint64_t f = mag % div;
+    for (unsigned i = digits; i > 0; i--) {
+        frac[i] = (char)('0' + f % 10);
+        f /= 10;
+    }
+    frac[0] = '.';
+    return buf_append(b, frac, digits + 1);
+}
+
 void buf_consume(struct buf *b, size_t n)
 {
     if (n >= b->len) {

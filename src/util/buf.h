@@ -10,6 +10,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/err.h"
 #include "util/str.h"
@@ -43,6 +44,13 @@ enum rl_err buf_printf(struct buf *b, const char *fmt, ...)
 enum rl_err buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 /* Appends s as the inside of a JSON string (quotes not included). */
 enum rl_err buf_append_json_escaped(struct buf *b, const char *s, size_t n);
+/* Appends v in decimal (no printf: these run per request). */
+enum rl_err buf_append_u64(struct buf *b, uint64_t v);
+enum rl_err buf_append_i64(struct buf *b, int64_t v);
+/* Appends v / 10^digits with exactly digits decimals: (1234, 3) is
+ * "1.234"; used for microseconds as milliseconds and nano-dollars as USD. */
+enum rl_err buf_append_fixed(struct buf *b, int64_t v, unsigned digits);
+
 /* Drops the first n bytes, moving the rest to the front. */
 void buf_consume(struct buf *b, size_t n);
 /* Takes the data out of the buffer; the caller frees it. */

@@ -21,6 +21,8 @@ static _Atomic int out_fd = 2;
 static __thread struct buf tl_buf;
 static __thread bool tl_ready;
 static __thread bool tl_batching;
+static __thread time_t tl_stamp_sec;   /* the second tl_stamp shows */
+static __thread char tl_stamp[24];     /* "2026-11-25T04:16:27" */
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -94,32 +96,92 @@ void log_flush(void)
     }
 }
 
-void log_write(enum log_level level, const char *msg, const char *fields, ...)
+/* Appends the line's opening, up to and including the message. */
+static enum rl_err line_start(enum log_level level, const char *msg)
 {
-    if (!log_enabled(level)) {
-        return;
-    }
     if (!tl_ready) {
         buf_init(&tl_buf, 4 * LOG_LINE_MAX);
         tl_ready = true;
     }
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t start = tl_buf.len;
-    enum rl_err err = buf_printf(
-        &tl_buf,
-        "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"level\":\"%s\","
-        "\"msg\":\"",
-        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-        tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level]);
+    if (tv.tv_sec != tl_stamp_sec) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        strftime(tl_stamp, sizeof(tl_stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+        tl_stamp_sec = tv.tv_sec;
+    }
+    char ms[5] = {'.', (char)('0' + tv.tv_usec / 100000),
+                  (char)('0' + tv.tv_usec / 10000 % 10),
+                  (char)('0' + tv.tv_usec / 1000 % 10), 'Z'};
+    enum rl_err err = buf_append_cstr(&tl_buf, "{\"ts\":\"");
+    if (err == RL_OK) {
+        err = buf_append_cstr(&tl_buf, tl_stamp);
+    }
+    if (err == RL_OK) {
+        err = buf_append(&tl_buf, ms, sizeof(ms));
+    }
+    if (err == RL_OK) {
+        err = buf_append_cstr(&tl_buf, "\",\"level\":\"");
+    }
+    if (err == RL_OK) {
+        err = buf_append_cstr(&tl_buf, level_names[level]);
+    }
+    if (err == RL_OK) {
+        err = buf_append_cstr(&tl_buf, "\",\"msg\":\"");
+    }
     if (err == RL_OK) {
         err = buf_append_json_escaped(&tl_buf, msg, strlen(msg));
     }
     if (err == RL_OK) {
         err = buf_append_cstr(&tl_buf, "\"");
     }
+    return err;
+}
+
+/* Closes the line started at start, or drops it when err says it failed
+ * or it grew too long; then writes now if it must. */
+static void line_end(enum log_level level, size_t start, enum rl_err err)
+{
+    if (err == RL_OK) {
+        err = buf_append_cstr(&tl_buf, "}\n");
+    }
+    if (err != RL_OK || tl_buf.len - start > LOG_LINE_MAX) {
+        tl_buf.len = start; /* a line too long to keep: drop it */
+        if (tl_buf.p) {
+            tl_buf.p[start] = '\0';
+        }
+        return;
+    }
+    if (!tl_batching || tl_buf.len >= LOG_BATCH_FLUSH || level >= LOG_WARN) {
+        log_flush();
+    }
+}
+
+void log_write_fields(enum log_level level, const char *msg,
+                      struct str fields)
+{
+    if (!log_enabled(level)) {
+        return;
+    }
+    size_t start = tl_ready ? tl_buf.len : 0;
+    enum rl_err err = line_start(level, msg);
+    if (err == RL_OK && fields.len) {
+        err = buf_append(&tl_buf, ",", 1);
+        if (err == RL_OK) {
+            err = buf_append_str(&tl_buf, fields);
+        }
+    }
+    line_end(level, start, err);
+}
+
+void log_write(enum log_level level, const char *msg, const char *fields, ...)
+{
+    if (!log_enabled(level)) {
+        return;
+    }
+    size_t start = tl_ready ? tl_buf.len : 0;
+    enum rl_err err = line_start(level, msg);
     if (err == RL_OK && fields && fields[0]) {
         err = buf_append_cstr(&tl_buf, ",");
         va_list ap;
@@ -129,15 +191,5 @@ void log_write(enum log_level level, const char *msg, const char *fields, ...)
         }
         va_end(ap);
     }
-    if (err == RL_OK) {
-        err = buf_append_cstr(&tl_buf, "}\n");
-    }
-    if (err != RL_OK || tl_buf.len - start > LOG_LINE_MAX) {
-        /* A line too long to keep: drop it rather than grow. */
-        tl_buf.len = start;
-        return;
-    }
-    if (!tl_batching || tl_buf.len >= LOG_BATCH_FLUSH || level >= LOG_WARN) {
-        log_flush();
-    }
+    line_end(level, start, err);
 }

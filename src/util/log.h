@@ -11,6 +11,8 @@
 
 #include <stdbool.h>
 
+#include "util/str.h"
+
 enum log_level {
     LOG_DEBUG = 0,
     LOG_INFO,
@@ -35,6 +37,10 @@ void log_thread_batching(bool on);
  */
 void log_write(enum log_level level, const char *msg, const char *fields, ...)
     __attribute__((format(printf, 3, 4)));
+/* As log_write, with the fields already formatted (the inside of a JSON
+ * object), for lines written per request. */
+void log_write_fields(enum log_level level, const char *msg,
+                      struct str fields);
 /* Writes what the calling thread has batched and frees its buffer; call
  * when a thread that logged ends (the next line allocates it again). */
 void log_thread_exit(void);
