@@ -39,6 +39,19 @@ static bool no_controls(const char *p, const char *end)
 static bool skip_string(struct cursor *c)
 {
     c->p++; /* the opening quote */
+    /* Most strings are short keys and words: a plain loop first, memchr
+     * (vectorised, but a call) only for long runs. */
+    for (int i = 0; i < 24 && c->p < c->end; i++) {
+        unsigned char ch = (unsigned char)*c->p;
+        if (ch == '"') {
+            c->p++;
+            return true;
+        }
+        if (ch == '\\' || ch < 0x20) {
+            break;
+        }
+        c->p++;
+    }
     while (c->p < c->end) {
         /* Runs of plain text are found with memchr (vectorised); only
          * escapes are looked at byte by byte. */
@@ -287,8 +300,10 @@ bool jscan(struct str text, struct jscan_item *items, size_t max, size_t *n)
 const struct jscan_item *jscan_find(const struct jscan_item *items, size_t n,
                                     const char *name)
 {
+    size_t len = strlen(name);
     for (size_t i = 0; i < n; i++) {
-        if (str_eq_lit(items[i].key, name)) {
+        if (items[i].key.len == len &&
+            memcmp(items[i].key.p, name, len) == 0) {
             return &items[i];
         }
     }
