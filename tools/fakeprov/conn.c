@@ -19,6 +19,7 @@
 #include "fakeprov.h"
 
 #include <http_parser.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "util/alloc.h"
@@ -197,6 +198,7 @@ static const char *reason(int status)
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 529: return "Overloaded";
     default: return status < 500 ? "Client Error" : "Server Error";
     }
 }
@@ -471,10 +473,42 @@ static struct str header(const struct conn *c, const char *name)
     return (struct str){"", 0};
 }
 
-static bool key_ok(const struct conn *c)
+/* True when the query of url (after its last '?') has key=want. */
+static bool query_key_ok(struct str url, struct str want)
 {
-    if (!fake_opts.require_key) {
+    const char *q = NULL;
+    for (size_t i = url.len; i-- > 0;) {
+        if (url.p[i] == '?') {
+            q = url.p + i + 1;
+            break;
+        }
+    }
+    const char *end = url.p + url.len;
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        struct str pair = {q, (size_t)((amp ? amp : end) - q)};
+        if (str_starts_with(pair, "key=") &&
+            str_eq((struct str){pair.p + 4, pair.len - 4}, want)) {
+            return true;
+        }
+        q = amp ? amp + 1 : end;
+    }
+    return false;
+}
+
+/* True when the request carries --require-key's key the way auth says. */
+static bool key_ok(const struct conn *c, enum fake_auth auth, struct str url)
+{
+    if (!fake_opts.require_key || auth == AUTH_NONE) {
         return true;
+    }
+    struct str want = str_from(fake_opts.require_key);
+    if (auth == AUTH_X_API_KEY) {
+        return str_eq(header(c, "x-api-key"), want);
+    }
+    if (auth == AUTH_GOOGLE) {
+        return str_eq(header(c, "x-goog-api-key"), want) ||
+               query_key_ok(url, want);
     }
     struct str v = header(c, "authorization");
     if (v.len < 7 || strncasecmp(v.p, "Bearer ", 7) != 0) {
@@ -482,7 +516,23 @@ static bool key_ok(const struct conn *c)
     }
     v.p += 7;
     v.len -= 7;
-    return str_eq(str_trim(v), str_from(fake_opts.require_key));
+    return str_eq(str_trim(v), want);
+}
+
+/* Makes c->ans the refusal of a missing or wrong key, in fmt's manner. */
+static void key_error(struct conn *c, const struct fake_format *fmt)
+{
+    if (fmt->auth == AUTH_GOOGLE) { /* Google says 400, as the real API */
+        fake_answer_error(&c->ans, 400, "invalid_request_error",
+                          "API_KEY_INVALID",
+                          "API key not valid. Please pass a valid API key.");
+    } else if (fmt->auth == AUTH_X_API_KEY) {
+        fake_answer_error(&c->ans, 401, "authentication_error", NULL,
+                          "invalid x-api-key");
+    } else {
+        fake_answer_error(&c->ans, 401, "invalid_request_error",
+                          "invalid_api_key", "Incorrect API key provided.");
+    }
 }
 
 static void record(const struct conn *c, struct str path, bool is_json)
@@ -512,9 +562,9 @@ static void log_request(const struct conn *c, struct str path)
     buf_free(&esc);
 }
 
-/* POST /v1/chat/completions: record, check, build the answer, start it. */
+/* A chat call in any format: record, check, build the answer, start it. */
 static void chat(struct conn *c, const struct fake_format *fmt,
-                 struct str path)
+                 struct str path, struct str url)
 {
     fake_answer_reset(&c->ans);
     c->fmt = fmt;
@@ -522,9 +572,18 @@ static void chat(struct conn *c, const struct fake_format *fmt,
                       ? json_loadb(c->body.p, c->body.len, 0, NULL)
                       : NULL;
     record(c, path, req != NULL);
-    if (!key_ok(c)) {
-        fake_answer_error(&c->ans, 401, "invalid_request_error",
-                          "invalid_api_key", "Incorrect API key provided.");
+    if (fmt->from_url) {
+        fmt->from_url(url, &c->ans);
+    }
+    if (!key_ok(c, fmt->auth, url)) {
+        key_error(c, fmt);
+    } else if (fmt->need_header && header(c, fmt->need_header).len == 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "%s: header is required",
+                 fmt->need_header);
+        fake_answer_error(&c->ans, 400, "invalid_request_error", NULL, msg);
+    } else if (c->ans.kind == ANSWER_ERROR) {
+        /* from_url refused the URL */
     } else if (!req) {
         fake_answer_error(&c->ans, 400, "invalid_request_error", NULL,
                           "We could not parse the JSON body of your request.");
@@ -541,7 +600,7 @@ static void chat(struct conn *c, const struct fake_format *fmt,
 static void models(struct conn *c, struct str path)
 {
     buf_reset(&c->tmp);
-    if (!key_ok(c)) {
+    if (!key_ok(c, AUTH_BEARER, path)) {
         quick_error(c, 401, "invalid_request_error", "invalid_api_key",
                     "Incorrect API key provided.");
         return;
@@ -568,6 +627,7 @@ static void dispatch(struct conn *c)
     bool get = c->parser.method == HTTP_GET;
     bool post = c->parser.method == HTTP_POST;
     buf_reset(&c->tmp);
+    c->fmt = &fake_openai_format; /* errors outside a chat call */
     if (c->reject) {
         quick_error(c, c->reject, "invalid_request_error", NULL,
                     c->reject == 413 ? "Request body too large."
@@ -575,11 +635,35 @@ static void dispatch(struct conn *c)
     } else if (str_eq_lit(path, "/v1/chat/completions") ||
                str_eq_lit(path, "/chat/completions")) {
         if (post) {
-            chat(c, &fake_openai_format, path);
+            chat(c, &fake_openai_format, path, url);
         } else {
             quick_error(c, 405, "invalid_request_error", NULL,
                         "Use POST for chat completions.");
         }
+    } else if (str_eq_lit(path, "/v1/messages")) {
+        c->fmt = &fake_anthropic_format;
+        if (post) {
+            chat(c, &fake_anthropic_format, path, url);
+        } else {
+            quick_error(c, 405, "invalid_request_error", NULL,
+                        "Use POST for messages.");
+        }
+    } else if (post && fake_gemini_route(url)) {
+        chat(c, &fake_gemini_format, path, url);
+    } else if (str_eq_lit(path, "/api/chat")) {
+        c->fmt = &fake_ollama_format;
+        if (post) {
+            chat(c, &fake_ollama_format, path, url);
+        } else {
+            quick_error(c, 405, "invalid_request_error", NULL,
+                        "method not allowed");
+        }
+    } else if (get && str_eq_lit(path, "/api/tags")) {
+        fake_ollama_tags(&c->tmp);
+        quick_json(c, 200);
+    } else if (get && str_eq_lit(path, "/api/version")) {
+        fake_ollama_version(&c->tmp);
+        quick_json(c, 200);
     } else if (get && (str_eq_lit(path, "/v1/models") ||
                        (str_starts_with(path, "/v1/models/") &&
                         path.len > 11))) {

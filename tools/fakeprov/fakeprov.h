@@ -3,10 +3,11 @@
  *
  * A request is turned once into a `struct answer` (what to say, how fast,
  * which failure to stage); the connection code in conn.c times it and a
- * wire format (`struct fake_format`, today only openai.c) renders it. The
- * model-name script (script.c) and the deterministic text (text.c) know
- * nothing about HTTP or any wire format, so the Anthropic, Gemini and
- * Ollama renderers of the next issue only add a parser and a renderer.
+ * wire format (`struct fake_format`: openai.c, anthropic.c, gemini.c,
+ * ollama.c) renders it. The model-name script (script.c) and the
+ * deterministic text (text.c) know nothing about HTTP or any wire format;
+ * a format is one parser and one set of renderers plus a route line in
+ * conn.c:dispatch().
  *
  * Read first: struct answer below, then conn.c:job_start().
  */
@@ -57,7 +58,9 @@ enum fake_fault {
     FAULT_CUT,         /* stream `after` tokens, then close */
     FAULT_MALFORMED,   /* after `after` tokens, an event that is not JSON */
     FAULT_NODONE,      /* a whole stream without `data: [DONE]` */
-    FAULT_SLOWHEADERS  /* wait ttft, send the headers only, hang */
+    FAULT_SLOWHEADERS, /* wait ttft, send the headers only, hang */
+    FAULT_SAFETY,      /* a healthy answer with no text, stopped by a filter */
+    FAULT_BLOCKED      /* the prompt itself blocked (Gemini promptFeedback) */
 };
 
 struct script {
@@ -72,6 +75,8 @@ struct script {
     int64_t first;         /* failures only for the first N; 0 = all */
     double p;              /* probability the failure applies, 0..1 */
     int64_t retry_after_s; /* Retry-After of a 429, s; 0 = no header */
+    int64_t cache_read;    /* cached prompt tokens read (`cached`) */
+    int64_t cache_write;   /* prompt tokens written to the cache */
 };
 
 /*
@@ -110,6 +115,11 @@ size_t fake_text_chars(struct str s);
  * array joined with nothing): continues the hash *h over it and adds its
  * code points to *chars; either pointer may be NULL. */
 void fake_text_content_scan(const json_t *content, uint64_t *h, size_t *chars);
+/* Scans the text of Gemini parts ([{"text":...}, ...], other parts
+ * ignored) like fake_text_content_scan(). */
+void fake_text_parts_scan(const json_t *parts, uint64_t *h, size_t *chars);
+/* Returns the tokens one message of chars code points costs: ceil/4 + 4. */
+int64_t fake_text_message_tokens(size_t chars);
 /* Returns sum over messages of ceil(chars / 4) + 4 (see docs/fakeprov.md). */
 int64_t fake_text_prompt_tokens(const json_t *messages);
 /* Returns the FNV-1a hash of the last user message's text. */
@@ -133,6 +143,7 @@ struct answer {
     enum answer_kind kind;
     uint64_t id;             /* number in chatcmpl-fake-<id>, call_fake_<id> */
     int64_t created_s;       /* unix time of the request, s */
+    int64_t created_ns;      /* the same in ns (Ollama's created_at) */
     bool stream;             /* answer as a stream of events */
     bool include_usage;      /* stream: a usage chunk at the end */
     struct buf model;        /* the request's model string, echoed */
@@ -141,14 +152,20 @@ struct answer {
     size_t *cuts;            /* end offset in content of each piece */
     size_t npieces;          /* pieces streamed (tokens, fragments) */
     size_t cuts_cap;         /* entries allocated in cuts */
-    const char *finish;      /* "stop", "length" or "tool_calls" */
-    int64_t prompt_tokens;   /* usage, see fake_text_prompt_tokens() */
+    const char *finish;      /* "stop", "length", "tool_calls",
+                                "stop_sequence" or "content_filter" */
+    struct buf stop_seq;     /* finish "stop_sequence": the one matched */
+    int64_t prompt_tokens;   /* usage, see fake_text_prompt_tokens(); the
+                                uncached input, cache tokens not included */
+    int64_t cache_read;      /* usage: cached input tokens read */
+    int64_t cache_write;     /* usage: input tokens written to the cache */
     int64_t completion_tokens; /* usage: the answer's length in tokens */
     uint64_t ttft_ms;        /* delay before the first token, ms */
     double tps;              /* pacing, tokens per second; 0 = none */
     int status;              /* ANSWER_ERROR: HTTP status */
     const char *err_type;    /* ANSWER_ERROR: error.type */
     struct buf err_code;     /* ANSWER_ERROR: error.code; empty = null */
+    bool err_code_scripted;  /* err_code came from the `code` script key */
     struct buf err_msg;      /* ANSWER_ERROR: error.message */
     int64_t retry_after_s;   /* 429: Retry-After, s; 0 = no header */
     enum fake_fault fault;   /* failure staged, FAULT_NONE when healthy */
@@ -177,13 +194,56 @@ void fake_answer_split(struct answer *a, size_t from, size_t n);
  * plain text ("w " each) or, when as_json, as {"answer":"w w"}. */
 void fake_answer_words(struct answer *a, uint64_t seed, size_t ntokens,
                        bool as_json);
+/* Returns the next number for ids (msg_fake_<n>, ...), across workers. */
+uint64_t fake_answer_next_id(void);
+/*
+ * The shared middle of every format's build(): parses the script in
+ * a->model into sc and sets the answer's length (capped by limit when
+ * limit >= 0, then finish "length"), timing and cache counts. Returns
+ * false with a 400 answer on a bad script.
+ */
+bool fake_answer_begin(struct answer *a, const struct fake_opts *o,
+                       int64_t limit, struct script *sc);
+/*
+ * Cuts a plain-text answer at the earliest occurrence of any string of the
+ * JSON array stops (or the one string stops), with finish "stop_sequence"
+ * and the string in a->stop_seq. Returns true when it cut.
+ */
+bool fake_answer_stop_at(struct answer *a, const json_t *stops);
+/*
+ * The shared end of every build(): when sc's failure applies, makes a the
+ * scripted error or stages the fault (safety and blocked empty the answer:
+ * no pieces, 0 completion tokens, finish "content_filter").
+ */
+void fake_answer_stage(struct answer *a, const struct script *sc);
+
+/* Small writers for the renderers; the buffers' caps are far above any
+ * answer, so a failed append only truncates it. */
+void fake_put(struct buf *b, const char *s);
+void fake_put_esc(struct buf *b, const char *p, size_t n);
+void fake_put_i64(struct buf *b, int64_t v);
 
 /* ---------------------------------------------------------------------- */
 /* A wire format: parse its request into an answer, render the answer.    */
 
+/* How a format's requests carry the --require-key key. */
+enum fake_auth {
+    AUTH_BEARER = 0, /* Authorization: Bearer KEY (OpenAI) */
+    AUTH_X_API_KEY,  /* x-api-key: KEY (Anthropic) */
+    AUTH_GOOGLE,     /* x-goog-api-key: KEY or ?key=KEY (Gemini) */
+    AUTH_NONE        /* no key ever (Ollama) */
+};
+
 struct fake_format {
     const char *name;        /* "openai" */
     const char *stream_type; /* Content-Type of a stream */
+    enum fake_auth auth;     /* where --require-key's key is looked for */
+    const char *need_header; /* a header that must be present, or NULL */
+    /*
+     * Reads what the URL says (Gemini: the model and whether to stream)
+     * into a before build(); may set an error answer. NULL = nothing.
+     */
+    void (*from_url)(struct str url, struct answer *a);
     /*
      * Builds a from the parsed request body and the options; sets an error
      * answer (ANSWER_ERROR) for bad input. Never fails otherwise.
@@ -205,9 +265,19 @@ struct fake_format {
 };
 
 extern const struct fake_format fake_openai_format;
+extern const struct fake_format fake_anthropic_format;
+extern const struct fake_format fake_gemini_format;
+extern const struct fake_format fake_ollama_format;
 
 /* Appends the OpenAI list of the fake's models (GET /v1/models). */
 void fake_openai_models(struct buf *out);
+/* True when url (path and query) is a Gemini generateContent call:
+ * /v1beta/models/{model}:generateContent or :streamGenerateContent. */
+bool fake_gemini_route(struct str url);
+/* Appends the Ollama model list (GET /api/tags). */
+void fake_ollama_tags(struct buf *out);
+/* Appends the Ollama version object (GET /api/version). */
+void fake_ollama_version(struct buf *out);
 
 /* ---------------------------------------------------------------------- */
 /* record.c: the ring of recent chat requests behind /_fake/requests.     */

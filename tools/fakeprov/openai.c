@@ -13,12 +13,8 @@
  */
 #include "fakeprov.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
-
-/* Number behind chatcmpl-fake-<n> and call_fake_<n>, across workers. */
-static _Atomic uint64_t next_id = 1;
 
 /* ---------------------------------------------------------------------- */
 /* Small writers; the buffers' caps are far above any answer, so appends  */
@@ -190,47 +186,27 @@ static bool check_request(const json_t *req, struct answer *a)
 static void build(const json_t *req, const struct fake_opts *o,
                   struct answer *a)
 {
-    a->id = atomic_fetch_add(&next_id, 1);
+    a->id = fake_answer_next_id();
     a->created_s = (int64_t)time(NULL);
     int64_t limit = -1;
-    if (!check_request(req, a) || !read_limit(req, &limit, a)) {
-        return;
-    }
     struct script sc;
-    char why[160];
-    struct str model = {a->model.p, a->model.len};
-    if (fake_script_parse(model, &sc, why, sizeof(why)) != RL_OK) {
-        bad(a, why);
+    if (!check_request(req, a) || !read_limit(req, &limit, a) ||
+        !fake_answer_begin(a, o, limit, &sc)) {
         return;
     }
-    int64_t ntokens = sc.tokens >= 0 ? sc.tokens : o->tokens;
-    if (limit >= 0 && limit < ntokens) {
-        ntokens = limit;
-        a->finish = "length";
-    }
-    a->ttft_ms = (uint64_t)(sc.ttft_ms >= 0 ? sc.ttft_ms : o->ttft_ms);
-    a->tps = sc.tps >= 0 ? sc.tps : o->tps;
     const json_t *msgs = json_object_get(req, "messages");
     a->prompt_tokens = fake_text_prompt_tokens(msgs);
-    a->completion_tokens = ntokens;
     const json_t *tool = pick_tool(req, a);
     if (a->kind == ANSWER_ERROR) {
         return;
     }
     if (tool) {
         build_tool(tool, a);
-    } else if (!build_content(req, fake_text_prompt_seed(msgs), (size_t)ntokens,
-                              a)) {
+    } else if (!build_content(req, fake_text_prompt_seed(msgs),
+                              (size_t)a->completion_tokens, a)) {
         return;
     }
-    if (fake_script_failure_applies(&sc, model)) {
-        if (sc.status) {
-            fake_answer_scripted_error(a, &sc);
-        } else {
-            a->fault = sc.fault;
-            a->after = sc.after >= 0 ? (size_t)sc.after : a->npieces / 2;
-        }
-    }
+    fake_answer_stage(a, &sc);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -238,14 +214,17 @@ static void build(const json_t *req, const struct fake_opts *o,
 
 static void put_usage(const struct answer *a, struct buf *b)
 {
+    /* Cached tokens are counted inside prompt_tokens, as OpenAI does. */
+    int64_t prompt = a->prompt_tokens + a->cache_read;
     put(b, "{\"prompt_tokens\":");
-    put_i64(b, a->prompt_tokens);
+    put_i64(b, prompt);
     put(b, ",\"completion_tokens\":");
     put_i64(b, a->completion_tokens);
     put(b, ",\"total_tokens\":");
-    put_i64(b, a->prompt_tokens + a->completion_tokens);
-    put(b, ",\"prompt_tokens_details\":{\"cached_tokens\":0,"
-           "\"audio_tokens\":0},\"completion_tokens_details\":{"
+    put_i64(b, prompt + a->completion_tokens);
+    put(b, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    put_i64(b, a->cache_read);
+    put(b, ",\"audio_tokens\":0},\"completion_tokens_details\":{"
            "\"reasoning_tokens\":0,\"audio_tokens\":0,"
            "\"accepted_prediction_tokens\":0,"
            "\"rejected_prediction_tokens\":0}}");

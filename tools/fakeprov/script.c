@@ -75,6 +75,8 @@ static const char *const fault_names[] = {
     [FAULT_MALFORMED] = "malformed",
     [FAULT_NODONE] = "nodone",
     [FAULT_SLOWHEADERS] = "slowheaders",
+    [FAULT_SAFETY] = "safety",
+    [FAULT_BLOCKED] = "blocked",
 };
 
 const char *fake_script_fault_name(enum fake_fault f)
@@ -121,6 +123,10 @@ static bool apply_pair(struct script *sc, struct str k, struct str v)
         return parse_num(v, 0, 1, &sc->p);
     } else if (str_eq_lit(k, "retry_after")) {
         return parse_int(v, 0, 86400, &sc->retry_after_s);
+    } else if (str_eq_lit(k, "cached") || str_eq_lit(k, "cache_read")) {
+        return parse_int(v, 0, 1000000000, &sc->cache_read);
+    } else if (str_eq_lit(k, "cache_write")) {
+        return parse_int(v, 0, 1000000000, &sc->cache_write);
     }
     return false;
 }

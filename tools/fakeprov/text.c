@@ -10,6 +10,7 @@
 #include "fakeprov.h"
 
 #include <stdlib.h>
+#include <strings.h>
 
 /* The answer's vocabulary: 64 short words, index = hash % 64. */
 static const char *const vocab[TEXT_VOCAB_LEN] = {
@@ -85,6 +86,23 @@ void fake_text_content_scan(const json_t *content, uint64_t *h, size_t *chars)
     }
 }
 
+void fake_text_parts_scan(const json_t *parts, uint64_t *h, size_t *chars)
+{
+    size_t i;
+    const json_t *part;
+    json_array_foreach(parts, i, part) {
+        const json_t *text = json_object_get(part, "text");
+        if (json_is_string(text)) {
+            scan_one(text, h, chars);
+        }
+    }
+}
+
+int64_t fake_text_message_tokens(size_t chars)
+{
+    return (int64_t)((chars + 3) / 4) + 4;
+}
+
 int64_t fake_text_prompt_tokens(const json_t *messages)
 {
     int64_t total = 0;
@@ -93,7 +111,7 @@ int64_t fake_text_prompt_tokens(const json_t *messages)
     json_array_foreach(messages, i, m) {
         size_t chars = 0;
         fake_text_content_scan(json_object_get(m, "content"), NULL, &chars);
-        total += (int64_t)((chars + 3) / 4) + 4;
+        total += fake_text_message_tokens(chars);
     }
     return total;
 }
@@ -127,7 +145,7 @@ static const char *schema_type(const json_t *prop)
     const json_t *e;
     json_array_foreach(t, i, e) {
         const char *s = json_string_value(e);
-        if (s && strcmp(s, "null") != 0) {
+        if (s && strcasecmp(s, "null") != 0) {
             return s;
         }
     }
@@ -148,15 +166,16 @@ static enum rl_err append_value(const json_t *prop, struct buf *out)
     }
     const char *type = schema_type(prop);
     const char *v = "\"value\"";
-    if (!type || strcmp(type, "string") == 0) {
+    if (!type || strcasecmp(type, "string") == 0) {
         v = "\"value\"";
-    } else if (strcmp(type, "number") == 0 || strcmp(type, "integer") == 0) {
+    } else if (strcasecmp(type, "number") == 0 ||
+               strcasecmp(type, "integer") == 0) {
         v = "1";
-    } else if (strcmp(type, "boolean") == 0) {
+    } else if (strcasecmp(type, "boolean") == 0) {
         v = "true";
-    } else if (strcmp(type, "array") == 0) {
+    } else if (strcasecmp(type, "array") == 0) {
         v = "[]";
-    } else if (strcmp(type, "object") == 0) {
+    } else if (strcasecmp(type, "object") == 0) {
         v = "{}";
     }
     return buf_append_cstr(out, v);
