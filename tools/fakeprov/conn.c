@@ -503,13 +503,14 @@ static bool key_ok(const struct conn *c, enum fake_auth auth, struct str url)
         return true;
     }
     struct str want = str_from(fake_opts.require_key);
-    if (auth == AUTH_X_API_KEY) {
-        return str_eq(header(c, "x-api-key"), want);
+    if (auth == AUTH_X_API_KEY && str_eq(header(c, "x-api-key"), want)) {
+        return true; /* else Bearer: recent Anthropic SDKs send that */
     }
     if (auth == AUTH_GOOGLE) {
         return str_eq(header(c, "x-goog-api-key"), want) ||
                query_key_ok(url, want);
     }
+    /* AUTH_BEARER, and AUTH_X_API_KEY without a matching x-api-key */
     struct str v = header(c, "authorization");
     if (v.len < 7 || strncasecmp(v.p, "Bearer ", 7) != 0) {
         return false;

@@ -229,7 +229,7 @@ void fake_put_i64(struct buf *b, int64_t v);
 /* How a format's requests carry the --require-key key. */
 enum fake_auth {
     AUTH_BEARER = 0, /* Authorization: Bearer KEY (OpenAI) */
-    AUTH_X_API_KEY,  /* x-api-key: KEY (Anthropic) */
+    AUTH_X_API_KEY,  /* x-api-key: KEY or Bearer KEY (Anthropic) */
     AUTH_GOOGLE,     /* x-goog-api-key: KEY or ?key=KEY (Gemini) */
     AUTH_NONE        /* no key ever (Ollama) */
 };
