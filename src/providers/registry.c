@@ -10,9 +10,15 @@
 #include "util/jscan.h"
 
 extern const struct provider_ops openai_ops;
+extern const struct provider_ops anthropic_ops;
+extern const struct provider_ops gemini_ops;
+extern const struct provider_ops ollama_ops;
 
 static const struct provider_ops *const kinds[] = {
     &openai_ops,
+    &anthropic_ops,
+    &gemini_ops,
+    &ollama_ops,
     NULL,
 };
 
@@ -28,7 +34,7 @@ const struct provider_ops *provider_ops_find(const char *kind)
 
 const char *provider_kinds(void)
 {
-    return "openai";
+    return "openai, anthropic, gemini, ollama";
 }
 
 void provider_error_set(struct provider_error *err, int status,
