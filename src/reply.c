@@ -137,12 +137,17 @@ static int rebrand(struct req *r, struct str obj, bool chunk,
     }
     bool drop_usage = chunk && !r->chat.include_usage;
     if (drop_usage) {
+        /* A usage-only chunk has "choices": [] (the text is checked JSON,
+         * so the first byte after '[' and any space says it all). */
         const struct jscan_item *choices = jscan_find(items, n, "choices");
-        struct jscan_item none[1];
-        size_t nchoices = 1;
-        if (choices && choices->type == '[' &&
-            jscan(choices->value, none, 1, &nchoices) && nchoices == 0) {
-            return 0;
+        if (choices && choices->type == '[') {
+            const char *p = choices->value.p + 1;
+            while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') {
+                p++;
+            }
+            if (*p == ']') {
+                return 0;
+            }
         }
     }
     if (r->brand.len == 0) {

@@ -41,7 +41,7 @@ static bool skip_string(struct cursor *c)
     c->p++; /* the opening quote */
     /* Most strings are short keys and words: a plain loop first, memchr
      * (vectorised, but a call) only for long runs. */
-    for (int i = 0; i < 24 && c->p < c->end; i++) {
+    for (int i = 0; i < 64 && c->p < c->end; i++) {
         unsigned char ch = (unsigned char)*c->p;
         if (ch == '"') {
             c->p++;
