@@ -26,22 +26,41 @@ void framer_free(struct framer *f)
     buf_free(&f->data);
 }
 
+/* Copies a data line still pointing into the caller's input into our own
+ * buffer, before that input goes away. */
+static enum rl_err keep_view(struct framer *f)
+{
+    if (!f->viewing) {
+        return RL_OK;
+    }
+    f->viewing = false;
+    return buf_append_str(&f->data, f->view) == RL_OK
+               ? RL_OK
+               : RL_E_UPSTREAM_PROTOCOL;
+}
+
 static enum rl_err dispatch(struct framer *f, framer_event_fn fn, void *ctx)
 {
     enum rl_err err = RL_OK;
     if (f->has_data) {
         struct str ev = {f->event.p ? f->event.p : "", f->event.len};
-        struct str data = {f->data.p ? f->data.p : "", f->data.len};
+        struct str data = f->viewing
+                              ? f->view
+                              : (struct str){f->data.p ? f->data.p : "",
+                                             f->data.len};
         err = fn(ctx, ev, data);
     }
     buf_reset(&f->event);
     buf_reset(&f->data);
     f->has_data = false;
+    f->viewing = false;
     return err;
 }
 
 /* Handles one complete SSE line (without its end). */
-static enum rl_err sse_line(struct framer *f, struct str line,
+/* in_input: line points into the bytes being fed (valid until the feed
+ * returns), not into our line buffer. */
+static enum rl_err sse_line(struct framer *f, struct str line, bool in_input,
                             framer_event_fn fn, void *ctx)
 {
     if (line.len == 0) {
@@ -63,8 +82,15 @@ static enum rl_err sse_line(struct framer *f, struct str line,
         }
     }
     if (str_eq_lit(name, "data")) {
-        enum rl_err err = RL_OK;
-        if (f->has_data) {
+        if (!f->has_data && in_input) {
+            /* The usual event, one data line arriving whole: no copy. */
+            f->view = value;
+            f->viewing = true;
+            f->has_data = true;
+            return value.len <= f->data.max ? RL_OK : RL_E_UPSTREAM_PROTOCOL;
+        }
+        enum rl_err err = keep_view(f);
+        if (f->has_data && err == RL_OK) {
             err = buf_append(&f->data, "\n", 1);
         }
         if (err == RL_OK) {
@@ -82,11 +108,11 @@ static enum rl_err sse_line(struct framer *f, struct str line,
     return RL_OK; /* id, retry and unknown fields are ignored */
 }
 
-static enum rl_err on_line(struct framer *f, struct str line,
+static enum rl_err on_line(struct framer *f, struct str line, bool in_input,
                            framer_event_fn fn, void *ctx)
 {
     if (f->kind == FRAMING_SSE) {
-        return sse_line(f, line, fn, ctx);
+        return sse_line(f, line, in_input, fn, ctx);
     }
     struct str t = str_trim(line);
     if (t.len && t.p[t.len - 1] == '\r') {
@@ -119,9 +145,10 @@ enum rl_err framer_feed(struct framer *f, const char *p, size_t n,
             if (buf_append(&f->line, p + start, n - start) != RL_OK) {
                 return RL_E_UPSTREAM_PROTOCOL;
             }
-            return RL_OK;
+            return keep_view(f);
         }
         f->after_cr = p[i] == '\r';
+        bool in_input = f->line.len == 0;
         if (f->line.len) {
             if (buf_append(&f->line, p + start, i - start) != RL_OK) {
                 return RL_E_UPSTREAM_PROTOCOL;
@@ -134,23 +161,25 @@ enum rl_err framer_feed(struct framer *f, const char *p, size_t n,
             }
         }
         i++;
-        enum rl_err err = on_line(f, line, fn, ctx);
+        enum rl_err err = on_line(f, line, in_input, fn, ctx);
         buf_reset(&f->line);
         if (err != RL_OK) {
             return err;
         }
     }
-    return RL_OK;
+    return keep_view(f);
 }
 
 enum rl_err framer_finish(struct framer *f, framer_event_fn fn, void *ctx)
 {
     enum rl_err err = RL_OK;
     if (f->kind == FRAMING_NDJSON && f->line.len) {
-        err = on_line(f, (struct str){f->line.p, f->line.len}, fn, ctx);
+        err = on_line(f, (struct str){f->line.p, f->line.len}, false, fn,
+                      ctx);
     }
     buf_reset(&f->line);
     buf_reset(&f->data);
     f->has_data = false;
+    f->viewing = false;
     return err;
 }

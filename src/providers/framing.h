@@ -24,6 +24,8 @@ struct framer {
     struct buf event;       /* SSE: the current event's name */
     struct buf data;        /* SSE: the current event's data lines */
     bool has_data;          /* SSE: a data field was seen */
+    struct str view;        /* SSE: the one data line, still in the input */
+    bool viewing;           /* data is view, not yet copied into data */
     bool after_cr;          /* the previous byte was a CR (CRLF pairs) */
 };
 
