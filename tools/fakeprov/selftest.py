@@ -7,7 +7,9 @@ against the published OpenAI schemas (/work/shared/openai-chat-schemas.json
 or $OPENAI_SCHEMAS), the usage and word formulas recomputed here, every
 status and fault of the script, `first` and `p`, pacing, pipelining,
 chunked request bodies, the request log, and the official `openai` SDK
-pointed straight at the fake. Needs `pip install jsonschema openai`.
+pointed straight at the fake; for the Anthropic, Gemini and Ollama formats,
+every fault, pacing, 429s and --require-key (their SDK checks live in
+tests/e2e/provider_sdks/). Needs `pip install jsonschema openai`.
 
 usage: python3 tools/fakeprov/selftest.py [--bin build/relay-fake]
 Exit status 0 when every check passes; one line per check.
@@ -589,6 +591,146 @@ def check_workers(binary):
         check("SIGTERM exits 0 (2 workers)", f.stop() == 0)
 
 
+# ------------------------------------------------ other wire formats
+
+def fmt_request(fmt, model, stream, key=None):
+    """(path, headers, body) of a minimal chat request in format fmt."""
+    msgs = [{"role": "user", "content": "hi"}]
+    if fmt == "anthropic":
+        h = {"anthropic-version": "2023-06-01"}
+        if key:
+            h["x-api-key"] = key
+        return "/v1/messages", h, {"model": model, "max_tokens": 100, "stream": stream,
+                                   "messages": msgs}
+    if fmt == "gemini":
+        import urllib.parse
+        m = urllib.parse.quote(model, safe="")
+        path = ("/v1beta/models/%s:streamGenerateContent?alt=sse" % m if stream
+                else "/v1beta/models/%s:generateContent" % m)
+        return path, ({"x-goog-api-key": key} if key else {}), {
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    return "/api/chat", {}, {"model": model, "stream": stream, "messages": msgs}
+
+
+def fmt_raw(fmt, model, stream=True):
+    path, h, body = fmt_request(fmt, model, stream)
+    data = json.dumps(body)
+    head = "".join("%s: %s\r\n" % kv for kv in h.items())
+    return ("POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/json\r\n"
+            "Content-Length: %d\r\n\r\n%s" % (path, head, len(data), data)).encode()
+
+
+def dechunk(raw):
+    """The body of a chunked HTTP response in raw (as far as it goes)."""
+    body = raw.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in raw else b""
+    out = b""
+    while body:
+        line, _, rest = body.partition(b"\r\n")
+        try:
+            n = int(line, 16)
+        except ValueError:
+            break
+        if n == 0:
+            break
+        out += rest[:n]
+        body = rest[n + 2:]
+    return out.decode(errors="replace")
+
+
+def pieces(fmt, text):
+    """Token events in a decoded stream body of format fmt."""
+    if fmt == "anthropic":
+        return text.count("event: content_block_delta")
+    if fmt == "gemini":
+        return sum(1 for e in text.split("\r\n\r\n") if e.startswith("data: ")
+                   and "finishReason" not in e)
+    return sum(1 for ln in text.split("\n") if ln.strip() and '"done":false' in ln)
+
+
+def finished(fmt, text):
+    if fmt == "anthropic":
+        return "event: message_stop" in text
+    if fmt == "gemini":
+        return "finishReason" in text
+    return '"done":true' in text
+
+
+def check_formats_faults(port):
+    for fmt in ("anthropic", "gemini", "ollama"):
+        got, end = raw_exchange(port, fmt_raw(fmt, "m?fault=reset"), wait=0.5)
+        check("%s fault=reset" % fmt, got == b"" and end == "reset", (got, end))
+        got, end = raw_exchange(port, fmt_raw(fmt, "m?fault=hang"), wait=0.5)
+        check("%s fault=hang" % fmt, got == b"" and end == "timeout", (got, end))
+        got, end = raw_exchange(port, fmt_raw(fmt, "m?tokens=8&fault=stall&after=3"), wait=0.5)
+        t = dechunk(got)
+        check("%s fault=stall: 3 tokens then silence" % fmt, end == "timeout"
+              and pieces(fmt, t) == 3 and not finished(fmt, t), t)
+        got, end = raw_exchange(port, fmt_raw(fmt, "m?tokens=10&fault=cut"), wait=1)
+        t = dechunk(got)
+        check("%s fault=cut: half then close" % fmt, end == "closed"
+              and pieces(fmt, t) == 5 and not finished(fmt, t) and not got.endswith(b"0\r\n\r\n"),
+              (end, t))
+        got, end = raw_exchange(port, fmt_raw(fmt, "m?tokens=4&fault=malformed&after=2"), wait=0.5)
+        t = dechunk(got)
+        check("%s fault=malformed: 2 tokens then not JSON" % fmt, pieces(fmt, t) >= 2
+              and not finished(fmt, t) and got.endswith(b"0\r\n\r\n"), t)
+        got, end = raw_exchange(port, fmt_raw(fmt, "m?tokens=4&fault=nodone"), wait=0.5)
+        t = dechunk(got)
+        check("%s fault=nodone: tokens, no end event, clean end" % fmt, pieces(fmt, t) == 4
+              and not finished(fmt, t) and got.endswith(b"0\r\n\r\n"), t)
+        got, end = raw_exchange(port, fmt_raw(fmt, "m?fault=slowheaders&ttft_ms=100"), wait=0.6)
+        check("%s fault=slowheaders" % fmt, got.startswith(b"HTTP/1.1 200")
+              and got.endswith(b"\r\n\r\n") and end == "timeout", got)
+        got, _ = raw_exchange(port, fmt_raw(fmt, "m?tokens=3"), wait=0.5)
+        t = dechunk(got)
+        check("%s healthy stream: 3 tokens and the end" % fmt, pieces(fmt, t) == 3
+              and finished(fmt, t), t)
+        path, h, body = fmt_request(fmt, "m?tokens=3&status=429&retry_after=4", False)
+        st, rh, raw = request(port, "POST", path, body, headers=h)
+        check("%s status=429 with Retry-After" % fmt, st == 429
+              and rh.get("retry-after") == "4" and _is_json(raw.decode()), (st, rh, raw))
+    request(port, "POST", "/_fake/reset")
+    path, h, body = fmt_request("gemini", "g?tokens=1", False)
+    request(port, "POST", path, body, headers=h)
+    log = json.loads(request(port, "GET", "/_fake/requests")[2])
+    check("Gemini requests are recorded with their URL", len(log) == 1
+          and log[0]["path"].startswith("/v1beta/models/g%3F"), log)
+
+
+def check_tps_formats(port):
+    for fmt in ("anthropic", "gemini", "ollama"):
+        path, h, body = fmt_request(fmt, "m?tokens=10&tps=20", True)
+        t0 = time.time()
+        st, _, raw = request(port, "POST", path, body, headers=h)
+        dt = time.time() - t0
+        check("%s tps=20, 10 tokens take about 0.45 s (%.3f s)" % (fmt, dt),
+              st == 200 and 0.4 <= dt <= 0.7, dt)
+
+
+def check_formats_keys(binary):
+    f = Fake(binary, "--require-key", "sekrit")
+    try:
+        for fmt in ("anthropic", "gemini"):
+            for key, want in ((None, None), ("wrong", None), ("sekrit", 200)):
+                path, h, body = fmt_request(fmt, "m?tokens=1", False, key)
+                st, _, raw = request(f.port, "POST", path, body, headers=h)
+                bad = 401 if fmt == "anthropic" else 400
+                check("--require-key %s key=%s -> %s" % (fmt, key, want or bad),
+                      st == (want or bad), (st, raw))
+        path, h, body = fmt_request("anthropic", "m?tokens=1", False)
+        st, _, _ = request(f.port, "POST", path, body,
+                           headers=dict(h, Authorization="Bearer sekrit"))
+        check("--require-key anthropic accepts Bearer too", st == 200, st)
+        path, h, body = fmt_request("gemini", "m?tokens=1", False)
+        st, _, _ = request(f.port, "POST", path + "?key=sekrit", body, headers=h)
+        check("--require-key gemini accepts ?key=", st == 200, st)
+        path, h, body = fmt_request("ollama", "m?tokens=1", False)
+        st, _, _ = request(f.port, "POST", path, body, headers=h)
+        check("--require-key does not apply to Ollama", st == 200, st)
+    finally:
+        check("SIGTERM exits 0 (keys)", f.stop() == 0)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build/relay-fake"))
@@ -597,11 +739,13 @@ def main():
     try:
         for fn in (check_text, check_stream, check_tools, check_json_modes, check_statuses,
                    check_faults, check_first_and_p, check_timing, check_pipelining,
-                   check_log, check_misc, check_sdk):
+                   check_log, check_misc, check_sdk, check_formats_faults,
+                   check_tps_formats):
             fn(f.port)
     finally:
         check("SIGTERM exits 0", f.stop() == 0)
     check_key(args.bin)
+    check_formats_keys(args.bin)
     check_workers(args.bin)
     print("%d failed" % len(FAILED) if FAILED else "all passed")
     return 1 if FAILED else 0
