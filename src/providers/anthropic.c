@@ -667,7 +667,8 @@ static enum rl_err message_delta(struct stream_state *st,
         return RL_OK;
     }
     char reason[64];
-    if (!jscan_string(sr->value, reason, sizeof(reason), NULL)) {
+    size_t rlen;
+    if (!jscan_string(sr->value, reason, sizeof(reason), &rlen)) {
         reason[0] = '\0';
     }
     st->stopped = true;

@@ -636,6 +636,9 @@ static enum rl_err stream_part(struct stream_state *st, struct str part,
     if (thought && thought->type == 't') {
         return RL_OK;
     }
+    if (text && text->type == '"' && text->value.len == 2 && st->role_sent) {
+        return RL_OK; /* an empty text part, as in a finishing event */
+    }
     struct buf d;
     buf_init(&d, NATIVE_MAX_CHUNK);
     if (text && text->type == '"') {
@@ -783,7 +786,8 @@ static enum rl_err on_event(void *state, struct str event, struct str data,
                                     : NULL;
     if (fr && fr->type == '"') {
         char reason[64];
-        if (!jscan_string(fr->value, reason, sizeof(reason), NULL)) {
+        size_t rlen;
+        if (!jscan_string(fr->value, reason, sizeof(reason), &rlen)) {
             reason[0] = '\0';
         }
         stream_finish(st, finish_of(reason, st->ntools > 0), sink);

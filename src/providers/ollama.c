@@ -507,7 +507,8 @@ static enum rl_err on_event(void *state, struct str event, struct str data,
     const struct jscan_item *error = jscan_find(items, n, "error");
     if (error && !jscan_is_null(error)) {
         char msg[400];
-        if (!jscan_string(error->value, msg, sizeof(msg), NULL)) {
+        size_t mlen;
+        if (!jscan_string(error->value, msg, sizeof(msg), &mlen)) {
             snprintf(msg, sizeof(msg), "the provider failed during the "
                                        "stream");
         }
@@ -535,7 +536,8 @@ static enum rl_err on_event(void *state, struct str event, struct str data,
     usage_set(&sink->usage, p < 0 ? 0 : p, c < 0 ? 0 : c);
     const struct jscan_item *dr = jscan_find(items, n, "done_reason");
     char reason[64];
-    if (!dr || !jscan_string(dr->value, reason, sizeof(reason), NULL)) {
+    size_t rlen;
+    if (!dr || !jscan_string(dr->value, reason, sizeof(reason), &rlen)) {
         reason[0] = '\0';
     }
     native_chunk_emit(sink, &st->role_sent, STR_LIT(""),
