@@ -136,12 +136,25 @@ static int rebrand(struct req *r, struct str obj, bool chunk,
         items = own;
     }
     bool drop_usage = chunk && !r->chat.include_usage;
-    if (drop_usage) {
-        /* A usage-only chunk has "choices": [] (the text is checked JSON,
-         * so the first byte after '[' and any space says it all). */
-        const struct jscan_item *choices = jscan_find(items, n, "choices");
-        if (choices && choices->type == '[') {
-            const char *p = choices->value.p + 1;
+    const struct jscan_item *id = NULL;
+    const struct jscan_item *model = NULL;
+    const struct jscan_item *usage = NULL;
+    bool created = false;
+    for (size_t i = 0; i < n; i++) {
+        const struct jscan_item *it = &items[i];
+        if (str_eq_lit(it->key, "id")) {
+            id = it;
+        } else if (str_eq_lit(it->key, "model")) {
+            model = it;
+        } else if (str_eq_lit(it->key, "usage")) {
+            usage = drop_usage ? it : NULL;
+        } else if (str_eq_lit(it->key, "created")) {
+            created = true;
+        } else if (drop_usage && str_eq_lit(it->key, "choices") &&
+                   it->type == '[') {
+            /* A usage-only chunk has "choices": [] (the text is checked
+             * JSON: the first byte after '[' and any space says it). */
+            const char *p = it->value.p + 1;
             while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') {
                 p++;
             }
@@ -153,52 +166,63 @@ static int rebrand(struct req *r, struct str obj, bool chunk,
     if (r->brand.len == 0) {
         make_brand(r);
     }
-    struct str id = {r->brand.p, r->brand_model_at};
-    struct str model = {r->brand.p + r->brand_model_at,
-                        r->brand.len - r->brand_model_at};
-    bool seen_id = false;
-    bool seen_model = false;
-    bool seen_created = false;
-    bool first = true;
-    buf_append(out, "{", 1);
+    /* The text is copied in runs between the few places that change: the
+     * values of id and model, and the usage member when it is dropped
+     * (with the comma before it, or after it when it comes first). */
+    struct edit {
+        size_t from;      /* offset in obj where the replaced part starts */
+        size_t to;        /* offset where it ends */
+        struct str with;  /* what goes there instead */
+    } edits[3];
+    size_t nedits = 0;
+    const char *base = obj.p;
+    struct str brand_id = {r->brand.p + 5, r->brand_model_at - 5};
+    struct str brand_model = {r->brand.p + r->brand_model_at + 8,
+                              r->brand.len - r->brand_model_at - 8};
     for (size_t i = 0; i < n; i++) {
         const struct jscan_item *it = &items[i];
-        if (drop_usage && str_eq_lit(it->key, "usage")) {
-            continue;
-        }
-        if (!first) {
-            buf_append(out, ",", 1);
-        }
-        first = false;
-        if (str_eq_lit(it->key, "id")) {
-            buf_append_str(out, id);
-            seen_id = true;
-        } else if (str_eq_lit(it->key, "model")) {
-            buf_append_str(out, model);
-            seen_model = true;
-        } else {
-            seen_created = seen_created || str_eq_lit(it->key, "created");
-            buf_append(out, "\"", 1);
-            buf_append_str(out, it->key);
-            buf_append(out, "\":", 2);
-            buf_append_str(out, it->value);
+        if (it == id) {
+            edits[nedits++] = (struct edit){
+                (size_t)(it->value.p - base),
+                (size_t)(it->value.p - base) + it->value.len, brand_id};
+        } else if (it == model) {
+            edits[nedits++] = (struct edit){
+                (size_t)(it->value.p - base),
+                (size_t)(it->value.p - base) + it->value.len, brand_model};
+        } else if (it == usage) {
+            size_t from = i > 0 ? items[i - 1].end : it->start;
+            size_t to = i > 0 || i + 1 == n ? it->end : items[i + 1].start;
+            edits[nedits++] = (struct edit){from, to, (struct str){"", 0}};
         }
     }
-    if (!seen_id) {
-        buf_append_cstr(out, first ? "" : ",");
-        buf_append_str(out, id);
-        first = false;
+    /* What the provider left out, right after the opening brace. */
+    size_t open = 1;
+    buf_append(out, "{", 1);
+    bool need_comma = n > 0 && !(n == 1 && usage);
+    if (!id) {
+        buf_append_str(out, (struct str){r->brand.p, r->brand_model_at});
+        buf_append(out, ",", 1);
     }
-    if (!seen_model) {
-        buf_append_cstr(out, first ? "" : ",");
-        buf_append_str(out, model);
-        first = false;
+    if (!model) {
+        buf_append_str(out, (struct str){r->brand.p + r->brand_model_at,
+                                         r->brand.len - r->brand_model_at});
+        buf_append(out, ",", 1);
     }
-    if (!seen_created) {
-        buf_printf(out, "%s\"created\":%lld", first ? "" : ",",
-                   (long long)time(NULL));
+    if (!created) {
+        buf_append_cstr(out, "\"created\":");
+        buf_append_i64(out, (int64_t)time(NULL));
+        buf_append(out, ",", 1);
     }
-    buf_append(out, "}", 1);
+    if (!need_comma && out->p[out->len - 1] == ',') {
+        out->len--; /* nothing of the provider's follows */
+    }
+    size_t at = open;
+    for (size_t e = 0; e < nedits; e++) {
+        buf_append(out, base + at, edits[e].from - at);
+        buf_append_str(out, edits[e].with);
+        at = edits[e].to;
+    }
+    buf_append(out, base + at, obj.len - at);
     return 1;
 }
 
