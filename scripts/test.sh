@@ -14,7 +14,7 @@ when anything failed (a crashed test binary or runner counts as a failure).
   unit         each build/tests/test_* (cmocka; build them with `make unit`)
   integration  python3 tests/integration/run.py, against $RELAY_BIN and
                $RELAY_FAKE_BIN (default build/relay and build/relay-fake)
-  e2e          python3 -m pytest -q tests/e2e/python
+  e2e          python3 -m pytest -q tests/e2e/python tests/e2e/provider_sdks
                node --test --test-reporter=tap tests/e2e/node/
 
 A level whose runner or folder does not exist yet is reported as skipped
@@ -173,10 +173,10 @@ run_e2e_python() {
     fi
     python3 -c 'import pytest' 2>/dev/null || { echo "  pytest missing: run scripts/deps.sh"; add "e2e python" 0 1; return; }
     need_services
-    say "e2e python: python3 -m pytest -q tests/e2e/python"
+    say "e2e python: python3 -m pytest -q tests/e2e/python tests/e2e/provider_sdks"
     local log="$TMP/e2e-python.log" rc=0 line p f
     set +e
-    timeout -k 10 "$T_LEVEL" python3 -m pytest -q -p no:cacheprovider tests/e2e/python 2>&1 | tee "$log"
+    timeout -k 10 "$T_LEVEL" python3 -m pytest -q -p no:cacheprovider tests/e2e/python tests/e2e/provider_sdks 2>&1 | tee "$log"
     rc="${PIPESTATUS[0]}"
     set -e
     if ((rc == 5)); then
