@@ -207,7 +207,8 @@ void server_respond(struct conn *c, int status, const char *content_type,
 }
 
 /* Gathers stream bytes; conn_flush() writes them all at the end of this
- * loop iteration, so the chunks of one upstream read leave in one write. */
+ * loop iteration, so the chunks of one upstream read leave in one write.
+ * With p NULL, adds n bytes at the end for the caller to fill in place. */
 static bool hold(struct conn *c, const char *p, size_t n)
 {
     if (c->closing) {
@@ -219,7 +220,17 @@ static bool hold(struct conn *c, const char *p, size_t n)
         conn_close(c);
         return false;
     }
-    buf_append(&c->held, p, n);
+    if (p) {
+        buf_append(&c->held, p, n);
+    } else {
+        /* Room for the caller to fill in place. */
+        if (buf_reserve(&c->held, n) != RL_OK) {
+            conn_close(c);
+            return false;
+        }
+        c->held.len += n;
+        c->held.p[c->held.len] = '\0';
+    }
     if (!c->flush_queued) {
         c->flush_queued = true;
         c->flush_next = c->w->flush;
@@ -275,21 +286,28 @@ bool server_stream_write(struct conn *c, struct str data)
     if (c->http10) {
         return hold(c, data.p, data.len);
     }
-    /* The chunk-size line, in hex, without printf on this per-token path. */
-    char size[24];
-    size_t n = 0;
+    /* The chunk-size line, in hex, without printf on this per-token path,
+     * then the data and its CRLF, in one append. */
     char digits[16];
     size_t nd = 0;
     for (size_t v = data.len; v; v >>= 4) {
         digits[nd++] = "0123456789abcdef"[v & 15];
     }
-    while (nd) {
-        size[n++] = digits[--nd];
+    size_t at = c->held.len;
+    if (!hold(c, NULL, nd + 2 + data.len + 2)) {
+        return false;
     }
-    size[n++] = '\r';
-    size[n++] = '\n';
-    return hold(c, size, n) && hold(c, data.p, data.len) &&
-           hold(c, "\r\n", 2);
+    char *p = c->held.p + at;
+    while (nd) {
+        *p++ = digits[--nd];
+    }
+    *p++ = '\r';
+    *p++ = '\n';
+    memcpy(p, data.p, data.len);
+    p += data.len;
+    *p++ = '\r';
+    *p = '\n';
+    return true;
 }
 
 void server_stream_end(struct conn *c)

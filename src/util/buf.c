@@ -34,7 +34,7 @@ enum rl_err buf_reserve(struct buf *b, size_t n)
     if (need <= b->cap) {
         return RL_OK;
     }
-    size_t cap = b->cap ? b->cap : 256;
+    size_t cap = b->cap ? b->cap : 1024; /* few reallocs for JSON-sized data */
     while (cap < need) {
         cap *= 2;
     }
