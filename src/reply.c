@@ -125,6 +125,67 @@ static void make_brand(struct req *r)
  * 1 when appended, -1 when obj is not a JSON object. items/n: obj's
  * members if already scanned, else NULL.
  */
+/* The members of an answer that rebrand() changes. */
+struct branded {
+    const struct jscan_item *id;    /* replaced */
+    const struct jscan_item *model; /* replaced */
+    const struct jscan_item *usage; /* dropped, when not asked for */
+    bool created;                   /* present (else added) */
+    bool usage_only;                /* a chunk with "choices": [] */
+};
+
+static void find_members(const struct jscan_item *items, size_t n,
+                         bool drop_usage, struct branded *b)
+{
+    memset(b, 0, sizeof(*b));
+    for (size_t i = 0; i < n; i++) {
+        const struct jscan_item *it = &items[i];
+        if (str_eq_lit(it->key, "id")) {
+            b->id = it;
+        } else if (str_eq_lit(it->key, "model")) {
+            b->model = it;
+        } else if (str_eq_lit(it->key, "usage")) {
+            b->usage = drop_usage ? it : NULL;
+        } else if (str_eq_lit(it->key, "created")) {
+            b->created = true;
+        } else if (drop_usage && str_eq_lit(it->key, "choices") &&
+                   it->type == '[') {
+            /* The text is checked JSON: the first byte after '[' and any
+             * space says whether the array is empty. */
+            const char *p = it->value.p + 1;
+            while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') {
+                p++;
+            }
+            b->usage_only = *p == ']';
+        }
+    }
+}
+
+/* Appends what the provider left out (id, model, created), right after the
+ * opening brace; the caller appends the provider's members after them. */
+static void add_missing(struct req *r, const struct branded *b, bool more,
+                        struct buf *out)
+{
+    buf_append(out, "{", 1);
+    if (!b->id) {
+        buf_append_str(out, (struct str){r->brand.p, r->brand_model_at});
+        buf_append(out, ",", 1);
+    }
+    if (!b->model) {
+        buf_append_str(out, (struct str){r->brand.p + r->brand_model_at,
+                                         r->brand.len - r->brand_model_at});
+        buf_append(out, ",", 1);
+    }
+    if (!b->created) {
+        buf_append_cstr(out, "\"created\":");
+        buf_append_i64(out, (int64_t)time(NULL));
+        buf_append(out, ",", 1);
+    }
+    if (!more && out->p[out->len - 1] == ',') {
+        out->len--; /* nothing of the provider's follows */
+    }
+}
+
 static int rebrand(struct req *r, struct str obj, bool chunk,
                    const struct jscan_item *items, size_t n, struct buf *out)
 {
@@ -135,33 +196,10 @@ static int rebrand(struct req *r, struct str obj, bool chunk,
         }
         items = own;
     }
-    bool drop_usage = chunk && !r->chat.include_usage;
-    const struct jscan_item *id = NULL;
-    const struct jscan_item *model = NULL;
-    const struct jscan_item *usage = NULL;
-    bool created = false;
-    for (size_t i = 0; i < n; i++) {
-        const struct jscan_item *it = &items[i];
-        if (str_eq_lit(it->key, "id")) {
-            id = it;
-        } else if (str_eq_lit(it->key, "model")) {
-            model = it;
-        } else if (str_eq_lit(it->key, "usage")) {
-            usage = drop_usage ? it : NULL;
-        } else if (str_eq_lit(it->key, "created")) {
-            created = true;
-        } else if (drop_usage && str_eq_lit(it->key, "choices") &&
-                   it->type == '[') {
-            /* A usage-only chunk has "choices": [] (the text is checked
-             * JSON: the first byte after '[' and any space says it). */
-            const char *p = it->value.p + 1;
-            while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') {
-                p++;
-            }
-            if (*p == ']') {
-                return 0;
-            }
-        }
+    struct branded b;
+    find_members(items, n, chunk && !r->chat.include_usage, &b);
+    if (b.usage_only) {
+        return 0;
     }
     if (r->brand.len == 0) {
         make_brand(r);
@@ -169,60 +207,29 @@ static int rebrand(struct req *r, struct str obj, bool chunk,
     /* The text is copied in runs between the few places that change: the
      * values of id and model, and the usage member when it is dropped
      * (with the comma before it, or after it when it comes first). */
-    struct edit {
-        size_t from;      /* offset in obj where the replaced part starts */
-        size_t to;        /* offset where it ends */
-        struct str with;  /* what goes there instead */
-    } edits[3];
-    size_t nedits = 0;
-    const char *base = obj.p;
     struct str brand_id = {r->brand.p + 5, r->brand_model_at - 5};
     struct str brand_model = {r->brand.p + r->brand_model_at + 8,
                               r->brand.len - r->brand_model_at - 8};
+    add_missing(r, &b, n > 0 && !(n == 1 && b.usage), out);
+    size_t at = 1; /* just past the provider's '{' */
     for (size_t i = 0; i < n; i++) {
         const struct jscan_item *it = &items[i];
-        if (it == id) {
-            edits[nedits++] = (struct edit){
-                (size_t)(it->value.p - base),
-                (size_t)(it->value.p - base) + it->value.len, brand_id};
-        } else if (it == model) {
-            edits[nedits++] = (struct edit){
-                (size_t)(it->value.p - base),
-                (size_t)(it->value.p - base) + it->value.len, brand_model};
-        } else if (it == usage) {
-            size_t from = i > 0 ? items[i - 1].end : it->start;
-            size_t to = i > 0 || i + 1 == n ? it->end : items[i + 1].start;
-            edits[nedits++] = (struct edit){from, to, (struct str){"", 0}};
+        size_t vfrom = (size_t)(it->value.p - obj.p);
+        size_t from = vfrom;
+        size_t to = vfrom + it->value.len;
+        struct str with = it == b.id ? brand_id : brand_model;
+        if (it == b.usage) {
+            from = i > 0 ? items[i - 1].end : it->start;
+            to = i > 0 || i + 1 == n ? it->end : items[i + 1].start;
+            with = (struct str){"", 0};
+        } else if (it != b.id && it != b.model) {
+            continue;
         }
+        buf_append(out, obj.p + at, from - at);
+        buf_append_str(out, with);
+        at = to;
     }
-    /* What the provider left out, right after the opening brace. */
-    size_t open = 1;
-    buf_append(out, "{", 1);
-    bool need_comma = n > 0 && !(n == 1 && usage);
-    if (!id) {
-        buf_append_str(out, (struct str){r->brand.p, r->brand_model_at});
-        buf_append(out, ",", 1);
-    }
-    if (!model) {
-        buf_append_str(out, (struct str){r->brand.p + r->brand_model_at,
-                                         r->brand.len - r->brand_model_at});
-        buf_append(out, ",", 1);
-    }
-    if (!created) {
-        buf_append_cstr(out, "\"created\":");
-        buf_append_i64(out, (int64_t)time(NULL));
-        buf_append(out, ",", 1);
-    }
-    if (!need_comma && out->p[out->len - 1] == ',') {
-        out->len--; /* nothing of the provider's follows */
-    }
-    size_t at = open;
-    for (size_t e = 0; e < nedits; e++) {
-        buf_append(out, base + at, edits[e].from - at);
-        buf_append_str(out, edits[e].with);
-        at = edits[e].to;
-    }
-    buf_append(out, base + at, obj.len - at);
+    buf_append(out, obj.p + at, obj.len - at);
     return 1;
 }
 

@@ -7,7 +7,6 @@
  */
 #include "accounting/accounting.h"
 
-#include <inttypes.h>
 #include <string.h>
 
 #include "config/config.h"
