@@ -26,69 +26,56 @@ static void skip_ws(struct cursor *c)
     }
 }
 
-/* True if no byte in [p, end) is a control character. */
-static bool no_controls(const char *p, const char *end)
+/* Bytes that end a run of plain string text: the quote, the backslash
+ * and the control characters JSON forbids inside strings. */
+static const unsigned char special[256] = {
+    [0 ... 0x1F] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+};
+
+/* Checks a \ escape at c->p (just past the backslash). */
+static bool skip_escape(struct cursor *c)
 {
-    unsigned char bad = 0;
-    for (; p < end; p++) {
-        bad |= (unsigned char)*p < 0x20;
+    if (c->p >= c->end) {
+        return false;
     }
-    return !bad;
+    char e = *c->p++;
+    if (e == 'u') {
+        for (int i = 0; i < 4; i++) {
+            if (c->p >= c->end || !strchr("0123456789abcdefABCDEF", *c->p) ||
+                !*c->p) {
+                return false;
+            }
+            c->p++;
+        }
+        return true;
+    }
+    return e && strchr("\"\\/bfnrt", e);
 }
 
 static bool skip_string(struct cursor *c)
 {
-    c->p++; /* the opening quote */
-    /* Most strings are short keys and words: a plain loop first, memchr
-     * (vectorised, but a call) only for long runs. */
-    for (int i = 0; i < 64 && c->p < c->end; i++) {
-        unsigned char ch = (unsigned char)*c->p;
-        if (ch == '"') {
-            c->p++;
+    const unsigned char *p = (const unsigned char *)c->p + 1;
+    const unsigned char *end = (const unsigned char *)c->end;
+    for (;;) {
+        /* One table load per byte: the tightest loop for plain text. */
+        while (p < end && !special[*p]) {
+            p++;
+        }
+        if (p >= end || *p < 0x20) {
+            return false;
+        }
+        if (*p == '"') {
+            c->p = (const char *)p + 1;
             return true;
         }
-        if (ch == '\\' || ch < 0x20) {
-            break;
-        }
-        c->p++;
-    }
-    while (c->p < c->end) {
-        /* Runs of plain text are found with memchr (vectorised); only
-         * escapes are looked at byte by byte. */
-        const char *q = memchr(c->p, '"', (size_t)(c->end - c->p));
-        if (!q) {
+        c->p = (const char *)p + 1; /* past the backslash */
+        if (!skip_escape(c)) {
             return false;
         }
-        const char *bs = memchr(c->p, '\\', (size_t)(q - c->p));
-        if (!bs) {
-            bool ok = no_controls(c->p, q);
-            c->p = q + 1;
-            return ok;
-        }
-        if (!no_controls(c->p, bs)) {
-            return false;
-        }
-        c->p = bs;
-        unsigned char ch = (unsigned char)*c->p++;
-        if (ch == '\\') {
-            if (c->p >= c->end) {
-                return false;
-            }
-            char e = *c->p++;
-            if (e == 'u') {
-                for (int i = 0; i < 4; i++) {
-                    if (c->p >= c->end || !strchr("0123456789abcdefABCDEF",
-                                                  *c->p) || !*c->p) {
-                        return false;
-                    }
-                    c->p++;
-                }
-            } else if (!strchr("\"\\/bfnrt", e) || !e) {
-                return false;
-            }
-        }
+        p = (const unsigned char *)c->p;
     }
-    return false;
 }
 
 static bool digits(struct cursor *c)
