@@ -11,17 +11,20 @@ Starts the local Relay stack from the repository root, all state in .relay/:
   1. installs missing dependencies (scripts/deps.sh) and builds (make),
   2. copies .env.example to .env when .env is missing, then loads .env
      (variables already set in the environment win),
-  3. writes relay.yaml from relay.example.yaml when it is missing, switching
-     models to real providers whose keys are set (see relay.example.yaml),
+  3. writes relay.yaml from relay.example.yaml when it is missing: six
+     providers (openai, groq, mistral, anthropic, gemini, ollama), each on
+     the fake unless its key (or OLLAMA_BASE_URL) is set; then the real API
+     (scripts/write_config.py; see the top of relay.example.yaml),
   4. takes the API key from RELAY_API_KEY, else .relay/api-key, else
      generates one (glw_ + 32 base62 chars, file mode 0600),
   5. starts PostgreSQL and Redis under .relay/ unless DATABASE_URL and
      REDIS_URL are set (URLs kept in .relay/env),
-  6. starts the fake provider on 127.0.0.1:9000 when relay.yaml uses it
+  6. starts the fake provider on 127.0.0.1:9000 when a base_url in
+     relay.yaml points at it
      (.relay/fake.pid, .relay/fake.log),
   7. starts the gateway, build/relay serve --config relay.yaml
      (.relay/relay.pid, .relay/relay.log) and waits for /readyz (15 s),
-  8. prints the key and how to call it.
+  8. prints the key, the models and how to call them.
 Run it again when already up: the gateway is restarted (to pick up
 relay.yaml and .env); the rest is left running.
 
@@ -109,7 +112,10 @@ fi
 export DATABASE_URL REDIS_URL
 
 # ---- 6. fake provider ------------------------------------------------------
-if grep -Eq '^[[:space:]]*(-[[:space:]]+)?provider:[[:space:]]*fake([[:space:]]|$)' relay.yaml; then
+# Needed when a provider's base_url points at it (the demo's default), or a
+# model uses a provider named fake (older relay.yaml files).
+if grep -Eq "^[[:space:]]*base_url:[[:space:]]*[\"']?http://(127\.0\.0\.1|localhost):${FAKE_LISTEN##*:}([/\"'[:space:]]|\$)" relay.yaml \
+    || grep -Eq '^[[:space:]]*(-[[:space:]]+)?provider:[[:space:]]*fake([[:space:]]|$)' relay.yaml; then
     if pid_alive "$STATE/fake.pid"; then
         say "fake provider already running (pid $(cat "$STATE/fake.pid"))"
     else
@@ -165,6 +171,11 @@ fi
 # matching DASHBOARD places).
 
 # ---- 9. how to use it ------------------------------------------------------
+# The models, and the first model of each provider for the examples (from
+# `relay models`: MODEL PROVIDER ... columns).
+models_table="$(build/relay models --config relay.yaml 2>/dev/null | awk 'NR > 1 {print "                " $1 "  (" $2 ")"}')" || true
+per_provider="$(build/relay models --config relay.yaml 2>/dev/null | awk 'NR > 1 && !seen[$2]++ {print $1}' | tr '\n' ' ')" || true
+per_provider="${per_provider:-llama-3.1-8b}"
 cat <<MSG
 
 Relay is up at $base  (pid $(cat "$STATE/relay.pid"); logs: make logs; stop: make down)
@@ -172,12 +183,22 @@ Relay is up at $base  (pid $(cat "$STATE/relay.pid"); logs: make logs; stop: mak
   API key:      $RELAY_API_KEY   (also in .relay/api-key)
   Services:     DATABASE_URL=$DATABASE_URL
                 REDIS_URL=$REDIS_URL   (also in .relay/env)
+  Models:       (build/relay models --config relay.yaml)
+$models_table
 
 curl:
   curl -s $base/v1/chat/completions \\
     -H "Authorization: Bearer \$(cat .relay/api-key)" \\
     -H 'Content-Type: application/json' \\
     -d '{"model": "llama-3.1-8b", "messages": [{"role": "user", "content": "ship it"}]}'
+
+One model of each provider; x-relay-provider names the provider that answered:
+  for m in $per_provider; do
+    curl -s -o /dev/null -D - $base/v1/chat/completions \\
+      -H "Authorization: Bearer \$(cat .relay/api-key)" -H 'Content-Type: application/json' \\
+      -d "{\\"model\\": \\"\$m\\", \\"messages\\": [{\\"role\\": \\"user\\", \\"content\\": \\"hi\\"}]}" \\
+      | grep -i '^x-relay-provider' | sed "s/^/\$m: /"
+  done
 
 Python (pip install openai):
   from openai import OpenAI

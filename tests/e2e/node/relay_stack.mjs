@@ -65,7 +65,10 @@ const MODEL_DEFAULTS = {
   latency: { ttft_ms: 200, tokens_per_s: 700 },
 };
 
-export async function startStack(models = []) {
+// models: added after test-model. opts.providers: added to (or replacing
+// entries of) the providers map; ${FAKE_PORT} in a base_url becomes the
+// fake's port.
+export async function startStack(models = [], opts = {}) {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'relay-node-e2e-'));
   const relayKey = 'rk-test-' + randomBytes(12).toString('hex');
   const fakeKey = 'fk-test-' + randomBytes(12).toString('hex');
@@ -82,7 +85,9 @@ export async function startStack(models = []) {
       idle_timeout_ms: 10000, shutdown_grace_ms: 3000 },
     upstream: { connect_timeout_ms: 2000, first_byte_timeout_ms: 10000, idle_timeout_ms: 10000 },
     providers: { fake: { kind: 'openai', base_url: `http://127.0.0.1:${fakePort}/v1`,
-      api_key: '${FAKE_API_KEY}' } },
+      api_key: '${FAKE_API_KEY}' },
+    ...Object.fromEntries(Object.entries(opts.providers || {}).map(([k, p]) => [k,
+      { ...p, base_url: p.base_url.replaceAll('${FAKE_PORT}', String(fakePort)) }])) },
     models: [{ name: 'test-model', upstream: 'up-basic?ttft_ms=0&tps=0&tokens=12' }, ...models]
       .map((m) => ({ ...MODEL_DEFAULTS, ...m })),
     routing: { defaults: { max_latency_ms: 2000, min_quality_tier: 1 } },
