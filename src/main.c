@@ -1,5 +1,5 @@
 /*
- * main.c - the `relay` command line: serve, config check, models.
+ * main.c - the `relay` command line: serve, migrate, config check, models.
  *
  * Each command has --help. The configuration is --config FILE, else
  * $RELAY_CONFIG, else ./relay.yaml.
@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "gateway/gateway.h"
 #include "providers/provider.h"
+#include "store/store.h"
 
 #define RELAY_VERSION "0.1.0"
 
@@ -22,6 +23,7 @@ static const char usage_main[] =
     "\n"
     "Commands:\n"
     "  serve          run the gateway\n"
+    "  migrate        create or update the request log's tables\n"
     "  config check   validate the configuration and list every mistake\n"
     "  models         list the configured models with prices and tiers\n"
     "\n"
@@ -60,6 +62,17 @@ static const char usage_models[] =
     "Lists the configured models: name, provider, upstream id, prices in\n"
     "USD per million tokens (input, cached input, output), quality tier\n"
     "and context window.\n";
+
+static const char usage_migrate[] =
+    "Usage: relay migrate [--config FILE]\n"
+    "\n"
+    "Applies the SQL files of migrations/ that the store lacks, in order,\n"
+    "each once (recorded in schema_migrations), to the store named by\n"
+    "store: in the configuration: postgres://... for PostgreSQL, or\n"
+    "empty for SQLite at .relay/relay.db (sqlite:PATH for another file).\n"
+    "'relay serve' does the same at start. Migrations are read from\n"
+    "$RELAY_MIGRATIONS, else ./migrations, else migrations/ beside the\n"
+    "binary's folder. Exits 0 when the store is up to date.\n";
 
 struct cli {
     const char *config; /* --config */
@@ -197,6 +210,50 @@ static int cmd_models(int argc, char **argv)
     return 0;
 }
 
+static int cmd_migrate(int argc, char **argv)
+{
+    struct cli cli = {0};
+    if (!parse_opts(argc, argv, &cli, false)) {
+        fputs(usage_migrate, stderr);
+        return 2;
+    }
+    if (cli.help) {
+        fputs(usage_migrate, stdout);
+        return 0;
+    }
+    struct config *cfg = load(cli.config);
+    if (!cfg) {
+        return 1;
+    }
+    struct store_target t;
+    char err[1024] = "";
+    enum rl_err e = store_target_parse(cfg->store, &t, err, sizeof(err));
+    config_unref(cfg);
+    if (e != RL_OK) {
+        fprintf(stderr, "relay: %s\n", err);
+        return 1;
+    }
+    struct store_conn *c = t.engine->connect(t.target, err, sizeof(err));
+    if (!c) {
+        fprintf(stderr, "relay: cannot connect to %s at %s: %s\n%s",
+                t.engine == &store_pg ? "PostgreSQL" : "SQLite", t.shown, err,
+                t.engine == &store_pg
+                    ? "Is it running? `make up` starts one.\n"
+                    : "Is its folder there and writable?\n");
+        return 1;
+    }
+    int napplied = 0;
+    e = store_migrate(t.engine, c, &napplied, err, sizeof(err));
+    t.engine->disconnect(c);
+    if (e != RL_OK) {
+        fprintf(stderr, "relay: %s\n", err);
+        return 1;
+    }
+    printf("%s: %d migration%s applied; up to date\n", t.shown, napplied,
+           napplied == 1 ? "" : "s");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 ||
@@ -210,6 +267,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "serve") == 0) {
         return cmd_serve(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "migrate") == 0) {
+        return cmd_migrate(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "models") == 0) {
         return cmd_models(argc - 1, argv + 1);

@@ -1,6 +1,7 @@
 /*
- * accounting.c - the end of every request: price it, write its one line to
- * the request log. Runs exactly once per request, from req_free().
+ * accounting.c - the end of every request: price it, hand its one row to
+ * the request log (store/) and write its one log line. Runs exactly once
+ * per request, from req_free().
  *
  * The line never holds the API key (only its display prefix) nor any
  * prompt or answer text.
@@ -8,9 +9,11 @@
 #include "accounting/accounting.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "config/config.h"
 #include "request.h"
+#include "store/store.h"
 #include "util/log.h"
 
 /* Appends ,"key": then the value's text as given (numbers, literals). */
@@ -49,6 +52,42 @@ static void ms(struct buf *b, const char *key, uint64_t us)
     buf_append_fixed(b, (int64_t)us, 3);
 }
 
+void accounting_row(const struct req *r, int64_t now_wall_us,
+                    struct store_row *row)
+{
+    uint64_t total = r->end_us > r->start_us ? r->end_us - r->start_us : 0;
+    memset(row, 0, sizeof(*row));
+    /* The arrival time, from the wall clock now and the monotonic
+     * duration; fixed here so a replayed row is the same row. */
+    row->ts_us = now_wall_us - (int64_t)total;
+    store_copy_text(row->request_id, sizeof(row->request_id), r->id);
+    store_copy_text(row->key_prefix, sizeof(row->key_prefix), r->key_prefix);
+    store_copy_text(row->model_requested, sizeof(row->model_requested),
+                    r->model_requested);
+    store_copy_text(row->model, sizeof(row->model),
+                    r->model ? r->model->name : NULL);
+    store_copy_text(row->provider, sizeof(row->provider),
+                    r->model ? r->model->provider->name : NULL);
+    store_copy_text(row->error_type, sizeof(row->error_type), r->error_type);
+    store_copy_text(row->error_code, sizeof(row->error_code), r->error_code);
+    store_copy_text(row->cache_status, sizeof(row->cache_status), "miss");
+    row->status = r->status;
+    row->attempts = r->attempts;
+    row->prompt_tokens = r->usage.prompt_tokens;
+    row->completion_tokens = r->usage.completion_tokens;
+    row->cached_tokens = r->usage.cached_tokens;
+    row->cache_write_tokens = r->usage.cache_write_tokens;
+    row->reasoning_tokens = r->usage.reasoning_tokens;
+    row->cost_nusd = r->cost_nusd;
+    row->latency_us = total;
+    row->ttft_us = r->ttft_us;
+    row->upstream_us = r->upstream_us;
+    row->overhead_us = total > r->upstream_us ? total - r->upstream_us : 0;
+    row->stream = r->streamed;
+    row->usage_estimated = r->model && !r->usage.present;
+    row->client_gone = r->client_gone;
+}
+
 void accounting_finish(struct req *r)
 {
     if (r->accounted) {
@@ -58,11 +97,17 @@ void accounting_finish(struct req *r)
     if (r->model && r->usage.present) {
         r->cost_nusd = price_cost_nusd(r->model, &r->usage);
     }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct store_row row;
+    accounting_row(r, (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000,
+                   &row);
+    store_enqueue(&row);
     if (!log_enabled(LOG_INFO)) {
         return;
     }
-    uint64_t total = r->end_us > r->start_us ? r->end_us - r->start_us : 0;
-    uint64_t overhead = total > r->upstream_us ? total - r->upstream_us : 0;
+    uint64_t total = row.latency_us;
+    uint64_t overhead = row.overhead_us;
     /* Built by hand, not printf: this runs for every request. Path and
      * requested model come from the client and are escaped. */
     struct buf b;

@@ -9,6 +9,7 @@
 struct req;
 struct model_cfg;
 struct usage;
+struct store_row;
 
 /* Returns the cost of usage on model in nano-dollars, from integer prices
  * per million tokens, rounded to the nearest nano-dollar. Cached prompt
@@ -16,8 +17,13 @@ struct usage;
 int64_t price_cost_nusd(const struct model_cfg *model,
                         const struct usage *usage);
 
-/* Prices r and writes its one request-log line. Called by req_free(); runs
- * once per request. */
+/* Fills row, the request_log row of r (already priced), with now_wall_us
+ * the wall-clock time in Unix microseconds. */
+void accounting_row(const struct req *r, int64_t now_wall_us,
+                    struct store_row *row);
+
+/* Prices r, hands its row to the store and writes its one log line.
+ * Called by req_free(); runs once per request. */
 void accounting_finish(struct req *r);
 
 #endif

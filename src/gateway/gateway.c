@@ -23,6 +23,7 @@
 #include "pipeline.h"
 #include "reply.h"
 #include "request.h"
+#include "store/store.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
@@ -319,7 +320,14 @@ int gateway_serve(struct config *cfg, const char *listen_override)
     uv_signal_start(&sig_hup, on_hup, SIGHUP);
     uv_signal_start(&sig_term, on_stop, SIGTERM);
     uv_signal_start(&sig_int, on_stop, SIGINT);
+    /* The request log before the workers: migrations are applied and a
+     * journal left by an earlier run is replayed. A store that is down is
+     * no reason not to serve (rows wait in the journal); a bad URL is. */
+    if (store_open(cfg->store, NULL) != RL_OK) {
+        return 1;
+    }
     if (server_start(&opts, &hooks) != RL_OK) {
+        store_close();
         return 1;
     }
     nworkers_started = opts.workers;
@@ -330,6 +338,7 @@ int gateway_serve(struct config *cfg, const char *listen_override)
               cfg->path);
     uv_run(loop, UV_RUN_DEFAULT);
     server_drain_and_join();
+    store_close(); /* every worker is done: drain the queue, then stop */
     uv_loop_close(loop);
     log_write(LOG_INFO, "stopped", NULL);
     config_unref(current);
