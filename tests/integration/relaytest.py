@@ -256,6 +256,8 @@ class Stack:
         self.start_fake()  # first: its port may change
         self.config = deep_merge(base_config(self.relay_port, self.fake_port),
                                  subst(overrides or {}, self.vars()))
+        # Each case its own request log, gone with its temp dir.
+        self.config.setdefault("store", "sqlite:" + os.path.join(self.tmp, "relay.db"))
         if start_relay:
             self.start_relay()
 
