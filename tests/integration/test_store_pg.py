@@ -360,6 +360,9 @@ def main():
     args = ap.parse_args()
     VERBOSE = args.verbose
     os.environ.setdefault("RELAY_MIGRATIONS", str(ROOT / "migrations"))
+    for var in ("RELAY_BIN", "RELAY_FAKE_BIN"):  # the gateways run elsewhere
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).resolve())
     tests = [t for t in TESTS if args.k in t.__name__]
     passed = failed = 0
     try:
