@@ -87,7 +87,7 @@ static void log_detail(enum log_level level, const char *msg,
 
 static void say_unreachable(const char *why)
 {
-    char msg[3072];
+    char msg[4096];
     if (S.target.engine == &store_pg) {
         snprintf(msg, sizeof(msg),
                  "cannot connect to PostgreSQL at %s: %s; is it running? "
