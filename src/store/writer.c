@@ -54,6 +54,7 @@ static struct {
     uint64_t next_try_ms;     /* earliest reconnect */
     uint64_t backoff_ms;
     uint64_t down_logged_ms;  /* when "still unreachable" was logged */
+    uint64_t replayed_ms;     /* when the journal was last replayed */
     pthread_t thread;
 } S = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -144,10 +145,20 @@ static void replay(void)
     }
 }
 
-/* Connects (if the backoff allows), migrates, and replays the journal. */
+/* Connects (if the backoff allows) and migrates; then, at most once a
+ * second, replays the journal if it holds rows (a failed batch, or rows
+ * that overflowed the queue while connected). */
 static void ensure_connected(void)
 {
-    if (S.conn || now_ms() < S.next_try_ms) {
+    if (S.conn) {
+        uint64_t now = now_ms();
+        if (now - S.replayed_ms >= 1000 && journal_pending(S.journal)) {
+            S.replayed_ms = now;
+            replay();
+        }
+        return;
+    }
+    if (now_ms() < S.next_try_ms) {
         return;
     }
     bool was_down = S.down_logged_ms != 0;
@@ -178,6 +189,7 @@ static void ensure_connected(void)
     }
     S.down_logged_ms = 0;
     if (journal_pending(S.journal)) {
+        S.replayed_ms = now_ms();
         replay();
     }
 }

@@ -416,6 +416,34 @@ static void test_rows_wait_in_the_journal_until_a_store_takes_them(void **s)
                      2000);
 }
 
+/* Rows that overflow a small queue while the store is up are journaled,
+ * then replayed by the running writer (not only at a reconnect). */
+static void test_overflow_while_connected_is_replayed_soon(void **state)
+{
+    (void)state;
+    char url[512];
+    snprintf(url, sizeof(url), "sqlite:%s/o/relay.db", tmpdir);
+    struct store_opts o = {.queue_rows = 4, .batch_rows = 2,
+                           .batch_wait_ms = 1};
+    assert_int_equal(store_open(url, &o), RL_OK);
+    for (int i = 0; i < 2000; i++) {
+        struct store_row r = sample(i);
+        store_enqueue(&r);
+    }
+    store_flush();
+    struct store_stats st = store_stats_get();
+    for (int k = 0; k < 100 && st.inserted + st.replayed < 2000; k++) {
+        usleep(50 * 1000);
+        st = store_stats_get();
+    }
+    assert_true(st.overflowed > 0);
+    assert_int_equal(st.inserted + st.replayed, 2000);
+    assert_int_equal(st.lost, 0);
+    store_close();
+    assert_int_equal(sqlite_count(url + 7, "SELECT count(*) FROM "
+                                           "request_log"), 2000);
+}
+
 /* ---------------------------------------------------------------------
  * accounting_row
  * ------------------------------------------------------------------- */
@@ -481,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_migrations_apply_once),
         cmocka_unit_test(test_the_writer_stores_every_row_once),
         cmocka_unit_test(test_rows_wait_in_the_journal_until_a_store_takes_them),
+        cmocka_unit_test(test_overflow_while_connected_is_replayed_soon),
         cmocka_unit_test(test_accounting_fills_the_row_from_the_request),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
