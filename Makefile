@@ -72,7 +72,9 @@ bench: bench-overhead
 bench-overhead: all
 	@bash bench/overhead.sh
 
-up: all
+# up.sh installs what is missing first, then builds (a fresh machine lacks
+# the -dev packages that `make` needs).
+up:
 	@bash scripts/up.sh
 
 down:

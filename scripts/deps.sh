@@ -59,6 +59,7 @@ fi
 import_name() {
     case "$1" in
         pyyaml) echo yaml ;;
+        google-genai) echo google.genai ;;
         *) echo "${1//-/_}" ;;
     esac
 }

@@ -168,8 +168,13 @@ static int cmd_check(int argc, char **argv)
     if (!cfg) {
         return 1;
     }
-    printf("%s: ok (%zu providers, %zu models, %zu keys)\n", cli.config,
-           cfg->nproviders, cfg->nmodels, cfg->nkeys);
+    printf("%s: ok (%zu providers, %zu models, %zu key%s)\n", cli.config,
+           cfg->nproviders, cfg->nmodels, cfg->nkeys,
+           cfg->nkeys == 1 ? "" : "s");
+    if (cfg->nkeys == 0) {
+        printf("warning: no API keys: every /v1 request would get 401. Set "
+               "auth.keys (e.g. RELAY_API_KEY=$(cat .relay/api-key)).\n");
+    }
     config_unref(cfg);
     return 0;
 }

@@ -32,10 +32,11 @@ static void on_client_gone(void *ctx)
     struct req *r = ctx;
     r->conn = NULL;
     r->client_gone = true;
-    if (!r->status) {
-        r->status = 499; /* nginx's "client closed request" */
-    }
+    r->status = 499; /* nginx's "client closed request", even mid-stream */
     if (r->call) {
+        /* The call's own figures never come (it is cancelled): what was
+         * spent waiting on the provider is all the time since it began. */
+        r->upstream_us = clock_now_us() - r->call_start_us;
         provider_call_cancel(r->call);
         r->call = NULL;
     }
@@ -43,10 +44,11 @@ static void on_client_gone(void *ctx)
     req_free_later(r);
 }
 
-static void on_first(void *ctx, const struct model_cfg *model)
+static void on_first(void *ctx, const struct model_cfg *model, int attempts)
 {
     struct req *r = ctx;
     r->model = model;
+    r->attempts = attempts; /* the stream's head says it */
     if (r->chat.stream) {
         reply_stream_begin(r);
     }

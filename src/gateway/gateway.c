@@ -331,6 +331,12 @@ int gateway_serve(struct config *cfg, const char *listen_override)
         return 1;
     }
     nworkers_started = opts.workers;
+    if (cfg->nkeys == 0) {
+        log_write(LOG_WARN, "no API keys configured: every /v1 request will "
+                  "get 401", "\"hint\":\"list keys under auth.keys; make up "
+                  "keeps its key in .relay/api-key: RELAY_API_KEY=$(cat "
+                  ".relay/api-key) build/relay serve\"");
+    }
     log_write(LOG_INFO, "relay listening",
               "\"address\":\"%s:%d\",\"workers\":%d,\"models\":%zu,"
               "\"config\":\"%s\"",

@@ -153,7 +153,7 @@ struct call_result {
 struct provider_call_cbs {
     /* The first event of model's answer arrived; nothing was sent to the
      * client before this, so a failure before it could still fall back. */
-    void (*on_first)(void *ctx, const struct model_cfg *model);
+    void (*on_first)(void *ctx, const struct model_cfg *model, int attempts);
     /* A streamed chunk, JSON text valid during the call; members as in
      * chunk_sink.emit. */
     void (*on_chunk)(void *ctx, struct str chunk,

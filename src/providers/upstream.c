@@ -141,7 +141,7 @@ static void emit(struct chunk_sink *sink, struct str chunk,
     if (!call->started) {
         call->started = true;
         call->ttft_us = clock_now_us() - call->start_us;
-        call->cbs.on_first(call->ctx, call->plan[call->idx]);
+        call->cbs.on_first(call->ctx, call->plan[call->idx], call->attempts);
         if (call->cancelled) {
             return;
         }

@@ -120,8 +120,10 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Returns a bound, listening socket with SO_REUSEPORT, or -1. */
-static int open_listener(const char *host, int port)
+/* Returns a bound, listening socket with SO_REUSEPORT, or -1. With
+ * exclusive set, first makes sure no other socket holds the port:
+ * SO_REUSEPORT would otherwise let a second gateway share it silently. */
+static int open_listener(const char *host, int port, bool exclusive)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -149,6 +151,23 @@ static int open_listener(const char *host, int port)
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (exclusive && port != 0 &&
+        bind(fd, (struct sockaddr *)&ss, len) != 0) {
+        int saved = errno; /* in use: by another process, since we are
+                              the first of ours */
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    if (exclusive && port != 0) {
+        /* Bound without SO_REUSEPORT: start again with it. */
+        close(fd);
+        fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            return -1;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    }
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, len) != 0 ||
         listen(fd, LISTEN_BACKLOG) != 0) {
@@ -179,7 +198,7 @@ enum rl_err server_start(const struct server_opts *opts,
     int port = opts->port;
     for (int i = 0; i < nworkers; i++) {
         struct worker *w = &workers[i];
-        w->listen_fd = open_listener(opts->host, port);
+        w->listen_fd = open_listener(opts->host, port, i == 0);
         if (w->listen_fd < 0) {
             log_write(LOG_ERROR, "cannot listen",
                       "\"address\":\"%s:%d\",\"error\":\"%s\","
