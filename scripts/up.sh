@@ -152,7 +152,8 @@ elif curl -s -o /dev/null --max-time 1 "$base/healthz" 2>/dev/null; then
 fi
 
 say "starting relay on $listen"
-echo "---- $(date -u '+%Y-%m-%dT%H:%M:%SZ') make up" >>"$STATE/relay.log"
+# A JSON line too, so the log stays one JSON object per line.
+echo "{\"ts\":\"$(date -u '+%Y-%m-%dT%H:%M:%S.000Z')\",\"level\":\"info\",\"msg\":\"make up\"}" >>"$STATE/relay.log"
 setsid build/relay serve --config relay.yaml </dev/null >>"$STATE/relay.log" 2>&1 &
 echo $! >"$STATE/relay.pid"
 if ! wait_http "$base/readyz" 15 "$(cat "$STATE/relay.pid")"; then
