@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -270,6 +271,36 @@ static bool open_log(const struct config *cfg)
     return true;
 }
 
+/* Reads --listen HOST:PORT into opts (host copied into host). */
+static bool parse_listen(const char *arg, char *host, size_t cap,
+                         struct server_opts *opts)
+{
+    const char *colon = strrchr(arg, ':');
+    if (!colon || colon == arg || (size_t)(colon - arg) >= cap) {
+        return false;
+    }
+    memcpy(host, arg, (size_t)(colon - arg));
+    host[colon - arg] = '\0';
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (!end || *end || colon[1] == '\0' || port < 0 || port > 65535) {
+        return false;
+    }
+    opts->host = host;
+    opts->port = (int)port;
+    return true;
+}
+
+static void watch_signals(uv_loop_t *loop)
+{
+    uv_signal_init(loop, &sig_hup);
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_start(&sig_hup, on_hup, SIGHUP);
+    uv_signal_start(&sig_term, on_stop, SIGTERM);
+    uv_signal_start(&sig_int, on_stop, SIGINT);
+}
+
 int gateway_serve(struct config *cfg, const char *listen_override)
 {
     current = cfg;
@@ -284,23 +315,11 @@ int gateway_serve(struct config *cfg, const char *listen_override)
         .workers = cfg->workers,
     };
     char host[256];
-    if (listen_override) {
-        const char *colon = strrchr(listen_override, ':');
-        if (!colon || colon == listen_override ||
-            (size_t)(colon - listen_override) >= sizeof(host)) {
-            log_write(LOG_ERROR, "--listen expects HOST:PORT", NULL);
-            return 2;
-        }
-        memcpy(host, listen_override, (size_t)(colon - listen_override));
-        host[colon - listen_override] = '\0';
-        opts.host = host;
-        char *end = NULL;
-        long port = strtol(colon + 1, &end, 10);
-        if (!end || *end || port < 0 || port > 65535) {
-            log_write(LOG_ERROR, "--listen expects HOST:PORT", NULL);
-            return 2;
-        }
-        opts.port = (int)port;
+    if (listen_override &&
+        !parse_listen(listen_override, host, sizeof(host), &opts)) {
+        fprintf(stderr, "relay serve: --listen expects HOST:PORT like "
+                "127.0.0.1:8080, got \"%s\"\n", listen_override);
+        return 2;
     }
     static struct server_hooks hooks = {
         .worker_start = worker_start,
@@ -314,12 +333,7 @@ int gateway_serve(struct config *cfg, const char *listen_override)
     /* Signal handlers first: a SIGTERM that comes as soon as the port
      * answers must drain, not kill. */
     uv_loop_t *loop = uv_default_loop();
-    uv_signal_init(loop, &sig_hup);
-    uv_signal_init(loop, &sig_term);
-    uv_signal_init(loop, &sig_int);
-    uv_signal_start(&sig_hup, on_hup, SIGHUP);
-    uv_signal_start(&sig_term, on_stop, SIGTERM);
-    uv_signal_start(&sig_int, on_stop, SIGINT);
+    watch_signals(loop);
     /* The request log before the workers: migrations are applied and a
      * journal left by an earlier run is replayed. A store that is down is
      * no reason not to serve (rows wait in the journal); a bad URL is. */
