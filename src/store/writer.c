@@ -324,6 +324,12 @@ enum rl_err store_open(const char *url, const struct store_opts *opts)
     if (atomic_load(&is_open)) {
         return RL_E_INTERNAL;
     }
+    if (url && strcmp(url, "none") == 0) {
+        /* The operator's choice: the JSON log lines only, no rows. */
+        log_write(LOG_WARN, "request log store is off (store: none): "
+                  "requests are only in the JSON log lines", NULL);
+        return RL_OK;
+    }
     set_defaults(opts);
     char err[1024] = "";
     enum rl_err e = store_target_parse(url, &S.target, err, sizeof(err));
