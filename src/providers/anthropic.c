@@ -441,13 +441,6 @@ static void usage_set(struct usage *u, int64_t input, int64_t cache_read,
     u->completion_tokens = output;
 }
 
-static int64_t count(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) && json_integer_value(v) > 0
-               ? (int64_t)json_integer_value(v)
-               : 0;
-}
 
 /* ---------------------------------------------------------------------
  * parse_response
@@ -494,10 +487,10 @@ static enum rl_err parse_response(struct str body, struct buf *out,
         }
     }
     json_t *u = json_object_get(msg, "usage");
-    usage_set(usage, count(u, "input_tokens"),
-              count(u, "cache_read_input_tokens"),
-              count(u, "cache_creation_input_tokens"),
-              count(u, "output_tokens"));
+    usage_set(usage, native_count(u, "input_tokens"),
+              native_count(u, "cache_read_input_tokens"),
+              native_count(u, "cache_creation_input_tokens"),
+              native_count(u, "output_tokens"));
     const char *finish = finish_of(json_string_value(
         json_object_get(msg, "stop_reason")));
     enum rl_err result = native_completion_append(

@@ -499,32 +499,7 @@ static void usage_set(struct usage *u, int64_t prompt, int64_t candidates,
     u->cached_tokens = cached;
 }
 
-/* Makes a tool call id from what is known of the call (Gemini gives none):
- * the same call gives the same id, different calls almost surely not. */
-static void make_call_id(char out[24], int index, struct str name,
-                         struct str args)
-{
-    uint32_t h = 2166136261u;
-    const struct str parts[] = {name, args};
-    for (size_t k = 0; k < 2; k++) {
-        for (size_t i = 0; i < parts[k].len; i++) {
-            h = (h ^ (unsigned char)parts[k].p[i]) * 16777619u;
-        }
-    }
-    snprintf(out, 24, "call_%d_%08x", index, h);
-}
 
-/* ---------------------------------------------------------------------
- * parse_response
- * ------------------------------------------------------------------- */
-
-static int64_t count(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) && json_integer_value(v) > 0
-               ? (int64_t)json_integer_value(v)
-               : 0;
-}
 
 /* Adds one functionCall part to calls, in OpenAI's shape. */
 static void add_call(json_t *calls, json_t *fc)
@@ -535,7 +510,7 @@ static void add_call(json_t *calls, json_t *fc)
     const char *name = json_string_value(json_object_get(fc, "name"));
     const char *given = json_string_value(json_object_get(fc, "id"));
     char id[24];
-    make_call_id(id, (int)json_array_size(calls), str_from(name),
+    native_call_id(id, (int)json_array_size(calls), str_from(name),
                  str_from(text));
     json_array_append_new(calls,
                           json_pack("{s:s,s:s,s:{s:s,s:s}}", "id",
@@ -583,10 +558,10 @@ static enum rl_err parse_response(struct str body, struct buf *out,
         }
     }
     json_t *um = json_object_get(root, "usageMetadata");
-    usage_set(usage, count(um, "promptTokenCount"),
-              count(um, "candidatesTokenCount"),
-              count(um, "thoughtsTokenCount"),
-              count(um, "cachedContentTokenCount"));
+    usage_set(usage, native_count(um, "promptTokenCount"),
+              native_count(um, "candidatesTokenCount"),
+              native_count(um, "thoughtsTokenCount"),
+              native_count(um, "cachedContentTokenCount"));
     const char *finish =
         block && !cand ? "content_filter"
                        : finish_of(json_string_value(json_object_get(
@@ -664,7 +639,7 @@ static enum rl_err stream_part(struct stream_state *st, struct str part,
             if (!jscan_string(name->value, nm, sizeof(nm), &nlen)) {
                 nlen = 0;
             }
-            make_call_id(made, index, (struct str){nm, nlen}, a);
+            native_call_id(made, index, (struct str){nm, nlen}, a);
             buf_printf(&d, "\"%s\"", made);
         }
         buf_append_cstr(&d, ",\"type\":\"function\",\"function\":{\"name\":");

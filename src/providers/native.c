@@ -424,3 +424,24 @@ bool native_contains(const char *s, const char *needle)
     }
     return false;
 }
+
+int64_t native_count(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) && json_integer_value(v) > 0
+               ? (int64_t)json_integer_value(v)
+               : 0;
+}
+
+void native_call_id(char out[24], int index, struct str name,
+                    struct str args)
+{
+    uint32_t h = 2166136261u; /* FNV-1a over the name, then the arguments */
+    const struct str parts[] = {name, args};
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t i = 0; i < parts[k].len; i++) {
+            h = (h ^ (unsigned char)parts[k].p[i]) * 16777619u;
+        }
+    }
+    snprintf(out, 24, "call_%d_%08x", index, h);
+}

@@ -147,4 +147,12 @@ void native_error_set(struct provider_error *out, enum native_fail kind,
 /* True if s contains needle, ignoring ASCII case. */
 bool native_contains(const char *s, const char *needle);
 
+/* Returns obj[key] if it is a positive integer, else 0 (token counts). */
+int64_t native_count(json_t *obj, const char *key);
+
+/* Makes a tool call id from what is known of a call, for providers that
+ * give none: the same call gives the same id ("call_<index>_<fnv32>"). */
+void native_call_id(char out[24], int index, struct str name,
+                    struct str args);
+
 #endif

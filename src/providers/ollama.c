@@ -315,32 +315,7 @@ static void usage_set(struct usage *u, int64_t prompt, int64_t completion)
     u->completion_tokens = completion;
 }
 
-/* Makes a tool call id (older Ollama versions give none): the same call
- * gives the same id, different calls almost surely not. */
-static void make_call_id(char out[24], int index, struct str name,
-                         struct str args)
-{
-    uint32_t h = 2166136261u;
-    const struct str parts[] = {name, args};
-    for (size_t k = 0; k < 2; k++) {
-        for (size_t i = 0; i < parts[k].len; i++) {
-            h = (h ^ (unsigned char)parts[k].p[i]) * 16777619u;
-        }
-    }
-    snprintf(out, 24, "call_%d_%08x", index, h);
-}
 
-/* ---------------------------------------------------------------------
- * parse_response
- * ------------------------------------------------------------------- */
-
-static int64_t count(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) && json_integer_value(v) > 0
-               ? (int64_t)json_integer_value(v)
-               : 0;
-}
 
 static enum rl_err parse_response(struct str body, struct buf *out,
                                   struct usage *usage,
@@ -369,7 +344,7 @@ static enum rl_err parse_response(struct str body, struct buf *out,
         const char *name = json_string_value(json_object_get(fn, "name"));
         const char *given = json_string_value(json_object_get(call, "id"));
         char id[24];
-        make_call_id(id, (int)i, str_from(name), str_from(text));
+        native_call_id(id, (int)i, str_from(name), str_from(text));
         json_array_append_new(
             calls, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", given ? given : id,
                              "type", "function", "function", "name",
@@ -377,8 +352,8 @@ static enum rl_err parse_response(struct str body, struct buf *out,
                              text ? text : "{}"));
         free(text);
     }
-    usage_set(usage, count(root, "prompt_eval_count"),
-              count(root, "eval_count"));
+    usage_set(usage, native_count(root, "prompt_eval_count"),
+              native_count(root, "eval_count"));
     const char *text = json_string_value(content);
     const char *finish = finish_of(json_string_value(json_object_get(
                                        root, "done_reason")),
@@ -443,7 +418,7 @@ static enum rl_err stream_calls(struct stream_state *st, struct str calls,
             if (!jscan_string(name->value, nm, sizeof(nm), &nlen)) {
                 nlen = 0;
             }
-            make_call_id(made, index, (struct str){nm, nlen}, a);
+            native_call_id(made, index, (struct str){nm, nlen}, a);
             buf_printf(&d, "\"%s\"", made);
         }
         buf_append_cstr(&d, ",\"type\":\"function\",\"function\":{\"name\":");
