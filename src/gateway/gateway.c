@@ -147,7 +147,11 @@ static void serve_models(struct req *r, const struct http_request *http)
         if (api_models_get(r->cfg, id, &body) == RL_OK) {
             reply_json(r, 200, (struct str){body.p, body.len});
         } else {
-            reply_error(r, RL_E_MODEL_NOT_FOUND, NULL, "model");
+            char msg[400];
+            snprintf(msg, sizeof(msg), "The model '%.*s' does not exist. "
+                     "GET /v1/models lists the models this gateway serves.",
+                     (int)(id.len > 200 ? 200 : id.len), id.p);
+            reply_error(r, RL_E_MODEL_NOT_FOUND, msg, "model");
         }
     }
     buf_free(&body);
