@@ -54,20 +54,11 @@ struct stream_state {
  * build_request
  * ------------------------------------------------------------------- */
 
-/* Returns the content array of the last message if it has role, else of a
- * new message with role: Anthropic wants consecutive turns of one role
- * merged (all tool results of a turn in one user message). */
+/* Anthropic wants consecutive turns of one role merged (all tool results
+ * of a turn in one user message). */
 static json_t *blocks_for(json_t *messages, const char *role)
 {
-    size_t n = json_array_size(messages);
-    json_t *last = n ? json_array_get(messages, n - 1) : NULL;
-    const char *last_role = json_string_value(json_object_get(last, "role"));
-    if (last_role && strcmp(last_role, role) == 0) {
-        return json_object_get(last, "content");
-    }
-    json_t *m = json_pack("{s:s,s:[]}", "role", role, "content");
-    json_array_append_new(messages, m);
-    return json_object_get(m, "content");
+    return native_turn(messages, role, "content");
 }
 
 /* Appends the image block for an OpenAI image_url part. */
@@ -340,12 +331,7 @@ static void translate_params(json_t *in, json_t *body)
             json_object_set(body, *k, v);
         }
     }
-    json_t *stop = json_object_get(in, "stop");
-    if (json_is_string(stop)) {
-        json_object_set_new(body, "stop_sequences", json_pack("[O]", stop));
-    } else if (json_is_array(stop) && json_array_size(stop)) {
-        json_object_set(body, "stop_sequences", stop);
-    }
+    native_copy_stop(in, body, "stop_sequences");
     json_t *user = json_object_get(in, "user");
     if (json_is_string(user)) {
         json_object_set_new(body, "metadata",

@@ -81,15 +81,7 @@ static json_t *schema_copy(json_t *schema)
  * together). */
 static json_t *parts_for(json_t *contents, const char *role)
 {
-    size_t n = json_array_size(contents);
-    json_t *last = n ? json_array_get(contents, n - 1) : NULL;
-    const char *last_role = json_string_value(json_object_get(last, "role"));
-    if (last_role && strcmp(last_role, role) == 0) {
-        return json_object_get(last, "parts");
-    }
-    json_t *c = json_pack("{s:s,s:[]}", "role", role, "parts");
-    json_array_append_new(contents, c);
-    return json_object_get(c, "parts");
+    return native_turn(contents, role, "parts");
 }
 
 /* Guesses an image's media type from its URL (fileData requires one). */
@@ -363,12 +355,7 @@ static enum rl_err generation_config(json_t *in, json_t *gc,
     if (max) {
         json_object_set_new(gc, "maxOutputTokens", json_integer(max));
     }
-    json_t *stop = json_object_get(in, "stop");
-    if (json_is_string(stop)) {
-        json_object_set_new(gc, "stopSequences", json_pack("[O]", stop));
-    } else if (json_is_array(stop) && json_array_size(stop)) {
-        json_object_set(gc, "stopSequences", stop);
-    }
+    native_copy_stop(in, gc, "stopSequences");
     json_t *rf = json_object_get(in, "response_format");
     const char *type = json_string_value(json_object_get(rf, "type"));
     if (!rf || json_is_null(rf) || (type && !strcmp(type, "text"))) {

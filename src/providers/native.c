@@ -445,3 +445,26 @@ void native_call_id(char out[24], int index, struct str name,
     }
     snprintf(out, 24, "call_%d_%08x", index, h);
 }
+
+json_t *native_turn(json_t *turns, const char *role, const char *list)
+{
+    size_t n = json_array_size(turns);
+    json_t *last = n ? json_array_get(turns, n - 1) : NULL;
+    const char *last_role = json_string_value(json_object_get(last, "role"));
+    if (last_role && strcmp(last_role, role) == 0) {
+        return json_object_get(last, list);
+    }
+    json_t *t = json_pack("{s:s,s:[]}", "role", role, list);
+    json_array_append_new(turns, t);
+    return json_object_get(t, list);
+}
+
+void native_copy_stop(json_t *in, json_t *out, const char *key)
+{
+    json_t *stop = json_object_get(in, "stop");
+    if (json_is_string(stop)) {
+        json_object_set_new(out, key, json_pack("[O]", stop));
+    } else if (json_is_array(stop) && json_array_size(stop)) {
+        json_object_set(out, key, stop);
+    }
+}

@@ -147,6 +147,14 @@ void native_error_set(struct provider_error *out, enum native_fail kind,
 /* True if s contains needle, ignoring ASCII case. */
 bool native_contains(const char *s, const char *needle);
 
+/* Returns the `list` array of the last turn of turns if that turn has
+ * role, else of a new turn {"role": role, list: []} appended to turns, for
+ * providers that want one turn's pieces together. Borrowed reference. */
+json_t *native_turn(json_t *turns, const char *role, const char *list);
+
+/* Copies OpenAI's "stop" (a string or a list) into out[key] as a list. */
+void native_copy_stop(json_t *in, json_t *out, const char *key);
+
 /* Returns obj[key] if it is a positive integer, else 0 (token counts). */
 int64_t native_count(json_t *obj, const char *key);
 

@@ -224,12 +224,7 @@ static enum rl_err translate_options(json_t *in, json_t *body,
     if (max) {
         json_object_set_new(opts, "num_predict", json_integer(max));
     }
-    json_t *stop = json_object_get(in, "stop");
-    if (json_is_string(stop)) {
-        json_object_set_new(opts, "stop", json_pack("[O]", stop));
-    } else if (json_is_array(stop) && json_array_size(stop)) {
-        json_object_set(opts, "stop", stop);
-    }
+    native_copy_stop(in, opts, "stop");
     if (json_object_size(opts)) {
         json_object_set(body, "options", opts);
     }
