@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "accounting/accounting.h"
 #include "config/config.h"
 #include "request.h"
 #include "server/server.h"
@@ -241,12 +242,19 @@ void reply_completion(struct req *r, struct str completion)
         return;
     }
     r->status = 200;
+    if (!r->usage.present) {
+        r->output_tokens_est = accounting_tokens_output(completion);
+    }
     if (!r->conn) {
         return;
     }
+    accounting_price(r);
     struct buf h;
     buf_init(&h, 4096);
     common_headers(r, &h);
+    buf_append_cstr(&h, "x-relay-cost-usd: ");
+    buf_append_fixed(&h, r->cost_nusd, 9);
+    buf_append_cstr(&h, "\r\n");
     server_on_abort(r->conn, NULL, NULL);
     server_respond(r->conn, 200, "application/json",
                    (struct str){h.p, h.len},
@@ -271,6 +279,8 @@ void reply_stream_begin(struct req *r)
 bool reply_stream_chunk(struct req *r, struct str chunk,
                         const struct chunk_members *members)
 {
+    /* Counted for every chunk: a provider's usage, if any, comes last. */
+    r->output_tokens_est += accounting_tokens_output(chunk);
     buf_reset(&r->out);
     buf_append(&r->out, "data: ", 6);
     int kept = rebrand(r, chunk, true, members ? members->items : NULL,

@@ -47,15 +47,19 @@ struct req *req_new(struct gw_worker *w, struct conn *c,
     r->w = w;
     r->cfg = config_ref(w->cfg);
     r->conn = c;
-    /* "req_" and 24 hex digits from two draws, without printf. */
-    uint64_t a = next_random(&w->rng);
-    uint64_t b = next_random(&w->rng) >> 32;
+    /* "req_", 11 hex digits of the wall-clock millisecond, 13 random hex
+     * digits (52 bits), without printf. Ids that grow with time land at
+     * the right end of the request log's unique index instead of on a
+     * random page of it: the SQLite writer's cost per row fell by half
+     * (decisions.md). */
+    uint64_t a = clock_wall_ms();
+    uint64_t b = next_random(&w->rng);
     memcpy(r->id, "req_", 4);
-    for (int i = 0; i < 16; i++) {
-        r->id[4 + i] = "0123456789abcdef"[(a >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < 11; i++) {
+        r->id[4 + i] = "0123456789abcdef"[(a >> (40 - 4 * i)) & 15];
     }
-    for (int i = 0; i < 8; i++) {
-        r->id[20 + i] = "0123456789abcdef"[(b >> (28 - 4 * i)) & 15];
+    for (int i = 0; i < 13; i++) {
+        r->id[15 + i] = "0123456789abcdef"[(b >> (60 - 4 * i)) & 15];
     }
     r->id[28] = '\0';
     r->method = http ? method_name(http->method) : "POST";

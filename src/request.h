@@ -49,7 +49,9 @@ struct req {
     int status;                  /* HTTP status sent */
     const char *error_type;      /* OpenAI error type, or NULL */
     const char *error_code;      /* OpenAI error code, or NULL */
-    struct usage usage;          /* tokens, as reported */
+    struct usage usage;          /* tokens, as reported (or estimated) */
+    int64_t output_tokens_est;   /* output tokens estimated from what was
+                                    sent, for a provider without usage */
     int attempts;                /* upstream requests made */
     uint64_t upstream_us;        /* waiting on providers */
     uint64_t ttft_us;            /* to the first streamed event */
@@ -57,6 +59,8 @@ struct req {
     bool streamed;               /* the response was SSE */
     bool client_gone;            /* the client left before the end */
     bool accounted;              /* accounting_finish ran */
+    bool priced;                 /* accounting_price ran */
+    bool usage_estimated;        /* usage was estimated, not reported */
     struct buf out;              /* scratch for serialising chunks */
 };
 

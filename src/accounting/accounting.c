@@ -84,8 +84,28 @@ void accounting_row(const struct req *r, int64_t now_wall_us,
     row->upstream_us = r->upstream_us;
     row->overhead_us = total > r->upstream_us ? total - r->upstream_us : 0;
     row->stream = r->streamed;
-    row->usage_estimated = r->model && !r->usage.present;
+    row->usage_estimated = r->usage_estimated;
     row->client_gone = r->client_gone;
+}
+
+void accounting_price(struct req *r)
+{
+    if (r->priced) {
+        return;
+    }
+    r->priced = true;
+    bool answered = r->status == 200 || (r->client_gone && r->streamed);
+    if (r->model && !r->usage.present && answered) {
+        /* The provider answered but said nothing of usage: estimate it
+         * from what was asked and what was sent, and mark the row
+         * estimated. A failed call is not billed. */
+        r->usage.prompt_tokens = accounting_tokens_prompt(r->chat.raw);
+        r->usage.completion_tokens = r->output_tokens_est;
+        r->usage_estimated = true;
+    }
+    if (r->model && (r->usage.present || r->usage_estimated)) {
+        r->cost_nusd = price_cost_nusd(r->model, &r->usage);
+    }
 }
 
 void accounting_finish(struct req *r)
@@ -94,9 +114,7 @@ void accounting_finish(struct req *r)
         return;
     }
     r->accounted = true;
-    if (r->model && r->usage.present) {
-        r->cost_nusd = price_cost_nusd(r->model, &r->usage);
-    }
+    accounting_price(r);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     struct store_row row;
@@ -127,6 +145,7 @@ void accounting_finish(struct req *r)
     num(&b, "completion_tokens", r->usage.completion_tokens);
     num(&b, "cached_tokens", r->usage.cached_tokens);
     raw(&b, "usage_reported", r->usage.present ? "true" : "false");
+    raw(&b, "usage_estimated", r->usage_estimated ? "true" : "false");
     raw(&b, "cost_usd", "");
     buf_append_fixed(&b, r->cost_nusd, 9);
     ms(&b, "latency_ms", total);

@@ -4,7 +4,10 @@
 #ifndef RL_ACCOUNTING_H
 #define RL_ACCOUNTING_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "util/str.h"
 
 struct req;
 struct model_cfg;
@@ -12,17 +15,34 @@ struct usage;
 struct store_row;
 
 /* Returns the cost of usage on model in nano-dollars, from integer prices
- * per million tokens, rounded to the nearest nano-dollar. Cached prompt
- * tokens (a part of prompt_tokens) are priced at the cached-input price. */
+ * per million tokens, rounded to the nearest nano-dollar, once. Cached
+ * prompt tokens and tokens written to the prompt cache (both a part of
+ * prompt_tokens) are priced at the cached-input and cache-write prices. */
 int64_t price_cost_nusd(const struct model_cfg *model,
                         const struct usage *usage);
+
+/* Estimates the tokens of text (JSON string text, escapes kept) as a BPE
+ * tokenizer of the GPT/Llama families would count them (tokens.c). */
+int64_t accounting_tokens_text(const char *p, size_t len);
+/* Estimates the prompt tokens of a chat request (its JSON text): message
+ * contents, tool calls and tool definitions, plus per-message overhead. */
+int64_t accounting_tokens_prompt(struct str request);
+/* Estimates the output tokens in an answer or a stream chunk (JSON text):
+ * its content, refusal and tool-call argument strings. */
+int64_t accounting_tokens_output(struct str answer);
 
 /* Fills row, the request_log row of r (already priced), with now_wall_us
  * the wall-clock time in Unix microseconds. */
 void accounting_row(const struct req *r, int64_t now_wall_us,
                     struct store_row *row);
 
-/* Prices r, hands its row to the store and writes its one log line.
+/* Prices r from its usage, estimating the usage (and marking it so) when
+ * an answer came without one; a failed call costs nothing. Runs once: the
+ * non-stream reply calls it for its x-relay-cost-usd header, and
+ * accounting_finish() for every request. */
+void accounting_price(struct req *r);
+
+/* Prices r (if not yet), hands its row to the store and writes its one log line.
  * Called by req_free(); runs once per request. */
 void accounting_finish(struct req *r);
 

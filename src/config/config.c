@@ -448,8 +448,11 @@ static void price_pair(struct loader *ld, const char *key, yaml_node_t *k,
         dst = &mc->m->output_nusd_per_mtok;
     } else if (strcmp(key, "cached_input") == 0) {
         dst = &mc->m->cached_nusd_per_mtok;
+    } else if (strcmp(key, "cache_write") == 0) {
+        dst = &mc->m->cache_write_nusd_per_mtok;
     } else {
-        fail(ld, k, f, "unknown price (input, output, cached_input)");
+        fail(ld, k, f, "unknown price (input, output, cached_input, "
+             "cache_write)");
         return;
     }
     const char *s = scalar(ld, v, f);
@@ -565,8 +568,12 @@ static void load_models(struct loader *ld, struct config *c, yaml_node_t *v)
         mc.m->context_tokens = 8192;
         mc.m->prior_ttft_ms = 500;
         mc.m->prior_tokens_per_s = 100;
+        mc.m->cache_write_nusd_per_mtok = -1; /* unset: the input price */
         if (!each_pair(ld, item, mc.field, model_pair, &mc)) {
             continue;
+        }
+        if (mc.m->cache_write_nusd_per_mtok < 0) {
+            mc.m->cache_write_nusd_per_mtok = mc.m->input_nusd_per_mtok;
         }
         if (!mc.m->name || !*mc.m->name) {
             fail(ld, item, mc.field, "missing \"name\"");

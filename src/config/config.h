@@ -37,7 +37,11 @@ struct model_cfg {
     char *upstream;                /* the provider's model id */
     int64_t input_nusd_per_mtok;   /* price of a million prompt tokens */
     int64_t output_nusd_per_mtok;  /* price of a million completion tokens */
-    int64_t cached_nusd_per_mtok;  /* price of a million cached prompt tokens */
+    int64_t cached_nusd_per_mtok;  /* price of a million cached prompt tokens
+                                      (read from a provider's prompt cache) */
+    int64_t cache_write_nusd_per_mtok; /* price of a million prompt tokens
+                                      written to the prompt cache (default:
+                                      the input price) */
     int tier;                      /* quality tier, higher is better */
     int64_t context_tokens;        /* context window */
     uint32_t prior_ttft_ms;        /* latency prior: time to first token */

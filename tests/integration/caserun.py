@@ -61,6 +61,7 @@ class Ctx:
         self.case = case
         self.verbose = verbose
         self.request_ids = []
+        self.case_requests = None  # how many came before `after:`
         self.background = {}
         self.exited = False
         self.notes = []
@@ -590,6 +591,9 @@ class Ctx:
         dups = sorted({i for i in ids if ids.count(i) > 1})
         if dups:
             fail("x-request-id values repeat across responses: %s" % dups[:3])
+        # log.request applies to the case's own requests, not to the
+        # normal completion of `after:` that ends every case.
+        own = {rid for rid, _, _ in self.request_ids[:self.case_requests]}
         if self.case.get("log", {}).get("per_request", True):
             for rid, status, logged in self.request_ids:
                 if not logged:
@@ -603,6 +607,11 @@ class Ctx:
                     if got is not None and got != status and not left:
                         fail("relay log says status %s for request %s, the client got %s"
                              % (got, rid, status))
+                want = self.case.get("log", {}).get("request")
+                if len(access) == 1 and want is not None and rid in own:
+                    why = match(want, access[0])
+                    if why is not None:
+                        fail("relay log line of request %s: %s" % (rid, why))
                 if len(access) != 1:
                     mentions = [ln for ln, o in objs if rid in ln]
                     ids = [o.get("request_id", o.get("id")) for ln, o in objs
@@ -678,6 +687,7 @@ def established_to(port):
 
 
 def after_checks(ctx):
+    ctx.case_requests = len(ctx.request_ids)
     after = ctx.case.get("after", {}) or {}
     st = ctx.stack
     if after.get("healthz", True):

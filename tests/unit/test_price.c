@@ -115,6 +115,32 @@ static void test_very_large_token_counts_do_not_overflow(void **state)
     assert_int_equal(price_cost_nusd(&m, &u), 500000000000000000LL);
 }
 
+static void test_cache_writes_are_priced_at_the_cache_write_price(
+    void **state)
+{
+    (void)state;
+    /* Anthropic-style usage, already folded into the canonical record:
+     * 1000 prompt tokens of which 200 read from the cache and 300 written
+     * to it. Input 3 USD/M, cache read 0.30, cache write 3.75, output 15.
+     * 500 x 3000 + 200 x 300 + 300 x 3750 + 100 x 15000 nUSD/M:
+     * 1,500,000 + 60,000 + 1,125,000 + 1,500,000 = 4,185,000 / 1000. */
+    struct model_cfg m = model(3000000000LL, 15000000000LL, 300000000LL);
+    m.cache_write_nusd_per_mtok = 3750000000LL;
+    struct usage u = usage(1000, 200, 100);
+    u.cache_write_tokens = 300;
+    assert_int_equal(price_cost_nusd(&m, &u), 4185000);
+}
+
+static void test_cache_writes_past_the_prompt_are_clamped(void **state)
+{
+    (void)state;
+    struct model_cfg m = model(1000000000LL, 0, 0);
+    m.cache_write_nusd_per_mtok = 2000000000LL;
+    struct usage u = usage(100, 60, 0);
+    u.cache_write_tokens = 500; /* only 40 are left to have been written */
+    assert_int_equal(price_cost_nusd(&m, &u), 40 * 2000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +152,9 @@ int main(void)
         cmocka_unit_test(
             test_cached_more_than_prompt_is_clamped_to_the_prompt),
         cmocka_unit_test(test_very_large_token_counts_do_not_overflow),
+        cmocka_unit_test(
+            test_cache_writes_are_priced_at_the_cache_write_price),
+        cmocka_unit_test(test_cache_writes_past_the_prompt_are_clamped),
     };
     return cmocka_run_group_tests_name("price", tests, NULL, NULL);
 }

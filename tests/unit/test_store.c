@@ -486,7 +486,7 @@ static void test_accounting_fills_the_row_from_the_request(void **state)
     assert_int_equal(row.attempts, 2);
     assert_true(row.stream);
     assert_true(row.client_gone);
-    assert_true(row.usage_estimated); /* the provider reported none */
+    assert_false(row.usage_estimated); /* a failed call is not estimated */
     assert_false(row.has_similarity);
     assert_int_equal(row.savings_nusd, 0);
 }

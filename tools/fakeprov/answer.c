@@ -226,6 +226,7 @@ bool fake_answer_begin(struct answer *a, const struct fake_opts *o,
     a->completion_tokens = ntokens;
     a->cache_read = sc->cache_read;
     a->cache_write = sc->cache_write;
+    a->no_usage = sc->usage == 0;
     return true;
 }
 

@@ -77,6 +77,8 @@ struct script {
     int64_t retry_after_s; /* Retry-After of a 429, s; 0 = no header */
     int64_t cache_read;    /* cached prompt tokens read (`cached`) */
     int64_t cache_write;   /* prompt tokens written to the cache */
+    int64_t usage;         /* 0: OpenAI answers carry no usage; 1 (the
+                              default, set by the parser) reports it */
 };
 
 /*
@@ -160,6 +162,7 @@ struct answer {
     int64_t cache_read;      /* usage: cached input tokens read */
     int64_t cache_write;     /* usage: input tokens written to the cache */
     int64_t completion_tokens; /* usage: the answer's length in tokens */
+    bool no_usage;           /* OpenAI format: leave usage out entirely */
     uint64_t ttft_ms;        /* delay before the first token, ms */
     double tps;              /* pacing, tokens per second; 0 = none */
     int status;              /* ANSWER_ERROR: HTTP status */

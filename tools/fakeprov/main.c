@@ -78,6 +78,7 @@ static const char usage[] =
 "  p=X            probability 0..1 that status/fault applies (seeded)\n"
 "  cached=N       cached prompt tokens in usage (alias cache_read)\n"
 "  cache_write=N  cache-creation tokens (Anthropic usage only)\n"
+"  usage=0        OpenAI format: no usage in the answer or the stream\n"
 "  fault=safety   no text, stopped by a filter; fault=blocked: prompt\n"
 "                 blocked (Gemini promptFeedback)\n"
 "Example: model \"fake?ttft_ms=200&tps=50&status=503&first=1\"\n"

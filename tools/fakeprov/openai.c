@@ -194,6 +194,9 @@ static void build(const json_t *req, const struct fake_opts *o,
         !fake_answer_begin(a, o, limit, &sc)) {
         return;
     }
+    if (a->no_usage) {
+        a->include_usage = false; /* usage=0: a server that never counts */
+    }
     const json_t *msgs = json_object_get(req, "messages");
     a->prompt_tokens = fake_text_prompt_tokens(msgs);
     const json_t *tool = pick_tool(req, a);
@@ -271,6 +274,10 @@ static void render_body(const struct answer *a, struct buf *b)
     }
     put(b, ",\"annotations\":[]},\"logprobs\":null,\"finish_reason\":\"");
     put(b, a->finish);
+    if (a->no_usage) {
+        put(b, "\"}]}"); /* as some compatible servers answer */
+        return;
+    }
     put(b, "\"}],\"usage\":");
     put_usage(a, b);
     put(b, "}");

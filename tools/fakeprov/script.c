@@ -127,6 +127,8 @@ static bool apply_pair(struct script *sc, struct str k, struct str v)
         return parse_int(v, 0, 1000000000, &sc->cache_read);
     } else if (str_eq_lit(k, "cache_write")) {
         return parse_int(v, 0, 1000000000, &sc->cache_write);
+    } else if (str_eq_lit(k, "usage")) {
+        return parse_int(v, 0, 1, &sc->usage);
     }
     return false;
 }
@@ -136,7 +138,7 @@ enum rl_err fake_script_parse(struct str model, struct script *out, char *err,
 {
     *out = (struct script){
         .base = model, .ttft_ms = -1, .tps = -1, .tokens = -1,
-        .after = -1, .p = 1.0, .retry_after_s = 1,
+        .after = -1, .p = 1.0, .retry_after_s = 1, .usage = 1,
     };
     const char *q = memchr(model.p, '?', model.len);
     if (!q) {
