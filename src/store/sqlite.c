@@ -64,12 +64,8 @@ static struct store_conn *sq_connect(const char *target, char *err, size_t n)
         return NULL;
     }
     sqlite3_busy_timeout(db, 5000);
-    /* A page cache of 64 MiB and reads through mmap: without them most of
-     * the writer's time went to copying index pages in and out of the
-     * kernel (measured with perf: decisions.md). */
-    if (!exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-              "PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456;",
-              err, n)) {
+    if (!exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err,
+              n)) {
         sqlite3_close(db);
         return NULL;
     }
