@@ -170,11 +170,17 @@ static enum rl_err pg_insert(struct store_conn *c, const struct store_row *rows,
     PGresult *res = PQexecParams(c->pg, sql.p, (int)np, NULL, params, NULL,
                                  NULL, 0);
     bool ok = pg_ok(c->pg, res, PGRES_COMMAND_OK, err, errn);
+    /* SQLSTATE classes 22 (data exception) and 23 (integrity constraint)
+     * are about what a row holds: sending it again cannot help. Anything
+     * else (connection, schema, resources) may pass on a later try. */
+    const char *state = ok ? NULL : PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    bool rejected = state && (strncmp(state, "22", 2) == 0 ||
+                              strncmp(state, "23", 2) == 0);
     PQclear(res);
     buf_free(&sql);
     free(nums);
     free(params);
-    return ok ? RL_OK : RL_E_IO;
+    return ok ? RL_OK : rejected ? RL_E_REJECTED : RL_E_IO;
 }
 
 /* ---------------------------------------------------------------------

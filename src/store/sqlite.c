@@ -152,7 +152,13 @@ static enum rl_err sq_insert(struct store_conn *c, const struct store_row *rows,
             db_error(c->db, "inserting", err, errn);
             char ignore[256];
             exec(c->db, "ROLLBACK", ignore, sizeof(ignore));
-            return RL_E_IO;
+            /* A constraint, a type or a size is about the row itself:
+             * another try cannot help. Locks and I/O may pass. */
+            int base = rc & 0xff;
+            return base == SQLITE_CONSTRAINT || base == SQLITE_MISMATCH ||
+                           base == SQLITE_TOOBIG || base == SQLITE_RANGE
+                       ? RL_E_REJECTED
+                       : RL_E_IO;
         }
     }
     if (!exec(c->db, "COMMIT", err, errn)) {

@@ -93,6 +93,9 @@ struct store_stats {
     uint64_t replayed;     /* journal rows sent to the store */
     uint64_t lost;         /* rows neither stored nor journaled */
     uint64_t failed_batches; /* inserts that failed */
+    uint64_t rejected;     /* rows the store refused for their content,
+                              set aside in the journal folder's
+                              rejected.jsonl */
 };
 
 /* Options of store_open; zero values take the defaults. */
@@ -140,8 +143,9 @@ struct store_engine {
     struct store_conn *(*connect)(const char *target, char *err, size_t n);
     void (*disconnect)(struct store_conn *c);
     /* Inserts rows in one transaction, ignoring request ids already there.
-     * On failure writes why into err and returns RL_E_IO: nothing of the
-     * batch may be assumed stored (nor assumed absent). */
+     * On failure writes why into err and returns RL_E_REJECTED when a row's
+     * content was refused (another try cannot help), else RL_E_IO; either
+     * way nothing of the batch is stored. */
     enum rl_err (*insert)(struct store_conn *c, const struct store_row *rows,
                           size_t n, char *err, size_t errn);
     /* Runs one migration's SQL and records version in schema_migrations,

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -103,11 +104,70 @@ static void say_unreachable(const char *why)
     log_detail(LOG_ERROR, "request log store unreachable", msg);
 }
 
+/* Appends row, which the store refused for its content, with the
+ * store's reason to rejected.jsonl in the journal folder (fsynced), for
+ * the operator to look at; it is never sent again. */
+static void set_aside(const struct store_row *row, const char *why)
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/rejected.jsonl", S.target.journal_dir);
+    struct buf b;
+    buf_init(&b, 65536);
+    buf_append_cstr(&b, "{\"error\":\"");
+    buf_append_json_escaped(&b, why, strlen(why));
+    buf_append_cstr(&b, "\",\"row\":");
+    bool ok = store_row_encode(row, &b) == RL_OK;
+    buf_append_cstr(&b, "}\n");
+    FILE *f = ok ? fopen(path, "a") : NULL;
+    ok = f && fwrite(b.p, 1, b.len, f) == b.len && fflush(f) == 0 &&
+         fsync(fileno(f)) == 0;
+    if (f) {
+        ok = fclose(f) == 0 && ok;
+    }
+    buf_free(&b);
+    pthread_mutex_lock(&S.mu);
+    S.stats.rejected += ok;
+    S.stats.lost += !ok;
+    pthread_mutex_unlock(&S.mu);
+    log_write(ok ? LOG_WARN : LOG_ERROR, ok ? "request log row rejected by "
+              "the store; set aside" : "request log row rejected by the "
+              "store and could not be set aside",
+              "\"request_id\":\"%s\",\"file\":\"%s\"", row->request_id,
+              path);
+}
+
+/* Inserts rows. When the store refuses the batch for a row's content,
+ * inserts them one at a time and sets the refused ones aside, so that one
+ * bad row can hold back neither its batch nor the journal. Returns RL_OK
+ * when every row is stored or set aside (*nrejected of them), RL_E_IO
+ * when the store failed otherwise (the rows stored already are ignored
+ * when the batch is sent again). */
+static enum rl_err insert_rows(const struct store_row *rows, size_t n,
+                               char *err, size_t errn, size_t *nrejected)
+{
+    *nrejected = 0;
+    enum rl_err e = S.target.engine->insert(S.conn, rows, n, err, errn);
+    if (e != RL_E_REJECTED) {
+        return e;
+    }
+    for (size_t i = 0; i < n; i++) {
+        e = S.target.engine->insert(S.conn, &rows[i], 1, err, errn);
+        if (e == RL_E_REJECTED) {
+            set_aside(&rows[i], err);
+            (*nrejected)++;
+        } else if (e != RL_OK) {
+            return e;
+        }
+    }
+    return RL_OK;
+}
+
 static enum rl_err sink_insert(void *arg, const struct store_row *rows,
                                size_t n)
 {
     char *err = arg;
-    return S.target.engine->insert(S.conn, rows, n, err, 512);
+    size_t nrejected = 0;
+    return insert_rows(rows, n, err, 512, &nrejected);
 }
 
 static void drop_conn(void)
@@ -251,10 +311,10 @@ static void write_batch(const struct store_row *rows, size_t n)
     for (int attempt = 0;; attempt++) {
         ensure_connected();
         char err[512] = "";
+        size_t nrejected = 0;
         if (S.conn) {
-            if (S.target.engine->insert(S.conn, rows, n, err, sizeof(err)) ==
-                RL_OK) {
-                finish(n, n, 0, 0);
+            if (insert_rows(rows, n, err, sizeof(err), &nrejected) == RL_OK) {
+                finish(n, n - nrejected, 0, 0);
                 return;
             }
             log_detail(LOG_WARN, "request log batch failed; journaling it "
@@ -462,10 +522,12 @@ void store_close(void)
     S.ring = NULL;
     log_write(st.lost ? LOG_ERROR : LOG_INFO, "request log closed",
               "\"enqueued\":%llu,\"inserted\":%llu,\"journaled\":%llu,"
-              "\"overflowed\":%llu,\"replayed\":%llu,\"lost\":%llu",
+              "\"overflowed\":%llu,\"replayed\":%llu,\"rejected\":%llu,"
+              "\"lost\":%llu",
               (unsigned long long)st.enqueued,
               (unsigned long long)st.inserted,
               (unsigned long long)st.journaled,
               (unsigned long long)st.overflowed,
-              (unsigned long long)st.replayed, (unsigned long long)st.lost);
+              (unsigned long long)st.replayed,
+              (unsigned long long)st.rejected, (unsigned long long)st.lost);
 }

@@ -30,6 +30,7 @@ static const char *const names[RL_E__COUNT] = {
     [RL_E_INTERNAL] = "internal error",
     [RL_E_UNSUPPORTED] = "unsupported",
     [RL_E_CAP] = "buffer cap reached",
+    [RL_E_REJECTED] = "row rejected by the store",
 };
 
 const char *rl_strerror(enum rl_err err)

@@ -35,6 +35,7 @@ enum rl_err {
     RL_E_INTERNAL,         /* a bug: an invariant did not hold */
     RL_E_UNSUPPORTED,      /* the provider lacks this operation */
     RL_E_CAP,              /* a capped buffer is full */
+    RL_E_REJECTED,         /* the store refused a row for what it holds */
     RL_E__COUNT
 };
 

@@ -444,6 +444,67 @@ static void test_overflow_while_connected_is_replayed_soon(void **state)
                                            "request_log"), 2000);
 }
 
+/* A row the store refuses for its content (here a trigger stands in for a
+ * data error) is set aside in rejected.jsonl with the reason; the rest of
+ * its batch is stored, and nothing is retried forever. */
+static void test_a_rejected_row_is_set_aside_and_its_batch_stored(void **s)
+{
+    (void)s;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/p/relay.db", tmpdir);
+    char err[512];
+    struct store_conn *c = store_sqlite.connect(path, err, sizeof(err));
+    assert_non_null(c);
+    int n = 0;
+    assert_int_equal(store_migrate(&store_sqlite, c, &n, err, sizeof(err)),
+                     RL_OK);
+    store_sqlite.disconnect(c);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TRIGGER poison BEFORE INSERT "
+                                      "ON request_log WHEN NEW.status = 599 "
+                                      "BEGIN SELECT RAISE(ABORT, 'poison'); "
+                                      "END;", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    struct store_row rows[3] = {sample(1), sample(2), sample(3)};
+    rows[1].status = 599;
+    c = store_sqlite.connect(path, err, sizeof(err));
+    assert_int_equal(store_sqlite.insert(c, rows, 3, err, sizeof(err)),
+                     RL_E_REJECTED);
+    store_sqlite.disconnect(c);
+
+    char url[600];
+    snprintf(url, sizeof(url), "sqlite:%s", path);
+    char jdir[512];
+    snprintf(jdir, sizeof(jdir), "%s/p/journal", tmpdir);
+    struct store_opts o = {.batch_rows = 8, .batch_wait_ms = 5,
+                           .journal_dir = jdir};
+    assert_int_equal(store_open(url, &o), RL_OK);
+    for (int i = 0; i < 3; i++) {
+        store_enqueue(&rows[i]);
+    }
+    store_flush();
+    struct store_stats st = store_stats_get();
+    assert_int_equal(st.inserted, 2);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(st.journaled, 0);
+    assert_int_equal(st.lost, 0);
+    store_close();
+    assert_int_equal(sqlite_count(path, "SELECT count(*) FROM request_log"),
+                     2);
+    char rej[600];
+    snprintf(rej, sizeof(rej), "%s/rejected.jsonl", jdir);
+    FILE *f = fopen(rej, "r");
+    assert_non_null(f);
+    char line[8192];
+    assert_non_null(fgets(line, sizeof(line), f));
+    assert_non_null(strstr(line, "poison"));
+    assert_non_null(strstr(line, rows[1].request_id));
+    assert_null(fgets(line, sizeof(line), f)); /* one line only */
+    fclose(f);
+}
+
 /* ---------------------------------------------------------------------
  * accounting_row
  * ------------------------------------------------------------------- */
@@ -498,6 +559,9 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_row_survives_its_journal_line),
+        cmocka_unit_test_setup_teardown(
+            test_a_rejected_row_is_set_aside_and_its_batch_stored, setup,
+            teardown),
         cmocka_unit_test(test_a_missing_similarity_stays_null),
         cmocka_unit_test(test_torn_or_foreign_lines_do_not_decode),
         cmocka_unit_test(test_long_text_is_cut_at_a_character_boundary),
