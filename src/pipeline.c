@@ -143,8 +143,15 @@ void pipeline_chat(struct gw_worker *w, struct conn *c,
     /* 2. Rate limit: per-key limits arrive with the keys issue. */
 
     /* 3. Route. */
-    err = routing_plan(r->cfg, model, r->chat.routing, &r->arena, &r->plan,
-                       &r->nplan);
+    err = routing_plan(r->cfg, model, r->chat.routing, NULL, &r->arena,
+                       &r->plan, &r->nplan);
+    if (err == RL_E_FORBIDDEN) {
+        reply_error(r, err, "This API key may use none of the models this "
+                    "gateway serves. Ask for a key with a models list that "
+                    "names configured models (GET /v1/models).", "model");
+        req_free(r);
+        return;
+    }
     if (err != RL_OK) {
         char msg[400];
         snprintf(msg, sizeof(msg), "The model '%.200s' does not exist. "

@@ -54,43 +54,77 @@ static int quality_floor(struct str routing, int dflt)
     return v;
 }
 
+bool routing_key_allows(const struct routing_key *key, const char *name)
+{
+    if (!key || key->nallow == 0) {
+        return true;
+    }
+    for (size_t i = 0; i < key->nallow; i++) {
+        if (strcmp(key->allow[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A named model, then the fallbacks the key allows. */
+static enum rl_err plan_named(const struct config *cfg, const char *model,
+                              const struct routing_key *key, struct arena *a,
+                              const struct model_cfg *const **plan,
+                              size_t *nplan)
+{
+    const struct model_cfg *m = config_model(cfg, model, strlen(model));
+    if (!m) {
+        return RL_E_MODEL_NOT_FOUND;
+    }
+    const struct model_cfg **p =
+        arena_alloc(a, (1 + m->nfallbacks) * sizeof(*p));
+    size_t n = 0;
+    p[n++] = m;
+    for (size_t i = 0; i < m->nfallbacks; i++) {
+        if (routing_key_allows(key, m->fallbacks[i]->name)) {
+            p[n++] = m->fallbacks[i];
+        }
+    }
+    *plan = p;
+    *nplan = n;
+    return RL_OK;
+}
+
 enum rl_err routing_plan(const struct config *cfg, const char *model,
-                         struct str routing, struct arena *a,
-                         const struct model_cfg *const **plan,
+                         struct str routing, const struct routing_key *key,
+                         struct arena *a, const struct model_cfg *const **plan,
                          size_t *nplan)
 {
     if (strcmp(model, "auto") != 0) {
-        const struct model_cfg *m = config_model(cfg, model, strlen(model));
-        if (!m) {
-            return RL_E_MODEL_NOT_FOUND;
-        }
-        const struct model_cfg **p =
-            arena_alloc(a, (1 + m->nfallbacks) * sizeof(*p));
-        p[0] = m;
-        for (size_t i = 0; i < m->nfallbacks; i++) {
-            p[1 + i] = m->fallbacks[i];
-        }
-        *plan = p;
-        *nplan = 1 + m->nfallbacks;
-        return RL_OK;
+        return plan_named(cfg, model, key, a, plan, nplan);
     }
-    int floor = quality_floor(routing, cfg->default_min_quality_tier);
+    int dflt = key && key->min_quality_tier >= 0
+                   ? key->min_quality_tier
+                   : cfg->default_min_quality_tier;
+    int floor = quality_floor(routing, dflt);
     const struct model_cfg **p = arena_alloc(a, cfg->nmodels * sizeof(*p));
     size_t n = 0;
+    int best = -1; /* the best tier among the allowed models */
     for (size_t i = 0; i < cfg->nmodels; i++) {
-        if (cfg->models[i].tier >= floor) {
-            p[n++] = &cfg->models[i];
+        const struct model_cfg *m = &cfg->models[i];
+        if (!routing_key_allows(key, m->name)) {
+            continue;
         }
+        best = m->tier > best ? m->tier : best;
+        if (m->tier >= floor) {
+            p[n++] = m;
+        }
+    }
+    if (best < 0) {
+        return RL_E_FORBIDDEN;
     }
     if (n == 0) {
         /* Nothing meets the floor: the best models still answer. */
-        int best = 0;
         for (size_t i = 0; i < cfg->nmodels; i++) {
-            best = cfg->models[i].tier > best ? cfg->models[i].tier : best;
-        }
-        for (size_t i = 0; i < cfg->nmodels; i++) {
-            if (cfg->models[i].tier == best) {
-                p[n++] = &cfg->models[i];
+            const struct model_cfg *m = &cfg->models[i];
+            if (m->tier == best && routing_key_allows(key, m->name)) {
+                p[n++] = m;
             }
         }
     }

@@ -21,6 +21,7 @@ struct world {
     struct model_cfg *fb_small[2];
     struct config cfg;
     struct arena arena;
+    const struct routing_key *key; /* the caller's key, or NULL */
 };
 
 static int setup(void **state)
@@ -74,7 +75,8 @@ static enum rl_err plan(struct world *w, const char *model,
     struct str r = routing ? str_from(routing) : (struct str){"", 0};
     const struct model_cfg *const *p = NULL;
     size_t n = 0;
-    enum rl_err err = routing_plan(&w->cfg, model, r, &w->arena, &p, &n);
+    enum rl_err err = routing_plan(&w->cfg, model, r, w->key, &w->arena, &p,
+                                   &n);
     out[0] = '\0';
     for (size_t i = 0; err == RL_OK && i < n; i++) {
         size_t len = strlen(out);
@@ -189,9 +191,73 @@ static void test_same_price_puts_the_better_tier_first(void **state)
     assert_string_equal(names, "mid-cheap,small,mid,big");
 }
 
+static void test_a_key_allow_list_limits_auto_and_fallbacks(void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    const char *allow[] = {"big", "small", "tiny"};
+    struct routing_key key = {.allow = allow, .nallow = 3,
+                              .min_quality_tier = -1};
+    w->key = &key;
+    /* auto: only the allowed models above the floor (1). */
+    assert_int_equal(plan(w, "auto", NULL, names, sizeof(names)), RL_OK);
+    assert_string_equal(names, "small,big");
+    /* small's fallbacks are mid and big: mid is not allowed. */
+    assert_int_equal(plan(w, "small", NULL, names, sizeof(names)), RL_OK);
+    assert_string_equal(names, "small,big");
+    assert_true(routing_key_allows(&key, "tiny"));
+    assert_false(routing_key_allows(&key, "mid"));
+    assert_true(routing_key_allows(NULL, "mid"));
+    w->key = NULL;
+}
+
+static void test_a_key_that_allows_no_configured_model_is_forbidden(
+    void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    const char *allow[] = {"gpt-5"};
+    struct routing_key key = {.allow = allow, .nallow = 1,
+                              .min_quality_tier = -1};
+    w->key = &key;
+    assert_int_equal(plan(w, "auto", NULL, names, sizeof(names)),
+                     RL_E_FORBIDDEN);
+    w->key = NULL;
+}
+
+static void test_the_key_floor_applies_unless_the_request_sets_one(
+    void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    struct routing_key key = {.min_quality_tier = 2};
+    w->key = &key;
+    assert_int_equal(plan(w, "auto", NULL, names, sizeof(names)), RL_OK);
+    assert_string_equal(names, "mid-cheap,mid,big");
+    assert_int_equal(plan(w, "auto", "{\"min_quality_tier\":3}", names,
+                          sizeof(names)), RL_OK);
+    assert_string_equal(names, "big");
+    /* Nothing allowed meets the floor: the best allowed answer. */
+    const char *allow[] = {"small", "tiny"};
+    key = (struct routing_key){.allow = allow, .nallow = 2,
+                               .min_quality_tier = 3};
+    assert_int_equal(plan(w, "auto", NULL, names, sizeof(names)), RL_OK);
+    assert_string_equal(names, "small");
+    w->key = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_a_key_allow_list_limits_auto_and_fallbacks, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_key_that_allows_no_configured_model_is_forbidden, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_the_key_floor_applies_unless_the_request_sets_one, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_a_named_model_comes_first_then_its_fallbacks, setup,
             teardown),
