@@ -633,6 +633,35 @@ static void routing_section(struct loader *ld, const char *key,
     }
 }
 
+static void limits_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                        yaml_node_t *v, void *ctx)
+{
+    struct config *c = ctx;
+    int64_t n;
+    if (strcmp(key, "on_redis_failure") == 0) {
+        const char *s = scalar(ld, v, "limits.on_redis_failure");
+        if (s && strcmp(s, "open") == 0) {
+            c->limits_fail_closed = false;
+        } else if (s && strcmp(s, "closed") == 0) {
+            c->limits_fail_closed = true;
+        } else if (s) {
+            fail(ld, v, "limits.on_redis_failure", "expected open (limit "
+                 "in-process) or closed (refuse with 503), got \"%s\"", s);
+        }
+    } else if (strcmp(key, "redis_timeout_ms") == 0) {
+        if (scalar_int(ld, v, "limits.redis_timeout_ms", 1, 10000, &n)) {
+            c->limits_redis_timeout_ms = (uint64_t)n;
+        }
+    } else if (strcmp(key, "default_max_tokens") == 0) {
+        if (scalar_int(ld, v, "limits.default_max_tokens", 1, 10000000, &n)) {
+            c->limits_default_max_tokens = n;
+        }
+    } else {
+        fail(ld, k, "limits", "unknown field \"%s\" (on_redis_failure, "
+             "redis_timeout_ms, default_max_tokens)", key);
+    }
+}
+
 static void parse_listen(struct loader *ld, struct config *c,
                          yaml_node_t *v, const char *field)
 {
@@ -698,6 +727,8 @@ static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
         /* Resolved after providers, wherever it stands in the file. */
     } else if (strcmp(key, "routing") == 0) {
         each_pair(ld, v, "routing", routing_section, c);
+    } else if (strcmp(key, "limits") == 0) {
+        each_pair(ld, v, "limits", limits_pair, c);
     } else {
         fail(ld, k, key, "unknown top-level field");
     }
@@ -718,6 +749,8 @@ static void set_defaults(struct config *c)
     c->connect_timeout_ms = 5000;
     c->first_byte_timeout_ms = 60000;
     c->stream_idle_timeout_ms = 60000;
+    c->limits_redis_timeout_ms = 100;
+    c->limits_default_max_tokens = 1024;
     c->default_max_latency_ms = 2000;
     c->default_min_quality_tier = 1;
 }

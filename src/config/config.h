@@ -72,6 +72,10 @@ struct config {
     uint64_t connect_timeout_ms;    /* upstream TCP+TLS connect */
     uint64_t first_byte_timeout_ms; /* upstream silence before its answer */
     uint64_t stream_idle_timeout_ms; /* upstream silence inside a stream */
+    bool limits_fail_closed;         /* limits.on_redis_failure: closed */
+    uint64_t limits_redis_timeout_ms; /* limits.redis_timeout_ms */
+    int64_t limits_default_max_tokens; /* output tokens reserved when a
+                                          request sets no max_tokens */
     int default_max_latency_ms;      /* routing.defaults */
     int default_min_quality_tier;    /* routing.defaults */
     struct provider_cfg *providers;

@@ -317,6 +317,46 @@ static void test_defaults_apply_when_sections_are_absent(void **state)
     assert_int_equal(m->prior_ttft_ms, 500);
     assert_int_equal(m->prior_tokens_per_s, 100);
     assert_int_equal(m->input_nusd_per_mtok, 0);
+    assert_false(c->limits_fail_closed);
+    assert_int_equal(c->limits_redis_timeout_ms, 100);
+    assert_int_equal(c->limits_default_max_tokens, 1024);
+    config_unref(c);
+}
+
+static void test_the_limits_section_is_read_and_checked(void **state)
+{
+    (void)state;
+    char yaml[4096];
+    snprintf(yaml, sizeof(yaml), "limits: {on_redis_failure: closed, "
+             "redis_timeout_ms: 20, default_max_tokens: 256}\n%s",
+             MINIMAL_PROVIDERS_AND_MODELS);
+    struct config *c = load_ok(yaml, NULL);
+    assert_true(c->limits_fail_closed);
+    assert_int_equal(c->limits_redis_timeout_ms, 20);
+    assert_int_equal(c->limits_default_max_tokens, 256);
+    config_unref(c);
+    snprintf(yaml, sizeof(yaml), "limits:\n  on_redis_failure: maybe\n"
+             "  redis_timeout_ms: 0\n  speed: 1\n%s",
+             MINIMAL_PROVIDERS_AND_MODELS);
+    struct loaded l = load(yaml, NULL);
+    assert_int_equal(l.err, RL_E_CONFIG);
+    assert_mistake(&l, 2, "limits.on_redis_failure", "\"maybe\"");
+    assert_mistake(&l, 3, "limits.redis_timeout_ms", "\"0\"");
+    assert_mistake(&l, 4, "limits", "unknown field \"speed\"");
+    loaded_free(&l);
+}
+
+static void test_a_cache_write_price_defaults_to_the_input_price(
+    void **state)
+{
+    (void)state;
+    struct config *c = load_ok(
+        "providers: {p: {kind: openai, base_url: \"http://127.0.0.1:1\"}}\n"
+        "models:\n"
+        "  - {name: a, provider: p, price: {input: 3, cache_write: 3.75}}\n"
+        "  - {name: b, provider: p, price: {input: 0.5}}\n", NULL);
+    assert_int_equal(c->models[0].cache_write_nusd_per_mtok, 3750000000LL);
+    assert_int_equal(c->models[1].cache_write_nusd_per_mtok, 500000000LL);
     config_unref(c);
 }
 
@@ -801,6 +841,9 @@ int main(void)
         cmocka_unit_test(test_models_prices_are_exact_nano_dollars),
         cmocka_unit_test(test_fallbacks_are_resolved_to_models_in_order),
         cmocka_unit_test(test_defaults_apply_when_sections_are_absent),
+        cmocka_unit_test(test_the_limits_section_is_read_and_checked),
+        cmocka_unit_test(
+            test_a_cache_write_price_defaults_to_the_input_price),
         cmocka_unit_test(test_models_may_come_before_providers),
         cmocka_unit_test(test_the_example_config_of_the_repository_loads),
         cmocka_unit_test(test_every_mistake_is_reported_with_line_and_field),
