@@ -475,6 +475,16 @@ static enum rl_err check(const struct jscan_item *items, size_t n,
     if (routing && routing->type == '{') {
         req->routing = routing->value;
     }
+    /* Checked above as integers from 1 to 1e9; the newer name wins. */
+    const struct jscan_item *mt = jscan_find(items, n,
+                                             "max_completion_tokens");
+    if (!mt || mt->type == 'n') {
+        mt = jscan_find(items, n, "max_tokens");
+    }
+    req->max_tokens = 0;
+    for (size_t i = 0; mt && mt->type != 'n' && i < mt->value.len; i++) {
+        req->max_tokens = req->max_tokens * 10 + (mt->value.p[i] - '0');
+    }
     return RL_OK;
 }
 

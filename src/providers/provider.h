@@ -40,6 +40,7 @@ struct chat_req {
     struct str routing; /* the "routing" object's text, or empty */
     bool stream;        /* the client asked for SSE */
     bool include_usage; /* stream_options.include_usage */
+    int64_t max_tokens; /* max_completion_tokens or max_tokens; 0: unset */
 };
 
 /* The upstream HTTP request an adapter builds. */

@@ -79,6 +79,22 @@ static void test_a_minimal_request_is_accepted(void **state)
     assert_int_equal(req.routing.len, 0);
 }
 
+static void test_the_output_cap_is_read_from_either_name(void **state)
+{
+    (void)state;
+    struct chat_req req =
+        accept_body("{\"model\":\"m\",\"max_tokens\":256," USER_MSG "}");
+    assert_int_equal(req.max_tokens, 256);
+    req = accept_body("{\"model\":\"m\",\"max_tokens\":256,"
+                      "\"max_completion_tokens\":1000000000," USER_MSG "}");
+    assert_int_equal(req.max_tokens, 1000000000);
+    req = accept_body("{\"model\":\"m\",\"max_completion_tokens\":null,"
+                      "\"max_tokens\":7," USER_MSG "}");
+    assert_int_equal(req.max_tokens, 7);
+    req = accept_body("{\"model\":\"m\"," USER_MSG "}");
+    assert_int_equal(req.max_tokens, 0);
+}
+
 static void test_content_parts_with_text_and_image_url(void **state)
 {
     (void)state;
@@ -459,6 +475,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_minimal_request_is_accepted),
+        cmocka_unit_test(test_the_output_cap_is_read_from_either_name),
         cmocka_unit_test(test_content_parts_with_text_and_image_url),
         cmocka_unit_test(test_a_tool_conversation_is_accepted),
         cmocka_unit_test(test_a_stream_with_stream_options),
