@@ -436,8 +436,12 @@ static void on_redis_state(void *ctx, bool up)
         l->stats.redis_downs++;
         if (!l->down_logged) {
             l->down_logged = true;
-            log_write(LOG_WARN, "redis unreachable: rate limits decided "
-                                "in-process until it is back",
+            log_write(LOG_WARN,
+                      l->policy == LIMITS_FAIL_OPEN
+                          ? "redis unreachable: rate limits decided "
+                            "in-process until it is back"
+                          : "redis unreachable: requests with limits "
+                            "refused until it is back",
                       "\"policy\":\"%s\"",
                       l->policy == LIMITS_FAIL_OPEN ? "fail-open"
                                                     : "fail-closed");
@@ -494,6 +498,11 @@ void limits_free(struct limits *l)
         q = next;
     }
     free(l);
+}
+
+bool limits_redis_up(const struct limits *l)
+{
+    return l->redis && redis_up(l->redis);
 }
 
 void limits_stats_get(const struct limits *l, struct limits_stats *out)

@@ -198,6 +198,10 @@ size_t limits_duration_format(uint64_t ms, char *out, size_t n);
 void limits_period_name(enum limits_period p, uint64_t wall_ms, char *out,
                         size_t n, uint64_t *end_ms);
 
+/* True when Redis is configured and its connection is up (for health
+ * checks and tests); false when in-process only. */
+bool limits_redis_up(const struct limits *l);
+
 /* Copies the counters of l into out. */
 void limits_stats_get(const struct limits *l, struct limits_stats *out);
 
