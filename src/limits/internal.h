@@ -1,0 +1,71 @@
+/*
+ * internal.h - what limits.c, redis.c and local.c share; nothing outside
+ * src/limits/ includes it (the module's header is limits.h).
+ */
+#ifndef RL_LIMITS_INTERNAL_H
+#define RL_LIMITS_INTERNAL_H
+
+#include "limits/limits.h"
+
+struct redis;
+
+/* What the script and the local limiter answer, the same for both. */
+struct limits_raw {
+    enum limits_outcome outcome;
+    uint64_t retry_after_ms; /* 0 for a budget refusal: limits.c fills it */
+    int64_t nreq;            /* requests in the window (with this one) */
+    int64_t ntok;            /* tokens reserved in the window */
+    int64_t oldest_age_ms;   /* age of the oldest entry; -1 when empty */
+    int64_t spent_nusd;      /* spent in the period */
+    int64_t held_nusd;       /* held by requests in flight */
+};
+
+/* The budget period of one reserve. */
+struct limits_when {
+    uint64_t now_ms;      /* wall clock of the decision */
+    char period[16];      /* limits_period_name(); "" without a budget */
+    uint64_t end_ms;      /* end of the period, 0: never */
+    uint64_t ttl_ms;      /* for the spent counter: past the end, or 0 */
+};
+
+enum hold_kind { HOLD_NONE, HOLD_LOCAL, HOLD_REDIS };
+
+struct limits_hold {
+    enum hold_kind kind;
+    char *key_id;       /* heap copies (HOLD_NONE: NULL) */
+    char *request_id;
+    struct limits_when when;
+    bool budget;        /* the rule had a budget */
+    int64_t seed_nusd;  /* spent_seed_nusd of the ask */
+    uint64_t seq;       /* HOLD_LOCAL: the entry's sequence number */
+};
+
+/* The clock of limits_clock_set(). */
+uint64_t limits_now_ms(void);
+
+/* local.c: decides ask at when->now_ms and, when admitted, fills the
+ * sequence number of the entry into *seq. Thread-safe. */
+void limits_local_reserve(const struct limits_ask *ask,
+                          const struct limits_when *when,
+                          struct limits_raw *out, uint64_t *seq);
+/* local.c: settles a HOLD_LOCAL hold (not freed here). Thread-safe. */
+void limits_local_reconcile(const struct limits_hold *h, int64_t tokens,
+                            int64_t cost_nusd);
+
+/* redis.c: the reply callback of limits_redis_reserve(); raw is NULL on
+ * any failure (down, timeout, a bad reply). */
+typedef void (*limits_raw_fn)(void *ctx, const struct limits_raw *raw);
+
+/* redis.c: runs the reserve script; same contract as redis_eval(). */
+enum rl_err limits_redis_reserve(struct redis *r,
+                                 const struct limits_ask *ask,
+                                 const struct limits_when *when,
+                                 limits_raw_fn cb, void *ctx);
+/* redis.c: runs the reconcile script; done(ctx, ok) once if RL_OK. */
+enum rl_err limits_redis_reconcile(struct redis *r,
+                                   const struct limits_hold *h,
+                                   int64_t tokens, int64_t cost_nusd,
+                                   void (*done)(void *ctx, bool ok),
+                                   void *ctx);
+
+#endif
