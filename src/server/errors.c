@@ -68,6 +68,13 @@ static const struct error_row rows[RL_E__COUNT] = {
         "The gateway is shutting down. Retry on another instance."},
     [RL_E_UNSUPPORTED] = {400, "invalid_request_error", "unsupported",
         "This provider does not support this operation."},
+    [RL_E_OVER_BUDGET] = {429, "insufficient_quota", "budget_exceeded",
+        "This API key has spent its budget for the period. Retry after the "
+        "time in the Retry-After header, or raise the key's budget."},
+    [RL_E_LIMITS_DOWN] = {503, "api_error", "limits_unavailable",
+        "The gateway cannot check this key's limits right now (Redis is "
+        "unreachable and limits.on_redis_failure is closed). Retry "
+        "shortly."},
 };
 
 void errors_from_rl(enum rl_err err, const char *message, const char *param,

@@ -31,6 +31,8 @@ static const char *const names[RL_E__COUNT] = {
     [RL_E_UNSUPPORTED] = "unsupported",
     [RL_E_CAP] = "buffer cap reached",
     [RL_E_REJECTED] = "row rejected by the store",
+    [RL_E_OVER_BUDGET] = "spend budget exhausted",
+    [RL_E_LIMITS_DOWN] = "limits unavailable",
 };
 
 const char *rl_strerror(enum rl_err err)

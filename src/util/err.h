@@ -36,6 +36,8 @@ enum rl_err {
     RL_E_UNSUPPORTED,      /* the provider lacks this operation */
     RL_E_CAP,              /* a capped buffer is full */
     RL_E_REJECTED,         /* the store refused a row for what it holds */
+    RL_E_OVER_BUDGET,      /* the key's spend budget for the period is used */
+    RL_E_LIMITS_DOWN,      /* limits cannot be checked (fail-closed) */
     RL_E__COUNT
 };
 

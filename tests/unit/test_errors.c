@@ -36,6 +36,8 @@ static const struct expect table[] = {
     {RL_E_BODY_TOO_LARGE, 413, "invalid_request_error",
      "request_too_large"},
     {RL_E_RATE_LIMITED, 429, "rate_limit_error", "rate_limit_exceeded"},
+    {RL_E_OVER_BUDGET, 429, "insufficient_quota", "budget_exceeded"},
+    {RL_E_LIMITS_DOWN, 503, "api_error", "limits_unavailable"},
     {RL_E_HEADERS_TOO_LARGE, 431, "invalid_request_error",
      "headers_too_large"},
     {RL_E_UPSTREAM, 502, "api_error", "upstream_error"},
@@ -51,6 +53,7 @@ static const struct expect table[] = {
     {RL_E_IO, 500, "server_error", "internal_error"},
     {RL_E_INTERNAL, 500, "server_error", "internal_error"},
     {RL_E_CAP, 500, "server_error", "internal_error"},
+    {RL_E_REJECTED, 500, "server_error", "internal_error"},
     {RL_E__COUNT, 500, "server_error", "internal_error"},
     {(enum rl_err)9999, 500, "server_error", "internal_error"},
 };
