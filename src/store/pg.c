@@ -142,6 +142,7 @@ static void row_params(const struct store_row *r, const char **p,
     p[23] = num(nums[13], (int64_t)r->overhead_us);
     p[24] = num(nums[14], r->attempts);
     p[25] = r->client_gone ? "t" : "f";
+    p[26] = r->key_id;
 }
 
 static enum rl_err pg_insert(struct store_conn *c, const struct store_row *rows,

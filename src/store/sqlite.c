@@ -125,6 +125,7 @@ static void bind_row(sqlite3_stmt *st, const struct store_row *r, char *ts)
     sqlite3_bind_int64(st, 24, (sqlite3_int64)r->overhead_us);
     sqlite3_bind_int(st, 25, r->attempts);
     sqlite3_bind_int(st, 26, r->client_gone);
+    bind_text(st, 27, r->key_id, false);
 }
 
 static enum rl_err sq_insert(struct store_conn *c, const struct store_row *rows,
@@ -134,7 +135,7 @@ static enum rl_err sq_insert(struct store_conn *c, const struct store_row *rows,
         sqlite3_prepare_v2(c->db,
                            "INSERT OR IGNORE INTO request_log (" STORE_COLUMNS
                            ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-                           "?,?,?,?,?,?,?)",
+                           "?,?,?,?,?,?,?,?)",
                            -1, &c->insert, NULL) != SQLITE_OK) {
         db_error(c->db, "preparing the insert", err, errn);
         return RL_E_IO;

@@ -30,6 +30,7 @@ struct store_row {
     int64_t ts_us;               /* when the request arrived, Unix time */
     char request_id[32];         /* unique; "req_" + 24 hex digits */
     char key_prefix[16];         /* display prefix of the API key */
+    char key_id[32];             /* "key_" + 16 hex of a store key, or "" */
     char model_requested[256];   /* "auto" or a name, as the client sent */
     char model[128];             /* configured model that answered */
     char provider[64];           /* configured provider name */
@@ -63,8 +64,8 @@ struct store_row {
     "completion_tokens, cached_tokens, cache_write_tokens, "              \
     "reasoning_tokens, usage_estimated, cost_nusd, savings_nusd, "        \
     "cache_status, cache_similarity, latency_us, ttft_us, upstream_us, "  \
-    "overhead_us, attempts, client_gone"
-#define STORE_NCOLUMNS 26
+    "overhead_us, attempts, client_gone, key_id"
+#define STORE_NCOLUMNS 27
 
 /* Copies the NUL-terminated src (NULL: "") into dst of size n, cut at a
  * UTF-8 character boundary when it does not fit. */
