@@ -3,7 +3,7 @@
  * main thread's signals (SIGHUP reloads, SIGTERM and SIGINT drain).
  *
  * Routes: POST /v1/chat/completions, GET /v1/models[/{id}], GET /healthz,
- * GET /readyz. Anything else is 404 (or 405 on a known path) in OpenAI's
+ * GET /readyz, /admin/keys[/{id}] (src/admin/keys.c). Anything else is 404 (or 405 on a known path) in OpenAI's
  * error shape. Read on_request() and gateway_serve() first.
  */
 #include "gateway/gateway.h"
@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin/admin.h"
 #include "api/api.h"
 #include "auth/auth.h"
 #include "config/config.h"
@@ -168,6 +169,11 @@ static void on_request(void *wctx, struct conn *c, struct http_request *http)
             pipeline_chat(w, c, http);
             return;
         }
+    }
+    if (str_eq_lit(path, "/admin/keys") ||
+        str_starts_with(path, "/admin/keys/")) {
+        admin_serve(w, c, http);
+        return;
     }
     struct req *r = req_new(w, c, http);
     if (str_eq_lit(path, "/v1/chat/completions") ||
