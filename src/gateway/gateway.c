@@ -3,8 +3,8 @@
  * main thread's signals (SIGHUP reloads, SIGTERM and SIGINT drain).
  *
  * Routes: POST /v1/chat/completions, GET /v1/models[/{id}], GET /healthz,
- * GET /readyz, /admin/keys[/{id}] (src/admin/keys.c). Anything else is 404 (or 405 on a known path) in OpenAI's
- * error shape. Read on_request() and gateway_serve() first.
+ * GET /readyz, /admin/keys[/{id}] (src/admin/keys.c). Anything else is
+ * 404 (or 405 on a known path) in OpenAI's error shape. Read on_request() and gateway_serve() first.
  */
 #include "gateway/gateway.h"
 
