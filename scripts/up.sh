@@ -15,8 +15,10 @@ Starts the local Relay stack from the repository root, all state in .relay/:
      providers (openai, groq, mistral, anthropic, gemini, ollama), each on
      the fake unless its key (or OLLAMA_BASE_URL) is set; then the real API
      (scripts/write_config.py; see the top of relay.example.yaml),
-  4. takes the API key from RELAY_API_KEY, else .relay/api-key, else
-     generates one (glw_ + 32 base62 chars, file mode 0600),
+  4. takes the API key from RELAY_API_KEY (a static key of auth.keys),
+     else keeps .relay/api-key if it is a live key of the store (relay keys
+     check), else creates one there (relay keys create --name default) and
+     saves it in .relay/api-key (mode 0600),
   5. starts PostgreSQL and Redis under .relay/ unless DATABASE_URL and
      REDIS_URL are set (URLs kept in .relay/env),
   6. starts the fake provider on 127.0.0.1:9000 when a base_url in
@@ -69,24 +71,21 @@ else
     say "using existing relay.yaml"
 fi
 
-# ---- 4. API key ------------------------------------------------------------
+# ---- 4. API key (static) ---------------------------------------------------
+# RELAY_API_KEY from the environment stays a static key of auth.keys, as
+# before. Otherwise the first key is a store key, made in step 5b once the
+# store is up (relay keys create) and kept in .relay/api-key.
 KEYF="$STATE/api-key"
 if [[ -n "${RELAY_API_KEY:-}" ]]; then
     if [[ ! -f "$KEYF" || "$(cat "$KEYF")" != "$RELAY_API_KEY" ]]; then
         (umask 077; printf '%s\n' "$RELAY_API_KEY" >"$KEYF")
         say "using RELAY_API_KEY from the environment/.env (saved in .relay/api-key)"
     fi
-elif [[ -s "$KEYF" ]]; then
-    RELAY_API_KEY="$(head -n1 "$KEYF")"
+    export RELAY_API_KEY
+    STORE_KEY=0
 else
-    rand="$(head -c 4096 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')"
-    [[ ${#rand} -ge 32 ]] || die "could not read /dev/urandom"
-    RELAY_API_KEY="glw_${rand:0:32}"
-    (umask 077; printf '%s\n' "$RELAY_API_KEY" >"$KEYF")
-    chmod 600 "$KEYF"
-    say "generated the first API key into .relay/api-key"
+    STORE_KEY=1
 fi
-export RELAY_API_KEY
 
 # ---- 5. PostgreSQL and Redis -----------------------------------------------
 # The gateway does not use them yet; the store and limits issues will.
@@ -110,6 +109,26 @@ else
     } >"$STATE/env"
 fi
 export DATABASE_URL REDIS_URL
+
+# ---- 5b. the first API key in the store -------------------------------------
+# Kept when .relay/api-key holds a live key of this store (relay keys check),
+# else a new one (relay keys create --name default; its last line is the key).
+if [[ "$STORE_KEY" == 1 ]]; then
+    unset RELAY_API_KEY
+    if [[ -s "$KEYF" ]] && head -n1 "$KEYF" | build/relay keys check --config relay.yaml >/dev/null 2>&1; then
+        RELAY_API_KEY="$(head -n1 "$KEYF")"
+    else
+        out="$(build/relay keys create --name default --config relay.yaml)" \
+            || die "could not create the first API key (relay keys create above); check store: in relay.yaml"
+        RELAY_API_KEY="$(printf '%s\n' "$out" | tail -n1)"
+        (umask 077; printf '%s\n' "$RELAY_API_KEY" >"$KEYF")
+        chmod 600 "$KEYF"
+        say "created the first API key in the store (relay keys create --name default) into .relay/api-key"
+    fi
+    # Not exported: auth.keys lists ${RELAY_API_KEY}, and a store key must
+    # not also be a static one (a static key cannot be revoked).
+    export -n RELAY_API_KEY
+fi
 
 # ---- 6. fake provider ------------------------------------------------------
 # Needed when a provider's base_url points at it (the demo's default), or a

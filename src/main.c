@@ -1,5 +1,6 @@
 /*
- * main.c - the `relay` command line: serve, migrate, config check, models.
+ * main.c - the `relay` command line: serve, migrate, config check, models,
+ * keys (src/admin/cli.c).
  *
  * Each command has --help. The configuration is --config FILE, else
  * $RELAY_CONFIG, else ./relay.yaml.
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/admin.h"
 #include "config/config.h"
 #include "gateway/gateway.h"
 #include "providers/provider.h"
@@ -275,6 +277,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "migrate") == 0) {
         return cmd_migrate(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "keys") == 0) {
+        return admin_keys_main(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "models") == 0) {
         return cmd_models(argc - 1, argv + 1);

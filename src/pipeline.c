@@ -110,6 +110,45 @@ static void stream(struct req *r)
     }
 }
 
+bool pipeline_authenticate(struct req *r, const struct http_request *http)
+{
+    struct auth_result *who = arena_alloc(&r->arena, sizeof(*who));
+    if (auth_check(r->cfg, server_header(http, "authorization"), &r->arena,
+                   who) != RL_OK) {
+        char msg[256];
+        auth_refusal_message(who->refusal, msg, sizeof(msg));
+        reply_error(r, RL_E_UNAUTHORIZED, msg, NULL);
+        return false;
+    }
+    r->who = who;
+    memcpy(r->key_prefix, who->key_prefix, sizeof(r->key_prefix));
+    memcpy(r->key_id, who->key_id, sizeof(r->key_id));
+    memcpy(r->key_name, who->name, sizeof(r->key_name));
+    r->key_models = who->models;
+    r->nkey_models = who->nmodels;
+    return true;
+}
+
+/* A concrete model the key may not use: 403 naming what it may use. */
+static void refuse_model(struct req *r, const char *model)
+{
+    struct api_error e;
+    errors_from_rl(RL_E_FORBIDDEN, NULL, "model", &e);
+    e.code = "model_not_allowed";
+    int k = snprintf(e.message, sizeof(e.message), "This API key may not "
+                     "use the model '%.100s'. It may use: ", model);
+    for (size_t i = 0; i < r->nkey_models && k > 0 &&
+                       (size_t)k < sizeof(e.message); i++) {
+        k += snprintf(e.message + k, sizeof(e.message) - (size_t)k, "%s%s",
+                      i ? ", " : "", r->key_models[i]);
+    }
+    if (k > 0 && (size_t)k < sizeof(e.message)) {
+        snprintf(e.message + k, sizeof(e.message) - (size_t)k,
+                 " (or \"auto\").");
+    }
+    reply_api_error(r, &e);
+}
+
 void pipeline_chat(struct gw_worker *w, struct conn *c,
                    struct http_request *http)
 {
@@ -117,14 +156,10 @@ void pipeline_chat(struct gw_worker *w, struct conn *c,
     server_on_abort(c, on_client_gone, r);
 
     /* 1. Authenticate. */
-    struct auth_result who;
-    if (auth_check(r->cfg, server_header(http, "authorization"), &who) !=
-        RL_OK) {
-        reply_error(r, RL_E_UNAUTHORIZED, NULL, NULL);
+    if (!pipeline_authenticate(r, http)) {
         req_free(r);
         return;
     }
-    memcpy(r->key_prefix, who.key_prefix, sizeof(r->key_prefix));
 
     struct api_problem problem;
     enum rl_err err = api_chat_parse((struct str){http->body.p ? http->body.p
@@ -139,6 +174,13 @@ void pipeline_chat(struct gw_worker *w, struct conn *c,
     }
     const char *model = r->chat.model;
     r->model_requested = model;
+    /* The key's allow list: a model by name is checked here; for "auto"
+     * the routing step filters its candidates with r->key_models. */
+    if (!auth_model_allowed(r->who, model)) {
+        refuse_model(r, model);
+        req_free(r);
+        return;
+    }
 
     /* 2. Rate limit: per-key limits arrive with the keys issue. */
 

@@ -73,6 +73,11 @@ void reply_error(struct req *r, enum rl_err err, const char *message,
     send_error(r, &e);
 }
 
+void reply_api_error(struct req *r, struct api_error *e)
+{
+    send_error(r, e);
+}
+
 void reply_provider_error(struct req *r, const struct provider_error *pe)
 {
     struct api_error e = {

@@ -19,6 +19,8 @@ struct api_error;
 /* Answers with err (message and param may be NULL for the defaults). */
 void reply_error(struct req *r, enum rl_err err, const char *message,
                  const char *param);
+/* Answers with e as it is (a code or message errors_from_rl has not). */
+void reply_api_error(struct req *r, struct api_error *e);
 /* Answers with a provider's error: a whole response if nothing was sent
  * yet, else an SSE error event that ends the stream without [DONE]. */
 void reply_provider_error(struct req *r, const struct provider_error *pe);

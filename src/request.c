@@ -35,6 +35,7 @@ static const char *method_name(enum server_method m)
     case SERVER_GET: return "GET";
     case SERVER_HEAD: return "HEAD";
     case SERVER_POST: return "POST";
+    case SERVER_DELETE: return "DELETE";
     default: return "OTHER";
     }
 }

@@ -21,6 +21,7 @@ struct conn;
 struct http_request;
 struct config;
 struct model_cfg;
+struct auth_result;
 
 struct req {
     struct arena arena;          /* request-scoped memory */
@@ -38,6 +39,15 @@ struct req {
     uint64_t call_start_us;      /* handed to the provider call */
     uint64_t end_us;             /* the response was complete */
     char key_prefix[16];         /* display prefix of the API key */
+    char key_id[32];             /* store key id ("key_..."), "" for a
+                                    static key of auth.keys */
+    char key_name[64];           /* the key's name, for logs */
+    const char *const *key_models; /* models the key may use, in the
+                                      arena; NULL with nkey_models 0: all */
+    size_t nkey_models;
+    struct auth_result *who;     /* the whole result of step 1, in the
+                                    arena (limits, budget, routing
+                                    defaults); NULL before it */
     /* The chat request. */
     struct chat_req chat;        /* the checked body (spans into it) */
     const char *model_requested; /* "auto" or a name, in the arena */

@@ -62,6 +62,7 @@ void accounting_row(const struct req *r, int64_t now_wall_us,
     row->ts_us = now_wall_us - (int64_t)total;
     store_copy_text(row->request_id, sizeof(row->request_id), r->id);
     store_copy_text(row->key_prefix, sizeof(row->key_prefix), r->key_prefix);
+    store_copy_text(row->key_id, sizeof(row->key_id), r->key_id);
     store_copy_text(row->model_requested, sizeof(row->model_requested),
                     r->model_requested);
     store_copy_text(row->model, sizeof(row->model),

@@ -1,44 +1,170 @@
 /*
- * auth.c - bearer keys, compared as SHA-256 hashes in constant time.
+ * auth.c - step 1: the bearer key, found by its SHA-256 among the static
+ * keys of relay.yaml (auth.keys) and the store's keys (the key cache), and
+ * confirmed with a constant-time compare of the hashes.
  *
- * The keys are the static ones of relay.yaml's auth.keys; only their hashes
- * are held in memory. Keys kept in the store (created with `relay keys`)
- * plug in here next, behind the same function.
+ * Static keys have no limits (bootstrap, tests). A store key brings its
+ * limits, budget, allowed models and routing defaults; the variable-size
+ * part (models) is copied into the request's arena. Why a key was refused
+ * is kept so the 401 can say it; the key itself never leaves this file.
+ * The timing of a lookup depends on the hash, never on how close a guess
+ * came to a real key.
  */
 #include "auth/auth.h"
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "auth/keycache.h"
 #include "config/config.h"
 
 #define AUTH_MAX_KEY 512
 
-enum rl_err auth_check(const struct config *cfg, struct str authorization,
-                       struct auth_result *out)
+/* Whether every byte of key is a visible ASCII character. */
+static bool printable(struct str key)
+{
+    for (size_t i = 0; i < key.len; i++) {
+        if ((unsigned char)key.p[i] <= ' ' || (unsigned char)key.p[i] > '~') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Finds the bearer key in the header value; sets *why when there is
+ * none. */
+static bool bearer(struct str authorization, struct str *key,
+                   enum auth_refusal *why)
 {
     struct str v = str_trim(authorization);
-    if (v.len < 7 || strncasecmp(v.p, "Bearer ", 7) != 0) {
-        return RL_E_UNAUTHORIZED;
+    if (v.len == 0) {
+        *why = AUTH_MISSING;
+        return false;
     }
-    struct str key = str_trim((struct str){v.p + 7, v.len - 7});
-    if (key.len == 0 || key.len > AUTH_MAX_KEY) {
+    if (v.len == 6 && strncasecmp(v.p, "Bearer", 6) == 0) {
+        *why = AUTH_MALFORMED; /* "Bearer" and no key */
+        return false;
+    }
+    if (v.len < 7 || strncasecmp(v.p, "Bearer ", 7) != 0) {
+        *why = AUTH_NOT_BEARER;
+        return false;
+    }
+    *key = str_trim((struct str){v.p + 7, v.len - 7});
+    if (key->len == 0 || key->len > AUTH_MAX_KEY || !printable(*key)) {
+        *why = AUTH_MALFORMED;
+        return false;
+    }
+    return true;
+}
+
+/* Every configured hash is compared, so the time taken does not say which
+ * static key came closest. */
+static int find_static(const struct config *cfg, const unsigned char h[32])
+{
+    int found = -1;
+    for (size_t i = 0; i < cfg->nkeys; i++) {
+        if (CRYPTO_memcmp(h, cfg->key_sha256[i], 32) == 0) {
+            found = (int)i;
+        }
+    }
+    return found;
+}
+
+static void from_cache(const struct keycache_key *k, struct arena *arena,
+                       struct auth_result *out)
+{
+    out->from_store = true;
+    memcpy(out->key_id, k->id, sizeof(out->key_id));
+    memcpy(out->name, k->name, sizeof(out->name));
+    memcpy(out->key_prefix, k->prefix, sizeof(out->key_prefix));
+    out->rpm = k->rpm;
+    out->tpm = k->tpm;
+    out->max_concurrent = k->max_concurrent;
+    out->budget_nusd = k->budget_nusd;
+    out->budget_period = k->budget_period;
+    out->spent_nusd = k->spent_nusd;
+    out->routing = k->routing;
+    if (k->nmodels) {
+        const char **m = arena_alloc(arena, k->nmodels * sizeof(*m));
+        for (size_t i = 0; i < k->nmodels; i++) {
+            m[i] = arena_strndup(arena, k->models[i], strlen(k->models[i]));
+        }
+        out->models = m;
+        out->nmodels = k->nmodels;
+    }
+}
+
+enum rl_err auth_check(const struct config *cfg, struct str authorization,
+                       struct arena *arena, struct auth_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->routing.hedge = -1;
+    struct str key;
+    if (!bearer(authorization, &key, &out->refusal)) {
         return RL_E_UNAUTHORIZED;
     }
     unsigned char hash[32];
     SHA256((const unsigned char *)key.p, key.len, hash);
-    /* Every configured hash is compared, so the time taken does not say
-     * which key came closest. */
-    int found = -1;
-    for (size_t i = 0; i < cfg->nkeys; i++) {
-        if (CRYPTO_memcmp(hash, cfg->key_sha256[i], sizeof(hash)) == 0) {
-            found = (int)i;
-        }
+    int found = find_static(cfg, hash);
+    if (found >= 0) {
+        snprintf(out->name, sizeof(out->name), "auth.keys");
+        memcpy(out->key_prefix, cfg->key_prefix[found],
+               sizeof(out->key_prefix));
+        return RL_OK;
     }
-    if (found < 0) {
+    const struct keycache_key *k = keycache_lookup(hash);
+    if (!k) {
+        out->refusal = AUTH_UNKNOWN;
         return RL_E_UNAUTHORIZED;
     }
-    memcpy(out->key_prefix, cfg->key_prefix[found], sizeof(out->key_prefix));
+    if (k->revoked) {
+        out->refusal = AUTH_REVOKED;
+        return RL_E_UNAUTHORIZED;
+    }
+    from_cache(k, arena, out);
     return RL_OK;
+}
+
+void auth_refusal_message(enum auth_refusal refusal, char *out, size_t n)
+{
+    const char *msg;
+    switch (refusal) {
+    case AUTH_MISSING:
+        msg = "Missing API key. Send it as Authorization: Bearer <key>.";
+        break;
+    case AUTH_NOT_BEARER:
+        msg = "The Authorization header must be Bearer <key>.";
+        break;
+    case AUTH_MALFORMED:
+        msg = "Malformed API key: it must be one word of visible "
+              "characters after Bearer (Relay keys are glw_ and 40 "
+              "letters and digits).";
+        break;
+    case AUTH_REVOKED:
+        msg = "This API key has been revoked. Ask for a new one (relay "
+              "keys create).";
+        break;
+    default:
+        msg = "Incorrect API key provided. Check the key, or create one "
+              "with relay keys create.";
+        break;
+    }
+    snprintf(out, n, "%s", msg);
+}
+
+bool auth_model_allowed(const struct auth_result *who,
+                        const char *model_name)
+{
+    if (!who || who->nmodels == 0 || !model_name ||
+        strcmp(model_name, "auto") == 0) {
+        return true;
+    }
+    for (size_t i = 0; i < who->nmodels; i++) {
+        if (strcmp(who->models[i], model_name) == 0) {
+            return true;
+        }
+    }
+    return false;
 }

@@ -3,8 +3,8 @@
  * main thread's signals (SIGHUP reloads, SIGTERM and SIGINT drain).
  *
  * Routes: POST /v1/chat/completions, GET /v1/models[/{id}], GET /healthz,
- * GET /readyz. Anything else is 404 (or 405 on a known path) in OpenAI's
- * error shape. Read on_request() and gateway_serve() first.
+ * GET /readyz, /admin/keys[/{id}] (src/admin/keys.c). Anything else is
+ * 404 (or 405 on a known path) in OpenAI's error shape. Read on_request() and gateway_serve() first.
  */
 #include "gateway/gateway.h"
 
@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin/admin.h"
 #include "api/api.h"
 #include "auth/auth.h"
 #include "config/config.h"
@@ -79,6 +80,7 @@ static void worker_stop(void *wctx)
     struct gw_worker *w = wctx;
     free_dead(w);
     upstream_free(w->upstream);
+    keycache_thread_exit();
     config_unref(w->cfg);
     log_flush();
     free(w);
@@ -118,21 +120,9 @@ static void swap_config(void *wctx, void *arg)
  * Routes
  * ------------------------------------------------------------------- */
 
-static bool authorized(struct req *r, const struct http_request *http)
-{
-    struct auth_result who;
-    if (auth_check(r->cfg, server_header(http, "authorization"), &who) !=
-        RL_OK) {
-        reply_error(r, RL_E_UNAUTHORIZED, NULL, NULL);
-        return false;
-    }
-    memcpy(r->key_prefix, who.key_prefix, sizeof(r->key_prefix));
-    return true;
-}
-
 static void serve_models(struct req *r, const struct http_request *http)
 {
-    if (!authorized(r, http)) {
+    if (!pipeline_authenticate(r, http)) {
         return;
     }
     struct buf body;
@@ -179,6 +169,11 @@ static void on_request(void *wctx, struct conn *c, struct http_request *http)
             pipeline_chat(w, c, http);
             return;
         }
+    }
+    if (str_eq_lit(path, "/admin/keys") ||
+        str_starts_with(path, "/admin/keys/")) {
+        admin_serve(w, c, http);
+        return;
     }
     struct req *r = req_new(w, c, http);
     if (str_eq_lit(path, "/v1/chat/completions") ||
@@ -344,16 +339,23 @@ int gateway_serve(struct config *cfg, const char *listen_override)
     if (store_open(cfg->store, NULL) != RL_OK) {
         return 1;
     }
+    /* The keys of the store, loaded before the first request; a store
+     * that is down is retried by the cache's thread. */
+    if (keycache_start(cfg->store, NULL) != RL_OK) {
+        store_close();
+        return 1;
+    }
     if (server_start(&opts, &hooks) != RL_OK) {
+        keycache_stop();
         store_close();
         return 1;
     }
     nworkers_started = opts.workers;
-    if (cfg->nkeys == 0) {
-        log_write(LOG_WARN, "no API keys configured: every /v1 request will "
-                  "get 401", "\"hint\":\"list keys under auth.keys; make up "
-                  "keeps its key in .relay/api-key: RELAY_API_KEY=$(cat "
-                  ".relay/api-key) build/relay serve\"");
+    if (cfg->nkeys == 0 && cfg->store && strcmp(cfg->store, "none") == 0) {
+        log_write(LOG_WARN, "no API keys: auth.keys is empty and store: "
+                  "none keeps no keys, so every /v1 request will get 401",
+                  "\"hint\":\"list keys under auth.keys, or use a store "
+                  "and relay keys create\"");
     }
     log_write(LOG_INFO, "relay listening",
               "\"address\":\"%s:%d\",\"workers\":%d,\"models\":%zu,"
@@ -362,6 +364,7 @@ int gateway_serve(struct config *cfg, const char *listen_override)
               cfg->path);
     uv_run(loop, UV_RUN_DEFAULT);
     server_drain_and_join();
+    keycache_stop();
     store_close(); /* every worker is done: drain the queue, then stop */
     uv_loop_close(loop);
     log_write(LOG_INFO, "stopped", NULL);

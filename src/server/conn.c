@@ -491,6 +491,7 @@ static int on_headers_complete(http_parser *p)
     case HTTP_GET: c->req.method = SERVER_GET; break;
     case HTTP_HEAD: c->req.method = SERVER_HEAD; break;
     case HTTP_POST: c->req.method = SERVER_POST; break;
+    case HTTP_DELETE: c->req.method = SERVER_DELETE; break;
     default: c->req.method = SERVER_OTHER; break;
     }
     c->keep_alive = http_should_keep_alive(p);

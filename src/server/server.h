@@ -31,6 +31,7 @@ enum server_method {
     SERVER_HEAD,
     SERVER_POST,
     SERVER_OTHER,
+    SERVER_DELETE,
 };
 
 struct http_header {

@@ -142,6 +142,7 @@ static void row_params(const struct store_row *r, const char **p,
     p[23] = num(nums[13], (int64_t)r->overhead_us);
     p[24] = num(nums[14], r->attempts);
     p[25] = r->client_gone ? "t" : "f";
+    p[26] = r->key_id;
 }
 
 static enum rl_err pg_insert(struct store_conn *c, const struct store_row *rows,
@@ -257,6 +258,44 @@ static int64_t pg_count(struct store_conn *c)
     return n;
 }
 
+/* ---------------------------------------------------------------------
+ * Queries for keys.c
+ * ------------------------------------------------------------------- */
+
+#define PG_MAX_COLS 32
+
+static enum rl_err pg_query(struct store_conn *c, const char *sql,
+                            const char *const *params, int nparams,
+                            store_row_fn fn, void *arg, char *err,
+                            size_t errn)
+{
+    PGresult *res = PQexecParams(c->pg, sql, nparams, NULL, params, NULL,
+                                 NULL, 0);
+    enum rl_err result = RL_OK;
+    if (!res || (PQresultStatus(res) != PGRES_TUPLES_OK &&
+                 PQresultStatus(res) != PGRES_COMMAND_OK)) {
+        pg_ok(c->pg, res, PGRES_TUPLES_OK, err, errn);
+        result = RL_E_IO;
+        goto out;
+    }
+    int ncols = PQnfields(res);
+    if (ncols > PG_MAX_COLS) {
+        snprintf(err, errn, "a query returned %d columns", ncols);
+        result = RL_E_INTERNAL;
+        goto out;
+    }
+    for (int i = 0; fn && i < PQntuples(res); i++) {
+        const char *cols[PG_MAX_COLS];
+        for (int k = 0; k < ncols; k++) {
+            cols[k] = PQgetisnull(res, i, k) ? NULL : PQgetvalue(res, i, k);
+        }
+        fn(arg, cols, ncols);
+    }
+out:
+    PQclear(res);
+    return result;
+}
+
 const struct store_engine store_pg = {
     .name = "postgresql",
     .connect = pg_connect,
@@ -264,4 +303,5 @@ const struct store_engine store_pg = {
     .insert = pg_insert,
     .migrate_one = pg_migrate_one,
     .count = pg_count,
+    .query = pg_query,
 };

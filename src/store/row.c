@@ -79,6 +79,7 @@ enum rl_err store_row_encode(const struct store_row *row, struct buf *b)
     put_int(b, "ts_us", row->ts_us);
     put_text(b, "request_id", row->request_id);
     put_text(b, "key_prefix", row->key_prefix);
+    put_text(b, "key_id", row->key_id);
     put_text(b, "model_requested", row->model_requested);
     put_text(b, "model", row->model);
     put_text(b, "provider", row->provider);
@@ -205,6 +206,8 @@ enum rl_err store_row_decode(const char *line, size_t len,
         get_bool(o, "usage_estimated", &row->usage_estimated) &&
         get_bool(o, "client_gone", &row->client_gone) &&
         decode_numbers(o, row);
+    /* Lines journaled before key_id existed have none: "" is right. */
+    get_text(o, "key_id", row->key_id, sizeof(row->key_id));
     json_decref(o);
     return ok ? RL_OK : RL_E_INVALID_JSON;
 }

@@ -125,6 +125,7 @@ static void bind_row(sqlite3_stmt *st, const struct store_row *r, char *ts)
     sqlite3_bind_int64(st, 24, (sqlite3_int64)r->overhead_us);
     sqlite3_bind_int(st, 25, r->attempts);
     sqlite3_bind_int(st, 26, r->client_gone);
+    bind_text(st, 27, r->key_id, false);
 }
 
 static enum rl_err sq_insert(struct store_conn *c, const struct store_row *rows,
@@ -134,7 +135,7 @@ static enum rl_err sq_insert(struct store_conn *c, const struct store_row *rows,
         sqlite3_prepare_v2(c->db,
                            "INSERT OR IGNORE INTO request_log (" STORE_COLUMNS
                            ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-                           "?,?,?,?,?,?,?)",
+                           "?,?,?,?,?,?,?,?)",
                            -1, &c->insert, NULL) != SQLITE_OK) {
         db_error(c->db, "preparing the insert", err, errn);
         return RL_E_IO;
@@ -239,6 +240,71 @@ static int64_t sq_count(struct store_conn *c)
     return n;
 }
 
+/* ---------------------------------------------------------------------
+ * Queries for keys.c
+ * ------------------------------------------------------------------- */
+
+#define SQ_MAX_COLS 32
+
+/* Binds params to $1..$n by name, so their order in the SQL is free. */
+static bool bind_params(sqlite3_stmt *st, const char *const *params,
+                        int nparams)
+{
+    for (int i = 0; i < nparams; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "$%d", i + 1);
+        int at = sqlite3_bind_parameter_index(st, name);
+        if (at == 0) {
+            continue; /* not used by this statement */
+        }
+        int rc = params[i] ? sqlite3_bind_text(st, at, params[i], -1,
+                                               SQLITE_STATIC)
+                           : sqlite3_bind_null(st, at);
+        if (rc != SQLITE_OK) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static enum rl_err sq_query(struct store_conn *c, const char *sql,
+                            const char *const *params, int nparams,
+                            store_row_fn fn, void *arg, char *err,
+                            size_t errn)
+{
+    sqlite3_stmt *st = NULL;
+    enum rl_err result = RL_OK;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK ||
+        !bind_params(st, params, nparams)) {
+        db_error(c->db, "preparing a query", err, errn);
+        result = RL_E_IO;
+        goto out;
+    }
+    int ncols = sqlite3_column_count(st);
+    if (ncols > SQ_MAX_COLS) {
+        snprintf(err, errn, "a query returned %d columns", ncols);
+        result = RL_E_INTERNAL;
+        goto out;
+    }
+    int rc = sqlite3_step(st);
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        const char *cols[SQ_MAX_COLS];
+        for (int k = 0; k < ncols; k++) {
+            cols[k] = (const char *)sqlite3_column_text(st, k);
+        }
+        if (fn) {
+            fn(arg, cols, ncols);
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        db_error(c->db, "running a query", err, errn);
+        result = RL_E_IO;
+    }
+out:
+    sqlite3_finalize(st);
+    return result;
+}
+
 const struct store_engine store_sqlite = {
     .name = "sqlite",
     .connect = sq_connect,
@@ -246,4 +312,5 @@ const struct store_engine store_sqlite = {
     .insert = sq_insert,
     .migrate_one = sq_migrate_one,
     .count = sq_count,
+    .query = sq_query,
 };

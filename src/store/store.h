@@ -30,6 +30,7 @@ struct store_row {
     int64_t ts_us;               /* when the request arrived, Unix time */
     char request_id[32];         /* unique; "req_" + 24 hex digits */
     char key_prefix[16];         /* display prefix of the API key */
+    char key_id[32];             /* "key_" + 16 hex of a store key, or "" */
     char model_requested[256];   /* "auto" or a name, as the client sent */
     char model[128];             /* configured model that answered */
     char provider[64];           /* configured provider name */
@@ -63,8 +64,8 @@ struct store_row {
     "completion_tokens, cached_tokens, cache_write_tokens, "              \
     "reasoning_tokens, usage_estimated, cost_nusd, savings_nusd, "        \
     "cache_status, cache_similarity, latency_us, ttft_us, upstream_us, "  \
-    "overhead_us, attempts, client_gone"
-#define STORE_NCOLUMNS 26
+    "overhead_us, attempts, client_gone, key_id"
+#define STORE_NCOLUMNS 27
 
 /* Copies the NUL-terminated src (NULL: "") into dst of size n, cut at a
  * UTF-8 character boundary when it does not fit. */
@@ -137,6 +138,10 @@ void store_close(void);
 
 struct store_conn;
 
+/* Called by an engine's query for each result row: cols[i] is the text of
+ * column i, or NULL for an SQL null; valid only during the call. */
+typedef void (*store_row_fn)(void *arg, const char *const *cols, int ncols);
+
 struct store_engine {
     const char *name; /* "postgresql" or "sqlite" */
     /* Connects; on failure writes why into err (size n) and returns NULL. */
@@ -156,6 +161,12 @@ struct store_engine {
                                bool *applied, char *err, size_t errn);
     /* Counts the rows of request_log (tests, `relay migrate`). */
     int64_t (*count)(struct store_conn *c);
+    /* Runs one statement with text parameters $1..$nparams (NULL: SQL
+     * null) and calls fn (if not NULL) for each row it returns. On failure
+     * writes why into err and returns RL_E_IO. Used by keys.c. */
+    enum rl_err (*query)(struct store_conn *c, const char *sql,
+                         const char *const *params, int nparams,
+                         store_row_fn fn, void *arg, char *err, size_t errn);
 };
 
 extern const struct store_engine store_pg;
@@ -180,6 +191,105 @@ enum rl_err store_target_parse(const char *url, struct store_target *t,
  */
 enum rl_err store_migrate(const struct store_engine *e, struct store_conn *c,
                           int *napplied, char *err, size_t n);
+
+/* ---------------------------------------------------------------------
+ * API keys (keys.c): blocking calls, never on an event loop
+ *
+ * Used by `relay keys`, the admin API (on libuv's thread pool) and the key
+ * cache's thread (src/auth/keycache.c), each with its own connection. Only
+ * a key's SHA-256 and display prefix are stored, never the key. Every
+ * change (create, revoke) gives the key's row a new version, larger than
+ * any before, and writers are serialised, so a reader that polls
+ * store_keys_since(last version seen) in order misses no change. See
+ * docs/internals/keys.md.
+ * ------------------------------------------------------------------- */
+
+/* The period a budget is counted over (UTC calendar periods). */
+enum store_period {
+    STORE_PERIOD_NONE = 0, /* no budget */
+    STORE_PERIOD_DAY,      /* since 00:00 UTC today */
+    STORE_PERIOD_WEEK,     /* since Monday 00:00 UTC */
+    STORE_PERIOD_MONTH,    /* since the 1st, 00:00 UTC */
+    STORE_PERIOD_TOTAL,    /* since the key was made */
+};
+
+#define STORE_KEY_MODELS_MAX 1024 /* bytes of the models JSON text */
+#define STORE_KEY_ROUTING_MAX 256 /* bytes of the routing JSON text */
+
+/* One row of api_keys. Fixed sizes, as store_row. */
+struct store_key {
+    char id[32];              /* "key_" + 16 hex digits, stable */
+    char name[64];            /* chosen by the operator */
+    char prefix[16];          /* "glw_" + the key's first 4 characters */
+    char sha256_hex[65];      /* SHA-256 of the whole key, lower-case hex */
+    int64_t rpm;              /* requests per minute; 0: no limit */
+    int64_t tpm;              /* tokens per minute; 0: no limit */
+    int64_t max_concurrent;   /* requests at once; 0: no limit */
+    int64_t budget_nusd;      /* spend per period, nano-dollars; 0: none */
+    enum store_period budget_period; /* NONE when budget_nusd is 0 */
+    char models[STORE_KEY_MODELS_MAX];   /* JSON array of names; []: all */
+    char routing[STORE_KEY_ROUTING_MAX]; /* JSON object; {}: no defaults */
+    char created_at[32];      /* "YYYY-MM-DDTHH:MM:SSZ" (UTC) */
+    char revoked_at[32];      /* the same, or "" while the key is live */
+    int64_t version;          /* of its last change */
+};
+
+/* One key's spend over a period, from request_log. */
+struct store_spend {
+    char key_id[32];   /* api_keys.id */
+    int64_t spent_nusd; /* sum(cost_nusd), nano-dollars */
+};
+
+/* An open connection to the store of a URL, with its engine. */
+struct store_db {
+    const struct store_engine *engine;
+    struct store_conn *conn;
+    struct store_target target;
+};
+
+/* Returns the name of p ("day", "week", "month", "total"; "" for NONE). */
+const char *store_period_name(enum store_period p);
+/* Parses a period name; false for anything else. */
+bool store_period_parse(const char *s, enum store_period *out);
+/* Returns the start of the period p that holds now_us (Unix time, UTC), in
+ * Unix microseconds; 0 for TOTAL and NONE. */
+int64_t store_period_start_us(enum store_period p, int64_t now_us);
+
+/* Connects db to url (as store_open reads it; "none" is RL_E_CONFIG) and,
+ * when migrate is set, applies pending migrations. On failure writes what
+ * to do into err and returns RL_E_CONFIG or RL_E_IO; db needs no close. */
+enum rl_err store_db_open(const char *url, bool migrate, struct store_db *db,
+                          char *err, size_t n);
+/* Closes what store_db_open opened; safe on a zeroed db. */
+void store_db_close(struct store_db *db);
+
+/* Inserts k (id, name, prefix, sha256_hex, limits, models, routing set by
+ * the caller) with created_at now and the next version, which it writes
+ * back into k. RL_E_INVALID_REQUEST (err says why) when the id or hash is
+ * taken; RL_E_IO when the store fails. */
+enum rl_err store_key_insert(struct store_db *db, struct store_key *k,
+                             char *err, size_t n);
+/* Returns the keys (live only, or all with all) in order of creation in
+ * *out, which the caller frees, and their number in *nout. */
+enum rl_err store_keys_list(struct store_db *db, bool all,
+                            struct store_key **out, size_t *nout, char *err,
+                            size_t n);
+/* Revokes the live key whose id or prefix is id_or_prefix and copies its
+ * row, as revoked, into out. RL_E_NOT_FOUND when no live key matches (err
+ * says so, and whether it was revoked already); RL_E_INVALID_REQUEST when
+ * a prefix matches several live keys (err lists their ids). */
+enum rl_err store_key_revoke(struct store_db *db, const char *id_or_prefix,
+                             struct store_key *out, char *err, size_t n);
+/* Returns every key (live or revoked) changed after version, in version
+ * order, in *out (the caller frees it). 0 loads them all. */
+enum rl_err store_keys_since(struct store_db *db, int64_t version,
+                             struct store_key **out, size_t *nout, char *err,
+                             size_t n);
+/* Returns, for each key with requests since since_us (Unix microseconds),
+ * the sum of their cost in *out (the caller frees it). */
+enum rl_err store_keys_spend(struct store_db *db, int64_t since_us,
+                             struct store_spend **out, size_t *nout,
+                             char *err, size_t n);
 
 /* ---------------------------------------------------------------------
  * The journal (journal.c): rows that could not be stored yet

@@ -70,7 +70,11 @@ static enum rl_err check(const struct config *c, const char *header,
                          struct auth_result *who)
 {
     memset(who, 0, sizeof(*who));
-    return auth_check(c, str_from(header), who);
+    struct arena a;
+    arena_init(&a, 1024);
+    enum rl_err err = auth_check(c, str_from(header), &a, who);
+    arena_free(&a); /* static keys put nothing in the arena */
+    return err;
 }
 
 static void test_a_configured_key_is_accepted_with_its_prefix(void **state)
@@ -110,7 +114,10 @@ static void test_a_missing_or_empty_header_is_refused(void **state)
     assert_int_equal(check(c, "Bearer", &who), RL_E_UNAUTHORIZED);
     assert_int_equal(check(c, "Bearer ", &who), RL_E_UNAUTHORIZED);
     assert_int_equal(check(c, "Bearer      ", &who), RL_E_UNAUTHORIZED);
+    assert_int_equal(who.refusal, AUTH_MALFORMED);
     assert_string_equal(who.key_prefix, "");
+    assert_int_equal(check(c, "", &who), RL_E_UNAUTHORIZED);
+    assert_int_equal(who.refusal, AUTH_MISSING);
 }
 
 static void test_other_schemes_and_bare_keys_are_refused(void **state)
@@ -122,6 +129,7 @@ static void test_other_schemes_and_bare_keys_are_refused(void **state)
     assert_int_equal(check(c, "Token " KEY_A, &who), RL_E_UNAUTHORIZED);
     assert_int_equal(check(c, "Bearer" KEY_A, &who), RL_E_UNAUTHORIZED);
     assert_int_equal(check(c, "Bearer: " KEY_A, &who), RL_E_UNAUTHORIZED);
+    assert_int_equal(who.refusal, AUTH_NOT_BEARER);
 }
 
 static void test_a_wrong_key_is_refused(void **state)

@@ -49,6 +49,7 @@ static struct store_row sample(int i)
     r.ts_us = 1732500000123456LL + i;
     snprintf(r.request_id, sizeof(r.request_id), "req_%024d", i);
     store_copy_text(r.key_prefix, sizeof(r.key_prefix), "glw_abcd");
+    store_copy_text(r.key_id, sizeof(r.key_id), "key_0123456789abcdef");
     store_copy_text(r.model_requested, sizeof(r.model_requested),
                     "auto \"quoted\" \\ caf\xc3\xa9\n");
     store_copy_text(r.model, sizeof(r.model), "llama-3.1-8b");
@@ -107,6 +108,27 @@ static void test_a_missing_similarity_stays_null(void **state)
     struct store_row out;
     assert_int_equal(store_row_decode(b.p, b.len, &out), RL_OK);
     assert_false(out.has_similarity);
+    buf_free(&b);
+}
+
+/* Journal lines written before the key_id column existed still decode. */
+static void test_a_journal_line_without_key_id_decodes(void **state)
+{
+    (void)state;
+    struct store_row in = sample(3);
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    assert_int_equal(store_row_encode(&in, &b), RL_OK);
+    buf_append(&b, "", 0);
+    const char *field = ",\"key_id\":\"key_0123456789abcdef\"";
+    char *at = strstr(b.p, field);
+    assert_non_null(at);
+    size_t cut = strlen(field);
+    memmove(at, at + cut, strlen(at + cut) + 1);
+    struct store_row out;
+    assert_int_equal(store_row_decode(b.p, strlen(b.p), &out), RL_OK);
+    assert_string_equal(out.key_id, "");
+    assert_string_equal(out.request_id, in.request_id);
     buf_free(&b);
 }
 
@@ -354,6 +376,10 @@ static void test_migrations_apply_once(void **state)
     store_sqlite.disconnect(c);
     assert_int_equal(sqlite_count(path, "SELECT cost_nusd FROM request_log"),
                      1261);
+    assert_int_equal(sqlite_count(path, "SELECT count(*) FROM request_log "
+                                        "WHERE key_id = "
+                                        "'key_0123456789abcdef'"),
+                     1);
 }
 
 static void test_the_writer_stores_every_row_once(void **state)
@@ -563,6 +589,7 @@ int main(void)
             test_a_rejected_row_is_set_aside_and_its_batch_stored, setup,
             teardown),
         cmocka_unit_test(test_a_missing_similarity_stays_null),
+        cmocka_unit_test(test_a_journal_line_without_key_id_decodes),
         cmocka_unit_test(test_torn_or_foreign_lines_do_not_decode),
         cmocka_unit_test(test_long_text_is_cut_at_a_character_boundary),
         cmocka_unit_test(test_timestamps_are_iso_utc_with_microseconds),

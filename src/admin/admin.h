@@ -1,0 +1,94 @@
+/*
+ * admin.h - managing API keys: `relay keys` (cli.c), the admin API
+ * GET/POST /admin/keys and DELETE /admin/keys/{id} behind the master key
+ * (keys.c), and what both read from the operator (spec.c: pure parsing,
+ * unit-tested).
+ *
+ * Both write through store/keys.c. The HTTP side never blocks its event
+ * loop: each operation runs on libuv's thread pool with its own store
+ * connection and answers from the after-work callback.
+ */
+#ifndef RL_ADMIN_H
+#define RL_ADMIN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "store/store.h"
+#include "util/str.h"
+
+struct gw_worker;
+struct conn;
+struct http_request;
+
+/* ---------------------------------------------------------------------
+ * What a new key is to be (spec.c)
+ * ------------------------------------------------------------------- */
+
+/* Sets spec->routing from "max_latency_ms=600,min_quality_tier=2" (also
+ * max_ttft_ms, hedge=true|false). On a bad pair writes what is wrong into
+ * err and returns false. */
+bool admin_spec_routing_pairs(struct store_key *spec, const char *pairs,
+                              char *err, size_t n);
+/* Sets spec->models from "a,b" (empty: every model). */
+bool admin_spec_models_csv(struct store_key *spec, const char *csv,
+                           char *err, size_t n);
+/* Parses "50" or "0.25" USD into spec->budget_nusd, exactly. */
+bool admin_spec_budget_usd(struct store_key *spec, const char *usd,
+                           char *err, size_t n);
+/* Checks the whole spec (a name; a budget with a period and the other way
+ * round). */
+bool admin_spec_check(const struct store_key *spec, char *err, size_t n);
+
+/*
+ * Parses the JSON body of POST /admin/keys: {"name", "rpm", "tpm",
+ * "max_concurrent", "budget_usd", "period", "models": [..], "routing":
+ * {..}} into spec. On a bad body writes the message into err, points
+ * *param at the field's name (static) and returns false.
+ */
+bool admin_body_parse(struct str body, struct store_key *spec, char *err,
+                      size_t n, const char **param);
+
+/* Returns a new JSON object for k as the admin API and `relay keys list
+ * --json` show it: never its hash. The caller owns the reference. */
+json_t *admin_key_json(const struct store_key *k);
+
+/* What `relay keys ...` was asked to do. */
+enum admin_cmd {
+    ADMIN_CREATE,
+    ADMIN_LIST,
+    ADMIN_REVOKE,
+    ADMIN_CHECK,
+};
+
+struct admin_cli {
+    enum admin_cmd cmd;
+    const char *config;    /* --config, or NULL */
+    bool help;             /* --help */
+    bool json;             /* list --json */
+    bool all;              /* list --all */
+    const char *target;    /* revoke's ID|PREFIX */
+    struct store_key spec; /* create's key */
+};
+
+/*
+ * Parses argv (argv[0] is "keys") into out. Returns 0, or 2 with the
+ * message in err for a usage mistake. Pure: for the tests.
+ */
+int admin_cli_parse(int argc, char **argv, struct admin_cli *out, char *err,
+                    size_t n);
+
+/* ---------------------------------------------------------------------
+ * The commands and the routes
+ * ------------------------------------------------------------------- */
+
+/* Runs `relay keys ...` (argv[0] is "keys"); returns the exit status:
+ * 0 done, 1 failed, 2 usage. */
+int admin_keys_main(int argc, char **argv);
+
+/* Serves /admin/keys[/{id}] on c (the caller matched the path). */
+void admin_serve(struct gw_worker *w, struct conn *c,
+                 struct http_request *http);
+
+#endif
