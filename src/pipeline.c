@@ -2,7 +2,7 @@
  * pipeline.c - the path of one chat completion, in order:
  *
  *   1 authenticate  auth/       who is calling
- *   2 rate limit    limits/     (with the keys issue)
+ *   2 rate limit    limits/     the key's rpm, tpm, concurrency, budget
  *   3 route         routing/    which models, in which order
  *   4 cache         cache/      (with the semantic cache issue)
  *   5 stream        providers/  the call, its fallbacks, its chunks
@@ -10,12 +10,15 @@
  *
  * Each step is one call into its folder; this file holds the order and the
  * callbacks that carry a provider's answer back to the client, nothing else.
+ * Step 2 runs after step 3's plan, which is pure computation: the budget
+ * hold is priced on the plan (docs/decisions.md 18).
  */
 #include "pipeline.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "accounting/accounting.h"
 #include "api/api.h"
 #include "auth/auth.h"
 #include "config/config.h"
@@ -33,6 +36,11 @@ static void on_client_gone(void *ctx)
     r->conn = NULL;
     r->client_gone = true;
     r->status = 499; /* nginx's "client closed request", even mid-stream */
+    if (r->limits_pending) {
+        /* Its callback will not come; a late admission is released. */
+        limits_reserve_cancel(r->limits_pending);
+        r->limits_pending = NULL;
+    }
     if (r->call) {
         /* The call's own figures never come (it is cancelled): what was
          * spent waiting on the provider is all the time since it began. */
@@ -149,6 +157,73 @@ static void refuse_model(struct req *r, const char *model)
     reply_api_error(r, &e);
 }
 
+/* Step 2's answer: stream if admitted, else say which limit and when. */
+static void on_verdict(void *ctx, const struct limits_verdict *v,
+                       struct limits_hold *hold)
+{
+    struct req *r = ctx;
+    r->limits_pending = NULL;
+    r->verdict = *v;
+    r->has_verdict = true;
+    r->hold = hold;
+    if (v->outcome == LIMITS_ADMITTED) {
+        stream(r);
+        return;
+    }
+    reply_limited(r, v);
+    req_free(r);
+}
+
+static enum limits_period period_of(enum auth_period p)
+{
+    switch (p) {
+    case AUTH_PERIOD_DAY: return LIMITS_PERIOD_DAY;
+    case AUTH_PERIOD_WEEK: return LIMITS_PERIOD_WEEK;
+    case AUTH_PERIOD_MONTH: return LIMITS_PERIOD_MONTH;
+    case AUTH_PERIOD_TOTAL: return LIMITS_PERIOD_TOTAL;
+    default: return LIMITS_PERIOD_NONE;
+    }
+}
+
+/* Step 2: reserves the request against the key's limits: its estimated
+ * tokens (prompt + output cap) and, against a budget, the cost of the
+ * dearest candidate of the plan, so a fallback cannot overshoot it. */
+static void limit(struct req *r)
+{
+    const struct auth_result *who = r->who;
+    int64_t out = r->chat.max_tokens ? r->chat.max_tokens
+                                     : r->cfg->limits_default_max_tokens;
+    struct usage u = {.prompt_tokens = r->prompt_tokens_est,
+                      .completion_tokens = out};
+    int64_t cost = 0;
+    for (size_t i = 0; who->budget_nusd && i < r->nplan; i++) {
+        int64_t c = price_cost_nusd(r->plan[i], &u);
+        cost = c > cost ? c : cost;
+    }
+    struct limits_ask ask = {
+        .rule = {.key_id = who->key_id, .rpm = who->rpm, .tpm = who->tpm,
+                 .max_concurrent = (int32_t)who->max_concurrent,
+                 .budget_nusd = who->budget_nusd,
+                 .period = period_of(who->budget_period)},
+        .request_id = r->id,
+        .tokens = r->prompt_tokens_est + out,
+        .cost_nusd = cost,
+        .spent_seed_nusd = who->spent_nusd,
+    };
+    /* on_verdict may run before this returns (decided in-process) and
+     * free r: only a pending reserve (Redis asked) is written to r. */
+    struct limits_pending *pending = NULL;
+    if (limits_reserve(r->w->limiter, &ask, on_verdict, r, &pending) !=
+        RL_OK) {
+        reply_error(r, RL_E_INTERNAL, NULL, NULL);
+        req_free(r);
+        return;
+    }
+    if (pending) {
+        r->limits_pending = pending;
+    }
+}
+
 void pipeline_chat(struct gw_worker *w, struct conn *c,
                    struct http_request *http)
 {
@@ -182,10 +257,15 @@ void pipeline_chat(struct gw_worker *w, struct conn *c,
         return;
     }
 
-    /* 2. Rate limit: per-key limits arrive with the keys issue. */
-
     /* 3. Route. */
-    err = routing_plan(r->cfg, model, r->chat.routing, NULL, &r->arena,
+    struct routing_key rk = {
+        .allow = r->key_models,
+        .nallow = r->nkey_models,
+        .min_quality_tier = r->who->routing.min_quality_tier > 0
+                                ? r->who->routing.min_quality_tier
+                                : -1,
+    };
+    err = routing_plan(r->cfg, model, r->chat.routing, &rk, &r->arena,
                        &r->plan, &r->nplan);
     if (err == RL_E_FORBIDDEN) {
         reply_error(r, err, "This API key may use none of the models this "
@@ -204,8 +284,8 @@ void pipeline_chat(struct gw_worker *w, struct conn *c,
         return;
     }
 
-    /* 4. Cache: the semantic cache arrives with its issue. */
-
-    /* 5. Stream; 6. account (in req_free, when the call is done). */
-    stream(r);
+    /* 2. Rate limit; then 4. cache (with its issue), 5. stream, and 6.
+     * account (in req_free, when the call is done). */
+    r->prompt_tokens_est = accounting_tokens_prompt(r->chat.raw);
+    limit(r);
 }

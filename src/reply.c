@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "accounting/accounting.h"
+#include "auth/auth.h"
 #include "config/config.h"
 #include "request.h"
 #include "server/server.h"
@@ -47,6 +48,9 @@ static void common_headers(struct req *r, struct buf *h)
     buf_append_cstr(h, "\r\nx-relay-attempts: ");
     buf_append_i64(h, r->attempts);
     buf_append_cstr(h, "\r\n");
+    if (r->has_verdict) {
+        limits_headers(&r->verdict, h);
+    }
 }
 
 static void send_error(struct req *r, struct api_error *e)
@@ -76,6 +80,83 @@ void reply_error(struct req *r, enum rl_err err, const char *message,
 void reply_api_error(struct req *r, struct api_error *e)
 {
     send_error(r, e);
+}
+
+/* Seconds for Retry-After: rounded up, at least 1. */
+static uint32_t retry_s(uint64_t ms)
+{
+    uint64_t s = (ms + 999) / 1000;
+    return s ? (uint32_t)(s > 86400 * 31 ? 86400 * 31 : s) : 1;
+}
+
+void reply_limited(struct req *r, const struct limits_verdict *v)
+{
+    struct api_error e;
+    long long lim_r = (long long)v->limit_requests;
+    long long lim_t = (long long)v->limit_tokens;
+    switch (v->outcome) {
+    case LIMITS_OVER_RPM:
+        errors_from_rl(RL_E_RATE_LIMITED, NULL, NULL, &e);
+        e.type = "requests";
+        snprintf(e.message, sizeof(e.message), "Rate limit reached for this "
+                 "API key on requests per min (RPM): Limit %lld, Used %lld, "
+                 "Requested 1. Please try again in %us.", lim_r,
+                 lim_r - (long long)v->remaining_requests,
+                 retry_s(v->retry_after_ms));
+        break;
+    case LIMITS_OVER_TPM:
+        errors_from_rl(RL_E_RATE_LIMITED, NULL, NULL, &e);
+        e.type = "tokens";
+        snprintf(e.message, sizeof(e.message), "Rate limit reached for this "
+                 "API key on tokens per min (TPM): Limit %lld, Used %lld, "
+                 "Requested %lld (prompt estimate plus max_tokens). Please "
+                 "try again in %us.", lim_t,
+                 lim_t - (long long)v->remaining_tokens,
+                 (long long)(r->prompt_tokens_est +
+                             (r->chat.max_tokens
+                                  ? r->chat.max_tokens
+                                  : r->cfg->limits_default_max_tokens)),
+                 retry_s(v->retry_after_ms));
+        break;
+    case LIMITS_TOO_LARGE:
+        errors_from_rl(RL_E_RATE_LIMITED, NULL, "max_tokens", &e);
+        e.type = "tokens";
+        snprintf(e.message, sizeof(e.message), "Request too large for this "
+                 "API key on tokens per min (TPM): Limit %lld, Requested "
+                 "%lld (prompt estimate plus max_tokens). Lower max_tokens "
+                 "or shorten the prompt; waiting will not help.", lim_t,
+                 (long long)(r->prompt_tokens_est +
+                             (r->chat.max_tokens
+                                  ? r->chat.max_tokens
+                                  : r->cfg->limits_default_max_tokens)));
+        send_error(r, &e);
+        return; /* no Retry-After: no wait makes it fit */
+    case LIMITS_OVER_CONCURRENCY:
+        errors_from_rl(RL_E_RATE_LIMITED, NULL, NULL, &e);
+        e.type = "requests";
+        e.code = "concurrency_limit_exceeded";
+        snprintf(e.message, sizeof(e.message), "This API key has %lld "
+                 "requests in flight, its limit. Retry when one has "
+                 "finished.", (long long)r->who->max_concurrent);
+        break;
+    case LIMITS_OVER_BUDGET:
+        errors_from_rl(RL_E_OVER_BUDGET, NULL, NULL, &e);
+        if (v->retry_after_ms == 0) {
+            snprintf(e.message, sizeof(e.message), "This API key has spent "
+                     "its budget. Raise the key's budget or use another "
+                     "key.");
+            send_error(r, &e);
+            return;
+        }
+        break;
+    default: /* LIMITS_UNAVAILABLE */
+        errors_from_rl(RL_E_LIMITS_DOWN, NULL, NULL, &e);
+        e.retry_after_s = 1;
+        send_error(r, &e);
+        return;
+    }
+    e.retry_after_s = retry_s(v->retry_after_ms);
+    send_error(r, &e);
 }
 
 void reply_provider_error(struct req *r, const struct provider_error *pe)

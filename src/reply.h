@@ -15,12 +15,17 @@
 
 struct req;
 struct api_error;
+struct limits_verdict;
 
 /* Answers with err (message and param may be NULL for the defaults). */
 void reply_error(struct req *r, enum rl_err err, const char *message,
                  const char *param);
 /* Answers with e as it is (a code or message errors_from_rl has not). */
 void reply_api_error(struct req *r, struct api_error *e);
+/* Answers a request that step 2 refused: 429 with OpenAI's wording and
+ * Retry-After (none when waiting cannot help), or 503 when the limits
+ * cannot be checked. */
+void reply_limited(struct req *r, const struct limits_verdict *v);
 /* Answers with a provider's error: a whole response if nothing was sent
  * yet, else an SSE error event that ends the stream without [DONE]. */
 void reply_provider_error(struct req *r, const struct provider_error *pe);

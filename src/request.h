@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "limits/limits.h"
 #include "providers/provider.h"
 #include "util/arena.h"
 #include "util/buf.h"
@@ -54,6 +55,12 @@ struct req {
     const struct model_cfg *const *plan; /* candidates, in the arena */
     size_t nplan;
     struct provider_call *call;  /* in progress, or NULL */
+    /* Step 2. */
+    int64_t prompt_tokens_est;   /* prompt tokens estimated from the text */
+    struct limits_pending *limits_pending; /* waiting on Redis, or NULL */
+    struct limits_hold *hold;    /* admitted, to reconcile once, or NULL */
+    struct limits_verdict verdict; /* for the x-ratelimit-* headers */
+    bool has_verdict;            /* verdict is set */
     /* The outcome. */
     const struct model_cfg *model; /* the model that answered or failed */
     int status;                  /* HTTP status sent */

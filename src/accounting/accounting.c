@@ -12,6 +12,8 @@
 #include <time.h>
 
 #include "config/config.h"
+#include "gateway/gateway.h"
+#include "limits/limits.h"
 #include "request.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -116,6 +118,14 @@ void accounting_finish(struct req *r)
     }
     r->accounted = true;
     accounting_price(r);
+    if (r->hold) {
+        /* The reservation settles with what the call really used; a
+         * failed or cancelled call used nothing billable. */
+        limits_reconcile(r->w->limiter, r->hold,
+                         r->usage.prompt_tokens + r->usage.completion_tokens,
+                         r->cost_nusd);
+        r->hold = NULL;
+    }
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     struct store_row row;

@@ -19,6 +19,7 @@
 #include <yaml.h>
 
 #include "providers/provider.h"
+#include "redis/redis.h"
 #include "util/alloc.h"
 
 #define CONFIG_MAX_FILE (1024 * 1024)
@@ -708,6 +709,12 @@ static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
         c->store = scalar_dup(ld, v, "store");
     } else if (strcmp(key, "redis") == 0) {
         c->redis = scalar_dup(ld, v, "redis");
+        struct redis_url u;
+        char why[256];
+        if (c->redis && *c->redis &&
+            redis_url_parse(c->redis, &u, why, sizeof(why)) != RL_OK) {
+            fail(ld, v, "redis", "%s", why);
+        }
     } else if (strcmp(key, "admin_key") == 0) {
         c->admin_key = scalar_dup(ld, v, "admin_key");
     } else if (strcmp(key, "auth") == 0) {

@@ -22,6 +22,7 @@
 #include "api/api.h"
 #include "auth/auth.h"
 #include "config/config.h"
+#include "limits/limits.h"
 #include "pipeline.h"
 #include "reply.h"
 #include "request.h"
@@ -52,6 +53,26 @@ static void set_limits(struct gw_worker *w)
     };
 }
 
+/* The worker's limiter. A Redis URL that cannot be used was refused by
+ * config_load already; one whose host does not resolve leaves the worker
+ * limiting in-process (logged by limits_new), as if Redis were down. */
+static struct limits *start_limits(struct uv_loop_s *loop,
+                                   const struct config *c)
+{
+    struct limits_opts o = {
+        .redis_url = c->redis,
+        .policy = c->limits_fail_closed ? LIMITS_FAIL_CLOSED
+                                        : LIMITS_FAIL_OPEN,
+        .redis_timeout_ms = c->limits_redis_timeout_ms,
+    };
+    struct limits *l = NULL;
+    if (limits_new(loop, &o, &l) != RL_OK) {
+        o.redis_url = NULL;
+        limits_new(loop, &o, &l);
+    }
+    return l;
+}
+
 static void *worker_start(struct uv_loop_s *loop, int id, void *arg)
 {
     struct gw_worker *w = rl_calloc(1, sizeof(*w));
@@ -60,6 +81,7 @@ static void *worker_start(struct uv_loop_s *loop, int id, void *arg)
     w->cfg = config_ref(arg);
     set_limits(w);
     w->upstream = upstream_new(loop);
+    w->limiter = start_limits(loop, w->cfg);
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || !w->rng) {
         w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)id;
     }
@@ -80,6 +102,7 @@ static void worker_stop(void *wctx)
     struct gw_worker *w = wctx;
     free_dead(w);
     upstream_free(w->upstream);
+    limits_free(w->limiter); /* its handles close as the loop runs down */
     keycache_thread_exit();
     config_unref(w->cfg);
     log_flush();

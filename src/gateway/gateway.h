@@ -20,6 +20,7 @@ struct gw_worker {
     struct config *cfg;            /* current snapshot (one reference) */
     struct server_limits limits;   /* from cfg */
     struct upstream *upstream;     /* its upstream connections */
+    struct limits *limiter;        /* its rate limiter (and Redis link) */
     struct req *dead;              /* requests to free at the tick */
     uint64_t rng;                  /* request ids (xorshift state) */
     uint64_t log_flushed_ms;       /* loop time of the last log flush */
