@@ -272,11 +272,12 @@ def run_one(t, store, label):
                 check(line.startswith("{"), "a log line is not JSON: %r" % line[:100])
             for key in SECRETS:
                 check(key not in out and key[4:] not in out, "a key is in the log")
-        if res == "skip":
-            print("ok   %s[%s]  (skipped: needs PostgreSQL)" % (t.__name__, label), flush=True)
-        else:
-            print("ok   %s[%s]  (%d ms)" % (t.__name__, label, (time.time() - t0) * 1000), flush=True)
         shutil.rmtree(tmp, ignore_errors=True)
+        if res == "skip":
+            # Not counted: a test that did not run has not passed.
+            print("skip %s[%s]  (needs PostgreSQL)" % (t.__name__, label), flush=True)
+            return None
+        print("ok   %s[%s]  (%d ms)" % (t.__name__, label, (time.time() - t0) * 1000), flush=True)
         return True
     except Exception as e:  # noqa: BLE001
         for g in gws:
@@ -309,7 +310,10 @@ def main():
             store = url
             if store is None:
                 store = "sqlite:" + os.path.join(tempfile.mkdtemp(prefix="relay-keys-db-"), "relay.db")
-            if run_one(t, store, label):
+            res = run_one(t, store, label)
+            if res is None:
+                continue
+            if res:
                 passed += 1
             else:
                 failed += 1
