@@ -24,7 +24,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all asan asan-unit unit test test-unit test-integration test-e2e bench \
-        bench-overhead bench-routing bench-cache up down status logs \
+        bench-overhead bench-features bench-routing bench-cache up down status logs \
         check clean help deps
 
 all: $(BUILD)/relay $(BUILD)/relay-fake
@@ -68,10 +68,13 @@ test-integration: all
 test-e2e: all
 	@bash scripts/test.sh e2e
 
-bench: bench-overhead
+bench: bench-overhead bench-features
 
 bench-overhead: all
 	@bash bench/overhead.sh
+
+bench-features: all
+	@bash bench/features.sh
 
 # up.sh installs what is missing first, then builds (a fresh machine lacks
 # the -dev packages that `make` needs).
@@ -102,7 +105,7 @@ help:
 	@echo "make test         the whole suite: unit, integration, end-to-end"
 	@echo "make asan         sanitizer build in build-asan/"
 	@echo "make asan-unit    the unit tests under ASan+UBSan"
-	@echo "make bench        every benchmark (bench-overhead, ...)"
+	@echo "make bench        every benchmark (bench-overhead, bench-features, ...)"
 	@echo "make check        style checks"
 	@echo "make deps         install system, Python and Node dependencies"
 

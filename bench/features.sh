@@ -59,6 +59,7 @@ done
 [[ -x "$RELAY_BIN" && -x "$FAKE_BIN" ]] || die "$RELAY_BIN or $FAKE_BIN not built: run make"
 
 TMP="$(mktemp -d /tmp/relay-bench-features.XXXXXX)"
+chmod 755 "$TMP" # PostgreSQL runs as its own user and must reach SVC
 SVC="$TMP/services"
 mkdir -p "$ROOT/bench/results"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -86,7 +87,9 @@ start() {
 }
 
 say "starting throw-away PostgreSQL and Redis"
-eval "$(bash "$ROOT/scripts/services.sh" start "$SVC")"
+svc_env="$(bash "$ROOT/scripts/services.sh" start "$SVC")" \
+    || die "could not start PostgreSQL and Redis (see above)"
+eval "$svc_env"
 
 FAKE_PORT="$(free_port)"
 start fake "$FAKE_BIN" --listen "127.0.0.1:$FAKE_PORT" --workers 1 --quiet --no-record
