@@ -88,7 +88,7 @@ else
 fi
 
 # ---- 5. PostgreSQL and Redis -----------------------------------------------
-# The gateway does not use them yet; the store and limits issues will.
+# The request log and the keys live in PostgreSQL; the limits in Redis.
 if [[ -n "${DATABASE_URL:-}" && -n "${REDIS_URL:-}" ]]; then
     say "using DATABASE_URL and REDIS_URL from the environment/.env"
     {
