@@ -1,5 +1,6 @@
 # Shared helpers for the scripts in this folder. Sourced, never run.
-# Defines: ROOT (repository root), say/warn/die, free_port, pid_alive,
+# Defines: ROOT (repository root), say/warn/die, free_port, port_again,
+# env_file_set, pid_alive,
 # stop_pid, apt_packages, wait_http.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +22,20 @@ s = socket.socket()
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])
 s.close()'
+}
+
+# port_again FILE: the port in FILE if it is free now (a service started in
+# the same folder before keeps its URL), else a free one.
+port_again() {
+    local p=""
+    [[ -f "$1" ]] && p="$(cat "$1" 2>/dev/null || true)"
+    if [[ "$p" =~ ^[0-9]+$ ]] && python3 -c 'import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null; then
+        echo "$p"
+    else
+        free_port
+    fi
 }
 
 # True when the pid in FILE (or the pid given) is a live process.
@@ -94,6 +109,22 @@ wait_http_any() {
 
 # Export KEY=VALUE lines of an env file, without overriding variables that
 # are already set to a non-empty value. Quotes around a value are dropped.
+# env_file_set FILE KEY VALUE: sets KEY=VALUE in the dotenv FILE, replacing
+# the line of KEY if there is one (commented or not), else appending it.
+env_file_set() {
+    local file="$1" key="$2" val="$3" tmp
+    tmp="$(mktemp "$file.XXXXXX")"
+    if grep -Eq "^[#[:space:]]*$key=" "$file" 2>/dev/null; then
+        awk -v k="$key" -v v="$val" '
+            !done && $0 ~ "^[#[:space:]]*" k "=" { print k "=" v; done = 1; next }
+            { print }' "$file" >"$tmp"
+    else
+        { cat "$file" 2>/dev/null || true; echo "$key=$val"; } >"$tmp"
+    fi
+    chmod --reference="$file" "$tmp" 2>/dev/null || chmod 600 "$tmp"
+    mv "$tmp" "$file"
+}
+
 load_env_file() {
     local file="$1" line key val
     [[ -f "$file" ]] || return 0

@@ -89,12 +89,20 @@ fi
 
 # ---- 5. PostgreSQL and Redis -----------------------------------------------
 # The request log and the keys live in PostgreSQL; the limits in Redis.
+# URLs that make up wrote into .env itself (the private services below, the
+# same as in .relay/env) are not the user's: they are started again.
+if [[ -f "$STATE/env" ]]; then
+    prev_db="$(sed -n 's/^export DATABASE_URL=//p' "$STATE/env")"
+    prev_redis="$(sed -n 's/^export REDIS_URL=//p' "$STATE/env")"
+    if [[ -f "$STATE/pg/port" && -n "$prev_db" && "${DATABASE_URL:-}" == "$prev_db" ]]; then
+        unset DATABASE_URL
+    fi
+    if [[ -f "$STATE/redis/port" && -n "$prev_redis" && "${REDIS_URL:-}" == "$prev_redis" ]]; then
+        unset REDIS_URL
+    fi
+fi
 if [[ -n "${DATABASE_URL:-}" && -n "${REDIS_URL:-}" ]]; then
     say "using DATABASE_URL and REDIS_URL from the environment/.env"
-    {
-        echo "export DATABASE_URL=$DATABASE_URL"
-        echo "export REDIS_URL=$REDIS_URL"
-    } >"$STATE/env"
 else
     user_db="${DATABASE_URL:-}"
     user_redis="${REDIS_URL:-}"
@@ -103,11 +111,16 @@ else
     eval "$svc"
     [[ -n "$user_db" ]] && DATABASE_URL="$user_db"
     [[ -n "$user_redis" ]] && REDIS_URL="$user_redis"
-    {
-        echo "export DATABASE_URL=$DATABASE_URL"
-        echo "export REDIS_URL=$REDIS_URL"
-    } >"$STATE/env"
+    # Into .env too, so that every `relay` command run by hand (relay keys
+    # create, relay migrate) reads the same store as the gateway.
+    [[ -z "$user_db" ]] && env_file_set .env DATABASE_URL "$DATABASE_URL"
+    [[ -z "$user_redis" ]] && env_file_set .env REDIS_URL "$REDIS_URL"
+    say "the private services' URLs are in .env (DATABASE_URL, REDIS_URL)"
 fi
+{
+    echo "export DATABASE_URL=$DATABASE_URL"
+    echo "export REDIS_URL=$REDIS_URL"
+} >"$STATE/env"
 export DATABASE_URL REDIS_URL
 
 # ---- 5b. the first API key in the store -------------------------------------
