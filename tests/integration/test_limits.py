@@ -345,6 +345,22 @@ def t_redis_down_fails_closed_when_told_to(tmp, gws):
         redis.stop()
 
 
+def t_without_redis_the_same_limits_hold_in_process(tmp, gws):
+    gw = gateway(tmp, gws, redis="")
+    key, _ = tk.create_cli(gw, "--name", "local", "--rpm", "2", "--tpm", "1000")
+    status, h, _ = first_call(gw, key, chat(max_tokens=100))
+    check(status == 200 and h.get("x-ratelimit-remaining-tokens") == "891",
+          "first: %d %r" % (status, h))
+    status, h, _ = call(gw.port, key, chat(max_tokens=100))
+    check(status == 200 and h.get("x-ratelimit-remaining-requests") == "0" and
+          h.get("x-ratelimit-remaining-tokens") == str(1000 - 18 - 109),
+          "second: %d %r" % (status, h))
+    status, h, body = call(gw.port, key, chat(max_tokens=100))
+    check(status == 429 and error_of(body)["type"] == "requests" and
+          59 <= int(h.get("retry-after", "0")) <= 60,
+          "third: %d %r %r" % (status, h, body))
+
+
 TESTS = [
     t_two_gateways_admit_exactly_60_of_500_concurrent,
     t_tpm_reserves_then_settles_to_the_real_usage,
@@ -353,6 +369,7 @@ TESTS = [
     t_a_concurrency_cap_refuses_the_extra_requests,
     t_redis_down_fails_open_then_limits_return_to_redis,
     t_redis_down_fails_closed_when_told_to,
+    t_without_redis_the_same_limits_hold_in_process,
 ]
 
 
