@@ -2,7 +2,7 @@
 // for the Node SDK tests, with a config written into a temp dir.
 // RELAY_BIN and RELAY_FAKE_BIN choose the binaries (defaults build/relay,
 // build/relay-fake), as in the Python suites.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -79,6 +79,9 @@ export async function startStack(models = [], opts = {}) {
   const config = {
     listen: `127.0.0.1:${relayPort}`,
     workers: 2,
+    // The stack's own request log and keys, gone with its temp dir.
+    store: `sqlite:${path.join(tmp, 'relay.db')}`,
+    redis: opts.redis || '',
     log_level: 'info',
     auth: { keys: ['${RELAY_API_KEY}'] },
     server: { max_body_bytes: MAX_BODY, max_header_bytes: 16384, read_timeout_ms: 10000,
@@ -107,6 +110,13 @@ export async function startStack(models = [], opts = {}) {
     baseURL: `http://127.0.0.1:${relayPort}/v1`,
     relayAlive: () => stack.relay.exitCode === null && stack.relay.signalCode === null,
     relayLog: () => readFileSync(stack.relay.logPath, 'utf8'),
+    // Runs `relay keys ARGS --config` on the stack's store; returns stdout.
+    keys(...args) {
+      const r = spawnSync(bin('RELAY_BIN', 'build/relay'), ['keys', ...args, '--config', configPath],
+        { env, encoding: 'utf8', timeout: 60000 });
+      if (r.status !== 0) throw new Error(`relay keys ${args[0]}: ${r.stderr}`);
+      return r.stdout;
+    },
     async stop() {
       await Promise.all(procs.map((p) => new Promise((resolve) => {
         if (p.exitCode !== null || p.signalCode !== null) return resolve();
