@@ -107,7 +107,7 @@ struct store_stats {
 /* Options of store_open; zero values take the defaults. */
 struct store_opts {
     size_t queue_rows;     /* queue capacity (default 8192) */
-    size_t batch_rows;     /* most rows per insert (default 500) */
+    size_t batch_rows;     /* most rows per insert (default 2000) */
     uint64_t batch_wait_ms; /* longest wait for a full batch (default 50) */
     uint64_t retry_max_ms; /* longest reconnect backoff (default 5000) */
     const char *journal_dir; /* default: beside the store (see store.c) */
