@@ -2,15 +2,17 @@
  * pg.c - the request log in PostgreSQL, through libpq (blocking calls,
  * only ever on the writer thread or in `relay migrate`).
  *
- * A batch is one multi-row INSERT ... ON CONFLICT (request_id) DO NOTHING
- * with text parameters: one statement, so one transaction, so a batch is
- * stored whole or not at all, and sending it again (journal replay) adds
- * nothing. Migrations take an advisory lock so that gateways starting
- * together apply each one once.
+ * A batch is one transaction: COPY (text format) straight into request_log;
+ * if a request id is there already, the transaction fails and the batch is
+ * sent again through a TEMP staging table, INSERT ... SELECT ... ON
+ * CONFLICT (request_id) DO NOTHING. So a batch is stored whole or not at
+ * all, and sending it again (journal replay) adds nothing. COPY costs the
+ * server a fraction of a 13,000-parameter INSERT (docs/decisions.md).
+ * Migrations take an advisory lock so that gateways starting together
+ * apply each one once.
  */
 #include "store/store.h"
 
-#include <inttypes.h>
 #include <postgresql/libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +20,10 @@
 
 #include "util/alloc.h"
 
-#define PG_NUM 24 /* bytes for one number as text */
-
 struct store_conn {
     PGconn *pg;
+    bool staged;     /* request_log_stage and rl_merge exist (session) */
+    char sqlstate[6]; /* of the last failed command, or "" */
 };
 
 /* Copies libpq's message without its trailing newline. */
@@ -96,92 +98,151 @@ static bool pg_ok(PGconn *pg, PGresult *res, ExecStatusType want, char *err,
  * Insert
  * ------------------------------------------------------------------- */
 
-static const char *num(char *slot, int64_t v)
-{
-    snprintf(slot, PG_NUM, "%" PRId64, v);
-    return slot;
-}
+#define COPY_FLUSH_BYTES (64u << 10) /* COPY data sent per message */
+#define COPY_BUF_MAX (1u << 20)      /* cap of the COPY buffer, bytes */
 
-static const char *or_null(const char *s)
+/* The session's staging table and the statement that moves its rows into
+ * request_log. The stage is TEMP (no WAL, no other session sees it) and
+ * ON COMMIT DELETE ROWS, so each batch starts from an empty one without a
+ * TRUNCATE. Created when a batch first needs it, after the migrations. */
+static bool stage_ready(struct store_conn *c, char *err, size_t n)
 {
-    return s[0] ? s : NULL;
-}
-
-/* Fills the STORE_NCOLUMNS parameters of one row; numbers go to nums. */
-static void row_params(const struct store_row *r, const char **p,
-                       char (*nums)[PG_NUM])
-{
-    store_ts_format(r->ts_us, nums[0]);
-    p[0] = nums[0];
-    p[1] = r->request_id;
-    p[2] = r->key_prefix;
-    p[3] = r->model_requested;
-    p[4] = r->model;
-    p[5] = r->provider;
-    p[6] = num(nums[1], r->status);
-    p[7] = or_null(r->error_type);
-    p[8] = or_null(r->error_code);
-    p[9] = r->stream ? "t" : "f";
-    p[10] = num(nums[2], r->prompt_tokens);
-    p[11] = num(nums[3], r->completion_tokens);
-    p[12] = num(nums[4], r->cached_tokens);
-    p[13] = num(nums[5], r->cache_write_tokens);
-    p[14] = num(nums[6], r->reasoning_tokens);
-    p[15] = r->usage_estimated ? "t" : "f";
-    p[16] = num(nums[7], r->cost_nusd);
-    p[17] = num(nums[8], r->savings_nusd);
-    p[18] = r->cache_status[0] ? r->cache_status : "miss";
-    p[19] = NULL;
-    if (r->has_similarity) {
-        snprintf(nums[9], PG_NUM, "%.6f", r->cache_similarity);
-        p[19] = nums[9];
+    if (c->staged) {
+        return true;
     }
-    p[20] = num(nums[10], (int64_t)r->latency_us);
-    p[21] = num(nums[11], (int64_t)r->ttft_us);
-    p[22] = num(nums[12], (int64_t)r->upstream_us);
-    p[23] = num(nums[13], (int64_t)r->overhead_us);
-    p[24] = num(nums[14], r->attempts);
-    p[25] = r->client_gone ? "t" : "f";
-    p[26] = r->key_id;
+    PGresult *res = PQexec(c->pg,
+                           "CREATE TEMP TABLE IF NOT EXISTS request_log_stage"
+                           " (LIKE request_log INCLUDING DEFAULTS)"
+                           " ON COMMIT DELETE ROWS");
+    bool ok = pg_ok(c->pg, res, PGRES_COMMAND_OK, err, n);
+    PQclear(res);
+    if (!ok) {
+        return false;
+    }
+    res = PQprepare(c->pg, "rl_merge",
+                    "INSERT INTO request_log (" STORE_COLUMNS ") SELECT "
+                    STORE_COLUMNS " FROM request_log_stage"
+                    " ON CONFLICT (request_id) DO NOTHING", 0, NULL);
+    ok = pg_ok(c->pg, res, PGRES_COMMAND_OK, err, n);
+    PQclear(res);
+    c->staged = ok;
+    return ok;
 }
 
+/* SQLSTATE classes 22 (data exception) and 23 (integrity constraint) are
+ * about what a row holds: sending it again cannot help. Anything else
+ * (connection, schema, resources) may pass on a later try. Keeps the
+ * SQLSTATE in c->sqlstate. */
+static enum rl_err classify(struct store_conn *c, PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                            : NULL;
+    snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
+    bool rejected = state && (strncmp(state, "22", 2) == 0 ||
+                              strncmp(state, "23", 2) == 0);
+    return rejected ? RL_E_REJECTED : RL_E_IO;
+}
+
+/* Checks the result of a command (no result rows) and frees it. */
+static enum rl_err step(struct store_conn *c, PGresult *res, char *err,
+                        size_t n)
+{
+    enum rl_err e = pg_ok(c->pg, res, PGRES_COMMAND_OK, err, n)
+                        ? RL_OK
+                        : classify(c, res);
+    PQclear(res);
+    return e;
+}
+
+/* Streams rows with COPY table (STORE_COLUMNS) FROM STDIN, text format. */
+static enum rl_err copy_rows(struct store_conn *c, const char *table,
+                             const struct store_row *rows, size_t n,
+                             char *err, size_t errn)
+{
+    char sql[sizeof(STORE_COLUMNS) + 128];
+    snprintf(sql, sizeof(sql), "COPY %s (" STORE_COLUMNS ") FROM STDIN",
+             table);
+    PGresult *res = PQexec(c->pg, sql);
+    if (!pg_ok(c->pg, res, PGRES_COPY_IN, err, errn)) {
+        enum rl_err e = classify(c, res);
+        PQclear(res);
+        return e;
+    }
+    PQclear(res);
+    struct buf b;
+    buf_init(&b, COPY_BUF_MAX);
+    bool sent = true;
+    for (size_t i = 0; i < n && sent; i++) {
+        sent = store_row_copy_line(&rows[i], &b) == RL_OK;
+        if (sent && (b.len >= COPY_FLUSH_BYTES || i + 1 == n)) {
+            sent = PQputCopyData(c->pg, b.p, (int)b.len) == 1;
+            buf_reset(&b);
+        }
+    }
+    buf_free(&b);
+    /* A failed encoding ends the COPY with an error: nothing is kept. */
+    if (PQputCopyEnd(c->pg, sent ? NULL : "encoding a row failed") != 1) {
+        pg_error(c->pg, err, errn);
+        return RL_E_IO;
+    }
+    enum rl_err e = RL_OK;
+    while ((res = PQgetResult(c->pg)) != NULL) {
+        if (e == RL_OK) {
+            e = step(c, res, err, errn);
+        } else {
+            PQclear(res);
+        }
+    }
+    return e;
+}
+
+/* One transaction. Direct: COPY into request_log. Merged: COPY into the
+ * empty stage, INSERT ... SELECT ... ON CONFLICT (request_id) DO NOTHING
+ * into request_log, COMMIT (which empties the stage). Rolls back on
+ * failure, so either way the batch is stored whole or not at all. */
+static enum rl_err copy_batch(struct store_conn *c, bool merge,
+                              const struct store_row *rows, size_t n,
+                              char *err, size_t errn)
+{
+    c->sqlstate[0] = '\0';
+    if (merge && !stage_ready(c, err, errn)) {
+        return RL_E_IO;
+    }
+    enum rl_err e = step(c, PQexec(c->pg, "BEGIN"), err, errn);
+    if (e == RL_OK) {
+        e = copy_rows(c, merge ? "request_log_stage" : "request_log", rows,
+                      n, err, errn);
+    }
+    if (e == RL_OK && merge) {
+        e = step(c, PQexecPrepared(c->pg, "rl_merge", 0, NULL, NULL, NULL,
+                                   0),
+                 err, errn);
+    }
+    if (e == RL_OK) {
+        e = step(c, PQexec(c->pg, "COMMIT"), err, errn);
+    }
+    if (e != RL_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        PQclear(PQexec(c->pg, "ROLLBACK"));
+    }
+    return e;
+}
+
+/* Inserts rows, ignoring request ids already stored. A batch is first
+ * copied straight into request_log, the cheap path; a request id that is
+ * there already (a journal replay, a batch whose COMMIT answer was lost)
+ * fails it with unique_violation, and it is then sent again through the
+ * stage, which skips the rows already stored. */
 static enum rl_err pg_insert(struct store_conn *c, const struct store_row *rows,
                              size_t n, char *err, size_t errn)
 {
     if (n == 0) {
         return RL_OK;
     }
-    size_t np = n * STORE_NCOLUMNS; /* 500 rows: 13,000 of 65,535 allowed */
-    const char **params = rl_malloc(np * sizeof(*params));
-    char(*nums)[PG_NUM] = rl_malloc(n * 16 * sizeof(*nums));
-    struct buf sql;
-    buf_init(&sql, 1 << 20);
-    buf_append_cstr(&sql, "INSERT INTO request_log (" STORE_COLUMNS
-                          ") VALUES ");
-    for (size_t i = 0; i < n; i++) {
-        row_params(&rows[i], params + i * STORE_NCOLUMNS, nums + i * 16);
-        buf_append_cstr(&sql, i ? ",(" : "(");
-        for (size_t k = 0; k < STORE_NCOLUMNS; k++) {
-            buf_append_cstr(&sql, k ? ",$" : "$");
-            buf_append_u64(&sql, i * STORE_NCOLUMNS + k + 1);
-        }
-        buf_append_cstr(&sql, ")");
+    enum rl_err e = copy_batch(c, false, rows, n, err, errn);
+    if (e == RL_E_REJECTED && strcmp(c->sqlstate, "23505") == 0) {
+        e = copy_batch(c, true, rows, n, err, errn);
     }
-    buf_append_cstr(&sql, " ON CONFLICT (request_id) DO NOTHING");
-    PGresult *res = PQexecParams(c->pg, sql.p, (int)np, NULL, params, NULL,
-                                 NULL, 0);
-    bool ok = pg_ok(c->pg, res, PGRES_COMMAND_OK, err, errn);
-    /* SQLSTATE classes 22 (data exception) and 23 (integrity constraint)
-     * are about what a row holds: sending it again cannot help. Anything
-     * else (connection, schema, resources) may pass on a later try. */
-    const char *state = ok ? NULL : PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    bool rejected = state && (strncmp(state, "22", 2) == 0 ||
-                              strncmp(state, "23", 2) == 0);
-    PQclear(res);
-    buf_free(&sql);
-    free(nums);
-    free(params);
-    return ok ? RL_OK : rejected ? RL_E_REJECTED : RL_E_IO;
+    return e;
 }
 
 /* ---------------------------------------------------------------------

@@ -1,10 +1,11 @@
 /*
- * row.c - one request_log row as text: the journal's JSON line, the
- * timestamp format both engines store, and cutting strings to the row's
- * fixed sizes at a UTF-8 boundary.
+ * row.c - one request_log row as text: the journal's JSON line, the COPY
+ * line, the timestamp format both engines store, and cutting strings to
+ * the row's fixed sizes at a UTF-8 boundary.
  *
  * Encoding is by hand (it may run on the event loop when the queue is
  * full); decoding uses jansson (it runs on the writer thread, at replay).
+ * The COPY line is what pg.c streams to PostgreSQL.
  */
 #include "store/store.h"
 
@@ -115,6 +116,104 @@ enum rl_err store_row_encode(const struct store_row *row, struct buf *b)
     }
     return RL_OK;
 }
+
+/* ---------------------------------------------------------------------
+ * The COPY line (PostgreSQL's text format)
+ * ------------------------------------------------------------------- */
+
+/* Appends s with COPY text escapes: backslash, tab, newline and carriage
+ * return are the bytes that would end a field or a line. */
+static void put_copy_text(struct buf *b, const char *s)
+{
+    const char *run = s;
+    for (; *s; s++) {
+        const char *esc = *s == '\\'   ? "\\\\"
+                          : *s == '\t' ? "\\t"
+                          : *s == '\n' ? "\\n"
+                          : *s == '\r' ? "\\r"
+                                       : NULL;
+        if (esc) {
+            buf_append(b, run, (size_t)(s - run));
+            buf_append(b, esc, 2);
+            run = s + 1;
+        }
+    }
+    buf_append(b, run, (size_t)(s - run));
+}
+
+/* A tab, then the field: text escaped, or \N for "" when empty_null. */
+static void copy_text(struct buf *b, const char *s, bool empty_null)
+{
+    buf_append(b, "\t", 1);
+    if (empty_null && !s[0]) {
+        buf_append(b, "\\N", 2);
+    } else {
+        put_copy_text(b, s);
+    }
+}
+
+static void copy_int(struct buf *b, int64_t v)
+{
+    buf_append(b, "\t", 1);
+    buf_append_i64(b, v);
+}
+
+static void copy_bool(struct buf *b, bool v)
+{
+    buf_append(b, v ? "\tt" : "\tf", 2);
+}
+
+/* The longest COPY line: every text byte escaped (2 x 672), 17 numbers
+ * of at most 20 digits and a sign, the timestamp, the similarity (64),
+ * tabs and the newline. Reserved first, so no append can fail halfway. */
+#define COPY_LINE_MAX 2048
+
+enum rl_err store_row_copy_line(const struct store_row *row, struct buf *b)
+{
+    if (buf_reserve(b, COPY_LINE_MAX) != RL_OK) {
+        return RL_E_CAP;
+    }
+    char ts[32];
+    store_ts_format(row->ts_us, ts);
+    buf_append_cstr(b, ts);
+    copy_text(b, row->request_id, false);
+    copy_text(b, row->key_prefix, false);
+    copy_text(b, row->model_requested, false);
+    copy_text(b, row->model, false);
+    copy_text(b, row->provider, false);
+    copy_int(b, row->status);
+    copy_text(b, row->error_type, true);
+    copy_text(b, row->error_code, true);
+    copy_bool(b, row->stream);
+    copy_int(b, row->prompt_tokens);
+    copy_int(b, row->completion_tokens);
+    copy_int(b, row->cached_tokens);
+    copy_int(b, row->cache_write_tokens);
+    copy_int(b, row->reasoning_tokens);
+    copy_bool(b, row->usage_estimated);
+    copy_int(b, row->cost_nusd);
+    copy_int(b, row->savings_nusd);
+    copy_text(b, row->cache_status[0] ? row->cache_status : "miss", false);
+    if (row->has_similarity) {
+        char sim[64];
+        snprintf(sim, sizeof(sim), "\t%.6f", row->cache_similarity);
+        buf_append_cstr(b, sim);
+    } else {
+        buf_append(b, "\t\\N", 3);
+    }
+    copy_int(b, (int64_t)row->latency_us);
+    copy_int(b, (int64_t)row->ttft_us);
+    copy_int(b, (int64_t)row->upstream_us);
+    copy_int(b, (int64_t)row->overhead_us);
+    copy_int(b, row->attempts);
+    copy_bool(b, row->client_gone);
+    copy_text(b, row->key_id, false);
+    return buf_append(b, "\n", 1);
+}
+
+/* ---------------------------------------------------------------------
+ * Decoding the journal line
+ * ------------------------------------------------------------------- */
 
 static bool get_text(json_t *o, const char *key, char *dst, size_t n)
 {

@@ -73,6 +73,11 @@ void store_copy_text(char *dst, size_t n, const char *src);
 
 /* Appends row as one JSON object (no newline) to b: the journal format. */
 enum rl_err store_row_encode(const struct store_row *row, struct buf *b);
+/* Appends row to b as one line of PostgreSQL's COPY text format: the
+ * columns of STORE_COLUMNS in order, tab-separated, backslash escapes, \N
+ * for null (error_type and error_code when empty, cache_similarity when
+ * unset), ending in a newline. RL_E_CAP (b unchanged) past b's cap. */
+enum rl_err store_row_copy_line(const struct store_row *row, struct buf *b);
 /* Parses one JSON object written by store_row_encode into row. Returns
  * RL_E_INVALID_JSON when line is not one (a torn or foreign line). */
 enum rl_err store_row_decode(const char *line, size_t len,
@@ -102,7 +107,7 @@ struct store_stats {
 /* Options of store_open; zero values take the defaults. */
 struct store_opts {
     size_t queue_rows;     /* queue capacity (default 8192) */
-    size_t batch_rows;     /* most rows per insert (default 500) */
+    size_t batch_rows;     /* most rows per insert (default 2000) */
     uint64_t batch_wait_ms; /* longest wait for a full batch (default 50) */
     uint64_t retry_max_ms; /* longest reconnect backoff (default 5000) */
     const char *journal_dir; /* default: beside the store (see store.c) */

@@ -374,7 +374,7 @@ static void set_defaults(const struct store_opts *o)
 {
     S.opts = o ? *o : (struct store_opts){0};
     S.opts.queue_rows = S.opts.queue_rows ? S.opts.queue_rows : 8192;
-    S.opts.batch_rows = S.opts.batch_rows ? S.opts.batch_rows : 500;
+    S.opts.batch_rows = S.opts.batch_rows ? S.opts.batch_rows : 2000;
     S.opts.batch_wait_ms = S.opts.batch_wait_ms ? S.opts.batch_wait_ms : 50;
     S.opts.retry_max_ms = S.opts.retry_max_ms ? S.opts.retry_max_ms : 5000;
 }

@@ -329,6 +329,85 @@ def test_a_restart_replays_the_journal(pg, tmp):
         raise rt.CaseFailure("journal files left after replay")
 
 
+def closed_line(out):
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    closed = [x for x in lines if x.get("msg") == "request log closed"]
+    if not closed:
+        raise rt.CaseFailure("no 'request log closed' line")
+    return closed[-1]
+
+
+def test_pg_a_rejected_row_is_set_aside_and_its_batch_stored(pg, tmp):
+    """A CHECK constraint stands in for a row the store refuses for its
+    content (SQLSTATE class 23, raised inside the COPY)."""
+    pg.reset()
+    st = stack(pg.url, tmp)
+    pg.query("ALTER TABLE request_log ADD CONSTRAINT poison"
+             " CHECK (model_requested <> 'poison')")
+    conn = http.client.HTTPConnection("127.0.0.1", st.relay_port, timeout=10)
+    ids = {}
+    for i in range(10):
+        status, rid, _ = request(conn, st.relay_key, body(i))
+        ids[rid] = status
+    _, bad, _ = request(conn, st.relay_key,
+                        {"model": "poison", "messages": [{"role": "user", "content": "a"}]})
+    conn.close()
+    closed = closed_line(stop(st))
+    check_exactly(pg, ids)
+    if closed["rejected"] != 1 or closed["lost"] != 0 or closed["inserted"] != 10:
+        raise rt.CaseFailure("close line: %s" % closed)
+    files = list(Path(tmp, ".relay", "journal").rglob("rejected.jsonl"))
+    lines = [json.loads(x) for f in files for x in f.read_text().splitlines()]
+    if len(lines) != 1 or lines[0]["row"]["request_id"] != bad or "poison" not in lines[0]["error"]:
+        raise rt.CaseFailure("rejected.jsonl: %s" % lines)
+
+
+def test_pg_a_journal_of_rows_stored_already_adds_only_the_new(pg, tmp):
+    """Replaying rows that are in the table already (a lost COMMIT answer,
+    a replay run twice) fails the direct COPY with unique_violation; the
+    batch then goes through the stage and only the new rows are added."""
+    pg.reset()
+    pg.stop()
+    try:
+        st = stack(pg.url, tmp)
+        conn = http.client.HTTPConnection("127.0.0.1", st.relay_port, timeout=10)
+        ids = {}
+        for i in range(40):
+            status, rid, _ = request(conn, st.relay_key, body(i))
+            ids[rid] = status
+        conn.close()
+        stop(st)
+    finally:
+        pg.start()
+    files = list(Path(tmp, ".relay", "journal").rglob("j-*.jsonl"))
+    old = [x for f in files for x in f.read_text().splitlines()]
+    if len(old) != 40:
+        raise rt.CaseFailure("journal holds %d lines, expected 40" % len(old))
+    folder = files[0].parent
+    st = stack(pg.url, tmp)  # replays the 40 at start
+    stop(st)
+    if wait_rows(pg, 40, timeout=10) != 40:
+        raise rt.CaseFailure("the first replay did not store 40 rows")
+    mixed = []
+    for k, line in enumerate(old):
+        mixed.append(line)
+        if k % 2 == 0:
+            row = json.loads(line)
+            row["request_id"] = "req_%024x" % (0xabc000 + k)
+            ids[row["request_id"]] = 200
+            mixed.append(json.dumps(row))
+    Path(folder, "j-1-1-1.jsonl").write_text("\n".join(mixed) + "\n")
+    st = stack(pg.url, tmp)  # replays the 60 at start: 40 there already
+    got = wait_rows(pg, 60, timeout=10)
+    closed = closed_line(stop(st))
+    check_exactly(pg, ids)
+    if (got != 60 or closed["replayed"] != 60 or closed["rejected"] != 0
+            or closed["lost"] != 0):
+        raise rt.CaseFailure("%d rows; close line %s" % (got, closed))
+    if any(folder.glob("j-*.jsonl")):
+        raise rt.CaseFailure("journal files left after replay")
+
+
 def test_relay_migrate_is_idempotent(pg, tmp):
     pg.reset()
     cfg = Path(tmp, "m.yaml")
@@ -349,6 +428,8 @@ TESTS = [test_pg_one_row_per_request_with_the_right_fields,
          test_sqlite_is_the_default_store,
          test_pg_stopped_mid_load_loses_and_doubles_nothing,
          test_a_restart_replays_the_journal,
+         test_pg_a_rejected_row_is_set_aside_and_its_batch_stored,
+         test_pg_a_journal_of_rows_stored_already_adds_only_the_new,
          test_relay_migrate_is_idempotent]
 
 

@@ -148,6 +148,63 @@ static void test_torn_or_foreign_lines_do_not_decode(void **state)
     buf_free(&b);
 }
 
+/* The COPY line is exact: 27 tab-separated fields in STORE_COLUMNS order,
+ * backslash, tab, newline and carriage return escaped, \N for a null. */
+static void test_a_copy_line_escapes_every_delimiter(void **state)
+{
+    (void)state;
+    struct store_row r = sample(1); /* error_type "x", no similarity */
+    store_copy_text(r.model_requested, sizeof(r.model_requested),
+                    "a\tb\nc\\d\re\\N caf\xc3\xa9");
+    store_copy_text(r.provider, sizeof(r.provider), "\\.");
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    assert_int_equal(store_row_copy_line(&r, &b), RL_OK);
+    const char *want =
+        "2024-11-25T02:00:00.123457Z\treq_000000000000000000000001\t"
+        "glw_abcd\ta\\tb\\nc\\\\d\\re\\\\N caf\xc3\xa9\tllama-3.1-8b\t\\\\.\t"
+        "200\tx\t\\N\tt\t7\t12\t2\t3\t4\tf\t1261\t0\tmiss\t\\N\t286\t239\t"
+        "253\t33\t1\tf\tkey_0123456789abcdef\n";
+    assert_string_equal(b.p, want);
+    size_t tabs = 0;
+    for (size_t i = 0; i < b.len; i++) {
+        tabs += b.p[i] == '\t';
+    }
+    assert_int_equal(tabs, STORE_NCOLUMNS - 1);
+    buf_free(&b);
+}
+
+/* A set similarity is a number, an empty error type a null, an empty
+ * key id an empty string (the column is NOT NULL), an unset cache status
+ * "miss"; a second line follows the first; past the cap, nothing. */
+static void test_a_copy_line_writes_nulls_numbers_and_defaults(void **state)
+{
+    (void)state;
+    struct store_row r = sample(2); /* error_type "" */
+    r.has_similarity = true;
+    r.cache_similarity = 0.875;
+    r.key_id[0] = '\0';
+    r.cache_status[0] = '\0';
+    r.cost_nusd = -5;
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    assert_int_equal(store_row_copy_line(&r, &b), RL_OK);
+    size_t first = b.len;
+    assert_int_equal(store_row_copy_line(&r, &b), RL_OK);
+    assert_int_equal(b.len, 2 * first);
+    assert_memory_equal(b.p, b.p + first, first);
+    assert_non_null(strstr(b.p, "\t200\t\\N\t\\N\tt\t"));
+    assert_non_null(strstr(b.p, "\t-5\t0\tmiss\t0.875000\t286\t"));
+    assert_int_equal(b.p[first - 2], '\t'); /* key_id "" then \n */
+    assert_int_equal(b.p[first - 1], '\n');
+    buf_free(&b);
+    struct buf small;
+    buf_init(&small, 64);
+    assert_int_equal(store_row_copy_line(&r, &small), RL_E_CAP);
+    assert_int_equal(small.len, 0);
+    buf_free(&small);
+}
+
 static void test_long_text_is_cut_at_a_character_boundary(void **state)
 {
     (void)state;
@@ -591,6 +648,8 @@ int main(void)
         cmocka_unit_test(test_a_missing_similarity_stays_null),
         cmocka_unit_test(test_a_journal_line_without_key_id_decodes),
         cmocka_unit_test(test_torn_or_foreign_lines_do_not_decode),
+        cmocka_unit_test(test_a_copy_line_escapes_every_delimiter),
+        cmocka_unit_test(test_a_copy_line_writes_nulls_numbers_and_defaults),
         cmocka_unit_test(test_long_text_is_cut_at_a_character_boundary),
         cmocka_unit_test(test_timestamps_are_iso_utc_with_microseconds),
         cmocka_unit_test(test_store_urls),
