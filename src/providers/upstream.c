@@ -571,7 +571,11 @@ void upstream_attempt_end(struct attempt *a, enum rl_err err)
     }
     if (err == RL_OK) {
         if (stream && !call->winner) {
-            commit(call, a); /* an answer with no content event at all */
+            /* An answer with no content event at all. The caller may
+             * cancel from on_first or on_chunk: as in a data callback. */
+            call->in_cb = true;
+            commit(call, a);
+            call->in_cb = false;
             if (call->cancelled) {
                 free_call(call);
                 return;
