@@ -104,6 +104,13 @@ static void stream(struct req *r)
         .connect_ms = cfg->connect_timeout_ms,
         .first_byte_ms = cfg->first_byte_timeout_ms,
         .idle_ms = cfg->stream_idle_timeout_ms,
+        .hedge_ms = cfg->hedge_after_ms,
+        .total_ms = cfg->call_timeout_ms,
+        .retries = cfg->retries,
+        .backoff_ms = cfg->retry_backoff_ms,
+        .backoff_max_ms = cfg->retry_backoff_max_ms,
+        .retry_max_wait_ms = cfg->retry_max_wait_ms,
+        .rescue_max_bytes = cfg->rescue_max_bytes,
     };
     struct provider_error pe;
     r->call_start_us = clock_now_us();

@@ -317,6 +317,34 @@ static void server_pair(struct loader *ld, const char *key, yaml_node_t *k,
     }
 }
 
+/* The fields of `upstream:` that may be 0 (see upstream_pair). */
+static void upstream_pair_more(struct loader *ld, const char *key,
+                               yaml_node_t *k, yaml_node_t *v,
+                               struct config *c)
+{
+    int64_t n;
+    if (strcmp(key, "retries") == 0) {
+        if (scalar_int(ld, v, "upstream.retries", 0, 5, &n)) {
+            c->retries = (int)n;
+        }
+    } else if (strcmp(key, "retry_max_wait_ms") == 0) {
+        if (scalar_int(ld, v, "upstream.retry_max_wait_ms", 0, 600000, &n)) {
+            c->retry_max_wait_ms = (uint64_t)n;
+        }
+    } else if (strcmp(key, "hedge_after_ms") == 0) {
+        if (scalar_int(ld, v, "upstream.hedge_after_ms", 0, 3600000, &n)) {
+            c->hedge_after_ms = (uint64_t)n;
+        }
+    } else if (strcmp(key, "rescue_max_bytes") == 0) {
+        if (scalar_int(ld, v, "upstream.rescue_max_bytes", 0, 16 << 20,
+                       &n)) {
+            c->rescue_max_bytes = (size_t)n;
+        }
+    } else {
+        fail(ld, k, "upstream", "unknown field \"%s\"", key);
+    }
+}
+
 static void upstream_pair(struct loader *ld, const char *key, yaml_node_t *k,
                           yaml_node_t *v, void *ctx)
 {
@@ -328,8 +356,15 @@ static void upstream_pair(struct loader *ld, const char *key, yaml_node_t *k,
                &c->first_byte_timeout_ms);
     } else if (strcmp(key, "idle_timeout_ms") == 0) {
         set_ms(ld, v, "upstream.idle_timeout_ms", &c->stream_idle_timeout_ms);
+    } else if (strcmp(key, "total_timeout_ms") == 0) {
+        set_ms(ld, v, "upstream.total_timeout_ms", &c->call_timeout_ms);
+    } else if (strcmp(key, "retry_backoff_ms") == 0) {
+        set_ms(ld, v, "upstream.retry_backoff_ms", &c->retry_backoff_ms);
+    } else if (strcmp(key, "retry_backoff_max_ms") == 0) {
+        set_ms(ld, v, "upstream.retry_backoff_max_ms",
+               &c->retry_backoff_max_ms);
     } else {
-        fail(ld, k, "upstream", "unknown field \"%s\"", key);
+        upstream_pair_more(ld, key, k, v, c);
     }
 }
 
@@ -756,6 +791,12 @@ static void set_defaults(struct config *c)
     c->connect_timeout_ms = 5000;
     c->first_byte_timeout_ms = 60000;
     c->stream_idle_timeout_ms = 60000;
+    c->call_timeout_ms = 600000;
+    c->retries = 1;
+    c->retry_backoff_ms = 50;
+    c->retry_backoff_max_ms = 1000;
+    c->retry_max_wait_ms = 2000;
+    c->rescue_max_bytes = 65536;
     c->limits_redis_timeout_ms = 100;
     c->limits_default_max_tokens = 1024;
     c->default_max_latency_ms = 2000;

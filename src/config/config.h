@@ -72,6 +72,16 @@ struct config {
     uint64_t connect_timeout_ms;    /* upstream TCP+TLS connect */
     uint64_t first_byte_timeout_ms; /* upstream silence before its answer */
     uint64_t stream_idle_timeout_ms; /* upstream silence inside a stream */
+    uint64_t call_timeout_ms;   /* upstream.total_timeout_ms: a whole call,
+                                   every attempt, retry and stream */
+    int retries;                /* passes over the plan after the first */
+    uint64_t retry_backoff_ms;  /* first retry's delay (x1..x2 jitter) */
+    uint64_t retry_backoff_max_ms; /* the doubling delay's cap */
+    uint64_t retry_max_wait_ms; /* longest Retry-After Relay waits out */
+    uint64_t hedge_after_ms;    /* start the next candidate too when the
+                                   first has no token by then; 0: off */
+    size_t rescue_max_bytes;    /* text kept to rescue a cut stream; 0:
+                                   never rescue */
     bool limits_fail_closed;         /* limits.on_redis_failure: closed */
     uint64_t limits_redis_timeout_ms; /* limits.redis_timeout_ms */
     int64_t limits_default_max_tokens; /* output tokens reserved when a

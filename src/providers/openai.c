@@ -256,9 +256,14 @@ static void map_error(long status, struct str body, uint32_t retry_after_s,
                            "rate_limit_exceeded", true,
                            "the provider is rate limiting requests");
     } else if (status == 400 || status == 422) {
-        bool ctx = code && strcmp(code, "context_length_exceeded") == 0;
-        provider_error_set(out, 400, "invalid_request_error",
-                           ctx ? "context_length_exceeded" : NULL, false,
+        /* Codes another candidate acts on are kept (static strings). */
+        const char *kept = NULL;
+        if (code && strcmp(code, "context_length_exceeded") == 0) {
+            kept = "context_length_exceeded";
+        } else if (code && strcmp(code, "content_policy_violation") == 0) {
+            kept = "content_policy_violation";
+        }
+        provider_error_set(out, 400, "invalid_request_error", kept, false,
                            "the provider refused the request");
     } else if (status == 401 || status == 403) {
         provider_error_set(out, 502, "api_error", "upstream_auth_failed",

@@ -136,6 +136,59 @@ struct uv_loop_s;
 struct upstream;      /* one per worker: transport, deadlines */
 struct provider_call; /* one per client request */
 
+/* How one upstream attempt ended. */
+enum attempt_outcome {
+    ATTEMPT_OK,             /* it answered (or its answer was used) */
+    ATTEMPT_TIMEOUT,        /* a first-token, idle or total deadline */
+    ATTEMPT_RATE_LIMITED,   /* 429 */
+    ATTEMPT_SERVER_ERROR,   /* 5xx, overload, an error event mid-stream */
+    ATTEMPT_CONNECT,        /* no connection, or it failed before a byte */
+    ATTEMPT_CUT,            /* the answer broke off, or was malformed */
+    ATTEMPT_CLIENT_ERROR,   /* another 4xx, or a request the adapter
+                               refused: no other try on this model */
+    ATTEMPT_CONTENT_POLICY, /* refused by the provider's content policy */
+    ATTEMPT_CONTEXT_LENGTH, /* the prompt is over the model's window */
+    ATTEMPT_CANCELLED,      /* lost a hedge, or the client went away */
+};
+
+/* Returns "ok", "timeout", ... (static), for logs and the request log. */
+const char *provider_outcome_name(enum attempt_outcome o);
+
+/* One upstream attempt, reported by on_attempt when it ends. */
+struct attempt_report {
+    enum attempt_outcome outcome;
+    enum rl_err err;          /* RL_OK for ATTEMPT_OK */
+    int status;               /* upstream HTTP status, 0 if none came */
+    uint32_t retry_after_s;   /* upstream Retry-After, 0 when absent */
+    uint64_t ttfb_us;         /* attempt start to its first byte, 0: none */
+    uint64_t ttft_us;         /* attempt start to its first content event
+                                 (non-stream: the whole answer), 0: none */
+    uint64_t total_us;        /* attempt start to its end */
+    struct usage usage;       /* as the provider reported it (present is
+                                 false when it did not: estimate it) */
+    int64_t completion_events; /* content events received (a token count
+                                  estimate when usage is absent) */
+    int index;                /* position in the plan */
+    int round;                /* 0, then 1.. for each retry of the plan */
+    bool streamed;            /* it was a streamed request */
+    bool hedge;               /* started as a hedge of another attempt */
+    bool rescue;              /* started to rescue a cut stream */
+    bool won;                 /* its answer reached the client */
+    bool billable_prompt;     /* the request reached the provider, so its
+                                 prompt is paid even if cancelled */
+};
+
+/* A compact line of the attempts summary, for the request log. */
+struct attempt_brief {
+    const struct model_cfg *model; /* the candidate asked */
+    enum attempt_outcome outcome;
+    int status;                    /* upstream HTTP status, 0: none */
+    uint32_t ms;                   /* the attempt's duration */
+    bool hedge;                    /* started as a hedge */
+};
+
+#define PROVIDER_MAX_BRIEFS 8 /* attempts kept in call_result.briefs */
+
 /* The outcome of a call, valid during on_done only. */
 struct call_result {
     enum rl_err err;              /* RL_OK when an answer came */
@@ -144,30 +197,56 @@ struct call_result {
                                       one tried */
     struct str completion; /* non-stream answer (JSON text), valid during
                               on_done */
-    struct usage usage;   /* as the provider reported it */
+    struct usage usage;   /* as the answering attempt's provider reported
+                             it; failed attempts are never in it */
     bool started;         /* on_first was called: the client has output */
-    int attempts;         /* upstream requests made */
-    uint64_t upstream_us; /* time spent waiting on upstreams, all tries */
+    int attempts;         /* upstream requests made (hedges included) */
+    uint64_t upstream_us; /* call start to its end, waiting on upstreams */
     uint64_t ttft_us;     /* call start to the first event, 0 if none */
+    struct attempt_brief briefs[PROVIDER_MAX_BRIEFS]; /* the first attempts,
+                                                         in end order */
+    size_t nbriefs;
+    bool rescued;         /* a cut stream was continued by a new attempt */
 };
 
 struct provider_call_cbs {
-    /* The first event of model's answer arrived; nothing was sent to the
-     * client before this, so a failure before it could still fall back. */
+    /* The first content event of model's answer arrived (a role-only
+     * chunk does not count); nothing was sent to the client before this,
+     * so a failure before it could still fall back. */
     void (*on_first)(void *ctx, const struct model_cfg *model, int attempts);
     /* A streamed chunk, JSON text valid during the call; members as in
-     * chunk_sink.emit. */
+     * chunk_sink.emit (may be NULL). */
     void (*on_chunk)(void *ctx, struct str chunk,
                      const struct chunk_members *members);
     /* Called exactly once when the call ends, unless it was cancelled. */
     void (*on_done)(void *ctx, struct call_result *res);
+    /* Optional (may be NULL): one upstream attempt ended, however it did;
+     * called once per attempt, before on_done, and for a cancelled call
+     * from inside provider_call_cancel(). model is the candidate asked; r
+     * is valid during the call. Must not cancel the call. */
+    void (*on_attempt)(void *ctx, const struct model_cfg *model,
+                       const struct attempt_report *r);
 };
 
-/* Timeouts of a call, in milliseconds. */
+/* Deadlines and retries of a call. Times are in milliseconds. */
 struct call_limits {
     uint64_t connect_ms;    /* TCP and TLS connect */
-    uint64_t first_byte_ms; /* request sent to the first byte of answer */
-    uint64_t idle_ms;       /* between two reads of a stream */
+    uint64_t first_byte_ms; /* request sent to the first token (a stream's
+                               first content event, a whole answer's
+                               first byte), for each candidate */
+    uint64_t idle_ms;       /* between two reads of an answer */
+    uint64_t primary_first_token_ms; /* the same for plan[0], from the
+                                        routing plan; 0: first_byte_ms */
+    uint64_t hedge_ms;      /* start plan's next candidate too when the
+                               current one has no token after this; 0: no
+                               hedging */
+    uint64_t total_ms;      /* the whole call; 0: none */
+    int retries;            /* passes over the plan after the first */
+    uint64_t backoff_ms;    /* first retry's delay, x1..x2 jitter */
+    uint64_t backoff_max_ms; /* the doubling delay's cap */
+    uint64_t retry_max_wait_ms; /* longest Retry-After waited out */
+    size_t rescue_max_bytes; /* text kept to rescue a cut deterministic
+                                stream; 0: never rescue */
 };
 
 /* Returns the upstream state of one worker's loop. */

@@ -1,81 +1,42 @@
 /*
  * upstream.c - one client request answered by the first candidate model
- * that works: the attempt, its deadlines, its stream, its fallback.
+ * that works: the plan walk, hedges, retries, stream rescue, deadlines.
  *
- * A call walks its plan. Each attempt asks the model's adapter for the
- * upstream request, runs it on the worker's transport, cuts a streamed answer
- * into events (framing.c) and turns them into OpenAI chunks (the adapter's
- * on_event). While nothing has reached the client, a failure that another
- * model may not have (connection, timeout, 429, 5xx, a cut stream) moves to
- * the next candidate; after that it ends the call with an error, which the
- * core turns into an SSE error event. Read provider_call_start() and
- * finish_attempt() first.
+ * A call walks its plan, one attempt (attempt.c) at a time, or two when the
+ * current candidate is slow to its first token and a hedge starts the next
+ * one too: the first to produce a content event commits and the other is
+ * cancelled. While nothing has reached the client, a failure another try
+ * may fix (connection, deadline, 429, 5xx, a cut) moves to the next
+ * candidate; when the plan is exhausted it is walked again, up to
+ * limits.retries times, after a jittered backoff on the loop's timer. After
+ * output started, a cut deterministic stream is rescued (its new answer
+ * must begin with the text already sent); anything else ends the call with
+ * an error, which the core turns into an SSE error event. Every attempt is
+ * reported once through on_attempt. Read provider_call_start(),
+ * upstream_attempt_end() and advance() first.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "config/config.h"
-#include "providers/framing.h"
-#include "providers/provider.h"
+#include "providers/call.h"
+#include "providers/retry.h"
 #include "providers/transport.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-#define UPSTREAM_MAX_BODY (64u * 1024 * 1024) /* a whole non-stream answer */
-#define UPSTREAM_MAX_ERROR_BODY (64u * 1024)  /* an error answer we keep */
-#define UPSTREAM_MAX_EVENT (8u * 1024 * 1024) /* one stream event */
-#define UPSTREAM_MAX_REQUEST (64u * 1024 * 1024)
 #define SWEEP_INTERVAL_MS 50
+#define NO_CANDIDATE ((size_t)-1)
 
-struct upstream {
-    uv_loop_t *loop;            /* the worker's loop */
-    struct transport *transport; /* upstream HTTP on that loop */
-    uv_timer_t sweep;           /* checks the deadlines of calls */
-    struct provider_call *calls; /* active calls, newest first */
-    size_t ncalls;
-};
-
-struct provider_call {
-    struct upstream *up;
-    struct provider_call *prev; /* in up->calls */
-    struct provider_call *next;
-    const struct chat_req *req; /* the caller's, valid until the end */
-    const struct model_cfg *const *plan; /* candidates, in order */
-    size_t nplan;
-    size_t idx;                 /* the candidate being tried */
-    struct call_limits limits;
-    struct provider_call_cbs cbs;
-    void *ctx;                  /* the caller's */
-    /* The current attempt. */
-    struct xfer *xfer;          /* the attempt's transfer, NULL between */
-    struct upstream_req ureq;
-    long status;                /* upstream HTTP status, 0 before it */
-    uint32_t retry_after_s;     /* upstream Retry-After */
-    struct buf body;            /* whole answer or error body */
-    struct buf answer;          /* the answer in OpenAI's shape */
-    struct framer framer;       /* stream events */
-    void *state;                /* the adapter's stream state */
-    struct chunk_sink sink;
-    enum rl_err abort_err;      /* why we stopped the transfer ourselves */
-    uint64_t attempt_start_us;
-    uint64_t deadline_us;       /* the attempt fails when passed */
-    bool got_byte;              /* the attempt received answer bytes */
-    /* The whole call. */
-    uint64_t start_us;
-    uint64_t upstream_us;       /* summed over finished attempts */
-    uint64_t ttft_us;
-    int attempts;
-    bool started;               /* on_first was called */
-    bool in_cb;                 /* inside the caller's callbacks */
-    bool cancelled;             /* the caller gave up: no more callbacks */
-};
-
-static void start_next(struct provider_call *call);
+static void advance(struct provider_call *call);
+static void sweep(struct upstream *up);
 
 /* ---------------------------------------------------------------------
- * The list of active calls and their deadlines
+ * The list of active calls, the wake-up timer
  * ------------------------------------------------------------------- */
 
 static void link_call(struct provider_call *call)
@@ -100,342 +61,632 @@ static void unlink_call(struct provider_call *call)
     if (call->next) {
         call->next->prev = call->prev;
     }
+    call->prev = call->next = NULL;
     up->ncalls--;
 }
 
-/* Releases what the current attempt holds; the call stays. */
-static void end_attempt(struct provider_call *call)
+static void on_kick(uv_timer_t *timer)
 {
-    if (call->xfer) {
-        transport_cancel(call->xfer);
-        call->xfer = NULL;
-    }
-    buf_free(&call->ureq.url);
-    buf_free(&call->ureq.headers);
-    buf_free(&call->ureq.body);
-    buf_free(&call->body);
-    buf_free(&call->answer);
-    framer_free(&call->framer);
-    free(call->state);
-    call->state = NULL;
+    struct upstream *up = timer->data;
+    up->kick_at_us = 0;
+    sweep(up);
 }
 
-static void free_call(struct provider_call *call)
+/* Makes the sweep run at at_us (or the next loop iteration), sooner than
+ * its interval: hedges, retries and cancelled losers. */
+static void wake_at(struct upstream *up, uint64_t at_us)
 {
-    end_attempt(call);
-    unlink_call(call);
-    free(call);
+    if (up->kick_at_us && up->kick_at_us <= at_us) {
+        return;
+    }
+    uint64_t now = clock_now_us();
+    uint64_t ms = at_us > now ? (at_us - now + 999) / 1000 : 0;
+    up->kick_at_us = at_us ? at_us : 1;
+    uv_timer_start(&up->kick, on_kick, ms, 0);
+}
+
+static uint64_t next_rnd(struct upstream *up)
+{
+    uint64_t x = up->rnd;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    up->rnd = x;
+    return x;
 }
 
 /* ---------------------------------------------------------------------
- * Curl callbacks: bytes of the current attempt
+ * Attempts of a call: report, retire, cancel
  * ------------------------------------------------------------------- */
 
-static void emit(struct chunk_sink *sink, struct str chunk,
-                 const struct chunk_members *members)
+static void drop_live(struct provider_call *call, struct attempt *a)
 {
-    struct provider_call *call = sink->ctx;
-    if (call->cancelled) {
+    for (size_t i = 0; i < call->nlive; i++) {
+        if (call->live[i] == a) {
+            call->live[i] = call->live[--call->nlive];
+            return;
+        }
+    }
+}
+
+/* Tells the caller how a ended (once per attempt that was sent). */
+static void report(struct provider_call *call, struct attempt *a,
+                   enum rl_err err, bool cancelled)
+{
+    if (!a->sent) {
         return;
     }
-    if (!call->started) {
-        call->started = true;
-        call->ttft_us = clock_now_us() - call->start_us;
-        call->cbs.on_first(call->ctx, call->plan[call->idx], call->attempts);
-        if (call->cancelled) {
-            return;
+    struct attempt_report r;
+    attempt_report_fill(a, err, &r);
+    if (cancelled) {
+        r.outcome = ATTEMPT_CANCELLED;
+    }
+    if (call->nbriefs < PROVIDER_MAX_BRIEFS) {
+        call->briefs[call->nbriefs++] = (struct attempt_brief){
+            .model = a->model,
+            .outcome = r.outcome,
+            .status = r.status,
+            .ms = (uint32_t)(r.total_us / 1000),
+            .hedge = a->hedge,
+        };
+    }
+    if (call->cbs.on_attempt) {
+        call->cbs.on_attempt(call->ctx, a->model, &r);
+    }
+}
+
+/* Reports a, takes it out of the call and frees it. */
+static void retire(struct provider_call *call, struct attempt *a,
+                   enum rl_err err, bool cancelled)
+{
+    report(call, a, err, cancelled);
+    drop_live(call, a);
+    if (call->winner == a) {
+        call->winner = NULL;
+    }
+    attempt_free(a);
+}
+
+/* Retires every live attempt but keep, as cancelled. */
+static void cancel_others(struct provider_call *call, struct attempt *keep)
+{
+    for (size_t i = call->nlive; i-- > 0;) {
+        if (call->live[i] != keep) {
+            retire(call, call->live[i], RL_OK, true);
+        }
+    }
+}
+
+/* Frees the call and what it holds, calling nothing. */
+static void free_call(struct provider_call *call)
+{
+    while (call->nlive) {
+        struct attempt *a = call->live[--call->nlive];
+        attempt_free(a);
+    }
+    if (call->prev || call->next || call->up->calls == call) {
+        unlink_call(call);
+    }
+    buf_free(&call->sent);
+    free(call->skip);
+    free(call);
+}
+
+/* Ends the call: reports, on_done, then free. */
+static void finish_call(struct provider_call *call, enum rl_err err)
+{
+    struct attempt *w = call->winner;
+    if (err == RL_OK && !w) {
+        err = RL_E_INTERNAL; /* an answer needs its attempt */
+    }
+    cancel_others(call, w);
+    if (w) {
+        report(call, w, err, false);
+        drop_live(call, w);
+    }
+    bool own = w && err == RL_OK;
+    struct call_result res = {
+        .err = err,
+        .error = own ? w->sink.error : call->last_error,
+        .model = w ? w->model : call->last_model,
+        .completion = {own && w->answer.p ? w->answer.p : "",
+                       own ? w->answer.len : 0},
+        .usage = own ? w->sink.usage : (struct usage){0},
+        .started = call->started,
+        .attempts = call->attempts,
+        .upstream_us = clock_now_us() - call->start_us,
+        .ttft_us = call->ttft_us,
+        .nbriefs = call->nbriefs,
+        .rescued = call->rescued,
+    };
+    if (w && err != RL_OK) {
+        res.error = w->sink.error;
+    }
+    memcpy(res.briefs, call->briefs, sizeof(res.briefs));
+    unlink_call(call);
+    if (!res.model) {
+        res.model = call->plan[0];
+    }
+    if (!call->cancelled) {
+        call->cbs.on_done(call->ctx, &res);
+    }
+    if (w) {
+        attempt_free(w); /* after on_done: res.completion points into it */
+    }
+    call->winner = NULL;
+    free_call(call);
+}
+
+/* ---------------------------------------------------------------------
+ * Choosing the next candidate
+ * ------------------------------------------------------------------- */
+
+/* True if plan[idx] may still be asked in this call. */
+static bool eligible(const struct provider_call *call, size_t idx)
+{
+    if (call->skip[idx]) {
+        return false;
+    }
+    return call->ctx_floor == 0 ||
+           call->plan[idx]->context_tokens > call->ctx_floor;
+}
+
+static size_t next_candidate(struct provider_call *call)
+{
+    while (call->next_idx < call->nplan) {
+        size_t idx = call->next_idx++;
+        if (eligible(call, idx)) {
+            return idx;
+        }
+    }
+    return NO_CANDIDATE;
+}
+
+/* The first-token deadline of plan[idx]'s attempt. */
+static uint64_t token_ms_of(const struct provider_call *call, size_t idx)
+{
+    const struct call_limits *l = &call->limits;
+    if (idx == 0 && l->primary_first_token_ms) {
+        return l->primary_first_token_ms;
+    }
+    return l->first_byte_ms;
+}
+
+/* Notes a failure for the choice of what comes next. */
+static void note_failure(struct provider_call *call, struct attempt *a,
+                         enum rl_err err)
+{
+    enum attempt_outcome o = retry_outcome(err, &a->sink.error, a->status);
+    call->last_error = a->sink.error;
+    call->last_err = err;
+    call->last_model = a->model;
+    if (o == ATTEMPT_CONTEXT_LENGTH) {
+        /* Only a larger window can help; never this model again. */
+        int64_t w = a->model->context_tokens;
+        call->ctx_floor = w > call->ctx_floor ? w : call->ctx_floor;
+        call->skip[a->idx] = true;
+        return;
+    }
+    if (!a->sink.error.retryable) {
+        call->fatal = true;
+        return;
+    }
+    if (o == ATTEMPT_RATE_LIMITED && a->retry_after_s) {
+        uint64_t wait_ms = (uint64_t)a->retry_after_s * 1000;
+        uint64_t now = clock_now_us();
+        bool fits = wait_ms <= call->limits.retry_max_wait_ms &&
+                    now + wait_ms * 1000 < call->deadline_us;
+        if (!fits) {
+            call->skip[a->idx] = true; /* the client gets its Retry-After */
+        } else if (a->retry_after_s > call->wait_s) {
+            call->wait_s = a->retry_after_s;
+        }
+    }
+}
+
+/* Starts one attempt at plan[idx]; false (the failure noted) if it could
+ * not even be sent. */
+static bool launch(struct provider_call *call, size_t idx, bool hedge)
+{
+    enum rl_err err;
+    struct attempt *a = attempt_start(call, idx, token_ms_of(call, idx),
+                                      &err);
+    if (err != RL_OK) {
+        note_failure(call, a, err);
+        attempt_free(a);
+        return false;
+    }
+    a->hedge = hedge;
+    call->live[call->nlive++] = a;
+    if (!hedge && call->limits.hedge_ms) {
+        call->hedge_at_us = a->start_us + call->limits.hedge_ms * 1000;
+        wake_at(call->up, call->hedge_at_us);
+    }
+    return true;
+}
+
+/* Starts the next candidate of this round that can be sent. */
+static bool launch_next(struct provider_call *call)
+{
+    while (!call->fatal) {
+        size_t idx = next_candidate(call);
+        if (idx == NO_CANDIDATE) {
+            return false;
+        }
+        if (launch(call, idx, false)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The plan is exhausted: arms the next round, if one may help. */
+static bool schedule_retry(struct provider_call *call)
+{
+    if (call->fatal || call->round >= call->limits.retries) {
+        return false;
+    }
+    bool any = false;
+    for (size_t i = 0; i < call->nplan; i++) {
+        any = any || eligible(call, i);
+    }
+    if (!any) {
+        return false;
+    }
+    call->round++;
+    uint64_t ms = retry_backoff_ms(call->round, call->limits.backoff_ms,
+                                   call->limits.backoff_max_ms,
+                                   next_rnd(call->up));
+    if ((uint64_t)call->wait_s * 1000 > ms) {
+        ms = (uint64_t)call->wait_s * 1000; /* the upstream's Retry-After */
+    }
+    uint64_t at = clock_now_us() + ms * 1000;
+    if (at >= call->deadline_us) {
+        return false;
+    }
+    call->wait_s = 0;
+    call->next_idx = 0;
+    call->hedge_at_us = 0;
+    call->wake_us = at;
+    wake_at(call->up, at);
+    return true;
+}
+
+/* Nothing is running: the next candidate, else a retry, else the end. */
+static void advance(struct provider_call *call)
+{
+    if (launch_next(call) || schedule_retry(call)) {
+        return;
+    }
+    finish_call(call, call->last_err ? call->last_err : RL_E_UPSTREAM);
+}
+
+/* ---------------------------------------------------------------------
+ * Stream output: commit, hold, deliver, rescue
+ * ------------------------------------------------------------------- */
+
+/* Hands a chunk to the client, keeping its text for a rescue. */
+static void deliver(struct provider_call *call, struct str chunk,
+                    const struct chunk_members *members)
+{
+    if (call->rescuable) {
+        struct chunk_look look;
+        if (!retry_chunk_look(chunk, members, &call->sent, &look) ||
+            look.other) {
+            call->rescuable = false; /* over the cap, or not plain text */
         }
     }
     call->cbs.on_chunk(call->ctx, chunk, members);
 }
 
-static enum rl_err on_frame(void *ctx, struct str event, struct str data)
+/* a produced the first content event: its answer is the client's. */
+static void commit(struct provider_call *call, struct attempt *a)
 {
-    struct provider_call *call = ctx;
-    const struct provider_ops *ops = call->plan[call->idx]->provider->ops;
-    enum rl_err err = ops->on_event(call->state, event, data, &call->sink);
-    if (call->cancelled) {
-        return RL_E_SHUTTING_DOWN; /* stop feeding; nobody listens */
-    }
-    return err;
-}
-
-static void on_headers(void *ctx, long status, uint32_t retry_after_s)
-{
-    struct provider_call *call = ctx;
-    call->status = status;
-    call->retry_after_s = retry_after_s;
-    call->got_byte = true;
-    call->deadline_us = clock_now_us() + call->limits.idle_ms * 1000;
-}
-
-static bool on_data(void *ctx, const char *p, size_t len)
-{
-    struct provider_call *call = ctx;
-    if (call->cancelled) {
-        return false;
-    }
-    call->got_byte = true;
-    call->deadline_us = clock_now_us() + call->limits.idle_ms * 1000;
-    bool ok_status = call->status >= 200 && call->status < 300;
-    if (!ok_status || !call->req->stream) {
-        if (buf_append(&call->body, p, len) != RL_OK) {
-            provider_error_set(&call->sink.error, 502, "api_error",
-                               "upstream_too_large", false,
-                               "the provider's answer is over %u bytes",
-                               UPSTREAM_MAX_BODY);
-            call->abort_err = RL_E_UPSTREAM_PROTOCOL;
-            return false;
+    call->winner = a;
+    call->answer_idx = a->idx;
+    call->started = true;
+    call->ttft_us = clock_now_us() - call->start_us;
+    for (size_t i = 0; i < call->nlive; i++) {
+        if (call->live[i] != a) {
+            /* We may be inside a's transfer callback, where another
+             * transfer may not be stopped: the sweep does it. */
+            call->live[i]->doomed = true;
+            wake_at(call->up, 0);
         }
-        return true;
     }
-    call->in_cb = true;
-    enum rl_err err = framer_feed(&call->framer, p, len, on_frame, call);
-    call->in_cb = false;
-    if (call->cancelled) {
-        return false;
+    call->cbs.on_first(call->ctx, a->model, call->attempts);
+    const char *p = a->held.p;
+    const char *end = p ? p + a->held.len : p;
+    while (p < end && !call->cancelled) {
+        size_t len = strlen(p);
+        deliver(call, (struct str){p, len}, NULL);
+        p += len + 1;
     }
-    if (err != RL_OK) {
-        if (err == RL_E_UPSTREAM_PROTOCOL && !call->sink.error.status) {
-            provider_error_set(&call->sink.error, 502, "api_error",
-                               "upstream_protocol_error", true,
-                               "the provider sent a malformed stream");
+    buf_free(&a->held);
+}
+
+/* The rescue's new answer differs from what the client has. */
+static void diverge(struct provider_call *call, struct attempt *a)
+{
+    call->rescuable = false;
+    provider_error_set(&a->sink.error, 502, "api_error",
+                       "upstream_stream_cut", false,
+                       "the stream from provider %s broke off, and a new "
+                       "answer did not go on from the text already sent",
+                       a->model->provider->name);
+    a->abort_err = RL_E_UPSTREAM_CUT;
+}
+
+/* Sends the part of chunk after its text's first rest bytes. */
+static void deliver_rest(struct provider_call *call, struct str chunk,
+                         struct str text, size_t rest)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(chunk.p, chunk.len, 0, &jerr);
+    json_t *delta = json_object_get(
+        json_array_get(json_object_get(root, "choices"), 0), "delta");
+    if (delta) {
+        json_object_del(delta, "role");
+        json_object_set_new(delta, "content",
+                            json_stringn(text.p + rest, text.len - rest));
+        char *s = json_dumps(root, JSON_COMPACT);
+        if (s) {
+            deliver(call, (struct str){s, strlen(s)}, NULL);
+            free(s);
         }
-        call->abort_err = err;
-        return false;
     }
-    return true;
+    json_decref(root);
 }
 
-static void finish_attempt(struct provider_call *call, enum xfer_result res,
-                           const char *detail);
-
-static void on_xfer_done(void *ctx, enum xfer_result res, const char *detail)
+/* A chunk of a rescue: skipped while it repeats what was sent. */
+static void rescue_chunk(struct provider_call *call, struct attempt *a,
+                         struct str chunk,
+                         const struct chunk_members *members)
 {
-    struct provider_call *call = ctx;
-    call->xfer = NULL; /* the transport frees it */
-    finish_attempt(call, res, detail);
-}
-
-static const struct xfer_cbs xfer_cbs = {
-    .on_headers = on_headers,
-    .on_data = on_data,
-    .on_done = on_xfer_done,
-};
-
-/* ---------------------------------------------------------------------
- * Attempts
- * ------------------------------------------------------------------- */
-
-/* Starts an attempt at plan[idx]. On failure, returns the error with
- * sink.error filled, and no transfer is running. */
-static enum rl_err start_attempt(struct provider_call *call)
-{
-    const struct model_cfg *model = call->plan[call->idx];
-    const struct provider_ops *ops = model->provider->ops;
-    buf_init(&call->ureq.url, 8192);
-    buf_init(&call->ureq.headers, 16384);
-    buf_init(&call->ureq.body, UPSTREAM_MAX_REQUEST);
-    memset(&call->sink, 0, sizeof(call->sink));
-    call->sink.emit = emit;
-    call->sink.ctx = call;
-    call->status = 0;
-    call->retry_after_s = 0;
-    call->abort_err = RL_OK;
-    call->got_byte = false;
-    enum rl_err err = ops->build_request(call->req, model, &call->ureq,
-                                         &call->sink.error);
-    if (err != RL_OK) {
-        return err;
-    }
-    bool stream = call->req->stream;
-    buf_init(&call->body, stream ? UPSTREAM_MAX_ERROR_BODY
-                                 : UPSTREAM_MAX_BODY);
-    buf_init(&call->answer, stream ? 0 : UPSTREAM_MAX_BODY);
-    framer_init(&call->framer, ops->framing, UPSTREAM_MAX_EVENT);
-    if (ops->stream_state_size) {
-        call->state = rl_calloc(1, ops->stream_state_size);
-    }
-    call->attempts++;
-    call->attempt_start_us = clock_now_us();
-    call->deadline_us = call->attempt_start_us +
-                        call->limits.first_byte_ms * 1000;
-    struct xfer_req xr = {
-        .url = call->ureq.url.p,
-        .headers = &call->ureq.headers,
-        .body = {call->ureq.body.p, call->ureq.body.len},
-        .connect_timeout_ms = call->limits.connect_ms,
-    };
-    call->xfer = transport_start(call->up->transport, &xr, &xfer_cbs, call);
-    if (!call->xfer) {
-        provider_error_set(&call->sink.error, 502, "api_error",
-                           "upstream_unreachable", true,
-                           "could not start the upstream request");
-        return RL_E_UPSTREAM_CONNECT;
-    }
-    return RL_OK;
-}
-
-/* Decides what a finished transfer means, filling call->sink.error. */
-static enum rl_err judge(struct provider_call *call, enum xfer_result res,
-                         const char *detail)
-{
-    const struct model_cfg *model = call->plan[call->idx];
-    const struct provider_ops *ops = model->provider->ops;
-    struct provider_error *pe = &call->sink.error;
-    if (call->abort_err != RL_OK) {
-        return call->abort_err;
-    }
-    if (res == XFER_TIMEOUT) {
-        provider_error_set(pe, 504, "api_error", "upstream_timeout", true,
-                           "could not connect to provider %s in time",
-                           model->provider->name);
-        return RL_E_UPSTREAM_TIMEOUT;
-    }
-    if (res != XFER_OK && !call->got_byte) {
-        provider_error_set(pe, 502, "api_error", "upstream_unreachable", true,
-                           "could not reach provider %s: %s",
-                           model->provider->name, detail ? detail : "?");
-        return RL_E_UPSTREAM_CONNECT;
-    }
-    if (res != XFER_OK) {
-        provider_error_set(pe, 502, "api_error", "upstream_stream_cut", true,
-                           "the connection to provider %s broke before the "
-                           "answer was complete", model->provider->name);
-        return RL_E_UPSTREAM_CUT;
-    }
-    if (call->status < 200 || call->status >= 300) {
-        ops->map_error(call->status, (struct str){call->body.p, call->body.len},
-                       call->retry_after_s, pe);
-        return RL_E_UPSTREAM;
-    }
-    if (call->req->stream) {
-        call->in_cb = true;
-        enum rl_err err = framer_finish(&call->framer, on_frame, call);
-        call->in_cb = false;
-        if (err != RL_OK) {
-            return err;
+    struct buf text;
+    buf_init(&text, call->limits.rescue_max_bytes + 65536);
+    struct chunk_look look;
+    if (!retry_chunk_look(chunk, members, &text, &look) || look.other) {
+        diverge(call, a);
+    } else if (look.text || look.finish) {
+        struct str sent = {call->sent.p ? call->sent.p : "", call->sent.len};
+        struct str t = {text.p ? text.p : "", text.len};
+        size_t rest = 0;
+        enum retry_match m = retry_prefix_match(sent, &a->matched, t, &rest);
+        if (m == RETRY_MATCH_DIVERGED ||
+            (m == RETRY_MATCH_MORE && look.finish)) {
+            diverge(call, a);
+        } else if (m == RETRY_MATCH_DONE) {
+            a->caught_up = true;
+            if (rest < t.len) {
+                deliver_rest(call, chunk, t, rest);
+            } else if (look.finish) {
+                deliver_rest(call, chunk, t, t.len);
+            }
         }
-        if (!call->sink.finished) {
-            provider_error_set(pe, 502, "api_error", "upstream_stream_cut",
-                               true, "provider %s ended the stream before "
-                               "the answer was complete",
-                               model->provider->name);
-            return RL_E_UPSTREAM_CUT;
-        }
-        return RL_OK;
     }
-    return ops->parse_response((struct str){call->body.p ? call->body.p : "",
-                                            call->body.len},
-                               &call->answer, &call->sink.usage, pe);
+    buf_free(&text);
 }
 
-/* Ends the call: on_done, then free. */
-static void finish_call(struct provider_call *call, enum rl_err err)
+void upstream_attempt_chunk(struct attempt *a, struct str chunk,
+                            const struct chunk_members *members)
 {
-    struct call_result res = {
-        .err = err,
-        .error = call->sink.error,
-        .model = call->plan[call->idx],
-        .completion = {call->answer.p ? call->answer.p : "",
-                       call->answer.len},
-        .usage = call->sink.usage,
-        .started = call->started,
-        .attempts = call->attempts,
-        .upstream_us = call->upstream_us,
-        .ttft_us = call->ttft_us,
-    };
-    unlink_call(call);
-    if (!call->cancelled) {
-        call->cbs.on_done(call->ctx, &res);
-    }
-    end_attempt(call); /* after on_done: res.completion points into it */
-    free(call);
-}
-
-/* An attempt's transfer ended (done, failed, or stopped by us). */
-static void finish_attempt(struct provider_call *call, enum xfer_result res,
-                           const char *detail)
-{
-    call->upstream_us += clock_now_us() - call->attempt_start_us;
-    enum rl_err err = judge(call, res, detail);
-    if (call->cancelled) {
-        free_call(call);
+    struct provider_call *call = a->call;
+    if (call->winner == a && (!a->rescue || a->caught_up)) {
+        a->events++;
+        deliver(call, chunk, members);
         return;
     }
+    struct chunk_look look;
+    struct buf none;
+    buf_init(&none, 1 << 20);
+    bool ok = retry_chunk_look(chunk, members, &none, &look);
+    buf_free(&none);
+    bool content = !ok || look.text || look.other || look.finish;
+    if (content) {
+        a->events++;
+        a->token_us = a->token_us ? a->token_us : clock_now_us();
+    }
+    if (a->rescue) {
+        rescue_chunk(call, a, chunk, members);
+        return;
+    }
+    if (!content) {
+        /* A role chunk: held until this attempt is known to answer. */
+        if (buf_append(&a->held, chunk.p, chunk.len) == RL_OK &&
+            buf_append(&a->held, "", 1) == RL_OK) {
+            return;
+        }
+    }
+    commit(call, a);
+    if (!call->cancelled) {
+        deliver(call, chunk, members);
+    }
+}
+
+/* The client's stream broke off: asks the next candidate for the same
+ * answer, the same model first. False if that is not possible. */
+static bool rescue(struct provider_call *call)
+{
+    uint64_t now = clock_now_us();
+    if (!call->rescuable || !call->last_error.retryable ||
+        now >= call->deadline_us) {
+        return false;
+    }
+    while (call->nrescues < call->nplan) {
+        size_t k = call->nrescues++;
+        size_t idx = call->answer_idx;
+        if (k > 0) {
+            idx = k - 1 < call->answer_idx ? k - 1 : k; /* the others */
+        }
+        enum rl_err err;
+        struct attempt *a = attempt_start(call, idx,
+                                          call->limits.first_byte_ms, &err);
+        if (err != RL_OK) {
+            attempt_free(a);
+            continue;
+        }
+        a->rescue = true;
+        call->live[call->nlive++] = a;
+        call->winner = a;
+        call->rescued = true;
+        log_write(LOG_INFO, "rescuing a cut stream",
+                  "\"model\":\"%s\",\"sent_bytes\":%zu", a->model->name,
+                  call->sent.len);
+        return true;
+    }
+    return false;
+}
+
+/* ---------------------------------------------------------------------
+ * The end of an attempt
+ * ------------------------------------------------------------------- */
+
+static void log_failure(struct attempt *a, enum rl_err err)
+{
+    log_write(LOG_WARN, "upstream attempt failed",
+              "\"model\":\"%s\",\"provider\":\"%s\",\"status\":%ld,"
+              "\"error\":\"%s\",\"attempt\":%d,\"hedge\":%s,"
+              "\"rescue\":%s",
+              a->model->name, a->model->provider->name, a->status,
+              rl_strerror(err), a->call->attempts,
+              a->hedge ? "true" : "false", a->rescue ? "true" : "false");
+}
+
+void upstream_attempt_end(struct attempt *a, enum rl_err err)
+{
+    struct provider_call *call = a->call;
+    if (call->cancelled) {
+        free_call(call); /* reported by provider_call_cancel() */
+        return;
+    }
+    if (a->doomed) {
+        retire(call, a, err, true);
+        return;
+    }
+    bool stream = call->req->stream;
+    if (err == RL_OK && a->rescue && !a->caught_up) {
+        diverge(call, a); /* the new answer is shorter */
+        err = RL_E_UPSTREAM_CUT;
+    }
     if (err == RL_OK) {
+        if (stream && !call->winner) {
+            /* An answer with no content event at all. The caller may
+             * cancel from on_first or on_chunk: as in a data callback. */
+            call->in_cb = true;
+            commit(call, a);
+            call->in_cb = false;
+            if (call->cancelled) {
+                free_call(call);
+                return;
+            }
+        }
+        call->winner = a;
         finish_call(call, RL_OK);
         return;
     }
-    const struct model_cfg *model = call->plan[call->idx];
-    log_write(LOG_WARN, "upstream attempt failed",
-              "\"model\":\"%s\",\"provider\":\"%s\",\"status\":%ld,"
-              "\"error\":\"%s\",\"attempt\":%d",
-              model->name, model->provider->name, call->status,
-              rl_strerror(err), call->attempts);
-    if (call->sink.error.retryable && !call->started &&
-        call->idx + 1 < call->nplan) {
-        end_attempt(call);
-        call->idx++;
-        start_next(call);
+    log_failure(a, err);
+    if (call->winner == a) {
+        /* Output reached the client: rescue it, or end with the error. */
+        call->last_error = a->sink.error;
+        call->last_err = err;
+        call->last_model = a->model;
+        retire(call, a, err, false);
+        if (!rescue(call)) {
+            finish_call(call, err);
+        }
         return;
     }
-    finish_call(call, err);
-}
-
-/* Starts plan[idx], moving on past candidates that cannot even start. */
-static void start_next(struct provider_call *call)
-{
-    for (;;) {
-        enum rl_err err = start_attempt(call);
-        if (err == RL_OK) {
-            return;
-        }
-        bool more = call->sink.error.retryable &&
-                    call->idx + 1 < call->nplan;
-        if (!more) {
-            finish_call(call, err);
-            return;
-        }
-        end_attempt(call);
-        call->idx++;
+    note_failure(call, a, err);
+    retire(call, a, err, false);
+    if (call->fatal) {
+        finish_call(call, err);
+    } else if (call->nlive == 0) {
+        advance(call);
     }
 }
 
-/* Fails attempts whose deadline has passed. */
-static void on_sweep(uv_timer_t *timer)
+/* ---------------------------------------------------------------------
+ * The sweep: deadlines, hedges, retries, losers
+ * ------------------------------------------------------------------- */
+
+/* Fails a if one of its deadlines has passed; true if it did. */
+static bool check_deadlines(struct provider_call *c, struct attempt *a,
+                            uint64_t now)
 {
-    struct upstream *up = timer->data;
-    uint64_t now = clock_now_us();
+    const char *name = a->model->provider->name;
+    struct provider_error *pe = &a->sink.error;
+    if (now >= c->deadline_us) {
+        provider_error_set(pe, 504, "api_error", "upstream_timeout", true,
+                           "the call to provider %s took longer than "
+                           "%llu ms", name,
+                           (unsigned long long)c->limits.total_ms);
+    } else if (!a->token_us && now >= a->start_us + a->token_ms * 1000) {
+        provider_error_set(pe, 504, "api_error", "upstream_timeout", true,
+                           "provider %s did not answer within %llu ms",
+                           name, (unsigned long long)a->token_ms);
+    } else if (a->byte_us &&
+               now >= a->last_byte_us + c->limits.idle_ms * 1000) {
+        provider_error_set(pe, 504, "api_error", "upstream_timeout", true,
+                           "provider %s stopped sending for %llu ms", name,
+                           (unsigned long long)c->limits.idle_ms);
+    } else {
+        return false;
+    }
+    attempt_abort(a, RL_E_UPSTREAM_TIMEOUT);
+    return true;
+}
+
+/* Does the first thing due in call c; true if it did something (c may be
+ * gone, and the list changed). */
+static bool sweep_call(struct provider_call *c, uint64_t now)
+{
+    for (size_t i = 0; i < c->nlive; i++) {
+        struct attempt *a = c->live[i];
+        if (a->doomed) {
+            retire(c, a, RL_OK, true);
+            return true;
+        }
+        if (a->xfer && check_deadlines(c, a, now)) {
+            return true;
+        }
+    }
+    if (c->hedge_at_us && now >= c->hedge_at_us) {
+        c->hedge_at_us = 0;
+        if (!c->winner && c->nlive == 1 && !c->fatal) {
+            size_t idx = next_candidate(c);
+            if (idx != NO_CANDIDATE) {
+                launch(c, idx, true);
+            }
+        }
+        return true;
+    }
+    if (c->wake_us && now >= c->wake_us && c->nlive == 0) {
+        c->wake_us = 0;
+        advance(c);
+        return true;
+    }
+    return false;
+}
+
+static void sweep(struct upstream *up)
+{
     bool again = true;
     while (again) {
         again = false;
+        uint64_t now = clock_now_us();
         for (struct provider_call *c = up->calls; c; c = c->next) {
-            if (!c->xfer || now < c->deadline_us) {
-                continue;
+            if (sweep_call(c, now)) {
+                again = true; /* the list may have changed under us */
+                break;
             }
-            transport_cancel(c->xfer);
-            c->xfer = NULL;
-            const char *name = c->plan[c->idx]->provider->name;
-            if (c->got_byte) {
-                provider_error_set(&c->sink.error, 504, "api_error",
-                                   "upstream_timeout", true,
-                                   "provider %s stopped sending for %llu "
-                                   "ms", name,
-                                   (unsigned long long)c->limits.idle_ms);
-            } else {
-                provider_error_set(&c->sink.error, 504, "api_error",
-                                   "upstream_timeout", true,
-                                   "provider %s did not answer within %llu "
-                                   "ms", name,
-                                   (unsigned long long)c->limits.first_byte_ms);
-            }
-            c->abort_err = RL_E_UPSTREAM_TIMEOUT;
-            finish_attempt(c, XFER_ABORTED, "timeout");
-            again = true; /* the list may have changed under us */
-            break;
         }
     }
+}
+
+static void on_sweep(uv_timer_t *timer)
+{
+    sweep(timer->data);
 }
 
 /* ---------------------------------------------------------------------
@@ -447,27 +698,39 @@ struct upstream *upstream_new(struct uv_loop_s *loop)
     struct upstream *up = rl_calloc(1, sizeof(*up));
     up->loop = loop;
     up->transport = transport_new(loop);
+    up->rnd = clock_now_us() | 1;
     uv_timer_init(loop, &up->sweep);
     up->sweep.data = up;
     uv_timer_start(&up->sweep, on_sweep, SWEEP_INTERVAL_MS,
                    SWEEP_INTERVAL_MS);
     uv_unref((uv_handle_t *)&up->sweep);
+    uv_timer_init(loop, &up->kick);
+    up->kick.data = up;
+    uv_unref((uv_handle_t *)&up->kick);
     return up;
 }
 
 static void free_upstream(uv_handle_t *handle)
 {
-    free(handle->data);
+    struct upstream *up = handle->data;
+    if (--up->nclosing == 0) {
+        free(up);
+    }
 }
 
 void upstream_free(struct upstream *up)
 {
     while (up->calls) {
-        provider_call_cancel(up->calls);
+        struct provider_call *c = up->calls;
+        c->cancelled = true;
+        free_call(c);
     }
     transport_free(up->transport);
     uv_timer_stop(&up->sweep);
+    uv_timer_stop(&up->kick);
+    up->nclosing = 2;
     uv_close((uv_handle_t *)&up->sweep, free_upstream);
+    uv_close((uv_handle_t *)&up->kick, free_upstream);
 }
 
 size_t upstream_active(const struct upstream *up)
@@ -497,31 +760,36 @@ enum rl_err provider_call_start(struct upstream *up,
     call->limits = *limits;
     call->cbs = *cbs;
     call->ctx = ctx;
+    call->skip = rl_calloc(nplan, sizeof(*call->skip));
     call->start_us = clock_now_us();
+    call->deadline_us = limits->total_ms
+                            ? call->start_us + limits->total_ms * 1000
+                            : UINT64_MAX;
+    call->rescuable = req->stream && limits->rescue_max_bytes &&
+                      retry_deterministic(req->raw);
+    buf_init(&call->sent, limits->rescue_max_bytes);
     link_call(call);
-    /* As start_next(), but a call that cannot start at all fails here,
-     * synchronously, so that no callback runs before we return. */
-    for (;;) {
-        enum rl_err err = start_attempt(call);
-        if (err == RL_OK) {
-            *out = call;
-            return RL_OK;
-        }
-        if (!call->sink.error.retryable || call->idx + 1 >= nplan) {
-            *err_out = call->sink.error;
-            free_call(call);
-            return err;
-        }
-        end_attempt(call);
-        call->idx++;
+    /* A call that cannot start at all fails here, synchronously, so that
+     * no callback runs before we return. */
+    if (!launch_next(call)) {
+        *err_out = call->last_error;
+        enum rl_err err = call->last_err;
+        free_call(call);
+        return err ? err : RL_E_UPSTREAM;
     }
+    *out = call;
+    return RL_OK;
 }
 
 void provider_call_cancel(struct provider_call *call)
 {
+    /* The client is gone: each live attempt ends, cancelled, now. */
+    for (size_t i = 0; i < call->nlive; i++) {
+        report(call, call->live[i], RL_OK, true);
+    }
     call->cancelled = true;
     if (call->in_cb) {
-        return; /* on_write sees the flag and stops the transfer */
+        return; /* the transfer sees the flag and stops */
     }
-    free_call(call); /* which stops the transfer */
+    free_call(call); /* which stops the transfers */
 }

@@ -494,6 +494,12 @@ class Ctx:
             fail("%s: the joined delta content is empty" % where_ev)
         if "text_regex" in exp and not re.search(exp["text_regex"], text):
             fail("%s: joined text %r does not match /%s/" % (where_ev, text[:200], exp["text_regex"]))
+        if "text_fake" in exp:
+            tf = exp["text_fake"]
+            want = fake_words(tf["prompt"], tf["tokens"])
+            if text != want:
+                fail("%s: joined text %r, expected the fake's answer %r"
+                     % (where_ev, text[:300], want[:300]))
         if "tool_call" in exp:
             calls = {}
             for c in chunks:
@@ -523,6 +529,8 @@ class Ctx:
             self.check_upstream_closed(exp["closed_within_ms"], where)
         if "settle_ms" in exp:
             time.sleep(exp["settle_ms"] / 1000.0)
+        if "open_connections" in exp:
+            self.check_upstream_open(exp["open_connections"], where)
         recs = [normalise_record(r) for r in self.stack.fake_requests()]
         summary = short([{"path": r["path"], "model": (r["body"] or {}).get("model")
                           if isinstance(r["body"], dict) else None} for r in recs], 600)
@@ -551,6 +559,19 @@ class Ctx:
         for want in exp.get("not_contains", []):
             if any(match(lower_headers(want), r) is None for r in recs):
                 fail("%s: an upstream request matches %s; got %s" % (where, short(want), summary))
+
+    def check_upstream_open(self, want, where):
+        """Established connections from the gateway to the fake match want
+        within 2 s (a cancelled attempt's connection is closed)."""
+        deadline = time.time() + 2.0
+        while True:
+            n = established_to(self.stack.fake_port)
+            why = match(want, n, "open connections")
+            if why is None:
+                return
+            if time.time() > deadline:
+                fail("%s: %d connection(s) to the fake open: %s" % (where, n, why))
+            time.sleep(0.05)
 
     def check_upstream_closed(self, within_ms, where):
         """No established TCP connection from the gateway to the fake."""
@@ -626,6 +647,27 @@ def connect(port, timeout, where):
         return Conn(port, timeout=timeout)
     except OSError as e:
         fail("%s: cannot connect to the relay: %s" % (where, e))
+
+
+FAKE_VOCAB = (
+    "the quick brown fox jumps over lazy dog relay routes every prompt to a "
+    "model that is fast and cheap tokens stream back as they land cache hits "
+    "cost nothing keys have limits which hold across all nodes latency stays "
+    "low while quality remains high we ship it today with care for users who "
+    "need answers in time at scale on one small box").split()
+
+
+def fake_words(prompt, n):
+    """The fake's text answer of n tokens to the last user message prompt
+    (docs/fakeprov.md, Deterministic text)."""
+    def fnv1a(h, data):
+        for b in data:
+            h ^= b
+            h = (h * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+        return h
+    seed = fnv1a(14695981039346656037, prompt.encode())
+    return "".join(FAKE_VOCAB[fnv1a(seed, i.to_bytes(4, "little")) % 64] + " "
+                   for i in range(n))
 
 
 def expand(v):

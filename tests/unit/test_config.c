@@ -158,6 +158,13 @@ static const char full_yaml[] =
     "  connect_timeout_ms: 100\n"
     "  first_byte_timeout_ms: 200\n"
     "  idle_timeout_ms: 300\n"
+    "  total_timeout_ms: 400\n"
+    "  retries: 3\n"
+    "  retry_backoff_ms: 20\n"
+    "  retry_backoff_max_ms: 80\n"
+    "  retry_max_wait_ms: 0\n"
+    "  hedge_after_ms: 150\n"
+    "  rescue_max_bytes: 0\n"
     "providers:\n"
     "  local:\n"
     "    kind: openai\n"
@@ -209,6 +216,13 @@ static void test_a_full_config_is_read_field_by_field(void **state)
     assert_int_equal(c->connect_timeout_ms, 100);
     assert_int_equal(c->first_byte_timeout_ms, 200);
     assert_int_equal(c->stream_idle_timeout_ms, 300);
+    assert_int_equal(c->call_timeout_ms, 400);
+    assert_int_equal(c->retries, 3);
+    assert_int_equal(c->retry_backoff_ms, 20);
+    assert_int_equal(c->retry_backoff_max_ms, 80);
+    assert_int_equal(c->retry_max_wait_ms, 0);
+    assert_int_equal(c->hedge_after_ms, 150);
+    assert_int_equal(c->rescue_max_bytes, 0);
     assert_int_equal(c->default_max_latency_ms, 1234);
     assert_int_equal(c->default_min_quality_tier, 2);
     config_unref(c);
@@ -309,6 +323,13 @@ static void test_defaults_apply_when_sections_are_absent(void **state)
     assert_int_equal(c->connect_timeout_ms, 5000);
     assert_int_equal(c->first_byte_timeout_ms, 60000);
     assert_int_equal(c->stream_idle_timeout_ms, 60000);
+    assert_int_equal(c->call_timeout_ms, 600000);
+    assert_int_equal(c->retries, 1);
+    assert_int_equal(c->retry_backoff_ms, 50);
+    assert_int_equal(c->retry_backoff_max_ms, 1000);
+    assert_int_equal(c->retry_max_wait_ms, 2000);
+    assert_int_equal(c->hedge_after_ms, 0);
+    assert_int_equal(c->rescue_max_bytes, 65536);
     assert_int_equal(c->default_max_latency_ms, 2000);
     assert_int_equal(c->default_min_quality_tier, 1);
     const struct model_cfg *m = &c->models[0];
@@ -488,6 +509,20 @@ static void test_an_unknown_provider_kind_is_refused(void **state)
     assert_int_equal(l.err, RL_E_CONFIG);
     assert_mistake(&l, 3, "providers.p.kind", "unknown kind");
     assert_int_equal(count_lines(l.errors.p), 1);
+    loaded_free(&l);
+}
+
+static void test_upstream_retries_out_of_range_are_refused(void **state)
+{
+    (void)state;
+    struct loaded l = load("upstream:\n"
+                           "  retries: 6\n"
+                           "  retry_backoff_ms: 0\n"
+                           MINIMAL_PROVIDERS_AND_MODELS,
+                           NULL);
+    assert_int_equal(l.err, RL_E_CONFIG);
+    assert_mistake(&l, 2, "upstream.retries", "from 0 to 5");
+    assert_mistake(&l, 3, "upstream.retry_backoff_ms", "from 1 to");
     loaded_free(&l);
 }
 
@@ -848,6 +883,7 @@ int main(void)
         cmocka_unit_test(test_the_example_config_of_the_repository_loads),
         cmocka_unit_test(test_every_mistake_is_reported_with_line_and_field),
         cmocka_unit_test(test_an_unknown_provider_kind_is_refused),
+        cmocka_unit_test(test_upstream_retries_out_of_range_are_refused),
         cmocka_unit_test(test_an_unknown_fallback_is_refused),
         cmocka_unit_test(test_fallbacks_must_be_a_list),
         cmocka_unit_test(test_a_duplicate_model_name_is_refused),
