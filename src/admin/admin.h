@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store/store.h"
 #include "util/str.h"
@@ -21,6 +22,10 @@
 struct gw_worker;
 struct conn;
 struct http_request;
+struct req;
+struct store_analytics;
+
+#define ADMIN_TOP_KEYS 10 /* keys listed in "top keys by spend" */
 
 /* ---------------------------------------------------------------------
  * What a new key is to be (spec.c)
@@ -87,8 +92,26 @@ int admin_cli_parse(int argc, char **argv, struct admin_cli *out, char *err,
  * 0 done, 1 failed, 2 usage. */
 int admin_keys_main(int argc, char **argv);
 
+/* The master key, compared as SHA-256s in constant time: answers r with
+ * 401 (no or a wrong key) or 403 (no admin_key configured) and returns
+ * false when the caller is not the operator. Borrows r and http. */
+bool admin_authorized(struct req *r, const struct http_request *http);
+
 /* Serves /admin/keys[/{id}] on c (the caller matched the path). */
 void admin_serve(struct gw_worker *w, struct conn *c,
                  struct http_request *http);
+
+/* Reads range=1h|24h|7d|30d from a query string (none: 24h) into the
+ * range's static name and length; false for any other value. Pure. */
+bool admin_range_parse(struct str query, const char **name,
+                       int64_t *span_us);
+/* Returns a new JSON object, the body of GET /admin/analytics, for a
+ * (borrowed) and the range's name; the caller owns the reference. Pure. */
+json_t *admin_analytics_json(const struct store_analytics *a,
+                             const char *range);
+/* Serves GET /admin/analytics on c (the caller matched the path): the
+ * admin key is checked unless trusted (the dashboard's local listener). */
+void admin_analytics_serve(struct gw_worker *w, struct conn *c,
+                           struct http_request *http, bool trusted);
 
 #endif

@@ -176,9 +176,7 @@ static void after_work(uv_work_t *w, int status)
     req_free(r);
 }
 
-/* The master key, compared as SHA-256s in constant time; answers 401 or
- * 403 and returns false when the caller is not the operator. */
-static bool admin_authorized(struct req *r, const struct http_request *http)
+bool admin_authorized(struct req *r, const struct http_request *http)
 {
     const char *admin = r->cfg->admin_key;
     if (!admin || !*admin) {

@@ -3,7 +3,8 @@
  * main thread's signals (SIGHUP reloads, SIGTERM and SIGINT drain).
  *
  * Routes: POST /v1/chat/completions, GET /v1/models[/{id}], GET /healthz,
- * GET /readyz, /admin/keys[/{id}] (src/admin/keys.c). Anything else is
+ * GET /readyz, /admin/keys[/{id}] (src/admin/keys.c), GET /admin/analytics
+ * (src/admin/analytics.c). Anything else is
  * 404 (or 405 on a known path) in OpenAI's error shape. Read on_request() and gateway_serve() first.
  */
 #include "gateway/gateway.h"
@@ -196,6 +197,10 @@ static void on_request(void *wctx, struct conn *c, struct http_request *http)
     if (str_eq_lit(path, "/admin/keys") ||
         str_starts_with(path, "/admin/keys/")) {
         admin_serve(w, c, http);
+        return;
+    }
+    if (str_eq_lit(path, "/admin/analytics")) {
+        admin_analytics_serve(w, c, http, false);
         return;
     }
     struct req *r = req_new(w, c, http);

@@ -20,6 +20,11 @@
 
 #include "util/alloc.h"
 
+static enum rl_err pg_query(struct store_conn *c, const char *sql,
+                            const char *const *params, int nparams,
+                            store_row_fn fn, void *arg, char *err,
+                            size_t errn);
+
 struct store_conn {
     PGconn *pg;
     bool staged;     /* request_log_stage and rl_merge exist (session) */
@@ -122,7 +127,8 @@ static bool stage_ready(struct store_conn *c, char *err, size_t n)
     res = PQprepare(c->pg, "rl_merge",
                     "INSERT INTO request_log (" STORE_COLUMNS ") SELECT "
                     STORE_COLUMNS " FROM request_log_stage"
-                    " ON CONFLICT (request_id) DO NOTHING", 0, NULL);
+                    " ON CONFLICT (request_id) DO NOTHING"
+                    " RETURNING request_id", 0, NULL);
     ok = pg_ok(c->pg, res, PGRES_COMMAND_OK, err, n);
     PQclear(res);
     c->staged = ok;
@@ -196,10 +202,76 @@ static enum rl_err copy_rows(struct store_conn *c, const char *table,
     return e;
 }
 
-/* One transaction. Direct: COPY into request_log. Merged: COPY into the
- * empty stage, INSERT ... SELECT ... ON CONFLICT (request_id) DO NOTHING
- * into request_log, COMMIT (which empties the stage). Rolls back on
- * failure, so either way the batch is stored whole or not at all. */
+/* Orders indexes into a batch by request id (qsort_r's context: rows). */
+static int by_request_id(const void *a, const void *b, void *arg)
+{
+    const struct store_row *rows = arg;
+    return strcmp(rows[*(const size_t *)a].request_id,
+                  rows[*(const size_t *)b].request_id);
+}
+
+/* Sets stored[i] for the rows whose request id the merge's RETURNING
+ * lists: one row per id returned, the first of the batch not yet marked
+ * (a batch may hold an id twice; only one of them was inserted). */
+static void mark_returned(PGresult *res, const struct store_row *rows,
+                          size_t n, bool *stored)
+{
+    size_t *order = rl_malloc((n ? n : 1) * sizeof(*order));
+    for (size_t i = 0; i < n; i++) {
+        order[i] = i;
+    }
+    qsort_r(order, n, sizeof(*order), by_request_id, (void *)rows);
+    int ntuples = PQntuples(res);
+    for (int t = 0; t < ntuples; t++) {
+        const char *id = PQgetvalue(res, t, 0);
+        size_t lo = 0;
+        size_t hi = n;
+        while (lo < hi) { /* the first row whose id is >= id */
+            size_t mid = lo + (hi - lo) / 2;
+            if (strcmp(rows[order[mid]].request_id, id) < 0) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        while (lo < n && strcmp(rows[order[lo]].request_id, id) == 0 &&
+               stored[order[lo]]) {
+            lo++;
+        }
+        if (lo < n && strcmp(rows[order[lo]].request_id, id) == 0) {
+            stored[order[lo]] = true;
+        }
+    }
+    free(order);
+}
+
+/* The merge: INSERT ... SELECT from the stage ... RETURNING request_id,
+ * then the rollup of the rows it inserted, and of no other. */
+static enum rl_err merge_stage(struct store_conn *c,
+                               const struct store_row *rows, size_t n,
+                               char *err, size_t errn)
+{
+    PGresult *res = PQexecPrepared(c->pg, "rl_merge", 0, NULL, NULL, NULL, 0);
+    if (!pg_ok(c->pg, res, PGRES_TUPLES_OK, err, errn)) {
+        enum rl_err e = classify(c, res);
+        PQclear(res);
+        return e;
+    }
+    bool *stored = rl_calloc(n, sizeof(*stored));
+    mark_returned(res, rows, n, stored);
+    PQclear(res);
+    enum rl_err e = store_rollup_add(&store_pg, c, rows, stored, n, err,
+                                     errn);
+    free(stored);
+    return e;
+}
+
+/* One transaction. Direct: COPY into request_log, then the rollup of the
+ * whole batch (a direct COPY stores every row or fails). Merged: COPY into
+ * the empty stage, INSERT ... SELECT ... ON CONFLICT (request_id) DO
+ * NOTHING into request_log and the rollup of what it inserted, COMMIT
+ * (which empties the stage). Rolls back on failure, so either way the
+ * batch and its rollup are stored whole or not at all. */
 static enum rl_err copy_batch(struct store_conn *c, bool merge,
                               const struct store_row *rows, size_t n,
                               char *err, size_t errn)
@@ -213,10 +285,9 @@ static enum rl_err copy_batch(struct store_conn *c, bool merge,
         e = copy_rows(c, merge ? "request_log_stage" : "request_log", rows,
                       n, err, errn);
     }
-    if (e == RL_OK && merge) {
-        e = step(c, PQexecPrepared(c->pg, "rl_merge", 0, NULL, NULL, NULL,
-                                   0),
-                 err, errn);
+    if (e == RL_OK) {
+        e = merge ? merge_stage(c, rows, n, err, errn)
+                  : store_rollup_add(&store_pg, c, rows, NULL, n, err, errn);
     }
     if (e == RL_OK) {
         e = step(c, PQexec(c->pg, "COMMIT"), err, errn);
@@ -323,7 +394,7 @@ static int64_t pg_count(struct store_conn *c)
  * Queries for keys.c
  * ------------------------------------------------------------------- */
 
-#define PG_MAX_COLS 32
+#define PG_MAX_COLS 64
 
 static enum rl_err pg_query(struct store_conn *c, const char *sql,
                             const char *const *params, int nparams,

@@ -17,6 +17,11 @@
 
 #include "util/alloc.h"
 
+static enum rl_err sq_query(struct store_conn *c, const char *sql,
+                            const char *const *params, int nparams,
+                            store_row_fn fn, void *arg, char *err,
+                            size_t errn);
+
 struct store_conn {
     sqlite3 *db;
     sqlite3_stmt *insert; /* prepared once per connection */
@@ -128,6 +133,41 @@ static void bind_row(sqlite3_stmt *st, const struct store_row *r, char *ts)
     bind_text(st, 27, r->key_id, false);
 }
 
+/* A constraint, a type or a size is about the row itself: another try
+ * cannot help. Locks and I/O may pass. */
+static enum rl_err classify(int rc)
+{
+    int base = rc & 0xff;
+    return base == SQLITE_CONSTRAINT || base == SQLITE_MISMATCH ||
+                   base == SQLITE_TOOBIG || base == SQLITE_RANGE
+               ? RL_E_REJECTED
+               : RL_E_IO;
+}
+
+/* Inserts rows in the open transaction; sets stored[i] for those that
+ * were not there already (INSERT OR IGNORE changed nothing). */
+static enum rl_err insert_each(struct store_conn *c,
+                               const struct store_row *rows, size_t n,
+                               bool *stored, char *err, size_t errn)
+{
+    char ts[32];
+    for (size_t i = 0; i < n; i++) {
+        bind_row(c->insert, &rows[i], ts);
+        int rc = sqlite3_step(c->insert);
+        sqlite3_reset(c->insert);
+        sqlite3_clear_bindings(c->insert);
+        if (rc != SQLITE_DONE) {
+            db_error(c->db, "inserting", err, errn);
+            return classify(rc);
+        }
+        stored[i] = sqlite3_changes(c->db) == 1;
+    }
+    return RL_OK;
+}
+
+/* One IMMEDIATE transaction: the rows, then the rollup of the rows that
+ * were inserted (not of those already stored), then COMMIT; all rolled
+ * back on any failure. */
 static enum rl_err sq_insert(struct store_conn *c, const struct store_row *rows,
                              size_t n, char *err, size_t errn)
 {
@@ -143,31 +183,20 @@ static enum rl_err sq_insert(struct store_conn *c, const struct store_row *rows,
     if (!exec(c->db, "BEGIN IMMEDIATE", err, errn)) {
         return RL_E_IO;
     }
-    char ts[32];
-    for (size_t i = 0; i < n; i++) {
-        bind_row(c->insert, &rows[i], ts);
-        int rc = sqlite3_step(c->insert);
-        sqlite3_reset(c->insert);
-        sqlite3_clear_bindings(c->insert);
-        if (rc != SQLITE_DONE) {
-            db_error(c->db, "inserting", err, errn);
-            char ignore[256];
-            exec(c->db, "ROLLBACK", ignore, sizeof(ignore));
-            /* A constraint, a type or a size is about the row itself:
-             * another try cannot help. Locks and I/O may pass. */
-            int base = rc & 0xff;
-            return base == SQLITE_CONSTRAINT || base == SQLITE_MISMATCH ||
-                           base == SQLITE_TOOBIG || base == SQLITE_RANGE
-                       ? RL_E_REJECTED
-                       : RL_E_IO;
-        }
+    bool *stored = rl_calloc(n ? n : 1, sizeof(*stored));
+    enum rl_err e = insert_each(c, rows, n, stored, err, errn);
+    if (e == RL_OK) {
+        e = store_rollup_add(&store_sqlite, c, rows, stored, n, err, errn);
     }
-    if (!exec(c->db, "COMMIT", err, errn)) {
+    free(stored);
+    if (e == RL_OK && !exec(c->db, "COMMIT", err, errn)) {
+        e = RL_E_IO;
+    }
+    if (e != RL_OK) {
         char ignore[256];
         exec(c->db, "ROLLBACK", ignore, sizeof(ignore));
-        return RL_E_IO;
     }
-    return RL_OK;
+    return e;
 }
 
 static enum rl_err sq_migrate_one(struct store_conn *c, int version,
@@ -244,7 +273,7 @@ static int64_t sq_count(struct store_conn *c)
  * Queries for keys.c
  * ------------------------------------------------------------------- */
 
-#define SQ_MAX_COLS 32
+#define SQ_MAX_COLS 64
 
 /* Binds params to $1..$n by name, so their order in the SQL is free. */
 static bool bind_params(sqlite3_stmt *st, const char *const *params,

@@ -297,6 +297,111 @@ enum rl_err store_keys_spend(struct store_db *db, int64_t since_us,
                              char *err, size_t n);
 
 /* ---------------------------------------------------------------------
+ * The hourly rollup (rollup.c) and the analytics read from it
+ * (analytics.c); docs/internals/analytics.md
+ * ------------------------------------------------------------------- */
+
+#define STORE_HOUR_US 3600000000LL /* microseconds in an hour */
+#define STORE_LAT_BUCKETS 32       /* buckets of the latency histogram */
+
+/* Lower bound of each latency bucket, microseconds: 0, then 1 ms *
+ * 2^((k-1)/2) rounded; the last bucket (32.768 s) has no upper bound. */
+extern const uint64_t store_latency_bounds_us[STORE_LAT_BUCKETS];
+/* Returns the bucket of latency_us (0..STORE_LAT_BUCKETS-1). */
+int store_latency_bucket(uint64_t latency_us);
+/* Returns the q-quantile (0 < q <= 1) of a histogram, in milliseconds,
+ * interpolated linearly inside its bucket; 0 for an empty histogram. */
+double store_latency_quantile_ms(const int64_t hist[STORE_LAT_BUCKETS],
+                                 double q);
+/* Whether the row was answered from the cache (exact or semantic). */
+bool store_row_cache_hit(const struct store_row *r);
+/*
+ * Adds rows[i] for which stored[i] is set (every row when stored is NULL)
+ * to request_rollup through e's query on c, which must be inside the
+ * transaction that inserted them. Borrows everything. RL_E_IO with err on
+ * failure (the caller rolls back).
+ */
+enum rl_err store_rollup_add(const struct store_engine *e,
+                             struct store_conn *c,
+                             const struct store_row *rows, const bool *stored,
+                             size_t n, char *err, size_t errn);
+
+/* Sums over a set of rows. Money in nano-dollars, latency in us. */
+struct store_an_sums {
+    int64_t requests;          /* rows */
+    int64_t prompt_tokens;     /* tokens */
+    int64_t completion_tokens; /* tokens */
+    int64_t cost_nusd;         /* spend */
+    int64_t savings_nusd;      /* what cache hits would have cost */
+    int64_t cache_hits;        /* rows answered from the cache */
+    int64_t errors_4xx;        /* rows with status 400..499 */
+    int64_t errors_5xx;        /* rows with status >= 500 */
+    int64_t latency_sum_us;    /* sum of latency_us */
+};
+
+/* One hour of a range (hour_us: its start, Unix microseconds). */
+struct store_an_hour {
+    int64_t hour_us;
+    struct store_an_sums s;
+};
+
+struct store_an_provider {
+    char provider[64];  /* configured provider name */
+    int64_t requests;   /* rows */
+    int64_t cost_nusd;  /* spend */
+};
+
+struct store_an_model {
+    char model[128];                  /* configured model ("" unrouted) */
+    int64_t requests;                 /* rows */
+    int64_t hist[STORE_LAT_BUCKETS];  /* rows per latency bucket */
+};
+
+struct store_an_key {
+    char key_id[32];   /* api_keys.id, or "" for a static key */
+    char prefix[16];   /* display prefix, from the log */
+    char name[64];     /* api_keys.name without "demo:", or "" */
+    bool demo;         /* the key's name starts with "demo:" */
+    int64_t requests;  /* rows */
+    int64_t cost_nusd; /* spend */
+};
+
+#define STORE_DEMO_PREFIX "demo:" /* names of the demo traffic's keys */
+#define STORE_CACHE_PANEL_US (48 * STORE_HOUR_US) /* "saved, 48h" */
+
+/* What /admin/analytics shows for [start_us, end_us). The arrays are the
+ * struct's (store_analytics_free). */
+struct store_analytics {
+    int64_t start_us;                /* Unix microseconds */
+    int64_t end_us;                  /* Unix microseconds, excluded */
+    struct store_an_sums total;      /* the whole range */
+    struct store_an_hour *hours;     /* every hour touched, in order */
+    size_t nhours;
+    struct store_an_provider *providers; /* by requests, descending */
+    size_t nproviders;
+    struct store_an_model *models;   /* by requests, descending */
+    size_t nmodels;
+    struct store_an_key *keys;       /* by spend, descending; all keys */
+    size_t nkeys;
+    struct store_an_hour *cache_hours; /* the 48 h before end_us */
+    size_t ncache_hours;
+    struct store_an_sums cache_total;  /* the same 48 h */
+    bool demo; /* every keyed request of the range came from a demo key */
+};
+
+/*
+ * Fills out for the span_us before end_us from db: whole hours from
+ * request_rollup, the partial hours at both ends from request_log, so the
+ * figures are exact for any end_us. Blocking (thread pool or CLI). On
+ * failure writes why into err and returns RL_E_IO; out then needs no free.
+ */
+enum rl_err store_analytics_query(struct store_db *db, int64_t span_us,
+                                  int64_t end_us, struct store_analytics *out,
+                                  char *err, size_t n);
+/* Frees the arrays of a; safe on a zeroed a. */
+void store_analytics_free(struct store_analytics *a);
+
+/* ---------------------------------------------------------------------
  * The journal (journal.c): rows that could not be stored yet
  * ------------------------------------------------------------------- */
 
