@@ -24,7 +24,8 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all asan asan-unit unit test test-unit test-integration test-e2e bench \
-        bench-overhead bench-features bench-routing bench-cache up down status logs \
+        bench-overhead bench-features bench-routing bench-cache bench-analytics \
+        dashboard up down status logs \
         check clean help deps
 
 all: $(BUILD)/relay $(BUILD)/relay-fake
@@ -68,13 +69,24 @@ test-integration: all
 test-e2e: all
 	@bash scripts/test.sh e2e
 
-bench: bench-overhead bench-features
+bench: bench-overhead bench-features bench-analytics
 
 bench-overhead: all
 	@bash bench/overhead.sh
 
 bench-features: all
 	@bash bench/features.sh
+
+# /admin/analytics over 10 million synthetic rows, PostgreSQL and SQLite
+# (BENCH_ROWS to change it); the filled logs are kept for the next run.
+bench-analytics: all
+	@python3 bench/analytics.py
+
+# The dashboard's build (dashboard/dist), which the gateway serves: npm ci
+# when node_modules is missing, then vite build. Needs the npm registry
+# only for the first npm ci.
+dashboard:
+	@bash scripts/dashboard.sh build
 
 # up.sh installs what is missing first, then builds (a fresh machine lacks
 # the -dev packages that `make` needs).
@@ -106,6 +118,8 @@ help:
 	@echo "make asan         sanitizer build in build-asan/"
 	@echo "make asan-unit    the unit tests under ASan+UBSan"
 	@echo "make bench        every benchmark (bench-overhead, bench-features, ...)"
+	@echo "make bench-analytics  /admin/analytics over 10M rows (PostgreSQL, SQLite)"
+	@echo "make dashboard    build dashboard/dist (npm ci + vite build)"
 	@echo "make check        style checks"
 	@echo "make deps         install system, Python and Node dependencies"
 
