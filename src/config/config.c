@@ -55,95 +55,6 @@ static void fail(struct loader *ld, yaml_node_t *node, const char *field,
     ld->nerrors++;
 }
 
-/* Looks name up in the KEY=VALUE lines of dotenv. Returns a heap copy. */
-static char *dotenv_get(const char *dotenv, const char *name, size_t len)
-{
-    const char *line = dotenv;
-    while (line && *line) {
-        const char *end = strchr(line, '\n');
-        size_t n = end ? (size_t)(end - line) : strlen(line);
-        while (n && isspace((unsigned char)*line)) {
-            line++;
-            n--;
-        }
-        if (n > 7 && strncmp(line, "export ", 7) == 0) {
-            line += 7;
-            n -= 7;
-        }
-        if (n > len && strncmp(line, name, len) == 0 && line[len] == '=') {
-            const char *v = line + len + 1;
-            size_t vlen = n - len - 1;
-            while (vlen && isspace((unsigned char)v[vlen - 1])) {
-                vlen--;
-            }
-            if (vlen >= 2 && (v[0] == '"' || v[0] == '\'') &&
-                v[vlen - 1] == v[0]) {
-                v++;
-                vlen -= 2;
-            }
-            return rl_strndup(v, vlen);
-        }
-        line = end ? end + 1 : NULL;
-    }
-    return NULL;
-}
-
-/* Finds the next variable in s: "${" or "$<" (see protect_vars). */
-static const char *next_var(const char *s, char *close_ch)
-{
-    for (const char *p = strchr(s, '$'); p; p = strchr(p + 1, '$')) {
-        if (p[1] == '{' || p[1] == '<') {
-            *close_ch = p[1] == '{' ? '}' : '>';
-            return p;
-        }
-    }
-    return NULL;
-}
-
-enum rl_err config_expand(const char *s, const char *dotenv, struct buf *out)
-{
-    buf_reset(out);
-    enum rl_err err = buf_append(out, "", 0);
-    while (err == RL_OK && *s) {
-        char close_ch;
-        const char *open = next_var(s, &close_ch);
-        if (!open) {
-            return buf_append_cstr(out, s);
-        }
-        const char *close = strchr(open, close_ch);
-        if (!close) {
-            return RL_E_CONFIG;
-        }
-        err = buf_append(out, s, (size_t)(open - s));
-        const char *name = open + 2;
-        const char *dflt = strstr(name, ":-");
-        if (dflt && dflt > close) {
-            dflt = NULL;
-        }
-        size_t nlen = dflt ? (size_t)(dflt - name) : (size_t)(close - name);
-        char key[256];
-        if (nlen == 0 || nlen >= sizeof(key)) {
-            return RL_E_CONFIG;
-        }
-        memcpy(key, name, nlen);
-        key[nlen] = '\0';
-        const char *val = getenv(key);
-        char *from_file = NULL;
-        if (!val || !*val) {
-            from_file = dotenv ? dotenv_get(dotenv, key, nlen) : NULL;
-            val = from_file;
-        }
-        if ((!val || !*val) && dflt) {
-            err = buf_append(out, dflt + 2, (size_t)(close - dflt - 2));
-        } else if (val && err == RL_OK) {
-            err = buf_append_cstr(out, val);
-        }
-        free(from_file);
-        s = close + 1;
-    }
-    return err;
-}
-
 /* Returns the expanded text of a scalar node, valid until the next call,
  * or NULL (with an error) when node is not a scalar. */
 static const char *scalar(struct loader *ld, yaml_node_t *node,
@@ -698,7 +609,7 @@ static void limits_pair(struct loader *ld, const char *key, yaml_node_t *k,
     }
 }
 
-static void parse_listen(struct loader *ld, struct config *c,
+static void parse_listen(struct loader *ld, char **host, int *port_out,
                          yaml_node_t *v, const char *field)
 {
     const char *s = scalar(ld, v, field);
@@ -713,9 +624,46 @@ static void parse_listen(struct loader *ld, struct config *c,
              "\"%s\"", s);
         return;
     }
-    free(c->listen_host);
-    c->listen_host = rl_strndup(s, (size_t)(colon - s));
-    c->listen_port = (int)port;
+    free(*host);
+    *host = rl_strndup(s, (size_t)(colon - s));
+    *port_out = (int)port;
+}
+
+static void dashboard_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                           yaml_node_t *v, void *ctx)
+{
+    struct config *c = ctx;
+    if (strcmp(key, "listen") == 0) {
+        parse_listen(ld, &c->dashboard_host, &c->dashboard_port, v,
+                     "dashboard.listen");
+    } else if (strcmp(key, "dir") == 0) {
+        free(c->dashboard_dir);
+        c->dashboard_dir = scalar_dup(ld, v, "dashboard.dir");
+    } else if (strcmp(key, "local_admin") == 0) {
+        const char *s = scalar(ld, v, "dashboard.local_admin");
+        c->dashboard_local_admin = s && strcmp(s, "true") == 0;
+        if (s && !c->dashboard_local_admin && strcmp(s, "false") != 0) {
+            fail(ld, v, "dashboard.local_admin", "expected true or false");
+        }
+    } else {
+        fail(ld, k, "dashboard", "unknown field \"%s\" (listen, dir, "
+             "local_admin)", key);
+    }
+}
+
+/* local_admin opens the analytics to whoever reaches the listener: only
+ * on a loopback address, where that is the machine's own users. */
+static void check_dashboard(struct loader *ld, struct config *c)
+{
+    const char *h = c->dashboard_host;
+    bool loopback = h && (strncmp(h, "127.", 4) == 0 ||
+                          strcmp(h, "::1") == 0 ||
+                          strcmp(h, "localhost") == 0);
+    if (c->dashboard_local_admin && !loopback) {
+        fail(ld, NULL, "dashboard.local_admin", "true is only allowed "
+             "with a loopback dashboard.listen (127.0.0.1:5173); a "
+             "deployment signs in with the admin key instead");
+    }
 }
 
 static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
@@ -724,7 +672,7 @@ static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
     struct config *c = ctx;
     int64_t n;
     if (strcmp(key, "listen") == 0) {
-        parse_listen(ld, c, v, "listen");
+        parse_listen(ld, &c->listen_host, &c->listen_port, v, "listen");
     } else if (strcmp(key, "workers") == 0) {
         if (scalar_int(ld, v, "workers", 1, 256, &n)) {
             c->workers = (int)n;
@@ -752,6 +700,8 @@ static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
         }
     } else if (strcmp(key, "admin_key") == 0) {
         c->admin_key = scalar_dup(ld, v, "admin_key");
+    } else if (strcmp(key, "dashboard") == 0) {
+        each_pair(ld, v, "dashboard", dashboard_pair, c);
     } else if (strcmp(key, "auth") == 0) {
         each_pair(ld, v, "auth", auth_pair, c);
     } else if (strcmp(key, "server") == 0) {
@@ -780,6 +730,7 @@ static void set_defaults(struct config *c)
 {
     c->listen_host = rl_strdup("127.0.0.1");
     c->listen_port = 8080;
+    c->dashboard_dir = rl_strdup("dashboard/dist");
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     c->workers = ncpu > 0 ? (int)ncpu : 1;
     c->log_level = LOG_INFO;
@@ -888,6 +839,7 @@ static void walk(struct loader *ld, struct config *c)
     if (c->nmodels == 0) {
         fail(ld, root, "models", "no models configured: add at least one");
     }
+    check_dashboard(ld, c);
 }
 
 enum rl_err config_load(const char *path, struct config **out,
@@ -972,6 +924,8 @@ void config_unref(struct config *c)
     free(c->store);
     free(c->redis);
     free(c->admin_key);
+    free(c->dashboard_host);
+    free(c->dashboard_dir);
     free(c);
 }
 

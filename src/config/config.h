@@ -64,6 +64,14 @@ struct config {
     char *store;                /* DATABASE_URL, unused by the core */
     char *redis;                /* REDIS_URL, unused by the core */
     char *admin_key;            /* for the admin API, unused by the core */
+    char *dashboard_host;       /* dashboard.listen's address; NULL: no
+                                   dashboard listener */
+    int dashboard_port;         /* dashboard.listen's port */
+    char *dashboard_dir;        /* the built dashboard (dashboard.dir,
+                                   default dashboard/dist) */
+    bool dashboard_local_admin; /* the dashboard listener answers
+                                   /admin/analytics without the admin key
+                                   (loopback addresses only) */
     size_t max_body_bytes;      /* larger request bodies get 413 */
     size_t max_header_bytes;    /* larger request heads get 431 */
     uint64_t read_timeout_ms;   /* a request must arrive within this */

@@ -3,6 +3,8 @@
  * main thread's signals (SIGHUP reloads, SIGTERM and SIGINT drain).
  *
  * Routes: POST /v1/chat/completions, GET /v1/models[/{id}], GET /healthz,
+ * GET /dashboard/... (the built dashboard, src/dashboard/; also at / on
+ * the dashboard's own listener, dashboard.listen),
  * GET /readyz, /admin/keys[/{id}] (src/admin/keys.c), GET /admin/analytics
  * (src/admin/analytics.c). Anything else is
  * 404 (or 405 on a known path) in OpenAI's error shape. Read on_request() and gateway_serve() first.
@@ -23,6 +25,7 @@
 #include "api/api.h"
 #include "auth/auth.h"
 #include "config/config.h"
+#include "dashboard/dashboard.h"
 #include "limits/limits.h"
 #include "pipeline.h"
 #include "reply.h"
@@ -182,11 +185,66 @@ static void serve_health(struct req *r, struct conn *c, bool ready)
     }
 }
 
+/* Answers with the dashboard's file for rel (docs/dashboard.md). Its
+ * files are not requests to log, as the probes are not. */
+static void serve_static(struct req *r, const struct http_request *http,
+                         struct str rel)
+{
+    r->accounted = true;
+    if (http->method != SERVER_GET && http->method != SERVER_HEAD) {
+        reply_error(r, RL_E_METHOD, "The dashboard's files take GET.", NULL);
+        return;
+    }
+    char path[2048];
+    if (!dashboard_path(r->cfg->dashboard_dir, rel, path, sizeof(path))) {
+        reply_error(r, RL_E_NOT_FOUND, NULL, NULL);
+        return;
+    }
+    struct buf body;
+    buf_init(&body, DASHBOARD_MAX_FILE);
+    int status = dashboard_read(path, &body);
+    if (status == 200 && r->conn) {
+        bool index = strstr(path, "/index.html") != NULL;
+        r->status = 200;
+        server_on_abort(r->conn, NULL, NULL);
+        server_respond(r->conn, 200, dashboard_content_type(path),
+                       index ? STR_LIT("Cache-Control: no-cache\r\n")
+                             : STR_LIT("Cache-Control: max-age=3600\r\n"),
+                       (struct str){body.p ? body.p : "", body.len});
+    } else if (status != 200) {
+        char msg[2200];
+        snprintf(msg, sizeof(msg), status == 413 ? "%s is over the size cap."
+                 : "No file %s: is the dashboard built? Run make dashboard "
+                 "(or set dashboard.dir in relay.yaml).", path);
+        reply_error(r, status == 413 ? RL_E_BODY_TOO_LARGE : RL_E_NOT_FOUND,
+                    msg, NULL);
+    }
+    buf_free(&body);
+}
+
+/* The dashboard's own listener: its files at /, and /admin/analytics,
+ * without the admin key when dashboard.local_admin is set. */
+static void on_dashboard(struct gw_worker *w, struct conn *c,
+                         struct http_request *http)
+{
+    if (str_eq_lit(http->path, "/admin/analytics")) {
+        admin_analytics_serve(w, c, http, w->cfg->dashboard_local_admin);
+        return;
+    }
+    struct req *r = req_new(w, c, http);
+    serve_static(r, http, http->path);
+    req_free(r);
+}
+
 static void on_request(void *wctx, struct conn *c, struct http_request *http)
 {
     struct gw_worker *w = wctx;
     struct str path = http->path;
     bool get = http->method == SERVER_GET || http->method == SERVER_HEAD;
+    if (server_listener(c) == SERVER_EXTRA) {
+        on_dashboard(w, c, http);
+        return;
+    }
     if (str_eq_lit(path, "/v1/chat/completions") ||
         str_eq_lit(path, "/chat/completions")) {
         if (http->method == SERVER_POST) {
@@ -214,6 +272,14 @@ static void on_request(void *wctx, struct conn *c, struct http_request *http)
         } else {
             reply_error(r, RL_E_METHOD, NULL, NULL);
         }
+    } else if (str_starts_with(path, "/dashboard/")) {
+        struct str rel = {path.p + 11, path.len - 11};
+        serve_static(r, http, rel);
+    } else if (str_eq_lit(path, "/dashboard")) {
+        r->accounted = true;
+        r->status = 308; /* so the page's relative asset paths resolve */
+        server_respond(c, 308, "text/plain",
+                       STR_LIT("Location: /dashboard/\r\n"), STR_LIT(""));
     } else if (str_eq_lit(path, "/v1/models") ||
                str_starts_with(path, "/v1/models/")) {
         if (get) {
@@ -340,6 +406,8 @@ int gateway_serve(struct config *cfg, const char *listen_override)
         .host = cfg->listen_host,
         .port = cfg->listen_port,
         .workers = cfg->workers,
+        .extra_host = cfg->dashboard_host,
+        .extra_port = cfg->dashboard_port,
     };
     char host[256];
     if (listen_override &&
@@ -390,6 +458,11 @@ int gateway_serve(struct config *cfg, const char *listen_override)
               "\"config\":\"%s\"",
               opts.host, server_port(), opts.workers, cfg->nmodels,
               cfg->path);
+    if (opts.extra_host) {
+        log_write(LOG_INFO, "dashboard listening", "\"address\":\"%s:%d\","
+                  "\"dir\":\"%s\"", opts.extra_host, server_extra_port(),
+                  cfg->dashboard_dir);
+    }
     uv_run(loop, UV_RUN_DEFAULT);
     server_drain_and_join();
     keycache_stop();

@@ -25,6 +25,7 @@
 struct conn {
     uv_tcp_t tcp;              /* must be first: the handle's memory */
     struct worker *w;
+    int listener;              /* SERVER_MAIN or SERVER_EXTRA */
     struct conn *prev;         /* in w->conns */
     struct conn *next;
     http_parser parser;
@@ -332,6 +333,11 @@ bool server_draining(const struct conn *c)
     return c->w->draining;
 }
 
+int server_listener(const struct conn *c)
+{
+    return c->listener;
+}
+
 struct str server_header(const struct http_request *req, const char *name)
 {
     for (size_t i = 0; i < req->nheaders; i++) {
@@ -627,10 +633,11 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b)
     parse_buffered(c);
 }
 
-void conn_accept(struct worker *w)
+void conn_accept(struct worker *w, int listener)
 {
     struct conn *c = rl_calloc(1, sizeof(*c));
     c->w = w;
+    c->listener = listener;
     uv_tcp_init(&w->loop, &c->tcp);
     c->tcp.data = c;
     c->next = w->conns;
@@ -639,7 +646,8 @@ void conn_accept(struct worker *w)
     }
     w->conns = c;
     w->nconns++;
-    if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+    uv_tcp_t *from = listener == SERVER_EXTRA ? &w->extra : &w->listener;
+    if (uv_accept((uv_stream_t *)from, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
     }

@@ -22,6 +22,8 @@ struct worker {
     uv_loop_t loop;
     int listen_fd;                /* bound and listening, SO_REUSEPORT */
     uv_tcp_t listener;
+    int extra_fd;                 /* the second address's socket, or -1 */
+    uv_tcp_t extra;               /* its handle, when extra_fd >= 0 */
     uv_async_t wake;              /* messages and drain */
     uv_timer_t sweep;             /* timeouts of connections */
     uv_check_t tick;              /* once per loop iteration */
@@ -38,8 +40,9 @@ struct worker {
     const struct server_hooks *hooks;
 };
 
-/* Accepts one pending connection on w's listener. */
-void conn_accept(struct worker *w);
+/* Accepts one pending connection on w's listener (SERVER_MAIN) or its
+ * second one (SERVER_EXTRA). */
+void conn_accept(struct worker *w, int listener);
 /* Writes the output connections held during this loop iteration. */
 void conn_flush(struct worker *w);
 /* Applies read and idle timeouts; when draining, closes idle connections

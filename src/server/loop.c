@@ -26,6 +26,7 @@
 static struct worker *workers;
 static int nworkers;
 static int bound_port;
+static int extra_port;
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -35,7 +36,8 @@ static void on_connection(uv_stream_t *server, int status)
                   uv_strerror(status));
         return;
     }
-    conn_accept(w);
+    conn_accept(w, server == (uv_stream_t *)&w->extra ? SERVER_EXTRA
+                                                       : SERVER_MAIN);
 }
 
 static void stop_worker(struct worker *w)
@@ -59,6 +61,9 @@ static void begin_drain(struct worker *w)
     uint64_t grace = w->hooks->limits(w->wctx)->shutdown_grace_ms;
     w->drain_deadline_us = clock_now_us() + grace * 1000;
     uv_close((uv_handle_t *)&w->listener, NULL);
+    if (w->extra_fd >= 0) {
+        uv_close((uv_handle_t *)&w->extra, NULL);
+    }
     log_write(LOG_INFO, "draining", "\"worker\":%d,\"connections\":%zu",
               w->id, w->nconns);
     conn_sweep(w, clock_now_us());
@@ -111,6 +116,16 @@ static void *worker_main(void *arg)
     uv_tcp_open(&w->listener, w->listen_fd);
     int rc = uv_listen((uv_stream_t *)&w->listener, LISTEN_BACKLOG,
                        on_connection);
+    if (rc != 0 && w->extra_fd >= 0) {
+        close(w->extra_fd); /* never opened as a handle: nothing to close */
+        w->extra_fd = -1;
+    } else if (w->extra_fd >= 0) {
+        uv_tcp_init(&w->loop, &w->extra);
+        w->extra.data = w;
+        uv_tcp_open(&w->extra, w->extra_fd);
+        rc = uv_listen((uv_stream_t *)&w->extra, LISTEN_BACKLOG,
+                       on_connection);
+    }
     if (rc != 0) {
         log_write(LOG_ERROR, "listen failed", "\"error\":\"%s\"",
                   uv_strerror(rc));
@@ -190,29 +205,60 @@ static int port_of(int fd)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
+/* Opens the socket of every worker on host:port (fd_of picks which of a
+ * worker's sockets); sets *bound. Closes them all and logs on failure. */
+static bool open_all(const char *host, int port, int *(*fd_of)(int i),
+                     const char *hint, int *bound)
+{
+    for (int i = 0; i < nworkers; i++) {
+        *fd_of(i) = open_listener(host, port, i == 0);
+        if (*fd_of(i) < 0) {
+            log_write(LOG_ERROR, "cannot listen",
+                      "\"address\":\"%s:%d\",\"error\":\"%s\","
+                      "\"hint\":\"is another process using the port? "
+                      "%s\"", host, port, strerror(errno), hint);
+            for (int j = 0; j < i; j++) {
+                close(*fd_of(j));
+            }
+            return false;
+        }
+        port = port_of(*fd_of(i)); /* port 0: all share the first */
+    }
+    *bound = port;
+    return true;
+}
+
+static int *main_fd(int i)
+{
+    return &workers[i].listen_fd;
+}
+
+static int *extra_fd(int i)
+{
+    return &workers[i].extra_fd;
+}
+
 enum rl_err server_start(const struct server_opts *opts,
                          const struct server_hooks *hooks)
 {
     nworkers = opts->workers > 0 ? opts->workers : 1;
     workers = rl_calloc((size_t)nworkers, sizeof(*workers));
-    int port = opts->port;
     for (int i = 0; i < nworkers; i++) {
-        struct worker *w = &workers[i];
-        w->listen_fd = open_listener(opts->host, port, i == 0);
-        if (w->listen_fd < 0) {
-            log_write(LOG_ERROR, "cannot listen",
-                      "\"address\":\"%s:%d\",\"error\":\"%s\","
-                      "\"hint\":\"is another process using the port? "
-                      "change listen: in the config or pass --listen\"",
-                      opts->host, port, strerror(errno));
-            for (int j = 0; j < i; j++) {
-                close(workers[j].listen_fd);
-            }
-            return RL_E_IO;
-        }
-        port = port_of(w->listen_fd); /* port 0: all share the first */
+        workers[i].extra_fd = -1;
     }
-    bound_port = port;
+    extra_port = 0;
+    if (!open_all(opts->host, opts->port, main_fd, "change listen: in the "
+                  "config or pass --listen", &bound_port)) {
+        return RL_E_IO;
+    }
+    if (opts->extra_host &&
+        !open_all(opts->extra_host, opts->extra_port, extra_fd, "change "
+                  "dashboard.listen in the config", &extra_port)) {
+        for (int j = 0; j < nworkers; j++) {
+            close(workers[j].listen_fd);
+        }
+        return RL_E_IO;
+    }
     for (int i = 0; i < nworkers; i++) {
         struct worker *w = &workers[i];
         w->id = i;
@@ -235,6 +281,11 @@ enum rl_err server_start(const struct server_opts *opts,
 int server_port(void)
 {
     return bound_port;
+}
+
+int server_extra_port(void)
+{
+    return extra_port;
 }
 
 void server_broadcast(void (*fn)(void *wctx, void *arg), void *arg)

@@ -83,6 +83,14 @@ struct server_opts {
     const char *host; /* address to listen on */
     int port;         /* 0: any free port */
     int workers;      /* threads, each accepting on the port */
+    const char *extra_host; /* a second address (the dashboard), or NULL */
+    int extra_port;         /* its port; 0: any free port */
+};
+
+/* Which address a connection came in on (server_listener). */
+enum server_listener_id {
+    SERVER_MAIN = 0,  /* opts.host:opts.port */
+    SERVER_EXTRA = 1, /* opts.extra_host:opts.extra_port */
 };
 
 /*
@@ -98,11 +106,15 @@ void server_broadcast(void (*fn)(void *wctx, void *arg), void *arg);
 void server_drain_and_join(void);
 /* Returns the port the server listens on (after server_start). */
 int server_port(void);
+/* Returns the port of the second address, or 0 when there is none. */
+int server_extra_port(void);
 
 /* ----- answering a request ------------------------------------------ */
 
 /* Returns the value of header name (case-insensitive), or an empty str. */
 struct str server_header(const struct http_request *req, const char *name);
+/* Returns the address c came in on: SERVER_MAIN or SERVER_EXTRA. */
+int server_listener(const struct conn *c);
 /* True once the worker is draining: /readyz says 503. */
 bool server_draining(const struct conn *c);
 /*
