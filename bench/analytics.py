@@ -161,7 +161,10 @@ def fill_sqlite(tmp, now_s):
             say("SQLite: reusing %s (%d rows)" % (path, n))
             return "sqlite:" + str(path)
     for p in folder.glob("analytics.db*"):
-        p.unlink()
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
     url = "sqlite:" + str(path)
     migrate(url, tmp)
     db = sqlite3.connect(str(path))

@@ -27,9 +27,9 @@ if [[ ! -d "$STATE" ]]; then
     exit 0
 fi
 
-# DASHBOARD: stop .relay/dashboard.pid here once the dashboard exists.
-
-for name in relay fake; do
+# The dashboard is served by the gateway itself (dashboard: in relay.yaml);
+# the demo traffic generator is a process of its own.
+for name in demo relay fake; do
     if pid_alive "$STATE/$name.pid"; then
         say "stopping $name (pid $(cat "$STATE/$name.pid"))"
         stop_pid "$STATE/$name.pid" 15

@@ -38,7 +38,9 @@ case "$which" in
     all) files=("$STATE/relay.log" "$STATE/fake.log" "$STATE/pg/postgres.log" "$STATE/redis/redis.log") ;;
     *) files=("$STATE/relay.log" "$STATE/fake.log") ;;
 esac
-# DASHBOARD: add .relay/dashboard.log here once the dashboard exists.
+# The dashboard is served by relay (its lines are in relay.log); the demo
+# traffic has its own log.
+[[ -f "$STATE/demo.log" && "$which" != fake ]] && files+=("$STATE/demo.log")
 
 [[ -d "$STATE" ]] || die "no .relay/ yet: start the stack with make up"
 exec tail -n "$lines" -F "${files[@]}"

@@ -46,7 +46,17 @@ else
     line fake down - ""
 fi
 
-# DASHBOARD: report .relay/dashboard.pid here once the dashboard exists.
+# The dashboard is served by the gateway (dashboard.listen of relay.yaml).
+dash="$(sed -n '/^dashboard:/,/^[^ #]/s/^  listen:[[:space:]]*\([^[:space:]#]*\).*/\1/p' relay.yaml 2>/dev/null | head -n1)"
+if [[ -n "$dash" ]] && pid_alive "$STATE/relay.pid"; then
+    code="$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "http://$dash/" 2>/dev/null || true)"
+    line dashboard up "$(cat "$STATE/relay.pid")" "http://$dash/ (HTTP ${code:-none}, served by relay)"
+else
+    line dashboard down - "make up serves it (dashboard: in relay.yaml)"
+fi
+if pid_alive "$STATE/demo.pid"; then
+    line demo up "$(cat "$STATE/demo.pid")" "demo traffic; log: .relay/demo.log"
+fi
 
 if [[ -d "$STATE" ]]; then
     bash scripts/services.sh status "$STATE" 2>/dev/null | while read -r name state rest; do

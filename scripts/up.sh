@@ -25,8 +25,13 @@ Starts the local Relay stack from the repository root, all state in .relay/:
      relay.yaml points at it
      (.relay/fake.pid, .relay/fake.log),
   7. starts the gateway, build/relay serve --config relay.yaml
-     (.relay/relay.pid, .relay/relay.log) and waits for /readyz (15 s),
-  8. prints the key, the models and how to call them.
+     (.relay/relay.pid, .relay/relay.log) and waits for /readyz (15 s);
+     it also serves the dashboard (built in step 1 by scripts/dashboard.sh)
+     at http://localhost:5173 (dashboard: in relay.yaml, added when an
+     older relay.yaml lacks it),
+  8. starts demo traffic for 15 minutes (scripts/demo_traffic.py;
+     .relay/demo.pid, .relay/demo.log) unless DEMO=0,
+  9. prints the key, the models, the dashboard and how to call them.
 Run it again when already up: the gateway is restarted (to pick up
 relay.yaml and .env); the rest is left running.
 
@@ -51,6 +56,10 @@ if ! bash scripts/deps.sh --check >/dev/null 2>&1; then
 fi
 say "building relay (make)"
 make --no-print-directory -s all || die "build failed; fix the errors above and run make up again"
+# The dashboard's build, which the gateway serves (step 8).
+if ! bash scripts/dashboard.sh build; then
+    warn "the dashboard did not build (above); the gateway runs without it"
+fi
 
 mkdir -p "$STATE"
 chmod 700 "$STATE"
@@ -69,6 +78,11 @@ if [[ ! -f relay.yaml ]]; then
     python3 scripts/write_config.py relay.example.yaml relay.yaml
 else
     say "using existing relay.yaml"
+    if ! grep -q '^dashboard:' relay.yaml; then
+        say "adding the dashboard: section of relay.example.yaml to relay.yaml"
+        printf '\n' >>relay.yaml
+        sed -n '/^# The dashboard (docs/,/^  local_admin:/p' relay.example.yaml >>relay.yaml
+    fi
 fi
 
 # ---- 4. API key (static) ---------------------------------------------------
@@ -197,11 +211,23 @@ if ! wait_http "$base/readyz" 15 "$(cat "$STATE/relay.pid")"; then
   Full log: .relay/relay.log; fix and run make up again (make down stops the rest)."
 fi
 
-# ---- 8. dashboard ----------------------------------------------------------
-# DASHBOARD: a later issue adds the dashboard here (build dashboard/, start
-# it on 127.0.0.1:5173 with its pid in .relay/dashboard.pid and its log in
-# .relay/dashboard.log; scripts/down.sh, status.sh and logs.sh have the
-# matching DASHBOARD places).
+# ---- 8. dashboard and demo traffic -------------------------------------------
+# The gateway serves the dashboard itself (dashboard: in relay.yaml). The
+# demo traffic (scripts/demo_traffic.py, 15 minutes, DEMO=0 to skip) gives
+# it something to show within a minute.
+dash="$(sed -n '/^dashboard:/,/^[^ #]/s/^  listen:[[:space:]]*\([^[:space:]#]*\).*/\1/p' relay.yaml | head -n1)"
+dash_line="(no dashboard: section in relay.yaml)"
+if [[ -n "$dash" ]]; then
+    dash_line="http://${dash/127.0.0.1/localhost}/  (also $base/dashboard/)"
+fi
+stop_pid "$STATE/demo.pid" 5
+if [[ "${DEMO:-1}" != 0 ]]; then
+    setsid python3 scripts/demo_traffic.py --config relay.yaml --duration 900 \
+        </dev/null >>"$STATE/demo.log" 2>&1 &
+    echo $! >"$STATE/demo.pid"
+    dash_line="$dash_line
+                demo traffic for 15 min (DEMO=0 make up to skip; log: .relay/demo.log)"
+fi
 
 # ---- 9. how to use it ------------------------------------------------------
 # The models, and the first model of each provider for the examples (from
@@ -213,6 +239,7 @@ cat <<MSG
 
 Relay is up at $base  (pid $(cat "$STATE/relay.pid"); logs: make logs; stop: make down)
 
+  Dashboard:    $dash_line
   API key:      $RELAY_API_KEY   (also in .relay/api-key)
   Services:     DATABASE_URL=$DATABASE_URL
                 REDIS_URL=$REDIS_URL   (also in .relay/env)
