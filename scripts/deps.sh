@@ -15,7 +15,8 @@ Installs what building, testing and running Relay needs on Debian 12:
      pip gets --break-system-packages only when the interpreter is
      externally managed),
   3. npm packages of tests/e2e/node/ (npm ci with a package-lock.json, else
-     npm install; skipped while that folder has no package.json).
+     npm install; skipped while that folder has no package.json), and of
+     dashboard/ (npm ci: Vite, React, Vitest, playwright-core).
 Everything already present is left alone, so running it twice is cheap.
 
   --check   install nothing: exit 0 when all is present, 1 otherwise
@@ -121,6 +122,25 @@ else
         say "installing npm packages (npm install in tests/e2e/node)"
         (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error)
     fi
+fi
+
+# The dashboard's packages (Vite, React, Vitest, playwright-core), from its
+# package-lock.json; the build itself is scripts/dashboard.sh (make up,
+# make dashboard, the e2e level of scripts/test.sh).
+dash_dir="$ROOT/dashboard"
+if [[ ! -f "$dash_dir/package-lock.json" ]]; then
+    say "dashboard npm packages: skipped (no dashboard/package-lock.json)"
+elif ! command -v npm >/dev/null; then
+    warn "npm not found: install Node.js 18+ for the dashboard"
+    missing_total=1
+elif (cd "$dash_dir" && npm ls --depth=0 >/dev/null 2>&1); then
+    say "dashboard npm packages: all present"
+elif ((CHECK)); then
+    say "npm packages missing in dashboard/"
+    missing_total=1
+else
+    say "installing the dashboard's npm packages (npm ci in dashboard/)"
+    (cd "$dash_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if ((CHECK)); then

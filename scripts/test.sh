@@ -16,6 +16,10 @@ when anything failed (a crashed test binary or runner counts as a failure).
                $RELAY_FAKE_BIN (default build/relay and build/relay-fake)
   e2e          python3 -m pytest -q tests/e2e/python tests/e2e/provider_sdks
                node --test --test-reporter=tap tests/e2e/node/
+               the dashboard: scripts/dashboard.sh build, then Vitest
+               (npx vitest run in dashboard/) and headless Chromium
+               (node --test tests/e2e/dashboard/; screenshots in
+               tests/e2e/dashboard/artifacts/)
 
 A level whose runner or folder does not exist yet is reported as skipped
 and not counted. Integration and e2e need PostgreSQL and Redis: when
@@ -230,11 +234,64 @@ run_e2e_node() {
     add "e2e node" "$p" "$f"
 }
 
+# tap_counts LOG: "PASSED FAILED" from node --test's TAP summary.
+tap_counts() {
+    local p f c
+    p="$(sed -n 's/^# pass \([0-9][0-9]*\)$/\1/p' "$1" | tail -n1)"
+    f="$(sed -n 's/^# fail \([0-9][0-9]*\)$/\1/p' "$1" | tail -n1)"
+    c="$(sed -n 's/^# cancelled \([0-9][0-9]*\)$/\1/p' "$1" | tail -n1)"
+    echo "${p:-0} $((${f:-0} + ${c:-0}))"
+}
+
+run_e2e_dashboard() {
+    if [[ ! -f dashboard/package.json ]]; then
+        skip "e2e dashboard" "dashboard/ does not exist yet"
+        return
+    fi
+    command -v npm >/dev/null || { echo "  npm missing: install Node.js 18+"; add "e2e dashboard" 0 1; return; }
+    say "e2e dashboard: build (scripts/dashboard.sh build)"
+    if ! bash scripts/dashboard.sh build; then
+        add "dashboard build" 0 1
+        return
+    fi
+    local log="$TMP/vitest.log" rc=0 line p f
+    say "e2e vitest: npx vitest run (dashboard/)"
+    set +e
+    (cd dashboard && timeout -k 10 "$T_LEVEL" npx vitest run 2>&1) | tee "$log"
+    rc="${PIPESTATUS[0]}"
+    set -e
+    line="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^ *Tests +' | tail -n1 || true)"
+    p="$(count passed "$line")"
+    f="$(count failed "$line")"
+    if ((rc != 0 && f == 0)); then
+        echo "  vitest exited $rc"
+        f=1
+    fi
+    add "e2e vitest" "$p" "$f"
+    if [[ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]]; then
+        echo "  chromium missing: run scripts/deps.sh (Debian package chromium)"
+        add "e2e chromium" 0 1
+        return
+    fi
+    say "e2e chromium: node --test tests/e2e/dashboard/"
+    log="$TMP/chromium.log"
+    set +e
+    timeout -k 10 "$T_LEVEL" node --test --test-reporter=tap tests/e2e/dashboard/ 2>&1 | tee "$log"
+    rc="${PIPESTATUS[0]}"
+    set -e
+    read -r p f < <(tap_counts "$log")
+    if ((rc != 0 && f == 0)); then
+        echo "  node --test exited $rc"
+        f=1
+    fi
+    add "e2e chromium" "$p" "$f"
+}
+
 case "$level" in
     unit) run_unit ;;
     integration) run_integration ;;
-    e2e) run_e2e_python; run_e2e_node ;;
-    all) run_unit; run_integration; run_e2e_python; run_e2e_node ;;
+    e2e) run_e2e_python; run_e2e_node; run_e2e_dashboard ;;
+    all) run_unit; run_integration; run_e2e_python; run_e2e_node; run_e2e_dashboard ;;
 esac
 
 echo "$TOTAL_P passed, $TOTAL_F failed"

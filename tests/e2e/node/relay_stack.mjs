@@ -67,7 +67,9 @@ const MODEL_DEFAULTS = {
 
 // models: added after test-model. opts.providers: added to (or replacing
 // entries of) the providers map; ${FAKE_PORT} in a base_url becomes the
-// fake's port.
+// fake's port. opts.config: more top-level fields (e.g. dashboard).
+export { freePort };
+
 export async function startStack(models = [], opts = {}) {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'relay-node-e2e-'));
   const relayKey = 'rk-test-' + randomBytes(12).toString('hex');
@@ -94,6 +96,7 @@ export async function startStack(models = [], opts = {}) {
     models: [{ name: 'test-model', upstream: 'up-basic?ttft_ms=0&tps=0&tokens=12' }, ...models]
       .map((m) => ({ ...MODEL_DEFAULTS, ...m })),
     routing: { defaults: { max_latency_ms: 2000, min_quality_tier: 1 } },
+    ...(opts.config || {}),
   };
   const configPath = path.join(tmp, 'relay.yaml');
   writeFileSync(configPath, yaml(config));
@@ -106,7 +109,7 @@ export async function startStack(models = [], opts = {}) {
     return p;
   };
   const stack = {
-    tmp, relayKey, fakeKey, relayPort, fakePort, procs,
+    tmp, relayKey, fakeKey, relayPort, fakePort, procs, configPath,
     baseURL: `http://127.0.0.1:${relayPort}/v1`,
     relayAlive: () => stack.relay.exitCode === null && stack.relay.signalCode === null,
     relayLog: () => readFileSync(stack.relay.logPath, 'utf8'),
