@@ -136,7 +136,7 @@ static const struct server_limits *limits(void *wctx)
 static void on_connection(uv_stream_t *server, int status)
 {
     assert_int_equal(status, 0);
-    conn_accept(server->data);
+    conn_accept(server->data, SERVER_MAIN);
 }
 
 static void on_check(uv_check_t *check)
