@@ -68,13 +68,21 @@ test-integration: all
 test-e2e: all
 	@bash scripts/test.sh e2e
 
-bench: bench-overhead bench-features
+bench: bench-overhead bench-features bench-routing
 
 bench-overhead: all
 	@bash bench/overhead.sh
 
 bench-features: all
 	@bash bench/features.sh
+
+# The real routing engine (library objects) on a simulated workload.
+$(BUILD)/bench/routing: bench/routing.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS)
+
+bench-routing: $(BUILD)/bench/routing
+	@$(BUILD)/bench/routing
 
 # up.sh installs what is missing first, then builds (a fresh machine lacks
 # the -dev packages that `make` needs).
@@ -106,6 +114,7 @@ help:
 	@echo "make asan         sanitizer build in build-asan/"
 	@echo "make asan-unit    the unit tests under ASan+UBSan"
 	@echo "make bench        every benchmark (bench-overhead, bench-features, ...)"
+	@echo "make bench-routing  the routing engine on a simulated workload"
 	@echo "make check        style checks"
 	@echo "make deps         install system, Python and Node dependencies"
 

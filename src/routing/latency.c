@@ -5,9 +5,12 @@
  * Each model keeps rings of its most recent observations: time to first
  * token per prompt-size class (prefill grows with the prompt), time per
  * output token, and completion lengths of requests without max_tokens per
- * prompt-size class. A prediction is the nearest-rank percentile (p90 by
- * default) over the fresh part of a ring: the last `window` observations
- * no older than `max_age_ms`. A high percentile rather than the mean, so
+ * prompt-size class. Expected output tokens are the percentile of those
+ * lengths, bounded by the request's max_tokens (which alone is a bound,
+ * not a prediction: most answers stop well before it). A prediction is
+ * the nearest-rank percentile (p90 by default) over the fresh part of a
+ * ring: the last `window` observations no older than `max_age_ms`, and
+ * the total combines the parts as routing_latency_predict() says. A high percentile rather than the mean, so
  * that most requests meet a target; a short window, so that a provider
  * that slows down is seen within a few requests (a tenth of a 32-long
  * window is 4 answers) and one that recovers within tens of requests; an
@@ -28,6 +31,7 @@
  * caller holds the entry's lock and passes the time). Read
  * routing_latency_predict() first.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,28 +114,45 @@ uint32_t routing_ring_percentile(const struct routing_ring *const *rings,
     return vals[rank ? rank - 1 : 0];
 }
 
-/* The percentile of class cls's ring when it has enough fresh values, else
- * of all classes together (with the prior while they are few). */
-static uint32_t class_or_pool(const struct routing_ring *rings, int cls,
-                              const struct routing_knobs *k, uint64_t now_us,
-                              uint32_t prior, uint32_t *nfresh)
+/* The median and the percentile of a quantity, and the fresh values. */
+struct spread {
+    uint32_t mid;    /* median */
+    uint32_t high;   /* at the knob's percentile */
+    uint32_t nfresh; /* fresh values behind them */
+};
+
+/* The spread of class cls's ring when it has enough fresh values, else of
+ * all classes together (with the prior while they are few). nrings 1:
+ * rings is one ring, without classes. */
+static struct spread class_or_pool(const struct routing_ring *rings,
+                                   int nrings, int cls,
+                                   const struct routing_knobs *k,
+                                   uint64_t now_us, uint32_t prior)
 {
     const struct routing_ring *one[1] = {&rings[cls]};
-    uint64_t age_us = k->max_age_ms * 1000;
-    uint32_t n = 0;
-    uint32_t v = routing_ring_percentile(one, 1, k->window, now_us, age_us,
-                                         k->percentile, 0, &n);
-    if (n >= ROUTING_MIN_OBS) {
-        *nfresh = n;
-        return v;
-    }
     const struct routing_ring *all[ROUTING_SIZE_CLASSES];
-    for (int i = 0; i < ROUTING_SIZE_CLASSES; i++) {
+    for (int i = 0; i < nrings; i++) {
         all[i] = &rings[i];
     }
-    return routing_ring_percentile(all, ROUTING_SIZE_CLASSES, k->window,
-                                   now_us, age_us, k->percentile, prior,
-                                   nfresh);
+    const struct routing_ring *const *use = all;
+    int nuse = nrings;
+    uint64_t age_us = k->max_age_ms * 1000;
+    struct spread s = {0};
+    if (nrings > 1) {
+        uint32_t v = routing_ring_percentile(one, 1, k->window, now_us,
+                                             age_us, k->percentile, 0,
+                                             &s.nfresh);
+        if (s.nfresh >= ROUTING_MIN_OBS) {
+            use = one;
+            nuse = 1;
+        }
+        (void)v;
+    }
+    s.high = routing_ring_percentile(use, nuse, k->window, now_us, age_us,
+                                     k->percentile, prior, &s.nfresh);
+    s.mid = routing_ring_percentile(use, nuse, k->window, now_us, age_us, 50,
+                                    prior, NULL);
+    return s;
 }
 
 static uint32_t clamp_u32(uint64_t v)
@@ -151,6 +172,12 @@ static uint32_t prior_decode_ns(const struct model_cfg *m)
     return 1000000000u / tps;
 }
 
+/*
+ * The total at the percentile is not the sum of the parts' percentiles
+ * (all three slow at once is much rarer than one): it is the sum of the
+ * medians plus the parts' deviations (percentile - median) added in
+ * quadrature, as for independent noise.
+ */
 void routing_latency_predict(const struct routing_latency *l,
                              const struct model_cfg *m,
                              const struct routing_knobs *k, uint64_t now_us,
@@ -158,27 +185,33 @@ void routing_latency_predict(const struct routing_latency *l,
                              struct routing_estimate *out)
 {
     static const struct routing_latency empty;
-    if (!l) {
-        l = &empty;
-    }
+    l = l ? l : &empty;
     int cls = routing_size_class(prompt_tokens);
     memset(out, 0, sizeof(*out));
-    out->ttft_us = class_or_pool(l->ttft_us, cls, k, now_us,
-                                 prior_ttft_us(m), &out->nfresh);
-    const struct routing_ring *dec[1] = {&l->decode_ns};
-    out->per_token_ns = routing_ring_percentile(
-        dec, 1, k->window, now_us, k->max_age_ms * 1000, k->percentile,
-        prior_decode_ns(m), NULL);
-    if (max_tokens > 0) {
-        out->out_tokens = max_tokens;
-    } else {
-        uint32_t n;
-        uint32_t prior = clamp_u32((uint64_t)k->output_tokens_prior);
-        out->out_tokens = class_or_pool(l->out_tokens, cls, k, now_us, prior,
-                                        &n);
+    struct spread t = class_or_pool(l->ttft_us, ROUTING_SIZE_CLASSES, cls, k,
+                                    now_us, prior_ttft_us(m));
+    struct spread d = class_or_pool(&l->decode_ns, 1, 0, k, now_us,
+                                    prior_decode_ns(m));
+    /* max_tokens bounds the answer; the lengths of recent similar
+     * answers predict it. */
+    struct spread n = class_or_pool(
+        l->out_tokens, ROUTING_SIZE_CLASSES, cls, k, now_us,
+        clamp_u32((uint64_t)k->output_tokens_prior));
+    if (max_tokens > 0 && (n.nfresh < ROUTING_MIN_OBS ||
+                           (int64_t)n.high > max_tokens)) {
+        uint32_t cap = clamp_u32((uint64_t)max_tokens);
+        n.high = cap;
+        n.mid = n.nfresh < ROUTING_MIN_OBS || n.mid > cap ? cap : n.mid;
     }
-    out->total_us = out->ttft_us +
-                    (uint64_t)out->out_tokens * out->per_token_ns / 1000;
+    out->nfresh = t.nfresh;
+    out->ttft_us = t.high;
+    out->per_token_ns = d.high;
+    out->out_tokens = n.high;
+    double dt = (double)t.high - t.mid;
+    double dn = ((double)n.high - n.mid) * d.mid / 1000.0;
+    double dd = (double)n.mid * ((double)d.high - d.mid) / 1000.0;
+    out->total_us = t.mid + (uint64_t)n.mid * d.mid / 1000 +
+                    (uint64_t)sqrt(dt * dt + dn * dn + dd * dd);
 }
 
 /* The model's median time to first token over its recent streams (any

@@ -321,7 +321,36 @@ static void explain_usable(struct planner *p, size_t nusable)
  * Deadline and hedge
  * ------------------------------------------------------------------- */
 
-/* Sets the primary's first-token deadline and the hedge time. */
+/* The bar of the plan for the primary's first byte: the latest time at
+ * which it still meets the target (0: no target), and the latest time
+ * at which giving up on it still lets order[1], as predicted, meet it. */
+static void latest_times(const struct planner *p, uint64_t *cap,
+                         uint64_t *rescue)
+{
+    const struct routing_plan *plan = p->plan;
+    const struct routing_candidate *c = &plan->cand[0];
+    const struct routing_candidate *next = &plan->cand[1];
+    uint64_t target = plan->ttft_bound ? (uint64_t)plan->max_ttft_ms
+                                       : (uint64_t)plan->max_latency_ms;
+    uint64_t need = plan->ttft_bound ? next->ttft_ms : next->total_ms;
+    uint64_t after = 0; /* what the primary still needs after its first
+                           byte: a total-bound stream's decoding */
+    if (p->rq->stream && !plan->ttft_bound) {
+        after = c->total_ms - c->ttft_ms;
+    }
+    *cap = target > after ? target - after : 0;
+    *rescue = target > need ? target - need : 0;
+}
+
+/* Sets the primary's first-token deadline and the hedge time, from its
+ * predicted first byte (a stream's first token, a non-stream answer).
+ * Without a target (or once it is missed): the prediction plus a margin.
+ * With one: the rescue time, the latest at which order[1] (as predicted)
+ * can still make the target, when that leaves the primary its margin;
+ * else the target itself (giving up sooner would lose answers about to
+ * come, for a fallback that cannot make it either). The hedge is the
+ * same rescue time when that leaves the primary its hedge margin, else
+ * the prediction plus the hedge margin (the primary keeps running). */
 static void set_times(struct planner *p)
 {
     struct routing_plan *plan = p->plan;
@@ -330,33 +359,23 @@ static void set_times(struct planner *p)
     if (plan->norder < 2) {
         return; /* nothing to move to: the transport's timeouts apply */
     }
-    /* A stream's first token, a non-stream answer's first byte. */
     uint64_t metric = p->rq->stream ? c->ttft_ms : c->total_ms;
-    uint64_t cap = 0;
-    if (plan->ttft_bound) {
-        cap = (uint64_t)plan->max_ttft_ms;
-    } else if (p->rq->stream && plan->max_latency_ms) {
-        /* The latest first token after which the total cannot fit. */
-        uint64_t decode = c->total_ms - c->ttft_ms;
-        cap = (uint64_t)plan->max_latency_ms > decode
-                  ? (uint64_t)plan->max_latency_ms - decode
-                  : 0;
-    } else if (plan->max_latency_ms) {
-        cap = (uint64_t)plan->max_latency_ms;
-    }
+    uint64_t cap;
+    uint64_t rescue;
+    latest_times(p, &cap, &rescue);
     uint64_t d = metric * (uint64_t)(100 + k->first_token_margin_pct) / 100 +
                  k->first_token_margin_ms;
-    if (cap && metric <= cap && d > cap) {
-        d = cap;
+    if (cap && metric <= cap) {
+        d = rescue >= d && rescue <= cap ? rescue : cap;
     }
-    plan->first_token_deadline_ms = d;
+    plan->first_token_deadline_ms = d > 0 ? d : 1;
     if (p->o->hedge) {
-        plan->hedge_after_ms =
-            metric * (uint64_t)(100 + k->hedge_margin_pct) / 100 +
-            k->hedge_margin_ms;
-        if (plan->hedge_after_ms == 0) {
-            plan->hedge_after_ms = 1;
+        uint64_t h = metric * (uint64_t)(100 + k->hedge_margin_pct) / 100 +
+                     k->hedge_margin_ms;
+        if (cap && metric <= cap && rescue >= h && rescue <= cap) {
+            h = rescue;
         }
+        plan->hedge_after_ms = h > 0 ? h : 1;
     }
 }
 

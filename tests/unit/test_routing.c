@@ -232,8 +232,9 @@ static void test_each_candidate_has_predictions_and_a_reason(void **state)
     struct world *w = *state;
     char names[256];
     assert_int_equal(plan(w, ask("auto", "{\"min_quality_tier\":2,"
-                                          "\"max_latency_ms\":3000}", 0, 0, false),
-                          names, sizeof(names)),
+                                 "\"max_latency_ms\":3000}", 0, 0, false),
+                          names,
+                          sizeof(names)),
                      RL_OK);
     const struct routing_plan *p = &w->plan;
     assert_int_equal(p->ncand, 5);
@@ -259,8 +260,10 @@ static void test_explanations_name_fit_lists_and_ttft(void **state)
     struct world *w = *state;
     char names[256];
     char h[512];
-    assert_int_equal(plan(w, ask("auto", "{\"deny\":[\"mid\"]}", 9000, 0, false),
-                          names, sizeof(names)),
+    assert_int_equal(plan(w, ask("auto", "{\"deny\":[\"mid\"]}", 9000, 0,
+                                 false),
+                          names,
+                          sizeof(names)),
                      RL_OK);
     routing_explain(&w->plan, h, sizeof(h));
     assert_string_equal(h, "chosen=mid-cheap 2860ms $0.0010; target missed; "
@@ -268,7 +271,8 @@ static void test_explanations_name_fit_lists_and_ttft(void **state)
                         "small: context 8192 < 9256; mid: denied");
     assert_int_equal(plan(w, ask("auto", "{\"min_quality_tier\":2,"
                                  "\"max_ttft_ms\":250}", 0, 0, true),
-                          names, sizeof(names)),
+                          names,
+                          sizeof(names)),
                      RL_OK);
     routing_explain(&w->plan, h, sizeof(h));
     assert_string_equal(h, "chosen=mid ttft 200ms $0.00043; mid-cheap: ttft "
@@ -281,8 +285,9 @@ static void test_the_explanation_is_cut_at_a_whole_item(void **state)
     struct world *w = *state;
     char names[256];
     assert_int_equal(plan(w, ask("auto", "{\"min_quality_tier\":2,"
-                                          "\"max_latency_ms\":3000}", 0, 0, false),
-                          names, sizeof(names)),
+                                 "\"max_latency_ms\":3000}", 0, 0, false),
+                          names,
+                          sizeof(names)),
                      RL_OK);
     char h[64];
     size_t n = routing_explain(&w->plan, h, sizeof(h));
@@ -332,7 +337,8 @@ static void test_an_unknown_name_is_model_not_found(void **state)
 {
     struct world *w = *state;
     char names[256];
-    assert_int_equal(plan(w, ask("nope", NULL, 0, 0, false), names, sizeof(names)),
+    assert_int_equal(plan(w, ask("nope", NULL, 0, 0, false), names,
+                          sizeof(names)),
                      RL_E_MODEL_NOT_FOUND);
 }
 
@@ -359,10 +365,12 @@ static void test_a_key_allow_list_limits_auto_and_fallbacks(void **state)
                               .min_quality_tier = -1, .hedge = -1};
     w->key = &key;
     char names[256];
-    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names)),
+    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names,
+                          sizeof(names)),
                      RL_OK);
     assert_string_equal(names, "small,big");
-    assert_int_equal(plan(w, ask("small", NULL, 0, 0, false), names, sizeof(names)),
+    assert_int_equal(plan(w, ask("small", NULL, 0, 0, false), names,
+                          sizeof(names)),
                      RL_OK);
     assert_string_equal(names, "small,big");
     assert_true(routing_key_allows(&key, "tiny"));
@@ -383,7 +391,8 @@ static void test_a_key_that_allows_no_configured_model_is_forbidden(
                               .min_quality_tier = -1, .hedge = -1};
     w->key = &key;
     char names[256];
-    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names)),
+    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names,
+                          sizeof(names)),
                      RL_E_FORBIDDEN);
 }
 
@@ -394,14 +403,16 @@ static void test_the_key_defaults_apply_unless_the_request_says(void **state)
                               .hedge = 1};
     w->key = &key;
     char names[256];
-    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names)),
+    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names,
+                          sizeof(names)),
                      RL_OK);
     assert_string_equal(names, "mid-cheap,mid,big");
     assert_true(w->plan.hedge_after_ms > 0);
     assert_int_equal(plan(w, ask("auto", "{\"min_quality_tier\":1,"
                                           "\"max_latency_ms\":2000,"
                                           "\"hedge\":false}", 0, 0, false),
-                          names, sizeof(names)),
+                          names,
+                          sizeof(names)),
                      RL_OK);
     assert_string_equal(names, "small,mid,mid-cheap,big");
     assert_int_equal(w->plan.hedge_after_ms, 0);
@@ -411,28 +422,39 @@ static void test_the_key_defaults_apply_unless_the_request_says(void **state)
  * Deadline and hedge
  * ------------------------------------------------------------------- */
 
-static void test_the_deadline_is_the_prediction_plus_a_margin_capped(
+static void test_the_deadline_leaves_the_fallback_time_or_waits_to_target(
     void **state)
 {
     struct world *w = *state;
     char names[256];
-    /* small, non-stream: 516 ms * 1.5 + 200 = 974, under the 2000 cap. */
+    /* small (516 ms) then mid (1054): at 3000 ms, mid can still make it
+     * when started by 1946 ms, later than 516 * 1.5 + 200 = 974. */
+    plan(w, ask("auto", "{\"max_latency_ms\":3000,\"hedge\":true,"
+                "\"deny\":[\"mid-cheap\"]}", 0, 0, false),
+         names, sizeof(names));
+    assert_string_equal(names, "small,mid,big");
+    assert_int_equal(w->plan.first_token_deadline_ms, 1946);
+    assert_int_equal(w->plan.hedge_after_ms, 1946);
+    /* At 2000 ms mid could not: wait for small until the target. */
     plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
-    assert_int_equal(w->plan.first_token_deadline_ms, 974);
+    assert_int_equal(w->plan.first_token_deadline_ms, 2000);
     assert_int_equal(w->plan.hedge_after_ms, 0);
-    /* mid-cheap at 2860 of 3000: capped by the target. */
+    /* mid-cheap at 2860 of 3000: the target; the hedge 2860 * 1.2 + 50. */
     plan(w, ask("auto", "{\"min_quality_tier\":2,\"max_latency_ms\":"
-                         "3000,\"hedge\":true}", 0, 0, false),
+                "3000,\"hedge\":true}", 0, 0, false),
          names, sizeof(names));
     assert_int_equal(w->plan.first_token_deadline_ms, 3000);
-    /* hedge: 2860 * 1.2 + 50. */
     assert_int_equal(w->plan.hedge_after_ms, 3482);
-    /* A stream with a first-token target: mid's 200 ms, cap 250. */
+    /* A stream with a first-token target: mid's 200 ms, capped at 250. */
     plan(w, ask("auto", "{\"min_quality_tier\":2,\"max_ttft_ms\":"
-                         "250,\"hedge\":true}", 0, 0, true),
+                "250,\"hedge\":true}", 0, 0, true),
          names, sizeof(names));
     assert_int_equal(w->plan.first_token_deadline_ms, 250);
     assert_int_equal(w->plan.hedge_after_ms, 290);
+    /* Over target: the prediction plus the margin, 516 * 1.5 + 200. */
+    plan(w, ask("small", "{\"max_latency_ms\":100}", 0, 0, false), names,
+         sizeof(names));
+    assert_int_equal(w->plan.first_token_deadline_ms, 974);
     /* A lone candidate has no deadline: there is nothing to move to. */
     plan(w, ask("big", NULL, 0, 0, false), names, sizeof(names));
     assert_int_equal(w->plan.first_token_deadline_ms, 0);
@@ -452,7 +474,8 @@ static void test_a_model_seen_slow_loses_its_place(void **state)
                                 .prompt_tokens = 100, .stream = true};
         routing_observe("small", &o);
     }
-    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names)),
+    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names,
+                          sizeof(names)),
                      RL_OK);
     assert_string_equal(names, "mid,small,mid-cheap,big");
     assert_true(w->plan.cand[1].total_ms > 2000);
@@ -558,7 +581,7 @@ int main(void)
         T(test_a_key_allow_list_limits_auto_and_fallbacks),
         T(test_a_key_that_allows_no_configured_model_is_forbidden),
         T(test_the_key_defaults_apply_unless_the_request_says),
-        T(test_the_deadline_is_the_prediction_plus_a_margin_capped),
+        T(test_the_deadline_leaves_the_fallback_time_or_waits_to_target),
         T(test_a_model_seen_slow_loses_its_place),
         T(test_open_circuits_are_skipped_then_probed),
         T(test_a_retry_after_closes_the_model_until_it_passes),
