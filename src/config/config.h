@@ -54,7 +54,7 @@ struct model_cfg {
  * routing.hedge, routing.breaker in relay.yaml; docs/routing.md). */
 struct routing_knobs {
     int percentile;               /* latency percentile predicted, 50..99 */
-    int window;                   /* observations kept per model, 4..128 */
+    int window;                   /* observations kept per model, 4..64 */
     uint64_t max_age_ms;          /* older observations are dropped */
     int64_t output_tokens_prior;  /* expected output tokens with neither
                                      max_tokens nor history */

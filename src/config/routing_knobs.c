@@ -91,7 +91,7 @@ struct knob {
 
 static const struct knob knobs[] = {
     KNOB("latency", "percentile", percentile, 50, 99),
-    KNOB("latency", "window", window, 4, 128),
+    KNOB("latency", "window", window, 4, 64),
     KNOB("latency", "max_age_ms", max_age_ms, 1000, 86400000),
     KNOB("latency", "output_tokens_prior", output_tokens_prior, 1, 1000000),
     KNOB("deadline", "margin_pct", first_token_margin_pct, 0, 1000),
