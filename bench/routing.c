@@ -100,8 +100,16 @@ static const struct truth truths[NMODELS] = {
 
 /* Drift: the factor on first-token time and on time per token of model m
  * for request i. */
+static int no_events; /* BENCH_NO_EVENTS: no drift, no outage */
+static double len_sigma = 0.6;  /* spread of natural answer lengths */
+static double ttft_sigma = 0.25; /* spread of first-token times */
+static double hedge_share = 0.3; /* requests with routing.hedge */
+
 static double slowdown(int m, int i)
 {
+    if (no_events) {
+        return 1.0;
+    }
     if (m == 1 && i >= 3000 && i < 4500) {
         return 3.0; /* flash-lite: three times slower, then recovers */
     }
@@ -117,6 +125,9 @@ static double slowdown(int m, int i)
 /* Failure probability of model m for request i. */
 static double fail_p(int m, int i)
 {
+    if (no_events) {
+        return truths[m].fail_p;
+    }
     if (m == 4 && i >= 6000 && i < 6600) {
         return 0.7; /* llama-70b: an outage of 5xx */
     }
@@ -140,7 +151,7 @@ static void sample_all(int i, int64_t prompt, int64_t out,
     for (int m = 0; m < NMODELS; m++) {
         const struct truth *t = &truths[m];
         double f = slowdown(m, i);
-        s[m].ttft_ms = lognormal(t->ttft_ms * f, 0.25) +
+        s[m].ttft_ms = lognormal(t->ttft_ms * f, ttft_sigma) +
                        prompt * t->prefill_us / 1000.0 * f;
         double ms_per_tok = 1000.0 / lognormal(t->tps, 0.10) * f;
         s[m].total_ms = s[m].ttft_ms + out * ms_per_tok;
@@ -232,7 +243,7 @@ static void make_request(struct request *q)
     q->prompt = u < 0.6 ? 50 + (int64_t)(uniform() * 450)
               : u < 0.9 ? 500 + (int64_t)(uniform() * 3500)
                         : 4000 + (int64_t)(uniform() * 26000);
-    int64_t natural = (int64_t)lognormal(180, 0.6) + 5;
+    int64_t natural = (int64_t)lognormal(180, len_sigma) + 5;
     q->max_tokens = uniform() < 0.5 ? 50 + (int64_t)(uniform() * 750) : 0;
     q->out = q->max_tokens && natural > q->max_tokens ? q->max_tokens
                                                       : natural;
@@ -246,7 +257,7 @@ static void make_request(struct request *q)
     if (q->stream && uniform() < 0.5) {
         q->max_ttft_ms = ttfts[rnd() % 3];
     }
-    q->hedge = uniform() < 0.3;
+    q->hedge = uniform() < hedge_share;
     int n = snprintf(q->routing, sizeof(q->routing),
                      "{\"min_quality_tier\":%d,\"max_latency_ms\":%d",
                      q->tier, q->max_latency_ms);
@@ -523,6 +534,12 @@ static void one(const struct config *cfg, int i)
         exit(1);
     }
     st.chosen[index_of(p.order[0])]++;
+    if (getenv("BENCH_DEBUG")) {
+        int m0 = index_of(p.order[0]);
+        fprintf(stderr, "calib %s %d %d %.0f %.0f %d\n", models[m0].name,
+                p.cand[0].ttft_ms, p.cand[0].total_ms, s[m0].ttft_ms,
+                s[m0].total_ms, q.max_tokens > 0);
+    }
     double start = 0;
     int m = execute(&p, &q, s, arrival_us, &start);
     if (m >= 0) {
@@ -536,12 +553,14 @@ static void one(const struct config *cfg, int i)
         if (getenv("BENCH_DEBUG") && !within(&q, ttft, total)) {
             fprintf(stderr, "miss i=%d tier=%d stream=%d ttftT=%d totT=%d "
                     "hedge=%d prompt=%lld out=%lld max=%lld chosen=%s "
-                    "pred=%u/%u real=%.0f/%.0f by=%s missed=%d\n", i, q.tier,
+                    "pred=%u/%u real=%.0f/%.0f by=%s missed=%d d=%llu h=%llu\n", i, q.tier,
                     q.stream, q.max_ttft_ms, q.max_latency_ms, q.hedge,
                     (long long)q.prompt, (long long)q.out,
                     (long long)q.max_tokens, p.order[0]->name,
                     p.cand[0].ttft_ms, p.cand[0].total_ms, ttft, total,
-                    models[m].name, p.target_missed);
+                    models[m].name, p.target_missed,
+                    (unsigned long long)p.first_token_deadline_ms,
+                    (unsigned long long)p.hedge_after_ms);
         }
         st.cost_nusd += cost_of(m, q.prompt, q.out);
     }
@@ -561,6 +580,19 @@ int main(void)
     struct config cfg;
     struct provider_cfg provs[NMODELS];
     setup(&cfg, provs);
+    no_events = getenv("BENCH_NO_EVENTS") != NULL;
+    if (getenv("BENCH_SEED")) {
+        rng_state = strtoull(getenv("BENCH_SEED"), NULL, 10);
+    }
+    if (getenv("BENCH_LEN_SIGMA")) {
+        len_sigma = strtod(getenv("BENCH_LEN_SIGMA"), NULL);
+    }
+    if (getenv("BENCH_HEDGE_SHARE")) {
+        hedge_share = strtod(getenv("BENCH_HEDGE_SHARE"), NULL);
+    }
+    if (getenv("BENCH_TTFT_SIGMA")) {
+        ttft_sigma = strtod(getenv("BENCH_TTFT_SIGMA"), NULL);
+    }
     routing_table_reset();
     routing_clock_set(sim_clock);
     for (int i = 0; i < NREQ; i++) {

@@ -37,6 +37,10 @@
 
 #include "routing/engine.h"
 
+#ifndef ABANDONED_PCT
+#define ABANDONED_PCT 110 /* an abandoned wait counts a tenth more */
+#endif
+
 /* Upper bounds (exclusive) of the prompt-size classes, in tokens. */
 static const int64_t class_limits[ROUTING_SIZE_CLASSES - 1] = {
     256, 1024, 4096, 16384,
@@ -245,13 +249,17 @@ void routing_latency_observe(struct routing_latency *l, uint64_t now_us,
     int cls = routing_size_class(o->prompt_tokens);
     bool ok = o->kind == ROUTING_OBS_OK;
     if (o->kind == ROUTING_OBS_ABANDONED) {
-        /* Gave up waiting: what it waited is a lower bound, kept so that a
-         * model too slow to ever finish does not look fast. */
+        /* Gave up waiting: what it waited is only a lower bound. Kept
+         * (so that a model too slow to ever answer does not look fast),
+         * but counted a little over (ABANDONED_PCT): the wait usually ends
+         * at the target, and a value just at it would let the model look
+         * just fast enough, be chosen, and be abandoned there again. */
+        uint64_t w = o->stream && o->ttft_us ? o->ttft_us : o->total_us;
+        w = w * ABANDONED_PCT / 100;
         if (o->stream) {
-            uint64_t w = o->ttft_us ? o->ttft_us : o->total_us;
             routing_ring_push(&l->ttft_us[cls], now_us, clamp_u32(w));
         } else {
-            push_decode(l, now_us, median_ttft_us(l), o->total_us,
+            push_decode(l, now_us, median_ttft_us(l), w,
                         o->completion_tokens);
         }
         return;
