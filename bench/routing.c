@@ -553,7 +553,8 @@ static void one(const struct config *cfg, int i)
         if (getenv("BENCH_DEBUG") && !within(&q, ttft, total)) {
             fprintf(stderr, "miss i=%d tier=%d stream=%d ttftT=%d totT=%d "
                     "hedge=%d prompt=%lld out=%lld max=%lld chosen=%s "
-                    "pred=%u/%u real=%.0f/%.0f by=%s missed=%d d=%llu h=%llu\n", i, q.tier,
+                    "pred=%u/%u real=%.0f/%.0f by=%s missed=%d d=%llu "
+                    "h=%llu\n", i, q.tier,
                     q.stream, q.max_ttft_ms, q.max_latency_ms, q.hedge,
                     (long long)q.prompt, (long long)q.out,
                     (long long)q.max_tokens, p.order[0]->name,

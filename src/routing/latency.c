@@ -10,11 +10,11 @@
  * not a prediction: most answers stop well before it). A prediction is
  * the nearest-rank percentile (p90 by default) over the fresh part of a
  * ring: the last `window` observations no older than `max_age_ms`, and
- * the total combines the parts as routing_latency_predict() says. A high percentile rather than the mean, so
- * that most requests meet a target; a short window, so that a provider
- * that slows down is seen within a few requests (a tenth of a 32-long
- * window is 4 answers) and one that recovers within tens of requests; an
- * age limit, so that a model nobody chooses any more because it was slow
+ * the total combines the parts as routing_latency_predict() says. A high
+ * percentile rather than the mean, so that most requests meet a target;
+ * a short window, so that a provider that slows down is seen within a few
+ * requests (a tenth of a 32-long window is 4 answers) and one that
+ * recovers within tens of requests; an age limit, so that a model nobody chooses any more because it was slow
  * goes back to its prior and is tried, and measured, again.
  *
  * Cold start: with fewer than ROUTING_MIN_OBS fresh values the configured
