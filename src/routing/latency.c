@@ -14,8 +14,9 @@
  * percentile rather than the mean, so that most requests meet a target;
  * a short window, so that a provider that slows down is seen within a few
  * requests (a tenth of a 32-long window is 4 answers) and one that
- * recovers within tens of requests; an age limit, so that a model nobody chooses any more because it was slow
- * goes back to its prior and is tried, and measured, again.
+ * recovers within tens of requests; an age limit, so that a model nobody
+ * chooses any more because it was slow goes back to its prior and is
+ * tried, and measured, again.
  *
  * Cold start: with fewer than ROUTING_MIN_OBS fresh values the configured
  * prior counts as one more value, so the first answers move the estimate
