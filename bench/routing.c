@@ -43,9 +43,12 @@ static uint64_t sim_clock(void)
     return sim_now_us;
 }
 
+static uint64_t mc_state = 12345; /* the distribution oracle's draws */
+static uint64_t *rng = &rng_state;  /* the stream in use */
+
 static uint64_t rnd(void) /* splitmix64 */
 {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    uint64_t z = (*rng += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
@@ -104,6 +107,7 @@ static int no_events; /* BENCH_NO_EVENTS: no drift, no outage */
 static double len_sigma = 0.6;  /* spread of natural answer lengths */
 static double ttft_sigma = 0.25; /* spread of first-token times */
 static double hedge_share = 0.3; /* requests with routing.hedge */
+static bool dist_on = true;       /* BENCH_NO_DIST: skip it (faster) */
 
 static double slowdown(int m, int i)
 {
@@ -295,6 +299,8 @@ struct stats {
     long moved;             /* answered by another than the primary */
     int64_t cost_nusd;
     int64_t oracle_nusd;
+    long dist_within[2];    /* the distribution oracle's, p >= .90, .99 */
+    int64_t dist_nusd[2];
 };
 
 static struct model_cfg models[NMODELS];
@@ -463,6 +469,69 @@ static void oracle(const struct request *q, const struct sample *s)
     }
 }
 
+/* A router that knows each model's true latency distribution right now
+ * (drift included) but not this request's draw: the cheapest model that
+ * meets the target with probability >= 0.90 (and 0.99), by Monte Carlo on a
+ * stream of its own: what a router that learns perfectly but cannot see
+ * this request's draw would do, for comparison. */
+#define DIST_DRAWS 128
+
+static double p_within(int m, int i, const struct request *q)
+{
+    const struct truth *t = &truths[m];
+    double f = slowdown(m, i);
+    int ok = 0;
+    for (int d = 0; d < DIST_DRAWS; d++) {
+        double ttft = lognormal(t->ttft_ms * f, ttft_sigma) +
+                      q->prompt * t->prefill_us / 1000.0 * f;
+        int64_t out = (int64_t)lognormal(180, len_sigma) + 5;
+        out = q->max_tokens && out > q->max_tokens ? q->max_tokens : out;
+        double total = ttft + out * 1000.0 / lognormal(t->tps, 0.10) * f;
+        ok += within(q, ttft, total);
+    }
+    return (double)ok / DIST_DRAWS;
+}
+
+/* The cheapest model with pw >= p among the usable ones, else the one
+ * most likely to make it. */
+static int dist_pick(const double *pw, const struct request *q, double p)
+{
+    int best = -1;
+    for (int m = 0; m < NMODELS; m++) {
+        if (pw[m] < 0) {
+            continue;
+        }
+        bool ok = pw[m] >= p;
+        bool best_ok = best >= 0 && pw[best] >= p;
+        if (best < 0 || (ok && !best_ok) ||
+            (ok && cost_of(m, q->prompt, q->out) <
+                       cost_of(best, q->prompt, q->out)) ||
+            (!ok && !best_ok && pw[m] > pw[best])) {
+            best = m;
+        }
+    }
+    return best;
+}
+
+static void dist_oracle(int i, const struct request *q,
+                        const struct sample *s)
+{
+    static const double levels[2] = {0.90, 0.99};
+    double pw[NMODELS];
+    rng = &mc_state;
+    for (int m = 0; m < NMODELS; m++) {
+        bool usable = models[m].tier >= q->tier &&
+                      q->prompt + q->out <= models[m].context_tokens;
+        pw[m] = usable ? p_within(m, i, q) : -1;
+    }
+    rng = &rng_state;
+    for (int l = 0; l < 2; l++) {
+        int best = dist_pick(pw, q, levels[l]);
+        st.dist_within[l] += within(q, s[best].ttft_ms, s[best].total_ms);
+        st.dist_nusd[l] += cost_of(best, q->prompt, q->out);
+    }
+}
+
 /* ---------------------------------------------------------------------
  * Setup, the loop, the report
  * ------------------------------------------------------------------- */
@@ -566,6 +635,9 @@ static void one(const struct config *cfg, int i)
         st.cost_nusd += cost_of(m, q.prompt, q.out);
     }
     oracle(&q, s);
+    if (dist_on) {
+        dist_oracle(i, &q, s);
+    }
     if (getenv("BENCH_DEBUG") && m >= 0 && oracle_pick >= 0) {
         fprintf(stderr, "pair %s %s %lld tier=%d stream=%d ttft=%d tot=%d\n",
                 models[m].name, models[oracle_pick].name,
@@ -582,6 +654,7 @@ int main(void)
     struct provider_cfg provs[NMODELS];
     setup(&cfg, provs);
     no_events = getenv("BENCH_NO_EVENTS") != NULL;
+    dist_on = getenv("BENCH_NO_DIST") == NULL;
     if (getenv("BENCH_SEED")) {
         rng_state = strtoull(getenv("BENCH_SEED"), NULL, 10);
     }
@@ -612,6 +685,12 @@ int main(void)
            100.0 * st.moved / NREQ, (double)st.oracle_within / NREQ);
     printf("cost $%.4f, oracle $%.4f\n", st.cost_nusd / 1e9,
            st.oracle_nusd / 1e9);
+    for (int l = 0; dist_on && l < 2; l++) {
+        printf("a router knowing the true distributions, cheapest with "
+               "P(within) >= %s: within_target=%.3f cost_vs_oracle=%.3f\n",
+               l ? "0.99" : "0.90", (double)st.dist_within[l] / NREQ,
+               (double)st.dist_nusd[l] / (double)st.oracle_nusd);
+    }
     printf("routing: requests=%d within_target=%.3f cost_vs_oracle=%.3f\n",
            NREQ, (double)st.within / NREQ,
            (double)st.cost_nusd / (double)st.oracle_nusd);
