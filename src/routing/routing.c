@@ -81,10 +81,12 @@ static void predict(struct planner *p, size_t i)
                                 p->rq->max_tokens, &est);
         p->admit[i] = ROUTING_ADMIT;
     }
-    if (p->admit[i] != ROUTING_REFUSE_OPEN && m->provider) {
+    if (m->provider) {
+        /* The worse of the model's and its provider's answers (the enum
+         * goes from admit to refuse). */
         enum routing_admit pa =
             ask(routing_table_get('p', m->provider->name), k, p->now_us);
-        p->admit[i] = pa == ROUTING_REFUSE_OPEN ? pa : p->admit[i];
+        p->admit[i] = pa > p->admit[i] ? pa : p->admit[i];
     }
     c->ttft_ms = (uint32_t)((est.ttft_us + 999) / 1000);
     c->total_ms = (uint32_t)((est.total_us + 999) / 1000);
@@ -173,11 +175,9 @@ static void apply_floor_and_fit(struct planner *p)
 
 static void apply_circuits_and_bar(struct planner *p)
 {
-    size_t nusable = 0;
     size_t nclosed = 0;
     for (size_t i = 0; i < p->plan->ncand; i++) {
         if (p->v[i] == V_MEETS) {
-            nusable++;
             nclosed += p->admit[i] == ROUTING_ADMIT ||
                        p->admit[i] == ROUTING_ADMIT_PROBE;
         }
@@ -201,7 +201,6 @@ static void apply_circuits_and_bar(struct planner *p)
         c->probe = p->admit[i] == ROUTING_ADMIT_PROBE;
         p->v[i] = meets_bar(p->plan, c) ? V_MEETS : V_OVER;
     }
-    (void)nusable;
 }
 
 /* ---------------------------------------------------------------------
@@ -288,26 +287,31 @@ static void format_usd(int64_t nusd, char *out, size_t len)
     snprintf(out, len, "$0.%0*lld", digits, (long long)(frac / scale));
 }
 
+/* Writes why an over-target candidate c was passed over: the bar it
+ * failed, first-token or total. */
+static void explain_over(const struct routing_plan *plan,
+                         struct routing_candidate *c)
+{
+    bool ttft = plan->max_ttft_ms &&
+                (plan->ttft_bound ||
+                 c->ttft_ms > (uint32_t)plan->max_ttft_ms);
+    snprintf(c->why, sizeof(c->why), "%s: %s%ums > %dms", c->model->name,
+             ttft ? "ttft " : "", ttft ? c->ttft_ms : c->total_ms,
+             ttft ? plan->max_ttft_ms : plan->max_latency_ms);
+}
+
 static void explain_usable(struct planner *p, size_t nusable)
 {
     struct routing_plan *plan = p->plan;
     for (size_t i = 0; i < nusable; i++) {
         struct routing_candidate *c = &plan->cand[i];
         c->in_order = true;
-        uint32_t limit = plan->ttft_bound || (plan->max_ttft_ms &&
-                                              c->ttft_ms > (uint32_t)
-                                                  plan->max_ttft_ms)
-                             ? (uint32_t)plan->max_ttft_ms
-                             : (uint32_t)plan->max_latency_ms;
-        bool ttft = limit == (uint32_t)plan->max_ttft_ms && limit;
         char usd[32];
         format_usd(c->cost_nusd, usd, sizeof(usd));
         if (i == 0) {
             c->why[0] = '\0';
         } else if (p->v[i] == V_OVER) {
-            snprintf(c->why, sizeof(c->why), "%s: %s%ums > %ums",
-                     c->model->name, ttft ? "ttft " : "",
-                     ttft ? c->ttft_ms : c->total_ms, limit);
+            explain_over(plan, c);
         } else if (p->named) {
             snprintf(c->why, sizeof(c->why), "%s: fallback", c->model->name);
         } else {
@@ -379,18 +383,31 @@ static void set_times(struct planner *p)
     }
 }
 
-/* Takes the half-open probe slot of each candidate in the order. */
+/* Takes a half-open breaker's probe slot, if it is one. */
+static void take_probe(struct routing_entry *e, const struct routing_knobs *k,
+                       uint64_t now_us)
+{
+    if (e) {
+        pthread_mutex_lock(&e->lock);
+        routing_health_admit(&e->health, k, now_us, true);
+        pthread_mutex_unlock(&e->lock);
+    }
+}
+
+/* Takes the probe slots (the model's, its provider's) of the probes in
+ * the order. */
 static void take_probes(struct planner *p)
 {
     for (size_t i = 0; i < p->plan->norder; i++) {
         struct routing_candidate *c = &p->plan->cand[i];
-        struct routing_entry *e =
-            c->probe ? routing_table_get('m', c->model->name) : NULL;
-        if (e) {
-            pthread_mutex_lock(&e->lock);
-            routing_health_admit(&e->health, &p->cfg->routing, p->now_us,
-                                 true);
-            pthread_mutex_unlock(&e->lock);
+        if (!c->probe) {
+            continue;
+        }
+        take_probe(routing_table_get('m', c->model->name), &p->cfg->routing,
+                   p->now_us);
+        if (c->model->provider) {
+            take_probe(routing_table_get('p', c->model->provider->name),
+                       &p->cfg->routing, p->now_us);
         }
     }
 }

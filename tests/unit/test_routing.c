@@ -538,6 +538,15 @@ static void test_a_failing_provider_takes_its_models_out(void **state)
     plan(w, ask("auto", "{\"min_quality_tier\":0}", 0, 0, false), names,
          sizeof(names));
     assert_string_equal(names, "mid,mid-cheap,big");
+    /* Half-open: one plan probes the provider, the next waits. */
+    fake_now_us += 10000001;
+    plan(w, ask("auto", "{\"min_quality_tier\":0}", 0, 0, false), names,
+         sizeof(names));
+    assert_string_equal(names, "tiny,small,mid,mid-cheap,big");
+    assert_true(w->plan.cand[0].probe);
+    plan(w, ask("auto", "{\"min_quality_tier\":0}", 0, 0, false), names,
+         sizeof(names));
+    assert_string_equal(names, "mid,mid-cheap,big");
     /* 429s are a model's, not its provider's. */
     routing_table_reset();
     for (int i = 0; i < 5; i++) {
