@@ -567,6 +567,7 @@ static void setup(struct config *cfg, struct provider_cfg *provs)
         {"BENCH_PERCENTILE", &cfg->routing.percentile, NULL},
         {"BENCH_WINDOW", &cfg->routing.window, NULL},
         {"BENCH_MAX_AGE_MS", NULL, &cfg->routing.max_age_ms},
+        {"BENCH_EXPLORE_AFTER_MS", NULL, &cfg->routing.explore_after_ms},
         {"BENCH_DEADLINE_PCT", &cfg->routing.first_token_margin_pct, NULL},
         {"BENCH_DEADLINE_MS", NULL, &cfg->routing.first_token_margin_ms},
         {"BENCH_HEDGE_PCT", &cfg->routing.hedge_margin_pct, NULL},

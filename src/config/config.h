@@ -58,6 +58,9 @@ struct routing_knobs {
     uint64_t max_age_ms;          /* older observations are dropped */
     int64_t output_tokens_prior;  /* expected output tokens with neither
                                      max_tokens nor history */
+    uint64_t explore_after_ms;    /* a cheaper model unmeasured this long
+                                     is tried as primary, with a rescue;
+                                     0: never */
     int first_token_margin_pct;   /* deadline: predicted first token plus
                                      this share of it ... */
     uint64_t first_token_margin_ms; /* ... plus this, capped by the target */

@@ -38,6 +38,11 @@ struct routing_latency {
                                          lengths of uncapped requests */
     uint32_t prior_ttft_us;           /* the configured prior, noted by
                                          each plan (observations lack it) */
+    uint64_t gap_us;                  /* latency.explore_after_ms, noted by
+                                         each plan: an observation after a
+                                         longer silence forgets the rest */
+    uint64_t newest_us;               /* when the last one came; 0: never */
+    uint64_t explored_us;             /* when a plan last explored it */
 };
 
 /* A prediction for one request on one model. */
@@ -139,7 +144,9 @@ uint64_t routing_now_us(void);
 /* The prompt-size class of a prompt of that many tokens. */
 int routing_size_class(int64_t prompt_tokens);
 
-/* Records one attempt's timings in l at now_us (see struct routing_obs). */
+/* Records one attempt's timings in l at now_us (see struct routing_obs).
+ * After a silence longer than l->gap_us the older observations are
+ * forgotten first: they describe a past nobody re-checked. */
 void routing_latency_observe(struct routing_latency *l, uint64_t now_us,
                              const struct routing_obs *o);
 

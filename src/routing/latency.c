@@ -244,10 +244,23 @@ static void push_decode(struct routing_latency *l, uint64_t now_us,
                       clamp_u32(decode_us * 1000 / (uint64_t)tokens));
 }
 
+/* Forgets l's observations, keeping what plans noted. */
+static void forget(struct routing_latency *l)
+{
+    struct routing_latency keep = {.prior_ttft_us = l->prior_ttft_us,
+                                   .gap_us = l->gap_us,
+                                   .explored_us = l->explored_us};
+    *l = keep;
+}
+
 void routing_latency_observe(struct routing_latency *l, uint64_t now_us,
                              const struct routing_obs *o)
 {
     int cls = routing_size_class(o->prompt_tokens);
+    if (l->gap_us && l->newest_us && now_us > l->newest_us + l->gap_us) {
+        forget(l);
+    }
+    l->newest_us = now_us > l->newest_us ? now_us : l->newest_us;
     bool ok = o->kind == ROUTING_OBS_OK;
     if (o->kind == ROUTING_OBS_ABANDONED) {
         /* Gave up waiting: what it waited is only a lower bound. Kept

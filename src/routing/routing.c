@@ -71,6 +71,7 @@ static void predict(struct planner *p, size_t i)
     if (e) {
         pthread_mutex_lock(&e->lock);
         e->lat.prior_ttft_us = m->prior_ttft_ms * 1000u;
+        e->lat.gap_us = k->explore_after_ms * 1000;
         routing_latency_predict(&e->lat, m, k, p->now_us,
                                 p->rq->prompt_tokens, p->rq->max_tokens,
                                 &est);
@@ -322,6 +323,94 @@ static void explain_usable(struct planner *p, size_t nusable)
 }
 
 /* ---------------------------------------------------------------------
+ * Exploration
+ * ------------------------------------------------------------------- */
+
+/* True if c's figures are stale (nothing observed for explore_after_ms)
+ * and nobody explored it since; if so, marks it explored now. */
+static bool stale_once(struct planner *p, const struct routing_candidate *c)
+{
+    struct routing_entry *e = routing_table_get('m', c->model->name);
+    uint64_t gap_us = p->cfg->routing.explore_after_ms * 1000;
+    if (!e || !gap_us) {
+        return false;
+    }
+    pthread_mutex_lock(&e->lock);
+    const struct routing_latency *l = &e->lat;
+    bool stale = l->newest_us && p->now_us > l->newest_us + gap_us &&
+                 p->now_us > l->explored_us + gap_us;
+    if (stale) {
+        e->lat.explored_us = p->now_us;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return stale;
+}
+
+/* Moves cand[j] (and its verdict) to the front. */
+static void to_front(struct planner *p, size_t j)
+{
+    struct routing_candidate c = p->plan->cand[j];
+    enum verdict v = p->v[j];
+    enum routing_admit ad = p->admit[j];
+    for (size_t i = j; i > 0; i--) {
+        p->plan->cand[i] = p->plan->cand[i - 1];
+        p->v[i] = p->v[i - 1];
+        p->admit[i] = p->admit[i - 1];
+    }
+    p->plan->cand[0] = c;
+    p->v[0] = v;
+    p->admit[0] = ad;
+}
+
+/*
+ * A model passed over as slow is not chosen, so it is not measured, and
+ * would stay "slow" until its figures age out. When one that is cheaper
+ * than the primary has gone unmeasured for explore_after_ms, and its prior
+ * would meet the bar soon enough for the primary to still make the target
+ * if it does not (the rescue time), it goes first, once per that period:
+ * its deadline is the rescue time, so the request still meets its target
+ * either way, at the price of a cheap prompt at most.
+ */
+static void maybe_explore(struct planner *p, size_t n)
+{
+    struct routing_plan *plan = p->plan;
+    uint64_t target = plan->ttft_bound ? (uint64_t)plan->max_ttft_ms
+                                       : (uint64_t)plan->max_latency_ms;
+    const struct routing_candidate *c0 = &plan->cand[0];
+    uint64_t need = plan->ttft_bound ? c0->ttft_ms : c0->total_ms;
+    if (p->named || n < 2 || p->v[0] != V_MEETS || target <= need) {
+        return;
+    }
+    for (size_t j = 1; j < n; j++) {
+        struct routing_candidate *c = &plan->cand[j];
+        if (p->v[j] != V_OVER || c->cost_nusd >= c0->cost_nusd) {
+            continue;
+        }
+        struct routing_estimate est;
+        routing_latency_predict(NULL, c->model, &p->cfg->routing, p->now_us,
+                                p->rq->prompt_tokens, p->rq->max_tokens,
+                                &est);
+        struct routing_candidate bet = *c;
+        bet.ttft_ms = (uint32_t)((est.ttft_us + 999) / 1000);
+        bet.total_ms = (uint32_t)((est.total_us + 999) / 1000);
+        uint64_t first = p->rq->stream ? bet.ttft_ms : bet.total_ms;
+        if (!meets_bar(plan, &bet) || first > target - need ||
+            !stale_once(p, c)) {
+            continue;
+        }
+        bet.explore = true;
+        bet.why[0] = '\0';
+        *c = bet;
+        snprintf(plan->cand[0].why, sizeof(plan->cand[0].why),
+                 "%s: rescue while exploring %s", c0->model->name,
+                 c->model->name);
+        to_front(p, j);
+        p->v[0] = V_MEETS;
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------------
  * Deadline and hedge
  * ------------------------------------------------------------------- */
 
@@ -370,13 +459,14 @@ static void set_times(struct planner *p)
     uint64_t d = metric * (uint64_t)(100 + k->first_token_margin_pct) / 100 +
                  k->first_token_margin_ms;
     if (cap && metric <= cap) {
-        d = rescue >= d && rescue <= cap ? rescue : cap;
+        d = (rescue >= d || c->explore) && rescue <= cap ? rescue : cap;
     }
     plan->first_token_deadline_ms = d > 0 ? d : 1;
     if (p->o->hedge) {
         uint64_t h = metric * (uint64_t)(100 + k->hedge_margin_pct) / 100 +
                      k->hedge_margin_ms;
-        if (cap && metric <= cap && rescue >= h && rescue <= cap) {
+        if (cap && metric <= cap && (rescue >= h || c->explore) &&
+            rescue <= cap) {
             h = rescue;
         }
         plan->hedge_after_ms = h > 0 ? h : 1;
@@ -499,6 +589,7 @@ enum rl_err routing_plan(const struct config *cfg,
     apply_circuits_and_bar(&p);
     size_t n = sort_usable(&p);
     explain_usable(&p, n);
+    maybe_explore(&p, n);
     const struct model_cfg **order = arena_alloc(a, (n + 1) * sizeof(*order));
     for (size_t i = 0; i < n; i++) {
         order[i] = out->cand[i].model;
@@ -545,9 +636,10 @@ size_t routing_explain(const struct routing_plan *plan, char *out,
         const struct routing_candidate *c = &plan->cand[0];
         char usd[32];
         format_usd(c->cost_nusd, usd, sizeof(usd));
-        snprintf(item, sizeof(item), "chosen=%s %s%ums %s%s", c->model->name,
-                 plan->ttft_bound ? "ttft " : "", metric_ms(plan, c), usd,
-                 c->probe ? " probe" : "");
+        snprintf(item, sizeof(item), "chosen=%s %s%ums %s%s%s",
+                 c->model->name, plan->ttft_bound ? "ttft " : "",
+                 metric_ms(plan, c), usd, c->probe ? " probe" : "",
+                 c->explore ? " explore" : "");
         if (!append_item(out, len, &at, item)) {
             return at;
         }

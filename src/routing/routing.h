@@ -52,6 +52,8 @@ struct routing_candidate {
     bool predicted;        /* the figures above are set */
     bool in_order;         /* it is in routing_plan.order */
     bool probe;            /* it goes as its breaker's half-open probe */
+    bool explore;          /* primary to re-measure it: cheaper, its slow
+                              figures stale, predicted from its prior */
     char why[96];          /* why it was passed over as primary
                               ("tiny: tier 0 < 2"); "" for the primary */
 };

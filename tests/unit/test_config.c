@@ -367,7 +367,7 @@ static void test_the_routing_knobs_are_read_and_checked(void **state)
              "  defaults: {max_latency_ms: 900, max_ttft_ms: 300, "
              "hedge: true}\n"
              "  latency: {percentile: 95, window: 16, max_age_ms: 60000, "
-             "output_tokens_prior: 300}\n"
+             "output_tokens_prior: 300, explore_after_ms: 15000}\n"
              "  deadline: {margin_pct: 10, margin_ms: 20}\n"
              "  hedge: {margin_pct: 5, margin_ms: 0}\n"
              "  breaker: {failures: 3, error_pct: 40, min_requests: 20, "
@@ -380,6 +380,7 @@ static void test_the_routing_knobs_are_read_and_checked(void **state)
     assert_int_equal(c->routing.window, 16);
     assert_int_equal(c->routing.max_age_ms, 60000);
     assert_int_equal(c->routing.output_tokens_prior, 300);
+    assert_int_equal(c->routing.explore_after_ms, 15000);
     assert_int_equal(c->routing.first_token_margin_pct, 10);
     assert_int_equal(c->routing.first_token_margin_ms, 20);
     assert_int_equal(c->routing.hedge_margin_pct, 5);
@@ -405,7 +406,8 @@ static void test_the_routing_knobs_are_read_and_checked(void **state)
     assert_mistake(&l, 5, "routing.latency.percentile", "50 to 99");
     assert_mistake(&l, 6, "routing.latency.window", "4 to 64");
     assert_mistake(&l, 7, "routing.latency", "unknown field \"speed\" "
-                   "(percentile, window, max_age_ms, output_tokens_prior)");
+                   "(percentile, window, max_age_ms, output_tokens_prior, "
+                   "explore_after_ms)");
     assert_mistake(&l, 8, "routing.breaker.error_pct", "\"0\"");
     assert_mistake(&l, 9, "routing", "unknown field \"knobs\"");
     loaded_free(&l);

@@ -481,6 +481,45 @@ static void test_a_model_seen_slow_loses_its_place(void **state)
     assert_true(w->plan.cand[1].total_ms > 2000);
 }
 
+static void test_a_stale_slow_cheaper_model_is_explored_with_a_rescue(
+    void **state)
+{
+    struct world *w = *state;
+    w->cfg.routing.explore_after_ms = 10000;
+    char names[256];
+    char h[512];
+    struct routing_obs slow = {.kind = ROUTING_OBS_OK, .ttft_us = 1500000,
+                               .total_us = 2500000, .completion_tokens = 256,
+                               .prompt_tokens = 100, .stream = true};
+    for (int i = 0; i < 4; i++) {
+        routing_observe("small", &slow);
+    }
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid,small,mid-cheap,big");
+    /* Unmeasured for 10 s: small goes first on its prior (516 ms), given
+     * up at 946 ms, when mid (1054 ms) can still make 2000. */
+    fake_now_us += 10000001;
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,mid-cheap,big");
+    assert_true(w->plan.cand[0].explore);
+    assert_false(w->plan.target_missed);
+    assert_int_equal(w->plan.first_token_deadline_ms, 946);
+    routing_explain(&w->plan, h, sizeof(h));
+    assert_non_null(strstr(h, "chosen=small 516ms $0.000025 explore; "
+                              "mid: rescue while exploring small"));
+    /* Once per period. */
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid,small,mid-cheap,big");
+    /* Its answer, after the silence, replaces what was known. */
+    struct routing_obs fast = slow;
+    fast.ttft_us = 150000;
+    fast.total_us = 500000;
+    routing_observe("small", &fast);
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,mid-cheap,big");
+    assert_false(w->plan.cand[0].explore);
+}
+
 static void test_open_circuits_are_skipped_then_probed(void **state)
 {
     struct world *w = *state;
@@ -592,6 +631,7 @@ int main(void)
         T(test_the_key_defaults_apply_unless_the_request_says),
         T(test_the_deadline_leaves_the_fallback_time_or_waits_to_target),
         T(test_a_model_seen_slow_loses_its_place),
+        T(test_a_stale_slow_cheaper_model_is_explored_with_a_rescue),
         T(test_open_circuits_are_skipped_then_probed),
         T(test_a_retry_after_closes_the_model_until_it_passes),
         T(test_a_failing_provider_takes_its_models_out),
