@@ -572,6 +572,10 @@ static void setup(struct config *cfg, struct provider_cfg *provs)
         {"BENCH_DEADLINE_MS", NULL, &cfg->routing.first_token_margin_ms},
         {"BENCH_HEDGE_PCT", &cfg->routing.hedge_margin_pct, NULL},
         {"BENCH_HEDGE_MS", NULL, &cfg->routing.hedge_margin_ms},
+        {"BENCH_BREAKER_FAILURES", &cfg->routing.breaker_failures, NULL},
+        {"BENCH_BREAKER_MIN_REQUESTS", &cfg->routing.breaker_min_requests,
+         NULL},
+        {"BENCH_BREAKER_OPEN_MS", NULL, &cfg->routing.breaker_open_ms},
     };
     for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
         const char *v = getenv(knobs[i].env);

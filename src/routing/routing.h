@@ -96,7 +96,9 @@ bool routing_key_allows(const struct routing_key *key, const char *name);
  * by speed. When none meets it, all go fastest first and target_missed is
  * set. For a configured name: that model, then its fallbacks, in that
  * order, still predicted and without open circuits (unless all are
- * open). key may be NULL. Fills out, whose arrays come from a.
+ * open). Sets the primary's first-token deadline and, when hedging is
+ * on, the hedge time (docs/routing.md). key may be NULL. Fills out,
+ * whose arrays come from a.
  * Returns RL_E_MODEL_NOT_FOUND for an unknown name, RL_E_FORBIDDEN when
  * nothing at all may be used, RL_E_INVALID_REQUEST (out->message and
  * out->param say what) for a bad routing object. Whether key may use a
@@ -157,7 +159,6 @@ struct routing_obs {
  * keeps.
  */
 void routing_observe(const char *model_name, const struct routing_obs *o);
-
 
 /* Replaces the routing clock (monotonic microseconds) with now_us, or
  * restores it with NULL. For tests and bench/routing.c. */
