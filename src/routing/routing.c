@@ -573,7 +573,8 @@ enum rl_err routing_plan(const struct config *cfg,
     out->max_latency_ms = o.max_latency_ms;
     out->max_ttft_ms = o.max_ttft_ms;
     out->ttft_bound = rq->stream && o.max_ttft_ms > 0;
-    if (!p.named && (err = check_allowed(&p)) != RL_OK) {
+    err = p.named ? RL_OK : check_allowed(&p);
+    if (err != RL_OK) {
         return err;
     }
     for (size_t i = 0; i < out->ncand; i++) {
@@ -583,7 +584,8 @@ enum rl_err routing_plan(const struct config *cfg,
         }
     }
     apply_floor_and_fit(&p);
-    if (!p.named && (err = check_fit(&p)) != RL_OK) {
+    err = p.named ? RL_OK : check_fit(&p);
+    if (err != RL_OK) {
         return err;
     }
     apply_circuits_and_bar(&p);
