@@ -14,6 +14,7 @@
  *   mid         2    0.50/1.50    200   300    1054     434,000
  *   big         3    3.00/15.0    500    80    3700   4,140,000
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -615,6 +616,60 @@ static void test_when_every_circuit_is_open_all_are_tried(void **state)
     assert_string_equal(names, "small,mid,big");
 }
 
+/* Workers plan and observe at once on the shared table (and create its
+ * entries at once): nothing is lost or torn. */
+struct hammer {
+    struct world *w;
+    int id;
+};
+
+static void *hammer_run(void *arg)
+{
+    struct hammer *h = arg;
+    char name[32];
+    struct arena a;
+    arena_init(&a, 4096);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(name, sizeof(name), "new-%d", i % 50); /* created racing */
+        struct routing_obs o = {.kind = i % 7 ? ROUTING_OBS_OK
+                                              : ROUTING_OBS_5XX,
+                                .ttft_us = 100000, .total_us = 300000,
+                                .completion_tokens = 40, .prompt_tokens = 100,
+                                .stream = true, .provider = "p2"};
+        routing_observe(i % 2 ? name : "mid", &o);
+        struct routing_request rq = {.model = "auto",
+                                     .routing = str_from("{}"),
+                                     .prompt_tokens = 100};
+        struct routing_plan p;
+        assert_int_equal(routing_plan(&h->w->cfg, &rq, NULL, &a, &p), RL_OK);
+        assert_true(p.norder > 0);
+    }
+    arena_free(&a);
+    return NULL;
+}
+
+static void test_workers_share_the_table_safely(void **state)
+{
+    struct world *w = *state;
+    routing_clock_set(NULL); /* the real clock: threads read it */
+    pthread_t t[4];
+    struct hammer h[4];
+    for (int i = 0; i < 4; i++) {
+        h[i] = (struct hammer){w, i};
+        assert_int_equal(pthread_create(&t[i], NULL, hammer_run, &h[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+    }
+    for (int i = 0; i < 50; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "new-%d", i);
+        struct routing_entry *e = routing_table_get('m', name);
+        assert_non_null(e);
+        assert_ptr_equal(e, routing_table_get('m', name));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +691,7 @@ int main(void)
         T(test_a_retry_after_closes_the_model_until_it_passes),
         T(test_a_failing_provider_takes_its_models_out),
         T(test_when_every_circuit_is_open_all_are_tried),
+        T(test_workers_share_the_table_safely),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
