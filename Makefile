@@ -69,7 +69,7 @@ test-integration: all
 test-e2e: all
 	@bash scripts/test.sh e2e
 
-bench: bench-overhead bench-features bench-analytics
+bench: bench-overhead bench-features bench-routing bench-analytics
 
 bench-overhead: all
 	@bash bench/overhead.sh
@@ -87,6 +87,14 @@ bench-analytics: all
 # only for the first npm ci.
 dashboard:
 	@bash scripts/dashboard.sh build
+
+# The real routing engine (library objects) on a simulated workload.
+$(BUILD)/bench/routing: bench/routing.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS)
+
+bench-routing: $(BUILD)/bench/routing
+	@$(BUILD)/bench/routing
 
 # up.sh installs what is missing first, then builds (a fresh machine lacks
 # the -dev packages that `make` needs).
@@ -120,6 +128,8 @@ help:
 	@echo "make bench        every benchmark (bench-overhead, bench-features, ...)"
 	@echo "make bench-analytics  /admin/analytics over 10M rows (PostgreSQL, SQLite)"
 	@echo "make dashboard    build dashboard/dist (npm ci + vite build)"
+
+	@echo "make bench-routing  the routing engine on a simulated workload"
 	@echo "make check        style checks"
 	@echo "make deps         install system, Python and Node dependencies"
 

@@ -231,6 +231,54 @@ static void limit(struct req *r)
     }
 }
 
+/* Step 3: plans r's candidates into r->route (and r->plan, r->nplan).
+ * False when the request is refused: the reply is sent, r is not freed. */
+static bool route(struct req *r, const char *model)
+{
+    r->prompt_tokens_est = accounting_tokens_prompt(r->chat.raw);
+    const struct auth_routing *kr = &r->who->routing;
+    struct routing_key rk = {
+        .allow = r->key_models,
+        .nallow = r->nkey_models,
+        .min_quality_tier = kr->min_quality_tier > 0 ? kr->min_quality_tier
+                                                     : -1,
+        .max_latency_ms = kr->max_latency_ms,
+        .max_ttft_ms = kr->max_ttft_ms,
+        .hedge = kr->hedge,
+    };
+    struct routing_request rq = {
+        .model = model,
+        .routing = r->chat.routing,
+        .prompt_tokens = r->prompt_tokens_est,
+        .max_tokens = r->chat.max_tokens,
+        .stream = r->chat.stream,
+    };
+    struct routing_plan *plan = arena_alloc(&r->arena, sizeof(*plan));
+    enum rl_err err = routing_plan(r->cfg, &rq, &rk, &r->arena, plan);
+    if (err == RL_E_FORBIDDEN) {
+        reply_error(r, err, "This API key may use none of the models this "
+                    "gateway serves. Ask for a key with a models list that "
+                    "names configured models (GET /v1/models).", "model");
+        return false;
+    }
+    if (err == RL_E_INVALID_REQUEST) {
+        reply_error(r, err, plan->message, plan->param);
+        return false;
+    }
+    if (err != RL_OK) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "The model '%.200s' does not exist. "
+                 "GET /v1/models lists the models this gateway serves; "
+                 "\"auto\" lets it choose.", model);
+        reply_error(r, err, msg, "model");
+        return false;
+    }
+    r->route = plan;
+    r->plan = plan->order;
+    r->nplan = plan->norder;
+    return true;
+}
+
 void pipeline_chat(struct gw_worker *w, struct conn *c,
                    struct http_request *http)
 {
@@ -265,34 +313,12 @@ void pipeline_chat(struct gw_worker *w, struct conn *c,
     }
 
     /* 3. Route. */
-    struct routing_key rk = {
-        .allow = r->key_models,
-        .nallow = r->nkey_models,
-        .min_quality_tier = r->who->routing.min_quality_tier > 0
-                                ? r->who->routing.min_quality_tier
-                                : -1,
-    };
-    err = routing_plan(r->cfg, model, r->chat.routing, &rk, &r->arena,
-                       &r->plan, &r->nplan);
-    if (err == RL_E_FORBIDDEN) {
-        reply_error(r, err, "This API key may use none of the models this "
-                    "gateway serves. Ask for a key with a models list that "
-                    "names configured models (GET /v1/models).", "model");
-        req_free(r);
-        return;
-    }
-    if (err != RL_OK) {
-        char msg[400];
-        snprintf(msg, sizeof(msg), "The model '%.200s' does not exist. "
-                 "GET /v1/models lists the models this gateway serves; "
-                 "\"auto\" lets it choose.", model);
-        reply_error(r, err, msg, "model");
+    if (!route(r, model)) {
         req_free(r);
         return;
     }
 
     /* 2. Rate limit; then 4. cache (with its issue), 5. stream, and 6.
      * account (in req_free, when the call is done). */
-    r->prompt_tokens_est = accounting_tokens_prompt(r->chat.raw);
     limit(r);
 }

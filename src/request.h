@@ -23,6 +23,7 @@ struct http_request;
 struct config;
 struct model_cfg;
 struct auth_result;
+struct routing_plan;
 
 struct req {
     struct arena arena;          /* request-scoped memory */
@@ -52,7 +53,9 @@ struct req {
     /* The chat request. */
     struct chat_req chat;        /* the checked body (spans into it) */
     const char *model_requested; /* "auto" or a name, in the arena */
-    const struct model_cfg *const *plan; /* candidates, in the arena */
+    const struct routing_plan *route; /* step 3's whole plan (predictions,
+                                    reasons, deadline), in the arena */
+    const struct model_cfg *const *plan; /* route->order, in the arena */
     size_t nplan;
     struct provider_call *call;  /* in progress, or NULL */
     /* Step 2. */

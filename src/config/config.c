@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,29 +21,18 @@
 
 #include "providers/provider.h"
 #include "redis/redis.h"
+#include "config/loader.h"
 #include "util/alloc.h"
 
 #define CONFIG_MAX_FILE (1024 * 1024)
 #define CONFIG_MAX_VALUE (64 * 1024)
 
-/* The state of one load: the document, the errors, the env. */
-struct loader {
-    yaml_document_t doc; /* the parsed file */
-    const char *path;    /* for messages */
-    struct buf *errors;  /* "file:line: field: message" lines */
-    int nerrors;         /* lines appended to errors */
-    char *dotenv;        /* contents of .env beside the file, or NULL */
-    struct buf scratch;  /* expansion of the current scalar */
-};
 
 /* ---------------------------------------------------------------------
  * Errors and scalars
  * ------------------------------------------------------------------- */
 
-static void fail(struct loader *ld, yaml_node_t *node, const char *field,
-                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void fail(struct loader *ld, yaml_node_t *node, const char *field,
+void config_fail(struct loader *ld, yaml_node_t *node, const char *field,
                  const char *fmt, ...)
 {
     size_t line = node ? node->start_mark.line + 1 : 1;
@@ -57,16 +47,16 @@ static void fail(struct loader *ld, yaml_node_t *node, const char *field,
 
 /* Returns the expanded text of a scalar node, valid until the next call,
  * or NULL (with an error) when node is not a scalar. */
-static const char *scalar(struct loader *ld, yaml_node_t *node,
+const char *config_scalar(struct loader *ld, yaml_node_t *node,
                           const char *field)
 {
     if (!node || node->type != YAML_SCALAR_NODE) {
-        fail(ld, node, field, "expected a single value");
+        config_fail(ld, node, field, "expected a single value");
         return NULL;
     }
     const char *raw = (const char *)node->data.scalar.value;
     if (config_expand(raw, ld->dotenv, &ld->scratch) != RL_OK) {
-        fail(ld, node, field, "bad ${VAR} expansion in \"%s\"", raw);
+        config_fail(ld, node, field, "bad ${VAR} expansion in \"%s\"", raw);
         return NULL;
     }
     return ld->scratch.p;
@@ -75,15 +65,15 @@ static const char *scalar(struct loader *ld, yaml_node_t *node,
 static char *scalar_dup(struct loader *ld, yaml_node_t *node,
                         const char *field)
 {
-    const char *s = scalar(ld, node, field);
+    const char *s = config_scalar(ld, node, field);
     return s ? rl_strdup(s) : NULL;
 }
 
-static bool scalar_int(struct loader *ld, yaml_node_t *node,
+bool config_scalar_int(struct loader *ld, yaml_node_t *node,
                        const char *field, int64_t lo, int64_t hi,
                        int64_t *out)
 {
-    const char *s = scalar(ld, node, field);
+    const char *s = config_scalar(ld, node, field);
     if (!s) {
         return false;
     }
@@ -91,7 +81,8 @@ static bool scalar_int(struct loader *ld, yaml_node_t *node,
     char *end = NULL;
     long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi) {
-        fail(ld, node, field, "expected a whole number from %lld to %lld, "
+        config_fail(ld, node, field,
+                    "expected a whole number from %lld to %lld, "
              "got \"%s\"", (long long)lo, (long long)hi, s);
         return false;
     }
@@ -140,15 +131,11 @@ bool config_parse_price(const char *s, int64_t *out_nusd)
  * Mappings
  * ------------------------------------------------------------------- */
 
-/* Calls visit(ld, key, value, ctx) for each pair of a mapping node. */
-typedef void (*pair_fn)(struct loader *ld, const char *key,
-                        yaml_node_t *knode, yaml_node_t *value, void *ctx);
-
-static bool each_pair(struct loader *ld, yaml_node_t *map, const char *field,
+bool config_each_pair(struct loader *ld, yaml_node_t *map, const char *field,
                       pair_fn visit, void *ctx)
 {
     if (!map || map->type != YAML_MAPPING_NODE) {
-        fail(ld, map, field, "expected a mapping (key: value lines)");
+        config_fail(ld, map, field, "expected a mapping (key: value lines)");
         return false;
     }
     for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
@@ -156,7 +143,7 @@ static bool each_pair(struct loader *ld, yaml_node_t *map, const char *field,
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pr->key);
         yaml_node_t *v = yaml_document_get_node(&ld->doc, pr->value);
         if (!k || k->type != YAML_SCALAR_NODE) {
-            fail(ld, k, field, "keys must be plain names");
+            config_fail(ld, k, field, "keys must be plain names");
             continue;
         }
         const char *key = (const char *)k->data.scalar.value;
@@ -170,7 +157,8 @@ static bool each_pair(struct loader *ld, yaml_node_t *map, const char *field,
             }
         }
         if (earlier) {
-            fail(ld, k, field, "\"%s\" is given twice (first at line %zu); "
+            config_fail(ld, k, field,
+                        "\"%s\" is given twice (first at line %zu); "
                  "keep one", key, earlier->start_mark.line + 1);
             continue;
         }
@@ -199,7 +187,7 @@ static void set_ms(struct loader *ld, yaml_node_t *v, const char *field,
                    uint64_t *out)
 {
     int64_t n;
-    if (scalar_int(ld, v, field, 1, 86400000, &n)) {
+    if (config_scalar_int(ld, v, field, 1, 86400000, &n)) {
         *out = (uint64_t)n;
     }
 }
@@ -210,11 +198,13 @@ static void server_pair(struct loader *ld, const char *key, yaml_node_t *k,
     struct config *c = ctx;
     int64_t n;
     if (strcmp(key, "max_body_bytes") == 0) {
-        if (scalar_int(ld, v, "server.max_body_bytes", 1024, 1LL << 30, &n)) {
+        if (config_scalar_int(ld, v, "server.max_body_bytes", 1024, 1LL << 30,
+            &n)) {
             c->max_body_bytes = (size_t)n;
         }
     } else if (strcmp(key, "max_header_bytes") == 0) {
-        if (scalar_int(ld, v, "server.max_header_bytes", 1024, 1 << 20, &n)) {
+        if (config_scalar_int(ld, v, "server.max_header_bytes", 1024, 1 << 20,
+            &n)) {
             c->max_header_bytes = (size_t)n;
         }
     } else if (strcmp(key, "read_timeout_ms") == 0) {
@@ -224,7 +214,7 @@ static void server_pair(struct loader *ld, const char *key, yaml_node_t *k,
     } else if (strcmp(key, "shutdown_grace_ms") == 0) {
         set_ms(ld, v, "server.shutdown_grace_ms", &c->shutdown_grace_ms);
     } else {
-        fail(ld, k, "server", "unknown field \"%s\"", key);
+        config_fail(ld, k, "server", "unknown field \"%s\"", key);
     }
 }
 
@@ -235,24 +225,24 @@ static void upstream_pair_more(struct loader *ld, const char *key,
 {
     int64_t n;
     if (strcmp(key, "retries") == 0) {
-        if (scalar_int(ld, v, "upstream.retries", 0, 5, &n)) {
+        if (config_scalar_int(ld, v, "upstream.retries", 0, 5, &n)) {
             c->retries = (int)n;
         }
     } else if (strcmp(key, "retry_max_wait_ms") == 0) {
-        if (scalar_int(ld, v, "upstream.retry_max_wait_ms", 0, 600000, &n)) {
+        if (config_scalar_int(ld, v, "upstream.retry_max_wait_ms", 0, 600000, &n)) {
             c->retry_max_wait_ms = (uint64_t)n;
         }
     } else if (strcmp(key, "hedge_after_ms") == 0) {
-        if (scalar_int(ld, v, "upstream.hedge_after_ms", 0, 3600000, &n)) {
+        if (config_scalar_int(ld, v, "upstream.hedge_after_ms", 0, 3600000, &n)) {
             c->hedge_after_ms = (uint64_t)n;
         }
     } else if (strcmp(key, "rescue_max_bytes") == 0) {
-        if (scalar_int(ld, v, "upstream.rescue_max_bytes", 0, 16 << 20,
+        if (config_scalar_int(ld, v, "upstream.rescue_max_bytes", 0, 16 << 20,
                        &n)) {
             c->rescue_max_bytes = (size_t)n;
         }
     } else {
-        fail(ld, k, "upstream", "unknown field \"%s\"", key);
+        config_fail(ld, k, "upstream", "unknown field \"%s\"", key);
     }
 }
 
@@ -284,11 +274,11 @@ static void auth_pair(struct loader *ld, const char *key, yaml_node_t *k,
 {
     struct config *c = ctx;
     if (strcmp(key, "keys") != 0) {
-        fail(ld, k, "auth", "unknown field \"%s\"", key);
+        config_fail(ld, k, "auth", "unknown field \"%s\"", key);
         return;
     }
     if (!v || v->type != YAML_SEQUENCE_NODE) {
-        fail(ld, v, "auth.keys", "expected a list of keys");
+        config_fail(ld, v, "auth.keys", "expected a list of keys");
         return;
     }
     /* Only hashes are kept: the keys themselves never stay in memory. */
@@ -296,12 +286,13 @@ static void auth_pair(struct loader *ld, const char *key, yaml_node_t *k,
     c->key_prefix = rl_calloc(seq_len(v), sizeof(*c->key_prefix));
     for (size_t i = 0; i < seq_len(v); i++) {
         yaml_node_t *item = seq_item(ld, v, i);
-        const char *s = scalar(ld, item, "auth.keys");
+        const char *s = config_scalar(ld, item, "auth.keys");
         if (!s || !*s) {
             continue; /* an unset ${VAR} leaves no key, not "" */
         }
         if (strlen(s) < 16 || strlen(s) > 512) {
-            fail(ld, item, "auth.keys", "a key must be 16 to 512 characters "
+            config_fail(ld, item, "auth.keys",
+                        "a key must be 16 to 512 characters "
                  "long");
             continue;
         }
@@ -328,7 +319,7 @@ static void provider_pair(struct loader *ld, const char *key, yaml_node_t *k,
         if (pc->p->kind) {
             pc->p->ops = provider_ops_find(pc->p->kind);
             if (!pc->p->ops) {
-                fail(ld, v, f, "unknown kind \"%s\" (known: %s)",
+                config_fail(ld, v, f, "unknown kind \"%s\" (known: %s)",
                      pc->p->kind, provider_kinds());
             }
         }
@@ -337,7 +328,8 @@ static void provider_pair(struct loader *ld, const char *key, yaml_node_t *k,
         char *u = pc->p->base_url;
         if (u && strncmp(u, "http://", 7) != 0 &&
             strncmp(u, "https://", 8) != 0) {
-            fail(ld, v, f, "expected an http:// or https:// URL, got \"%s\"",
+            config_fail(ld, v, f,
+                        "expected an http:// or https:// URL, got \"%s\"",
                  u);
         }
         size_t n = u ? strlen(u) : 0;
@@ -347,7 +339,7 @@ static void provider_pair(struct loader *ld, const char *key, yaml_node_t *k,
     } else if (strcmp(key, "api_key") == 0) {
         pc->p->api_key = scalar_dup(ld, v, f);
     } else {
-        fail(ld, k, pc->field, "unknown field \"%s\"", key);
+        config_fail(ld, k, pc->field, "unknown field \"%s\"", key);
     }
 }
 
@@ -360,15 +352,16 @@ static void providers_pair(struct loader *ld, const char *key,
     p->name = rl_strdup(key);
     struct provider_ctx pc = {.p = p};
     snprintf(pc.field, sizeof(pc.field), "providers.%s", key);
-    if (!each_pair(ld, v, pc.field, provider_pair, &pc)) {
+    if (!config_each_pair(ld, v, pc.field, provider_pair, &pc)) {
         return;
     }
     if (!p->kind) {
-        fail(ld, v, pc.field, "missing \"kind\" (openai, anthropic, gemini "
+        config_fail(ld, v, pc.field,
+                    "missing \"kind\" (openai, anthropic, gemini "
              "or ollama)");
     }
     if (!p->base_url) {
-        fail(ld, v, pc.field, "missing \"base_url\"");
+        config_fail(ld, v, pc.field, "missing \"base_url\"");
     }
     if (!p->api_key) {
         p->api_key = rl_strdup("");
@@ -398,13 +391,13 @@ static void price_pair(struct loader *ld, const char *key, yaml_node_t *k,
     } else if (strcmp(key, "cache_write") == 0) {
         dst = &mc->m->cache_write_nusd_per_mtok;
     } else {
-        fail(ld, k, f, "unknown price (input, output, cached_input, "
+        config_fail(ld, k, f, "unknown price (input, output, cached_input, "
              "cache_write)");
         return;
     }
-    const char *s = scalar(ld, v, f);
+    const char *s = config_scalar(ld, v, f);
     if (s && !config_parse_price(s, dst)) {
-        fail(ld, v, f, "expected USD per million tokens like 0.15, got "
+        config_fail(ld, v, f, "expected USD per million tokens like 0.15, got "
              "\"%s\"", s);
     }
 }
@@ -417,15 +410,15 @@ static void latency_pair(struct loader *ld, const char *key, yaml_node_t *k,
     snprintf(f, sizeof(f), "%s.latency.%s", mc->field, key);
     int64_t n;
     if (strcmp(key, "ttft_ms") == 0) {
-        if (scalar_int(ld, v, f, 0, 600000, &n)) {
+        if (config_scalar_int(ld, v, f, 0, 600000, &n)) {
             mc->m->prior_ttft_ms = (uint32_t)n;
         }
     } else if (strcmp(key, "tokens_per_s") == 0) {
-        if (scalar_int(ld, v, f, 1, 1000000, &n)) {
+        if (config_scalar_int(ld, v, f, 1, 1000000, &n)) {
             mc->m->prior_tokens_per_s = (uint32_t)n;
         }
     } else {
-        fail(ld, k, f, "unknown field (ttft_ms, tokens_per_s)");
+        config_fail(ld, k, f, "unknown field (ttft_ms, tokens_per_s)");
     }
 }
 
@@ -440,37 +433,37 @@ static void model_pair(struct loader *ld, const char *key, yaml_node_t *k,
     if (strcmp(key, "name") == 0) {
         m->name = scalar_dup(ld, v, f);
     } else if (strcmp(key, "provider") == 0) {
-        const char *s = scalar(ld, v, f);
+        const char *s = config_scalar(ld, v, f);
         for (size_t i = 0; s && i < mc->c->nproviders; i++) {
             if (strcmp(mc->c->providers[i].name, s) == 0) {
                 m->provider = &mc->c->providers[i];
             }
         }
         if (s && !m->provider) {
-            fail(ld, v, f, "no provider \"%s\" under providers:", s);
+            config_fail(ld, v, f, "no provider \"%s\" under providers:", s);
         }
     } else if (strcmp(key, "upstream") == 0) {
         m->upstream = scalar_dup(ld, v, f);
     } else if (strcmp(key, "price") == 0) {
-        each_pair(ld, v, f, price_pair, mc);
+        config_each_pair(ld, v, f, price_pair, mc);
     } else if (strcmp(key, "latency") == 0) {
-        each_pair(ld, v, f, latency_pair, mc);
+        config_each_pair(ld, v, f, latency_pair, mc);
     } else if (strcmp(key, "tier") == 0) {
-        if (scalar_int(ld, v, f, 0, 100, &n)) {
+        if (config_scalar_int(ld, v, f, 0, 100, &n)) {
             m->tier = (int)n;
         }
     } else if (strcmp(key, "context") == 0) {
-        if (scalar_int(ld, v, f, 1, 100000000, &n)) {
+        if (config_scalar_int(ld, v, f, 1, 100000000, &n)) {
             m->context_tokens = n;
         }
     } else if (strcmp(key, "fallbacks") == 0) {
         if (!v || v->type != YAML_SEQUENCE_NODE) {
-            fail(ld, v, f, "expected a list of model names");
+            config_fail(ld, v, f, "expected a list of model names");
         } else {
             mc->fallbacks = v;
         }
     } else {
-        fail(ld, k, mc->field, "unknown field \"%s\"", key);
+        config_fail(ld, k, mc->field, "unknown field \"%s\"", key);
     }
 }
 
@@ -482,15 +475,15 @@ static void resolve_fallbacks(struct loader *ld, struct config *c,
     m->fallbacks = rl_calloc(n, sizeof(*m->fallbacks));
     for (size_t i = 0; i < n; i++) {
         yaml_node_t *item = seq_item(ld, seq, i);
-        const char *s = scalar(ld, item, field);
+        const char *s = config_scalar(ld, item, field);
         if (!s) {
             continue;
         }
         const struct model_cfg *fb = config_model(c, s, strlen(s));
         if (!fb) {
-            fail(ld, item, field, "no model named \"%s\"", s);
+            config_fail(ld, item, field, "no model named \"%s\"", s);
         } else if (fb == m) {
-            fail(ld, item, field, "a model cannot fall back to itself");
+            config_fail(ld, item, field, "a model cannot fall back to itself");
         } else {
             m->fallbacks[m->nfallbacks++] = (struct model_cfg *)fb;
         }
@@ -500,7 +493,7 @@ static void resolve_fallbacks(struct loader *ld, struct config *c,
 static void load_models(struct loader *ld, struct config *c, yaml_node_t *v)
 {
     if (!v || v->type != YAML_SEQUENCE_NODE) {
-        fail(ld, v, "models", "expected a list of models (- name: ...)");
+        config_fail(ld, v, "models", "expected a list of models (- name: ...)");
         return;
     }
     size_t n = seq_len(v);
@@ -516,22 +509,23 @@ static void load_models(struct loader *ld, struct config *c, yaml_node_t *v)
         mc.m->prior_ttft_ms = 500;
         mc.m->prior_tokens_per_s = 100;
         mc.m->cache_write_nusd_per_mtok = -1; /* unset: the input price */
-        if (!each_pair(ld, item, mc.field, model_pair, &mc)) {
+        if (!config_each_pair(ld, item, mc.field, model_pair, &mc)) {
             continue;
         }
         if (mc.m->cache_write_nusd_per_mtok < 0) {
             mc.m->cache_write_nusd_per_mtok = mc.m->input_nusd_per_mtok;
         }
         if (!mc.m->name || !*mc.m->name) {
-            fail(ld, item, mc.field, "missing \"name\"");
+            config_fail(ld, item, mc.field, "missing \"name\"");
         } else if (strcmp(mc.m->name, "auto") == 0) {
-            fail(ld, item, mc.field, "\"auto\" is reserved for routing");
+            config_fail(ld, item, mc.field, "\"auto\" is reserved for routing");
         } else if (config_model(c, mc.m->name, strlen(mc.m->name))) {
-            fail(ld, item, mc.field, "a model named \"%s\" exists already",
+            config_fail(ld, item, mc.field,
+                        "a model named \"%s\" exists already",
                  mc.m->name);
         }
         if (!mc.m->provider) {
-            fail(ld, item, mc.field, "missing \"provider\"");
+            config_fail(ld, item, mc.field, "missing \"provider\"");
         }
         if (!mc.m->upstream && mc.m->name) {
             mc.m->upstream = rl_strdup(mc.m->name);
@@ -550,61 +544,33 @@ static void load_models(struct loader *ld, struct config *c, yaml_node_t *v)
     free(item_of);
 }
 
-static void routing_pair(struct loader *ld, const char *key, yaml_node_t *k,
-                         yaml_node_t *v, void *ctx)
-{
-    struct config *c = ctx;
-    int64_t n;
-    if (strcmp(key, "max_latency_ms") == 0) {
-        if (scalar_int(ld, v, "routing.defaults.max_latency_ms", 1, 600000,
-                       &n)) {
-            c->default_max_latency_ms = (int)n;
-        }
-    } else if (strcmp(key, "min_quality_tier") == 0) {
-        if (scalar_int(ld, v, "routing.defaults.min_quality_tier", 0, 100,
-                       &n)) {
-            c->default_min_quality_tier = (int)n;
-        }
-    } else {
-        fail(ld, k, "routing.defaults", "unknown field \"%s\"", key);
-    }
-}
-
-static void routing_section(struct loader *ld, const char *key,
-                            yaml_node_t *k, yaml_node_t *v, void *ctx)
-{
-    if (strcmp(key, "defaults") == 0) {
-        each_pair(ld, v, "routing.defaults", routing_pair, ctx);
-    } else {
-        fail(ld, k, "routing", "unknown field \"%s\"", key);
-    }
-}
-
 static void limits_pair(struct loader *ld, const char *key, yaml_node_t *k,
                         yaml_node_t *v, void *ctx)
 {
     struct config *c = ctx;
     int64_t n;
     if (strcmp(key, "on_redis_failure") == 0) {
-        const char *s = scalar(ld, v, "limits.on_redis_failure");
+        const char *s = config_scalar(ld, v, "limits.on_redis_failure");
         if (s && strcmp(s, "open") == 0) {
             c->limits_fail_closed = false;
         } else if (s && strcmp(s, "closed") == 0) {
             c->limits_fail_closed = true;
         } else if (s) {
-            fail(ld, v, "limits.on_redis_failure", "expected open (limit "
+            config_fail(ld, v, "limits.on_redis_failure",
+                        "expected open (limit "
                  "in-process) or closed (refuse with 503), got \"%s\"", s);
         }
     } else if (strcmp(key, "redis_timeout_ms") == 0) {
-        if (scalar_int(ld, v, "limits.redis_timeout_ms", 1, 10000, &n)) {
+        if (config_scalar_int(ld, v, "limits.redis_timeout_ms", 1, 10000, &n)) {
             c->limits_redis_timeout_ms = (uint64_t)n;
         }
     } else if (strcmp(key, "default_max_tokens") == 0) {
-        if (scalar_int(ld, v, "limits.default_max_tokens", 1, 10000000, &n)) {
+        if (config_scalar_int(ld, v, "limits.default_max_tokens", 1, 10000000,
+            &n)) {
             c->limits_default_max_tokens = n;
         }
     } else {
-        fail(ld, k, "limits", "unknown field \"%s\" (on_redis_failure, "
+        config_fail(ld, k, "limits", "unknown field \"%s\" (on_redis_failure, "
              "redis_timeout_ms, default_max_tokens)", key);
     }
 }
@@ -612,7 +578,7 @@ static void limits_pair(struct loader *ld, const char *key, yaml_node_t *k,
 static void parse_listen(struct loader *ld, char **host, int *port_out,
                          yaml_node_t *v, const char *field)
 {
-    const char *s = scalar(ld, v, field);
+    const char *s = config_scalar(ld, v, field);
     if (!s) {
         return;
     }
@@ -620,7 +586,7 @@ static void parse_listen(struct loader *ld, char **host, int *port_out,
     char *end = NULL;
     long port = colon ? strtol(colon + 1, &end, 10) : -1;
     if (!colon || colon == s || !end || *end || port < 0 || port > 65535) {
-        fail(ld, v, field, "expected HOST:PORT like 127.0.0.1:8080, got "
+        config_fail(ld, v, field, "expected HOST:PORT like 127.0.0.1:8080, got "
              "\"%s\"", s);
         return;
     }
@@ -640,13 +606,13 @@ static void dashboard_pair(struct loader *ld, const char *key, yaml_node_t *k,
         free(c->dashboard_dir);
         c->dashboard_dir = scalar_dup(ld, v, "dashboard.dir");
     } else if (strcmp(key, "local_admin") == 0) {
-        const char *s = scalar(ld, v, "dashboard.local_admin");
+        const char *s = config_scalar(ld, v, "dashboard.local_admin");
         c->dashboard_local_admin = s && strcmp(s, "true") == 0;
         if (s && !c->dashboard_local_admin && strcmp(s, "false") != 0) {
-            fail(ld, v, "dashboard.local_admin", "expected true or false");
+            config_fail(ld, v, "dashboard.local_admin", "expected true or false");
         }
     } else {
-        fail(ld, k, "dashboard", "unknown field \"%s\" (listen, dir, "
+        config_fail(ld, k, "dashboard", "unknown field \"%s\" (listen, dir, "
              "local_admin)", key);
     }
 }
@@ -660,7 +626,7 @@ static void check_dashboard(struct loader *ld, struct config *c)
                           strcmp(h, "::1") == 0 ||
                           strcmp(h, "localhost") == 0);
     if (c->dashboard_local_admin && !loopback) {
-        fail(ld, NULL, "dashboard.local_admin", "true is only allowed "
+        config_fail(ld, NULL, "dashboard.local_admin", "true is only allowed "
              "with a loopback dashboard.listen (127.0.0.1:5173); a "
              "deployment signs in with the admin key instead");
     }
@@ -674,17 +640,18 @@ static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
     if (strcmp(key, "listen") == 0) {
         parse_listen(ld, &c->listen_host, &c->listen_port, v, "listen");
     } else if (strcmp(key, "workers") == 0) {
-        if (scalar_int(ld, v, "workers", 1, 256, &n)) {
+        if (config_scalar_int(ld, v, "workers", 1, 256, &n)) {
             c->workers = (int)n;
         }
     } else if (strcmp(key, "log_level") == 0) {
-        const char *s = scalar(ld, v, "log_level");
+        const char *s = config_scalar(ld, v, "log_level");
         if (s && !log_level_parse(s, &c->log_level)) {
-            fail(ld, v, "log_level", "expected debug, info, warn, error or "
+            config_fail(ld, v, "log_level",
+                        "expected debug, info, warn, error or "
                  "off, got \"%s\"", s);
         }
     } else if (strcmp(key, "log_file") == 0) {
-        const char *s = scalar(ld, v, "log_file");
+        const char *s = config_scalar(ld, v, "log_file");
         if (s && *s) {
             c->log_file = rl_strdup(s);
         }
@@ -696,33 +663,33 @@ static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
         char why[256];
         if (c->redis && *c->redis &&
             redis_url_parse(c->redis, &u, why, sizeof(why)) != RL_OK) {
-            fail(ld, v, "redis", "%s", why);
+            config_fail(ld, v, "redis", "%s", why);
         }
     } else if (strcmp(key, "admin_key") == 0) {
         c->admin_key = scalar_dup(ld, v, "admin_key");
     } else if (strcmp(key, "dashboard") == 0) {
-        each_pair(ld, v, "dashboard", dashboard_pair, c);
+        config_each_pair(ld, v, "dashboard", dashboard_pair, c);
     } else if (strcmp(key, "auth") == 0) {
-        each_pair(ld, v, "auth", auth_pair, c);
+        config_each_pair(ld, v, "auth", auth_pair, c);
     } else if (strcmp(key, "server") == 0) {
-        each_pair(ld, v, "server", server_pair, c);
+        config_each_pair(ld, v, "server", server_pair, c);
     } else if (strcmp(key, "upstream") == 0) {
-        each_pair(ld, v, "upstream", upstream_pair, c);
+        config_each_pair(ld, v, "upstream", upstream_pair, c);
     } else if (strcmp(key, "providers") == 0) {
         size_t np = v && v->type == YAML_MAPPING_NODE
                         ? (size_t)(v->data.mapping.pairs.top -
                                    v->data.mapping.pairs.start)
                         : 0;
         c->providers = rl_calloc(np, sizeof(*c->providers));
-        each_pair(ld, v, "providers", providers_pair, c);
+        config_each_pair(ld, v, "providers", providers_pair, c);
     } else if (strcmp(key, "models") == 0) {
         /* Resolved after providers, wherever it stands in the file. */
     } else if (strcmp(key, "routing") == 0) {
-        each_pair(ld, v, "routing", routing_section, c);
+        config_each_pair(ld, v, "routing", config_routing_section, c);
     } else if (strcmp(key, "limits") == 0) {
-        each_pair(ld, v, "limits", limits_pair, c);
+        config_each_pair(ld, v, "limits", limits_pair, c);
     } else {
-        fail(ld, k, key, "unknown top-level field");
+        config_fail(ld, k, key, "unknown top-level field");
     }
 }
 
@@ -752,6 +719,7 @@ static void set_defaults(struct config *c)
     c->limits_default_max_tokens = 1024;
     c->default_max_latency_ms = 2000;
     c->default_min_quality_tier = 1;
+    config_routing_knobs_default(&c->routing);
 }
 
 /* Reads the whole file into a heap string, or returns NULL. */
@@ -821,10 +789,10 @@ static void walk(struct loader *ld, struct config *c)
 {
     yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
     if (!root) {
-        fail(ld, NULL, "(file)", "the file is empty");
+        config_fail(ld, NULL, "(file)", "the file is empty");
         return;
     }
-    if (!each_pair(ld, root, "(top)", top_pair, c)) {
+    if (!config_each_pair(ld, root, "(top)", top_pair, c)) {
         return;
     }
     for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
@@ -837,7 +805,8 @@ static void walk(struct loader *ld, struct config *c)
         }
     }
     if (c->nmodels == 0) {
-        fail(ld, root, "models", "no models configured: add at least one");
+        config_fail(ld, root, "models",
+                    "no models configured: add at least one");
     }
     check_dashboard(ld, c);
 }

@@ -50,6 +50,31 @@ struct model_cfg {
     size_t nfallbacks;
 };
 
+/* The routing engine's knobs (routing.latency, routing.deadline,
+ * routing.hedge, routing.breaker in relay.yaml; docs/routing.md). */
+struct routing_knobs {
+    int percentile;               /* latency percentile predicted, 50..99 */
+    int window;                   /* observations kept per model, 4..64 */
+    uint64_t max_age_ms;          /* older observations are dropped */
+    int64_t output_tokens_prior;  /* expected output tokens with neither
+                                     max_tokens nor history */
+    uint64_t explore_after_ms;    /* a cheaper model unmeasured this long
+                                     is tried as primary, with a rescue;
+                                     0: never */
+    int first_token_margin_pct;   /* deadline: predicted first token plus
+                                     this share of it ... */
+    uint64_t first_token_margin_ms; /* ... plus this, capped by the target */
+    int hedge_margin_pct;         /* hedge: predicted first token plus this
+                                     share of it ... */
+    uint64_t hedge_margin_ms;     /* ... plus this */
+    int breaker_failures;         /* consecutive failures that open */
+    int breaker_error_pct;        /* error rate (of the window) that opens */
+    int breaker_min_requests;     /* attempts in the window before the
+                                     error rate counts */
+    uint64_t breaker_open_ms;     /* first open period; doubles on each
+                                     failed probe, up to 16 times */
+};
+
 struct config {
     _Atomic long refs;          /* references held; freed at zero */
     char *path;                 /* the file it came from */
@@ -96,6 +121,9 @@ struct config {
                                           request sets no max_tokens */
     int default_max_latency_ms;      /* routing.defaults */
     int default_min_quality_tier;    /* routing.defaults */
+    int default_max_ttft_ms;         /* routing.defaults; 0: none */
+    bool default_hedge;              /* routing.defaults */
+    struct routing_knobs routing;    /* the engine's knobs */
     struct provider_cfg *providers;
     size_t nproviders;
     struct model_cfg *models;
@@ -120,6 +148,10 @@ void config_unref(struct config *cfg);
 /* Returns the model called name, or NULL. */
 const struct model_cfg *config_model(const struct config *cfg,
                                      const char *name, size_t len);
+
+/* Fills k with the routing knobs' defaults (those of an absent routing:
+ * section). */
+void config_routing_knobs_default(struct routing_knobs *k);
 
 /* Parses "0.05" (USD per million tokens) into nano-dollars, exactly. */
 bool config_parse_price(const char *s, int64_t *out_nusd);

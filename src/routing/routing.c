@@ -1,135 +1,684 @@
 /*
- * routing.c - candidate planning.
+ * routing.c - step 3: the plan of a request (which models, in which order,
+ * how long to wait for each) and the feedback that teaches it.
  *
- * Today: a named model with its configured fallbacks, or for "auto" every
- * model that meets the quality floor ordered by list price. Live latency
- * prediction and per-request cost come with the routing engine.
+ * routing_plan() reads the preferences and lists the candidates
+ * (candidates.c), predicts each one's first-token time, total time
+ * (latency.c) and cost (accounting/price.c), drops those below the
+ * quality floor, those whose context cannot hold the request and those
+ * behind an open circuit (health.c), and orders the rest: the cheapest
+ * that meets the latency bar first, then the others that meet it by cost,
+ * then those over it, fastest first. routing_observe() feeds one upstream
+ * attempt back. routing_explain() says it all in one header. Read
+ * routing_plan() first; docs/routing.md has a worked example.
  */
 #include "routing/routing.h"
 
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "accounting/accounting.h"
 #include "config/config.h"
-#include "util/jscan.h"
+#include "providers/provider.h"
+#include "routing/engine.h"
 
-/* The price of a typical request, to order candidates: a thousand tokens
- * in and a thousand out. */
-static int64_t list_price(const struct model_cfg *m)
+/* How far each candidate got, for its reason. */
+enum verdict {
+    V_EXCLUDED = 0, /* key or lists: why already says */
+    V_FLOOR,        /* below the quality floor */
+    V_FIT,          /* context too small */
+    V_OPEN,         /* circuit open (model or provider) */
+    V_OVER,         /* usable, over the latency bar */
+    V_MEETS,        /* usable, meets the bar */
+};
+
+/* One plan's working state. */
+struct planner {
+    const struct config *cfg;
+    const struct routing_request *rq;
+    const struct routing_opts *o;
+    struct routing_plan *plan;
+    enum verdict *v;      /* per plan->cand */
+    enum routing_admit *admit; /* per plan->cand */
+    uint64_t now_us;
+    bool named;           /* a model asked for by name */
+};
+
+/* ---------------------------------------------------------------------
+ * Predictions
+ * ------------------------------------------------------------------- */
+
+/* Asks the breaker of entry e without taking a probe. */
+static enum routing_admit ask(struct routing_entry *e,
+                              const struct routing_knobs *k, uint64_t now_us)
 {
-    return m->input_nusd_per_mtok + m->output_nusd_per_mtok;
+    if (!e) {
+        return ROUTING_ADMIT;
+    }
+    pthread_mutex_lock(&e->lock);
+    enum routing_admit a = routing_health_admit(&e->health, k, now_us, false);
+    pthread_mutex_unlock(&e->lock);
+    return a;
 }
 
-static int by_price(const void *a, const void *b)
+static void predict(struct planner *p, size_t i)
 {
-    const struct model_cfg *ma = *(const struct model_cfg *const *)a;
-    const struct model_cfg *mb = *(const struct model_cfg *const *)b;
-    int64_t pa = list_price(ma);
-    int64_t pb = list_price(mb);
-    if (pa != pb) {
-        return pa < pb ? -1 : 1;
+    struct routing_candidate *c = &p->plan->cand[i];
+    const struct model_cfg *m = c->model;
+    const struct routing_knobs *k = &p->cfg->routing;
+    struct routing_entry *e = routing_table_get('m', m->name);
+    struct routing_estimate est;
+    if (e) {
+        pthread_mutex_lock(&e->lock);
+        e->lat.prior_ttft_us = m->prior_ttft_ms * 1000u;
+        e->lat.gap_us = k->explore_after_ms * 1000;
+        routing_latency_predict(&e->lat, m, k, p->now_us,
+                                p->rq->prompt_tokens, p->rq->max_tokens,
+                                &est);
+        p->admit[i] = routing_health_admit(&e->health, k, p->now_us, false);
+        pthread_mutex_unlock(&e->lock);
+    } else {
+        routing_latency_predict(NULL, m, k, p->now_us, p->rq->prompt_tokens,
+                                p->rq->max_tokens, &est);
+        p->admit[i] = ROUTING_ADMIT;
     }
-    return mb->tier - ma->tier; /* same price: the better one first */
+    if (m->provider) {
+        /* The worse of the model's and its provider's answers (the enum
+         * goes from admit to refuse). */
+        enum routing_admit pa =
+            ask(routing_table_get('p', m->provider->name), k, p->now_us);
+        p->admit[i] = pa > p->admit[i] ? pa : p->admit[i];
+    }
+    c->ttft_ms = (uint32_t)((est.ttft_us + 999) / 1000);
+    c->total_ms = (uint32_t)((est.total_us + 999) / 1000);
+    c->out_tokens = est.out_tokens;
+    struct usage u = {.prompt_tokens = p->rq->prompt_tokens,
+                      .completion_tokens = est.out_tokens};
+    c->cost_nusd = price_cost_nusd(m, &u);
+    c->predicted = true;
 }
 
-/* Reads routing.min_quality_tier, or returns dflt. */
-static int quality_floor(struct str routing, int dflt)
+/* The figure the bar compares: first-token time or total. */
+static uint32_t metric_ms(const struct routing_plan *plan,
+                          const struct routing_candidate *c)
 {
-    struct jscan_item items[32];
-    size_t n;
-    if (!routing.len || !jscan(routing, items, 32, &n)) {
-        return dflt;
-    }
-    const struct jscan_item *t = jscan_find(items, n, "min_quality_tier");
-    if (!t || t->value.len == 0 || t->value.len > 6) {
-        return dflt;
-    }
-    int v = 0;
-    for (size_t i = 0; i < t->value.len; i++) {
-        if (t->value.p[i] < '0' || t->value.p[i] > '9') {
-            return dflt;
+    return plan->ttft_bound ? c->ttft_ms : c->total_ms;
+}
+
+static bool meets_bar(const struct routing_plan *plan,
+                      const struct routing_candidate *c)
+{
+    bool ttft_ok = !plan->max_ttft_ms ||
+                   c->ttft_ms <= (uint32_t)plan->max_ttft_ms;
+    bool total_ok = plan->ttft_bound || !plan->max_latency_ms ||
+                    c->total_ms <= (uint32_t)plan->max_latency_ms;
+    return ttft_ok && total_ok;
+}
+
+/* ---------------------------------------------------------------------
+ * Filters: floor, fit, circuits, bar
+ * ------------------------------------------------------------------- */
+
+/* The floor, relaxed to the best allowed tier when nothing reaches it. */
+static int effective_floor(struct planner *p)
+{
+    int best = -1;
+    for (size_t i = 0; i < p->plan->ncand; i++) {
+        int t = p->plan->cand[i].model->tier;
+        if (p->v[i] != V_EXCLUDED && t > best) {
+            best = t;
         }
-        v = v * 10 + (t->value.p[i] - '0');
     }
-    return v;
+    if (best < p->o->min_quality_tier) {
+        p->plan->target_missed = true;
+        return best;
+    }
+    return p->o->min_quality_tier;
 }
 
-bool routing_key_allows(const struct routing_key *key, const char *name)
+static void apply_floor_and_fit(struct planner *p)
 {
-    if (!key || key->nallow == 0) {
-        return true;
-    }
-    for (size_t i = 0; i < key->nallow; i++) {
-        if (strcmp(key->allow[i], name) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* A named model, then the fallbacks the key allows. */
-static enum rl_err plan_named(const struct config *cfg, const char *model,
-                              const struct routing_key *key, struct arena *a,
-                              const struct model_cfg *const **plan,
-                              size_t *nplan)
-{
-    const struct model_cfg *m = config_model(cfg, model, strlen(model));
-    if (!m) {
-        return RL_E_MODEL_NOT_FOUND;
-    }
-    const struct model_cfg **p =
-        arena_alloc(a, (1 + m->nfallbacks) * sizeof(*p));
-    size_t n = 0;
-    p[n++] = m;
-    for (size_t i = 0; i < m->nfallbacks; i++) {
-        if (routing_key_allows(key, m->fallbacks[i]->name)) {
-            p[n++] = m->fallbacks[i];
-        }
-    }
-    *plan = p;
-    *nplan = n;
-    return RL_OK;
-}
-
-enum rl_err routing_plan(const struct config *cfg, const char *model,
-                         struct str routing, const struct routing_key *key,
-                         struct arena *a, const struct model_cfg *const **plan,
-                         size_t *nplan)
-{
-    if (strcmp(model, "auto") != 0) {
-        return plan_named(cfg, model, key, a, plan, nplan);
-    }
-    int dflt = key && key->min_quality_tier >= 0
-                   ? key->min_quality_tier
-                   : cfg->default_min_quality_tier;
-    int floor = quality_floor(routing, dflt);
-    const struct model_cfg **p = arena_alloc(a, cfg->nmodels * sizeof(*p));
-    size_t n = 0;
-    int best = -1; /* the best tier among the allowed models */
-    for (size_t i = 0; i < cfg->nmodels; i++) {
-        const struct model_cfg *m = &cfg->models[i];
-        if (!routing_key_allows(key, m->name)) {
+    int floor = p->named ? 0 : effective_floor(p);
+    p->plan->min_quality_tier = p->o->min_quality_tier;
+    size_t nfit = 0;
+    for (size_t i = 0; i < p->plan->ncand; i++) {
+        struct routing_candidate *c = &p->plan->cand[i];
+        int64_t need = p->rq->prompt_tokens +
+                       (p->rq->max_tokens ? p->rq->max_tokens
+                                          : c->out_tokens);
+        if (p->v[i] == V_EXCLUDED) {
             continue;
         }
-        best = m->tier > best ? m->tier : best;
-        if (m->tier >= floor) {
-            p[n++] = m;
+        if (c->model->tier < floor) {
+            p->v[i] = V_FLOOR;
+            snprintf(c->why, sizeof(c->why), "%s: tier %d < %d",
+                     c->model->name, c->model->tier, floor);
+        } else if (need > c->model->context_tokens) {
+            p->v[i] = V_FIT;
+            snprintf(c->why, sizeof(c->why), "%s: context %lld < %lld",
+                     c->model->name, (long long)c->model->context_tokens,
+                     (long long)need);
+        } else {
+            p->v[i] = V_MEETS; /* for now */
+            nfit++;
         }
     }
-    if (best < 0) {
-        return RL_E_FORBIDDEN;
-    }
-    if (n == 0) {
-        /* Nothing meets the floor: the best models still answer. */
-        for (size_t i = 0; i < cfg->nmodels; i++) {
-            const struct model_cfg *m = &cfg->models[i];
-            if (m->tier == best && routing_key_allows(key, m->name)) {
-                p[n++] = m;
+    if (nfit == 0 && p->named) {
+        /* By name: the estimate may be wrong, the provider decides. */
+        for (size_t i = 0; i < p->plan->ncand; i++) {
+            if (p->v[i] == V_FIT) {
+                p->v[i] = V_MEETS;
+                p->plan->cand[i].why[0] = '\0';
             }
         }
     }
-    qsort(p, n, sizeof(*p), by_price);
-    *plan = p;
-    *nplan = n;
+}
+
+static void apply_circuits_and_bar(struct planner *p)
+{
+    size_t nclosed = 0;
+    for (size_t i = 0; i < p->plan->ncand; i++) {
+        if (p->v[i] == V_MEETS) {
+            nclosed += p->admit[i] == ROUTING_ADMIT ||
+                       p->admit[i] == ROUTING_ADMIT_PROBE;
+        }
+    }
+    for (size_t i = 0; i < p->plan->ncand; i++) {
+        struct routing_candidate *c = &p->plan->cand[i];
+        if (p->v[i] != V_MEETS) {
+            continue;
+        }
+        bool refused = p->admit[i] == ROUTING_REFUSE_OPEN ||
+                       p->admit[i] == ROUTING_REFUSE_PROBING;
+        if (refused && nclosed > 0) {
+            /* All open: try them anyway rather than answer nothing. */
+            p->v[i] = V_OPEN;
+            snprintf(c->why, sizeof(c->why), "%s: circuit %s",
+                     c->model->name,
+                     p->admit[i] == ROUTING_REFUSE_OPEN ? "open"
+                                                        : "half-open");
+            continue;
+        }
+        c->probe = p->admit[i] == ROUTING_ADMIT_PROBE;
+        p->v[i] = meets_bar(p->plan, c) ? V_MEETS : V_OVER;
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Order
+ * ------------------------------------------------------------------- */
+
+/* True if a goes before b: by cost among those meeting the bar, by speed
+ * among the others; ties to the better tier, then the faster. */
+static bool before(const struct routing_plan *plan,
+                   const struct routing_candidate *a, enum verdict va,
+                   const struct routing_candidate *b, enum verdict vb)
+{
+    if (va != vb) {
+        return va == V_MEETS;
+    }
+    if (va == V_MEETS && a->cost_nusd != b->cost_nusd) {
+        return a->cost_nusd < b->cost_nusd;
+    }
+    if (metric_ms(plan, a) != metric_ms(plan, b)) {
+        return metric_ms(plan, a) < metric_ms(plan, b);
+    }
+    return a->model->tier > b->model->tier;
+}
+
+/* Sorts the usable candidates to the front (stable insertion sort: a
+ * handful of models). For a named model only the usable ones move, in
+ * their configured order. Returns how many are usable. */
+static size_t sort_usable(struct planner *p)
+{
+    struct routing_candidate *cand = p->plan->cand;
+    size_t n = p->plan->ncand;
+    for (size_t i = 1; i < n; i++) {
+        struct routing_candidate c = cand[i];
+        enum verdict v = p->v[i];
+        enum routing_admit ad = p->admit[i];
+        size_t j = i;
+        while (j > 0) {
+            enum verdict pv = p->v[j - 1];
+            bool usable = v == V_MEETS || v == V_OVER;
+            bool prev_usable = pv == V_MEETS || pv == V_OVER;
+            bool move = usable && (!prev_usable ||
+                                   (!p->named &&
+                                    before(p->plan, &c, v, &cand[j - 1], pv)));
+            if (!move) {
+                break;
+            }
+            cand[j] = cand[j - 1];
+            p->v[j] = pv;
+            p->admit[j] = p->admit[j - 1];
+            j--;
+        }
+        cand[j] = c;
+        p->v[j] = v;
+        p->admit[j] = ad;
+    }
+    size_t nusable = 0;
+    while (nusable < n &&
+           (p->v[nusable] == V_MEETS || p->v[nusable] == V_OVER)) {
+        nusable++;
+    }
+    return nusable;
+}
+
+/* Writes cost nusd as dollars with two significant digits: $0.000012. */
+static void format_usd(int64_t nusd, char *out, size_t len)
+{
+    if (nusd <= 0) {
+        snprintf(out, len, "$0");
+        return;
+    }
+    int64_t whole = nusd / 1000000000;
+    int64_t frac = nusd % 1000000000;
+    if (whole >= 1) {
+        snprintf(out, len, "$%lld.%02lld", (long long)whole,
+                 (long long)(frac / 10000000));
+        return;
+    }
+    int digits = 9; /* fractional digits kept */
+    int64_t scale = 1;
+    while (nusd / scale >= 100) {
+        scale *= 10;
+        digits--;
+    }
+    snprintf(out, len, "$0.%0*lld", digits, (long long)(frac / scale));
+}
+
+/* Writes why an over-target candidate c was passed over: the bar it
+ * failed, first-token or total. */
+static void explain_over(const struct routing_plan *plan,
+                         struct routing_candidate *c)
+{
+    bool ttft = plan->max_ttft_ms &&
+                (plan->ttft_bound ||
+                 c->ttft_ms > (uint32_t)plan->max_ttft_ms);
+    snprintf(c->why, sizeof(c->why), "%s: %s%ums > %dms", c->model->name,
+             ttft ? "ttft " : "", ttft ? c->ttft_ms : c->total_ms,
+             ttft ? plan->max_ttft_ms : plan->max_latency_ms);
+}
+
+static void explain_usable(struct planner *p, size_t nusable)
+{
+    struct routing_plan *plan = p->plan;
+    for (size_t i = 0; i < nusable; i++) {
+        struct routing_candidate *c = &plan->cand[i];
+        c->in_order = true;
+        char usd[32];
+        format_usd(c->cost_nusd, usd, sizeof(usd));
+        if (i == 0) {
+            c->why[0] = '\0';
+        } else if (p->v[i] == V_OVER) {
+            explain_over(plan, c);
+        } else if (p->named) {
+            snprintf(c->why, sizeof(c->why), "%s: fallback", c->model->name);
+        } else {
+            snprintf(c->why, sizeof(c->why), "%s: %s dearer", c->model->name,
+                     usd);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Exploration
+ * ------------------------------------------------------------------- */
+
+/* True if c's figures are stale (nothing observed for explore_after_ms)
+ * and nobody explored it since; if so, marks it explored now. */
+static bool stale_once(struct planner *p, const struct routing_candidate *c)
+{
+    struct routing_entry *e = routing_table_get('m', c->model->name);
+    uint64_t gap_us = p->cfg->routing.explore_after_ms * 1000;
+    if (!e || !gap_us) {
+        return false;
+    }
+    pthread_mutex_lock(&e->lock);
+    const struct routing_latency *l = &e->lat;
+    bool stale = l->newest_us && p->now_us > l->newest_us + gap_us &&
+                 p->now_us > l->explored_us + gap_us;
+    if (stale) {
+        e->lat.explored_us = p->now_us;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return stale;
+}
+
+/* Moves cand[j] (and its verdict) to the front. */
+static void to_front(struct planner *p, size_t j)
+{
+    struct routing_candidate c = p->plan->cand[j];
+    enum verdict v = p->v[j];
+    enum routing_admit ad = p->admit[j];
+    for (size_t i = j; i > 0; i--) {
+        p->plan->cand[i] = p->plan->cand[i - 1];
+        p->v[i] = p->v[i - 1];
+        p->admit[i] = p->admit[i - 1];
+    }
+    p->plan->cand[0] = c;
+    p->v[0] = v;
+    p->admit[0] = ad;
+}
+
+/*
+ * A model passed over as slow is not chosen, so it is not measured, and
+ * would stay "slow" until its figures age out. When one that is cheaper
+ * than the primary has gone unmeasured for explore_after_ms, and its prior
+ * would meet the bar soon enough for the primary to still make the target
+ * if it does not (the rescue time), it goes first, once per that period:
+ * its deadline is the rescue time, so the request still meets its target
+ * either way, at the price of a cheap prompt at most.
+ */
+static void maybe_explore(struct planner *p, size_t n)
+{
+    struct routing_plan *plan = p->plan;
+    uint64_t target = plan->ttft_bound ? (uint64_t)plan->max_ttft_ms
+                                       : (uint64_t)plan->max_latency_ms;
+    const struct routing_candidate *c0 = &plan->cand[0];
+    uint64_t need = plan->ttft_bound ? c0->ttft_ms : c0->total_ms;
+    if (p->named || n < 2 || p->v[0] != V_MEETS || target <= need) {
+        return;
+    }
+    for (size_t j = 1; j < n; j++) {
+        struct routing_candidate *c = &plan->cand[j];
+        if (p->v[j] != V_OVER || c->cost_nusd >= c0->cost_nusd) {
+            continue;
+        }
+        struct routing_estimate est;
+        routing_latency_predict(NULL, c->model, &p->cfg->routing, p->now_us,
+                                p->rq->prompt_tokens, p->rq->max_tokens,
+                                &est);
+        struct routing_candidate bet = *c;
+        bet.ttft_ms = (uint32_t)((est.ttft_us + 999) / 1000);
+        bet.total_ms = (uint32_t)((est.total_us + 999) / 1000);
+        uint64_t first = p->rq->stream ? bet.ttft_ms : bet.total_ms;
+        if (!meets_bar(plan, &bet) || first > target - need ||
+            !stale_once(p, c)) {
+            continue;
+        }
+        bet.explore = true;
+        bet.why[0] = '\0';
+        *c = bet;
+        snprintf(plan->cand[0].why, sizeof(plan->cand[0].why),
+                 "%s: rescue while exploring %s", c0->model->name,
+                 c->model->name);
+        to_front(p, j);
+        p->v[0] = V_MEETS;
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Deadline and hedge
+ * ------------------------------------------------------------------- */
+
+/* The bar of the plan for the primary's first byte: the latest time at
+ * which it still meets the target (0: no target), and the latest time
+ * at which giving up on it still lets order[1], as predicted, meet it. */
+static void latest_times(const struct planner *p, uint64_t *cap,
+                         uint64_t *rescue)
+{
+    const struct routing_plan *plan = p->plan;
+    const struct routing_candidate *c = &plan->cand[0];
+    const struct routing_candidate *next = &plan->cand[1];
+    uint64_t target = plan->ttft_bound ? (uint64_t)plan->max_ttft_ms
+                                       : (uint64_t)plan->max_latency_ms;
+    uint64_t need = plan->ttft_bound ? next->ttft_ms : next->total_ms;
+    uint64_t after = 0; /* what the primary still needs after its first
+                           byte: a total-bound stream's decoding */
+    if (p->rq->stream && !plan->ttft_bound) {
+        after = c->total_ms - c->ttft_ms;
+    }
+    *cap = target > after ? target - after : 0;
+    *rescue = target > need ? target - need : 0;
+}
+
+/* Sets the primary's first-token deadline and the hedge time, from its
+ * predicted first byte (a stream's first token, a non-stream answer).
+ * Without a target (or once it is missed): the prediction plus a margin.
+ * With one: the rescue time, the latest at which order[1] (as predicted)
+ * can still make the target, when that leaves the primary its margin;
+ * else the target itself (giving up sooner would lose answers about to
+ * come, for a fallback that cannot make it either). The hedge is the
+ * same rescue time when that leaves the primary its hedge margin, else
+ * the prediction plus the hedge margin (the primary keeps running). */
+static void set_times(struct planner *p)
+{
+    struct routing_plan *plan = p->plan;
+    const struct routing_knobs *k = &p->cfg->routing;
+    const struct routing_candidate *c = &plan->cand[0];
+    if (plan->norder < 2) {
+        return; /* nothing to move to: the transport's timeouts apply */
+    }
+    uint64_t metric = p->rq->stream ? c->ttft_ms : c->total_ms;
+    uint64_t cap;
+    uint64_t rescue;
+    latest_times(p, &cap, &rescue);
+    uint64_t d = metric * (uint64_t)(100 + k->first_token_margin_pct) / 100 +
+                 k->first_token_margin_ms;
+    if (cap && metric <= cap) {
+        d = (rescue >= d || c->explore) && rescue <= cap ? rescue : cap;
+    }
+    plan->first_token_deadline_ms = d > 0 ? d : 1;
+    if (p->o->hedge) {
+        uint64_t h = metric * (uint64_t)(100 + k->hedge_margin_pct) / 100 +
+                     k->hedge_margin_ms;
+        if (cap && metric <= cap && (rescue >= h || c->explore) &&
+            rescue <= cap) {
+            h = rescue;
+        }
+        plan->hedge_after_ms = h > 0 ? h : 1;
+    }
+}
+
+/* Takes a half-open breaker's probe slot, if it is one. */
+static void take_probe(struct routing_entry *e, const struct routing_knobs *k,
+                       uint64_t now_us)
+{
+    if (e) {
+        pthread_mutex_lock(&e->lock);
+        routing_health_admit(&e->health, k, now_us, true);
+        pthread_mutex_unlock(&e->lock);
+    }
+}
+
+/* Takes the probe slots (the model's, its provider's) of the probes in
+ * the order. */
+static void take_probes(struct planner *p)
+{
+    for (size_t i = 0; i < p->plan->norder; i++) {
+        struct routing_candidate *c = &p->plan->cand[i];
+        if (!c->probe) {
+            continue;
+        }
+        take_probe(routing_table_get('m', c->model->name), &p->cfg->routing,
+                   p->now_us);
+        if (c->model->provider) {
+            take_probe(routing_table_get('p', c->model->provider->name),
+                       &p->cfg->routing, p->now_us);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Entry points
+ * ------------------------------------------------------------------- */
+
+/* RL_OK when some candidate is allowed at all, else why not. */
+static enum rl_err check_allowed(struct planner *p)
+{
+    size_t by_key = 0;
+    size_t usable = 0;
+    for (size_t i = 0; i < p->plan->ncand; i++) {
+        const struct routing_candidate *c = &p->plan->cand[i];
+        by_key += strstr(c->why, ": not allowed") == NULL;
+        usable += c->why[0] == '\0';
+    }
+    if (by_key == 0) {
+        return RL_E_FORBIDDEN;
+    }
+    if (usable == 0) {
+        snprintf(p->plan->param, sizeof(p->plan->param), "routing.%s",
+                 p->o->has_allow ? "allow" : "deny");
+        snprintf(p->plan->message, sizeof(p->plan->message),
+                 "routing.allow and routing.deny leave no model this key "
+                 "may use.");
+        return RL_E_INVALID_REQUEST;
+    }
     return RL_OK;
+}
+
+/* For "auto", refuses a request whose context fits no usable model. */
+static enum rl_err check_fit(struct planner *p)
+{
+    int64_t largest = 0;
+    for (size_t i = 0; i < p->plan->ncand; i++) {
+        if (p->v[i] == V_MEETS) {
+            return RL_OK;
+        }
+        if (p->v[i] == V_FIT &&
+            p->plan->cand[i].model->context_tokens > largest) {
+            largest = p->plan->cand[i].model->context_tokens;
+        }
+    }
+    snprintf(p->plan->param, sizeof(p->plan->param), "messages");
+    snprintf(p->plan->message, sizeof(p->plan->message),
+             "The prompt (about %lld tokens) and its output fit no "
+             "available model's context window (the largest holds %lld).",
+             (long long)p->rq->prompt_tokens, (long long)largest);
+    return RL_E_INVALID_REQUEST;
+}
+
+enum rl_err routing_plan(const struct config *cfg,
+                         const struct routing_request *rq,
+                         const struct routing_key *key, struct arena *a,
+                         struct routing_plan *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct routing_opts o;
+    enum rl_err err = routing_opts_read(cfg, rq, key, a, &o, out);
+    if (err == RL_OK) {
+        err = routing_candidates_list(cfg, rq, key, &o, a, out);
+    }
+    if (err != RL_OK) {
+        return err;
+    }
+    struct planner p = {.cfg = cfg, .rq = rq, .o = &o, .plan = out,
+                        .now_us = routing_now_us(),
+                        .named = strcmp(rq->model, "auto") != 0};
+    p.v = arena_alloc(a, (out->ncand + 1) * sizeof(*p.v));
+    p.admit = arena_alloc(a, (out->ncand + 1) * sizeof(*p.admit));
+    out->max_latency_ms = o.max_latency_ms;
+    out->max_ttft_ms = o.max_ttft_ms;
+    out->ttft_bound = rq->stream && o.max_ttft_ms > 0;
+    err = p.named ? RL_OK : check_allowed(&p);
+    if (err != RL_OK) {
+        return err;
+    }
+    for (size_t i = 0; i < out->ncand; i++) {
+        p.v[i] = out->cand[i].why[0] ? V_EXCLUDED : V_MEETS;
+        if (p.v[i] != V_EXCLUDED) {
+            predict(&p, i);
+        }
+    }
+    apply_floor_and_fit(&p);
+    err = p.named ? RL_OK : check_fit(&p);
+    if (err != RL_OK) {
+        return err;
+    }
+    apply_circuits_and_bar(&p);
+    size_t n = sort_usable(&p);
+    explain_usable(&p, n);
+    maybe_explore(&p, n);
+    const struct model_cfg **order = arena_alloc(a, (n + 1) * sizeof(*order));
+    for (size_t i = 0; i < n; i++) {
+        order[i] = out->cand[i].model;
+    }
+    out->order = order;
+    out->norder = n;
+    out->target_missed = out->target_missed || n == 0 || p.v[0] != V_MEETS;
+    set_times(&p);
+    take_probes(&p);
+    return RL_OK;
+}
+
+/* Appends item to out (used bytes *at) unless it would pass len - 4, then
+ * "..." once. Returns false once full. */
+static bool append_item(char *out, size_t len, size_t *at, const char *item)
+{
+    size_t n = strlen(item);
+    size_t sep = *at ? 2 : 0;
+    if (*at + sep + n + 4 > len) {
+        if (*at + 4 <= len) {
+            memcpy(out + *at, "...", 4);
+            *at += 3;
+        }
+        return false;
+    }
+    if (sep) {
+        memcpy(out + *at, "; ", 2);
+    }
+    memcpy(out + *at + sep, item, n + 1);
+    *at += sep + n;
+    return true;
+}
+
+size_t routing_explain(const struct routing_plan *plan, char *out,
+                       size_t len)
+{
+    size_t at = 0;
+    if (len == 0) {
+        return 0;
+    }
+    out[0] = '\0';
+    char item[160];
+    if (plan->norder > 0) {
+        const struct routing_candidate *c = &plan->cand[0];
+        char usd[32];
+        format_usd(c->cost_nusd, usd, sizeof(usd));
+        snprintf(item, sizeof(item), "chosen=%s %s%ums %s%s%s",
+                 c->model->name, plan->ttft_bound ? "ttft " : "",
+                 metric_ms(plan, c), usd, c->probe ? " probe" : "",
+                 c->explore ? " explore" : "");
+        if (!append_item(out, len, &at, item)) {
+            return at;
+        }
+    }
+    if (plan->target_missed &&
+        !append_item(out, len, &at, "target missed")) {
+        return at;
+    }
+    for (size_t i = 0; i < plan->ncand; i++) {
+        const char *why = plan->cand[i].why;
+        if (why[0] && !append_item(out, len, &at, why)) {
+            break;
+        }
+    }
+    return at;
+}
+
+void routing_observe(const char *model_name, const struct routing_obs *o)
+{
+    uint64_t now_us = routing_now_us();
+    struct routing_entry *e = routing_table_get('m', model_name);
+    if (e) {
+        pthread_mutex_lock(&e->lock);
+        routing_latency_observe(&e->lat, now_us, o);
+        routing_health_observe(&e->health, now_us, o);
+        pthread_mutex_unlock(&e->lock);
+    }
+    if (!o->provider) {
+        return;
+    }
+    struct routing_entry *pe = routing_table_get('p', o->provider);
+    if (pe && (o->kind == ROUTING_OBS_OK ||
+               routing_outcome_is_provider_fault(o->kind))) {
+        struct routing_obs po = *o;
+        po.retry_after_s = 0; /* a model's Retry-After is its own */
+        pthread_mutex_lock(&pe->lock);
+        routing_health_observe(&pe->health, now_us, &po);
+        pthread_mutex_unlock(&pe->lock);
+    }
 }

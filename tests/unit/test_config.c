@@ -367,6 +367,73 @@ static void test_the_limits_section_is_read_and_checked(void **state)
     loaded_free(&l);
 }
 
+static void test_the_routing_knobs_have_defaults(void **state)
+{
+    (void)state;
+    struct config *c = load_ok(MINIMAL_PROVIDERS_AND_MODELS, NULL);
+    assert_int_equal(c->routing.percentile, 90);
+    assert_int_equal(c->routing.window, 32);
+    assert_int_equal(c->routing.max_age_ms, 120000);
+    assert_int_equal(c->routing.breaker_failures, 5);
+    assert_int_equal(c->default_max_ttft_ms, 0);
+    assert_false(c->default_hedge);
+    config_unref(c);
+}
+
+static void test_the_routing_knobs_are_read_and_checked(void **state)
+{
+    (void)state;
+    char yaml[4096];
+    snprintf(yaml, sizeof(yaml), "routing:\n"
+             "  defaults: {max_latency_ms: 900, max_ttft_ms: 300, "
+             "hedge: true}\n"
+             "  latency: {percentile: 95, window: 16, max_age_ms: 60000, "
+             "output_tokens_prior: 300, explore_after_ms: 15000}\n"
+             "  deadline: {margin_pct: 10, margin_ms: 20}\n"
+             "  hedge: {margin_pct: 5, margin_ms: 0}\n"
+             "  breaker: {failures: 3, error_pct: 40, min_requests: 20, "
+             "open_ms: 5000}\n%s", MINIMAL_PROVIDERS_AND_MODELS);
+    struct config *c = load_ok(yaml, NULL);
+    assert_int_equal(c->default_max_latency_ms, 900);
+    assert_int_equal(c->default_max_ttft_ms, 300);
+    assert_true(c->default_hedge);
+    assert_int_equal(c->routing.percentile, 95);
+    assert_int_equal(c->routing.window, 16);
+    assert_int_equal(c->routing.max_age_ms, 60000);
+    assert_int_equal(c->routing.output_tokens_prior, 300);
+    assert_int_equal(c->routing.explore_after_ms, 15000);
+    assert_int_equal(c->routing.first_token_margin_pct, 10);
+    assert_int_equal(c->routing.first_token_margin_ms, 20);
+    assert_int_equal(c->routing.hedge_margin_pct, 5);
+    assert_int_equal(c->routing.hedge_margin_ms, 0);
+    assert_int_equal(c->routing.breaker_failures, 3);
+    assert_int_equal(c->routing.breaker_error_pct, 40);
+    assert_int_equal(c->routing.breaker_min_requests, 20);
+    assert_int_equal(c->routing.breaker_open_ms, 5000);
+    config_unref(c);
+    snprintf(yaml, sizeof(yaml), "routing:\n"
+             "  defaults:\n"
+             "    hedge: maybe\n"                                /* 3 */
+             "  latency:\n"
+             "    percentile: 100\n"                             /* 5 */
+             "    window: 200\n"                                 /* 6 */
+             "    speed: 1\n"                                    /* 7 */
+             "  breaker: {error_pct: 0}\n"                       /* 8 */
+             "  knobs: {}\n%s",                                  /* 9 */
+             MINIMAL_PROVIDERS_AND_MODELS);
+    struct loaded l = load(yaml, NULL);
+    assert_int_equal(l.err, RL_E_CONFIG);
+    assert_mistake(&l, 3, "routing.defaults.hedge", "true or false");
+    assert_mistake(&l, 5, "routing.latency.percentile", "50 to 99");
+    assert_mistake(&l, 6, "routing.latency.window", "4 to 64");
+    assert_mistake(&l, 7, "routing.latency", "unknown field \"speed\" "
+                   "(percentile, window, max_age_ms, output_tokens_prior, "
+                   "explore_after_ms)");
+    assert_mistake(&l, 8, "routing.breaker.error_pct", "\"0\"");
+    assert_mistake(&l, 9, "routing", "unknown field \"knobs\"");
+    loaded_free(&l);
+}
+
 static void test_a_cache_write_price_defaults_to_the_input_price(
     void **state)
 {
@@ -877,6 +944,8 @@ int main(void)
         cmocka_unit_test(test_fallbacks_are_resolved_to_models_in_order),
         cmocka_unit_test(test_defaults_apply_when_sections_are_absent),
         cmocka_unit_test(test_the_limits_section_is_read_and_checked),
+        cmocka_unit_test(test_the_routing_knobs_have_defaults),
+        cmocka_unit_test(test_the_routing_knobs_are_read_and_checked),
         cmocka_unit_test(
             test_a_cache_write_price_defaults_to_the_input_price),
         cmocka_unit_test(test_models_may_come_before_providers),

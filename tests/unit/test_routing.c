@@ -1,7 +1,20 @@
 /*
- * test_routing.c - unit tests of src/routing/routing.c: which models a
- * request tries, in which order.
+ * test_routing.c - unit tests of src/routing/routing.c and candidates.c:
+ * which models a request tries, in which order, why the others were passed
+ * over, the deadline and hedge times, and the feedback that moves them.
+ *
+ * The world: five models with priors (no history), two providers, the
+ * default knobs, a clock the tests set. Predicted with the default output
+ * prior of 256 tokens and a 100-token prompt:
+ *
+ *   model      tier  in/out $/M   ttft  tok/s  total   cost nUSD
+ *   tiny        0    0.01/0.01    100   500     612       3,560
+ *   small       1    0.05/0.08    150   700     516      25,480
+ *   mid-cheap   2    0.10/0.40    300   100    2860     112,400
+ *   mid         2    0.50/1.50    200   300    1054     434,000
+ *   big         3    3.00/15.0    500    80    3700   4,140,000
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,50 +25,71 @@
 #include <cmocka.h>
 
 #include "config/config.h"
+#include "routing/engine.h"
 #include "routing/routing.h"
 
-/* Five models: name, tier, input and output price (nUSD per Mtok). */
 struct world {
-    struct provider_cfg prov;
+    struct provider_cfg prov[2];
     struct model_cfg models[5];
     struct model_cfg *fb_small[2];
     struct config cfg;
     struct arena arena;
     const struct routing_key *key; /* the caller's key, or NULL */
+    struct routing_plan plan;      /* the last plan */
 };
+
+static uint64_t fake_now_us;
+
+static uint64_t fake_clock(void)
+{
+    return fake_now_us;
+}
 
 static int setup(void **state)
 {
     static struct world w;
     memset(&w, 0, sizeof(w));
-    w.prov.name = "p";
+    w.prov[0].name = "p1";
+    w.prov[1].name = "p2";
     struct {
         const char *name;
         int tier;
         int64_t in;
         int64_t out;
+        uint32_t ttft_ms;
+        uint32_t tps;
+        int64_t context;
     } rows[] = {
-        {"small", 1, 50000000, 80000000},        /* 0.13 */
-        {"big", 3, 3000000000LL, 15000000000LL}, /* 18 */
-        {"mid", 2, 500000000, 1500000000},       /* 2 */
-        {"mid-cheap", 2, 100000000, 400000000},  /* 0.5 */
-        {"tiny", 0, 10000000, 10000000},         /* 0.02 */
+        {"tiny", 0, 10000000, 10000000, 100, 500, 8192},
+        {"small", 1, 50000000, 80000000, 150, 700, 8192},
+        {"mid-cheap", 2, 100000000, 400000000, 300, 100, 131072},
+        {"mid", 2, 500000000, 1500000000, 200, 300, 131072},
+        {"big", 3, 3000000000LL, 15000000000LL, 500, 80, 200000},
     };
     for (int i = 0; i < 5; i++) {
-        w.models[i].name = (char *)rows[i].name;
-        w.models[i].provider = &w.prov;
-        w.models[i].tier = rows[i].tier;
-        w.models[i].input_nusd_per_mtok = rows[i].in;
-        w.models[i].output_nusd_per_mtok = rows[i].out;
+        struct model_cfg *m = &w.models[i];
+        m->name = (char *)rows[i].name;
+        m->provider = &w.prov[i < 2 ? 0 : 1];
+        m->tier = rows[i].tier;
+        m->input_nusd_per_mtok = rows[i].in;
+        m->output_nusd_per_mtok = rows[i].out;
+        m->prior_ttft_ms = rows[i].ttft_ms;
+        m->prior_tokens_per_s = rows[i].tps;
+        m->context_tokens = rows[i].context;
     }
-    w.fb_small[0] = &w.models[2]; /* mid */
-    w.fb_small[1] = &w.models[1]; /* big */
-    w.models[0].fallbacks = w.fb_small;
-    w.models[0].nfallbacks = 2;
+    w.fb_small[0] = &w.models[3]; /* mid */
+    w.fb_small[1] = &w.models[4]; /* big */
+    w.models[1].fallbacks = w.fb_small;
+    w.models[1].nfallbacks = 2;
     w.cfg.models = w.models;
     w.cfg.nmodels = 5;
     w.cfg.default_min_quality_tier = 1;
-    arena_init(&w.arena, 1024);
+    w.cfg.default_max_latency_ms = 2000;
+    config_routing_knobs_default(&w.cfg.routing);
+    arena_init(&w.arena, 4096);
+    routing_table_reset();
+    fake_now_us = 1000000000;
+    routing_clock_set(fake_clock);
     *state = &w;
     return 0;
 }
@@ -64,217 +98,601 @@ static int teardown(void **state)
 {
     struct world *w = *state;
     arena_free(&w->arena);
+    routing_clock_set(NULL);
+    routing_table_reset();
     return 0;
 }
 
-/* Plans model with routing (JSON text or NULL); returns the names joined
- * with commas into out. */
-static enum rl_err plan(struct world *w, const char *model,
-                        const char *routing, char *out, size_t outlen)
+/* One request: model, routing text (or NULL), prompt tokens, max_tokens,
+ * stream. */
+struct ask {
+    const char *model;
+    const char *routing;
+    int64_t prompt;
+    int64_t max_tokens;
+    bool stream;
+};
+
+static struct ask ask(const char *model, const char *routing,
+                      int64_t prompt, int64_t max_tokens, bool stream)
 {
-    struct str r = routing ? str_from(routing) : (struct str){"", 0};
-    const struct model_cfg *const *p = NULL;
-    size_t n = 0;
-    enum rl_err err = routing_plan(&w->cfg, model, r, w->key, &w->arena, &p,
-                                   &n);
+    return (struct ask){.model = model, .routing = routing,
+                        .prompt = prompt, .max_tokens = max_tokens,
+                        .stream = stream};
+}
+
+/* Plans a into w->plan; the order's names joined by commas go to out. */
+static enum rl_err plan(struct world *w, struct ask a, char *out,
+                        size_t outlen)
+{
+    struct routing_request rq = {
+        .model = a.model,
+        .routing = a.routing ? str_from(a.routing) : (struct str){"", 0},
+        .prompt_tokens = a.prompt ? a.prompt : 100,
+        .max_tokens = a.max_tokens,
+        .stream = a.stream,
+    };
+    enum rl_err err = routing_plan(&w->cfg, &rq, w->key, &w->arena,
+                                   &w->plan);
     out[0] = '\0';
-    for (size_t i = 0; err == RL_OK && i < n; i++) {
+    for (size_t i = 0; err == RL_OK && i < w->plan.norder; i++) {
         size_t len = strlen(out);
-        snprintf(out + len, outlen - len, "%s%s", i ? "," : "", p[i]->name);
+        snprintf(out + len, outlen - len, "%s%s", i ? "," : "",
+                 w->plan.order[i]->name);
     }
     return err;
 }
 
-static void test_a_named_model_comes_first_then_its_fallbacks(void **state)
+/* Reports one answer of model at the fake clock. */
+static void answer(const char *model, const char *provider,
+                   enum routing_outcome kind, uint32_t retry_after_s)
 {
-    struct world *w = *state;
-    char names[256];
-    assert_int_equal(plan(w, "small", NULL, names, sizeof(names)), RL_OK);
-    assert_string_equal(names, "small,mid,big");
-    /* Routing preferences do not apply to a named model. */
-    assert_int_equal(plan(w, "small", "{\"min_quality_tier\":3}", names,
-                          sizeof(names)),
-                     RL_OK);
-    assert_string_equal(names, "small,mid,big");
+    struct routing_obs o = {.kind = kind, .retry_after_s = retry_after_s,
+                            .ttft_us = kind == ROUTING_OBS_OK ? 100000 : 0,
+                            .total_us = 400000,
+                            .completion_tokens = 50, .prompt_tokens = 100,
+                            .stream = true, .provider = provider};
+    routing_observe(model, &o);
 }
 
-static void test_a_named_model_without_fallbacks_is_alone(void **state)
+/* ---------------------------------------------------------------------
+ * The choice, table-driven
+ * ------------------------------------------------------------------- */
+
+static void test_the_choice_follows_targets_tiers_and_prices(void **state)
+{
+    struct world *w = *state;
+    const struct {
+        struct ask ask;
+        const char *order;
+        bool missed;
+    } rows[] = {
+        /* Floor 1, 2000 ms: the cheapest in time, then by cost, then
+         * those over target fastest first. */
+        {{"auto", NULL, 0, 0, false}, "small,mid,mid-cheap,big", false},
+        {{"auto", "{}", 0, 0, false}, "small,mid,mid-cheap,big", false},
+        {{"auto", "{\"min_quality_tier\":2}", 0, 0, false},
+         "mid,mid-cheap,big", false},
+        /* A looser target lets the slow cheap one win. */
+        {{"auto", "{\"min_quality_tier\":2,\"max_latency_ms\":3000}", 0, 0,
+          false},
+         "mid-cheap,mid,big", false},
+        /* Nothing fast enough: the fastest, and the target is missed. */
+        {{"auto", "{\"min_quality_tier\":2,\"max_latency_ms\":500}", 0, 0,
+          false},
+         "mid,mid-cheap,big", true},
+        {{"auto", "{\"min_quality_tier\":3}", 0, 0, false}, "big", true},
+        /* A short max_tokens makes the slow decoder fast enough. */
+        {{"auto", "{\"min_quality_tier\":2,\"max_latency_ms\":500}", 0, 10,
+          false},
+         "mid-cheap,mid,big", false},
+        /* A stream with a first-token target is bound by it alone. */
+        {{"auto", "{\"min_quality_tier\":2,\"max_ttft_ms\":250}", 0, 0,
+          true},
+         "mid,mid-cheap,big", false},
+        {{"auto", "{\"min_quality_tier\":2,\"max_ttft_ms\":350}", 0, 0,
+          true},
+         "mid-cheap,mid,big", false},
+        /* Without one, a stream's total is bound as a non-stream's. */
+        {{"auto", "{\"min_quality_tier\":2}", 0, 0, true},
+         "mid,mid-cheap,big", false},
+        /* Fit: 9000 + 256 tokens do not fit small's 8192. */
+        {{"auto", NULL, 9000, 0, false}, "mid,mid-cheap,big", false},
+        {{"auto", "{\"allow\":[\"mid-cheap\",\"big\"],\"max_latency_ms\":"
+          "3000}", 0, 0, false},
+         "mid-cheap,big", false},
+        {{"auto", "{\"deny\":[\"small\"]}", 0, 0, false},
+         "mid,mid-cheap,big", false},
+        {{"auto", "{\"min_quality_tier\":0,\"max_latency_ms\":null}", 0, 0,
+          false},
+         "tiny,small,mid,mid-cheap,big", false},
+        /* By name: the configured order, whatever the preferences. */
+        {{"small", NULL, 0, 0, false}, "small,mid,big", false},
+        {{"small", "{\"min_quality_tier\":3}", 0, 0, false},
+         "small,mid,big", false},
+        {{"small", "{\"deny\":[\"mid\"]}", 0, 0, false}, "small,big", false},
+        {{"small", "{\"max_latency_ms\":100}", 0, 0, false},
+         "small,mid,big", true},
+        {{"big", NULL, 0, 0, false}, "big", true},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char names[256];
+        enum rl_err err = plan(w, rows[i].ask, names, sizeof(names));
+        if (err != RL_OK || strcmp(names, rows[i].order) != 0 ||
+            w->plan.target_missed != rows[i].missed) {
+            print_error("row %zu: got %s missed=%d (err %d), want %s "
+                        "missed=%d\n", i, names, w->plan.target_missed, err,
+                        rows[i].order, rows[i].missed);
+            fail();
+        }
+    }
+}
+
+static void test_each_candidate_has_predictions_and_a_reason(void **state)
 {
     struct world *w = *state;
     char names[256];
-    assert_int_equal(plan(w, "big", NULL, names, sizeof(names)), RL_OK);
-    assert_string_equal(names, "big");
-    /* A tier-0 model can still be asked for by name. */
-    assert_int_equal(plan(w, "tiny", NULL, names, sizeof(names)), RL_OK);
-    assert_string_equal(names, "tiny");
+    assert_int_equal(plan(w, ask("auto", "{\"min_quality_tier\":2,"
+                                 "\"max_latency_ms\":3000}", 0, 0, false),
+                          names,
+                          sizeof(names)),
+                     RL_OK);
+    const struct routing_plan *p = &w->plan;
+    assert_int_equal(p->ncand, 5);
+    assert_string_equal(p->cand[0].model->name, "mid-cheap");
+    assert_int_equal(p->cand[0].ttft_ms, 300);
+    assert_int_equal(p->cand[0].total_ms, 2860);
+    assert_int_equal(p->cand[0].out_tokens, 256);
+    assert_int_equal(p->cand[0].cost_nusd, 112400);
+    assert_string_equal(p->cand[0].why, "");
+    assert_string_equal(p->cand[1].why, "mid: $0.00043 dearer");
+    assert_string_equal(p->cand[2].why, "big: 3700ms > 3000ms");
+    assert_string_equal(p->cand[3].why, "tiny: tier 0 < 2");
+    assert_string_equal(p->cand[4].why, "small: tier 1 < 2");
+    char h[512];
+    routing_explain(p, h, sizeof(h));
+    assert_string_equal(h, "chosen=mid-cheap 2860ms $0.00011; mid: $0.00043 "
+                        "dearer; big: 3700ms > 3000ms; tiny: tier 0 < 2; "
+                        "small: tier 1 < 2");
+}
+
+static void test_explanations_name_fit_lists_and_ttft(void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    char h[512];
+    assert_int_equal(plan(w, ask("auto", "{\"deny\":[\"mid\"]}", 9000, 0,
+                                 false),
+                          names,
+                          sizeof(names)),
+                     RL_OK);
+    routing_explain(&w->plan, h, sizeof(h));
+    assert_string_equal(h, "chosen=mid-cheap 2860ms $0.0010; target missed; "
+                        "big: 3700ms > 2000ms; tiny: tier 0 < 1; "
+                        "small: context 8192 < 9256; mid: denied");
+    assert_int_equal(plan(w, ask("auto", "{\"min_quality_tier\":2,"
+                                 "\"max_ttft_ms\":250}", 0, 0, true),
+                          names,
+                          sizeof(names)),
+                     RL_OK);
+    routing_explain(&w->plan, h, sizeof(h));
+    assert_string_equal(h, "chosen=mid ttft 200ms $0.00043; mid-cheap: ttft "
+                        "300ms > 250ms; big: ttft 500ms > 250ms; tiny: tier "
+                        "0 < 2; small: tier 1 < 2");
+}
+
+static void test_the_explanation_is_cut_at_a_whole_item(void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    assert_int_equal(plan(w, ask("auto", "{\"min_quality_tier\":2,"
+                                 "\"max_latency_ms\":3000}", 0, 0, false),
+                          names,
+                          sizeof(names)),
+                     RL_OK);
+    char h[64];
+    size_t n = routing_explain(&w->plan, h, sizeof(h));
+    assert_string_equal(h, "chosen=mid-cheap 2860ms $0.00011; "
+                        "mid: $0.00043 dearer...");
+    assert_int_equal(n, strlen(h));
+    assert_true(n < sizeof(h));
+}
+
+static void test_bad_routing_values_are_the_clients_mistake(void **state)
+{
+    struct world *w = *state;
+    const struct {
+        const char *routing;
+        const char *param;
+        const char *says;
+    } rows[] = {
+        {"{\"max_latency_ms\":-5}", "routing.max_latency_ms", "got -5"},
+        {"{\"max_latency_ms\":\"x\"}", "routing.max_latency_ms", "1 to"},
+        {"{\"max_latency_ms\":0}", "routing.max_latency_ms", "got 0"},
+        {"{\"max_latency_ms\":1.5}", "routing.max_latency_ms", "whole"},
+        {"{\"max_ttft_ms\":700000}", "routing.max_ttft_ms", "600000"},
+        {"{\"min_quality_tier\":101}", "routing.min_quality_tier", "101"},
+        {"{\"hedge\":\"yes\"}", "routing.hedge", "true or false"},
+        {"{\"allow\":\"mid\"}", "routing.allow", "array"},
+        {"{\"allow\":[\"nope\"]}", "routing.allow", "'nope'"},
+        {"{\"deny\":[3]}", "routing.deny", "strings"},
+        {"{\"speed\":1}", "routing", "no field 'speed'"},
+        {"[1]", "routing", "object"},
+        {"{\"allow\":[]}", "routing.allow", "leave no model"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char names[256];
+        enum rl_err err = plan(w, ask("auto", rows[i].routing, 0, 0, false),
+                               names, sizeof(names));
+        if (err != RL_E_INVALID_REQUEST ||
+            strcmp(w->plan.param, rows[i].param) != 0 ||
+            !strstr(w->plan.message, rows[i].says)) {
+            print_error("row %zu: err %d param %s message %s\n", i, err,
+                        w->plan.param, w->plan.message);
+            fail();
+        }
+    }
 }
 
 static void test_an_unknown_name_is_model_not_found(void **state)
 {
     struct world *w = *state;
     char names[256];
-    assert_int_equal(plan(w, "gpt-5", NULL, names, sizeof(names)),
-                     RL_E_MODEL_NOT_FOUND);
-    assert_int_equal(plan(w, "", NULL, names, sizeof(names)),
-                     RL_E_MODEL_NOT_FOUND);
-    assert_int_equal(plan(w, "Small", NULL, names, sizeof(names)),
-                     RL_E_MODEL_NOT_FOUND);
-    assert_int_equal(plan(w, "AUTO", NULL, names, sizeof(names)),
+    assert_int_equal(plan(w, ask("nope", NULL, 0, 0, false), names,
+                          sizeof(names)),
                      RL_E_MODEL_NOT_FOUND);
 }
 
-static void test_auto_orders_by_price_above_the_default_floor(void **state)
+static void test_a_prompt_that_fits_nothing_is_refused(void **state)
 {
     struct world *w = *state;
     char names[256];
-    /* Default floor 1: tiny (tier 0) is out; cheapest first. */
-    assert_int_equal(plan(w, "auto", NULL, names, sizeof(names)), RL_OK);
-    assert_string_equal(names, "small,mid-cheap,mid,big");
-    w->cfg.default_min_quality_tier = 2;
-    assert_int_equal(plan(w, "auto", "{\"max_latency_ms\":500}", names,
+    assert_int_equal(plan(w, ask("auto", NULL, 300000, 0, false), names,
                           sizeof(names)),
-                     RL_OK);
-    assert_string_equal(names, "mid-cheap,mid,big");
-    w->cfg.default_min_quality_tier = 0;
-    assert_int_equal(plan(w, "auto", NULL, names, sizeof(names)), RL_OK);
-    assert_string_equal(names, "tiny,small,mid-cheap,mid,big");
+                     RL_E_INVALID_REQUEST);
+    assert_string_equal(w->plan.param, "messages");
+    assert_non_null(strstr(w->plan.message, "200000"));
 }
 
-static void test_auto_takes_the_floor_from_the_request(void **state)
-{
-    struct world *w = *state;
-    char names[256];
-    assert_int_equal(plan(w, "auto", "{\"min_quality_tier\":3}", names,
-                          sizeof(names)),
-                     RL_OK);
-    assert_string_equal(names, "big");
-    assert_int_equal(plan(w, "auto", "{\"min_quality_tier\":2}", names,
-                          sizeof(names)),
-                     RL_OK);
-    assert_string_equal(names, "mid-cheap,mid,big");
-    /* The request may lower the floor below the default, too. */
-    assert_int_equal(plan(w, "auto", "{\"min_quality_tier\":0}", names,
-                          sizeof(names)),
-                     RL_OK);
-    assert_string_equal(names, "tiny,small,mid-cheap,mid,big");
-    /* A floor that is not an integer is ignored: the default applies. */
-    assert_int_equal(plan(w, "auto", "{\"min_quality_tier\":\"3\"}", names,
-                          sizeof(names)),
-                     RL_OK);
-    assert_string_equal(names, "small,mid-cheap,mid,big");
-}
-
-static void test_when_no_model_meets_the_floor_the_best_still_answer(
-    void **state)
-{
-    struct world *w = *state;
-    char names[256];
-    assert_int_equal(plan(w, "auto", "{\"min_quality_tier\":9}", names,
-                          sizeof(names)),
-                     RL_OK);
-    assert_string_equal(names, "big");
-    /* Two models share the best tier: both, cheapest first. */
-    w->models[2].tier = 3;
-    assert_int_equal(plan(w, "auto", "{\"min_quality_tier\":4}", names,
-                          sizeof(names)),
-                     RL_OK);
-    assert_string_equal(names, "mid,big");
-}
-
-static void test_same_price_puts_the_better_tier_first(void **state)
-{
-    struct world *w = *state;
-    char names[256];
-    w->models[3].input_nusd_per_mtok = 50000000; /* mid-cheap = small */
-    w->models[3].output_nusd_per_mtok = 80000000;
-    assert_int_equal(plan(w, "auto", NULL, names, sizeof(names)), RL_OK);
-    assert_string_equal(names, "mid-cheap,small,mid,big");
-}
+/* ---------------------------------------------------------------------
+ * Keys
+ * ------------------------------------------------------------------- */
 
 static void test_a_key_allow_list_limits_auto_and_fallbacks(void **state)
 {
     struct world *w = *state;
-    char names[256];
-    const char *allow[] = {"big", "small", "tiny"};
+    const char *allow[] = {"tiny", "small", "big"};
     struct routing_key key = {.allow = allow, .nallow = 3,
-                              .min_quality_tier = -1};
+                              .min_quality_tier = -1, .hedge = -1};
     w->key = &key;
-    /* auto: only the allowed models above the floor (1). */
-    assert_int_equal(plan(w, "auto", NULL, names, sizeof(names)), RL_OK);
+    char names[256];
+    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names,
+                          sizeof(names)),
+                     RL_OK);
     assert_string_equal(names, "small,big");
-    /* small's fallbacks are mid and big: mid is not allowed. */
-    assert_int_equal(plan(w, "small", NULL, names, sizeof(names)), RL_OK);
+    assert_int_equal(plan(w, ask("small", NULL, 0, 0, false), names,
+                          sizeof(names)),
+                     RL_OK);
     assert_string_equal(names, "small,big");
     assert_true(routing_key_allows(&key, "tiny"));
     assert_false(routing_key_allows(&key, "mid"));
     assert_true(routing_key_allows(NULL, "mid"));
-    w->key = NULL;
+    char h[512];
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    routing_explain(&w->plan, h, sizeof(h));
+    assert_non_null(strstr(h, "mid: not allowed"));
 }
 
 static void test_a_key_that_allows_no_configured_model_is_forbidden(
     void **state)
 {
     struct world *w = *state;
-    char names[256];
-    const char *allow[] = {"gpt-5"};
+    const char *allow[] = {"gone"};
     struct routing_key key = {.allow = allow, .nallow = 1,
-                              .min_quality_tier = -1};
+                              .min_quality_tier = -1, .hedge = -1};
     w->key = &key;
-    assert_int_equal(plan(w, "auto", NULL, names, sizeof(names)),
+    char names[256];
+    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names,
+                          sizeof(names)),
                      RL_E_FORBIDDEN);
-    w->key = NULL;
 }
 
-static void test_the_key_floor_applies_unless_the_request_sets_one(
+static void test_the_key_defaults_apply_unless_the_request_says(void **state)
+{
+    struct world *w = *state;
+    struct routing_key key = {.min_quality_tier = 2, .max_latency_ms = 3000,
+                              .hedge = 1};
+    w->key = &key;
+    char names[256];
+    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names,
+                          sizeof(names)),
+                     RL_OK);
+    assert_string_equal(names, "mid-cheap,mid,big");
+    assert_true(w->plan.hedge_after_ms > 0);
+    assert_int_equal(plan(w, ask("auto", "{\"min_quality_tier\":1,"
+                                          "\"max_latency_ms\":2000,"
+                                          "\"hedge\":false}", 0, 0, false),
+                          names,
+                          sizeof(names)),
+                     RL_OK);
+    assert_string_equal(names, "small,mid,mid-cheap,big");
+    assert_int_equal(w->plan.hedge_after_ms, 0);
+}
+
+/* ---------------------------------------------------------------------
+ * Deadline and hedge
+ * ------------------------------------------------------------------- */
+
+static void test_the_deadline_leaves_the_fallback_time_or_waits_to_target(
     void **state)
 {
     struct world *w = *state;
     char names[256];
-    struct routing_key key = {.min_quality_tier = 2};
+    /* small (516 ms) then mid (1054): at 3000 ms, mid can still make it
+     * when started by 1946 ms, later than 516 * 1.5 + 200 = 974. */
+    plan(w, ask("auto", "{\"max_latency_ms\":3000,\"hedge\":true,"
+                "\"deny\":[\"mid-cheap\"]}", 0, 0, false),
+         names, sizeof(names));
+    assert_string_equal(names, "small,mid,big");
+    assert_int_equal(w->plan.first_token_deadline_ms, 1946);
+    assert_int_equal(w->plan.hedge_after_ms, 1946);
+    /* At 2000 ms mid could not: wait for small until the target. */
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_int_equal(w->plan.first_token_deadline_ms, 2000);
+    assert_int_equal(w->plan.hedge_after_ms, 0);
+    /* mid-cheap at 2860 of 3000: the target; the hedge 2860 * 1.2 + 50. */
+    plan(w, ask("auto", "{\"min_quality_tier\":2,\"max_latency_ms\":"
+                "3000,\"hedge\":true}", 0, 0, false),
+         names, sizeof(names));
+    assert_int_equal(w->plan.first_token_deadline_ms, 3000);
+    assert_int_equal(w->plan.hedge_after_ms, 3482);
+    /* A stream with a first-token target: mid's 200 ms, capped at 250. */
+    plan(w, ask("auto", "{\"min_quality_tier\":2,\"max_ttft_ms\":"
+                "250,\"hedge\":true}", 0, 0, true),
+         names, sizeof(names));
+    assert_int_equal(w->plan.first_token_deadline_ms, 250);
+    assert_int_equal(w->plan.hedge_after_ms, 290);
+    /* Over target: the prediction plus the margin, 516 * 1.5 + 200. */
+    plan(w, ask("small", "{\"max_latency_ms\":100}", 0, 0, false), names,
+         sizeof(names));
+    assert_int_equal(w->plan.first_token_deadline_ms, 974);
+    /* A lone candidate has no deadline: there is nothing to move to. */
+    plan(w, ask("big", NULL, 0, 0, false), names, sizeof(names));
+    assert_int_equal(w->plan.first_token_deadline_ms, 0);
+}
+
+/* ---------------------------------------------------------------------
+ * Feedback: latency and circuits
+ * ------------------------------------------------------------------- */
+
+static void test_a_model_seen_slow_loses_its_place(void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    for (int i = 0; i < 4; i++) {
+        struct routing_obs o = {.kind = ROUTING_OBS_OK, .ttft_us = 1500000,
+                                .total_us = 2500000, .completion_tokens = 256,
+                                .prompt_tokens = 100, .stream = true};
+        routing_observe("small", &o);
+    }
+    assert_int_equal(plan(w, ask("auto", NULL, 0, 0, false), names,
+                          sizeof(names)),
+                     RL_OK);
+    assert_string_equal(names, "mid,small,mid-cheap,big");
+    assert_true(w->plan.cand[1].total_ms > 2000);
+}
+
+static void test_a_stale_slow_cheaper_model_is_explored_with_a_rescue(
+    void **state)
+{
+    struct world *w = *state;
+    w->cfg.routing.explore_after_ms = 10000;
+    char names[256];
+    char h[512];
+    struct routing_obs slow = {.kind = ROUTING_OBS_OK, .ttft_us = 1500000,
+                               .total_us = 2500000, .completion_tokens = 256,
+                               .prompt_tokens = 100, .stream = true};
+    for (int i = 0; i < 4; i++) {
+        routing_observe("small", &slow);
+    }
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid,small,mid-cheap,big");
+    /* Unmeasured for 10 s: small goes first on its prior (516 ms), given
+     * up at 946 ms, when mid (1054 ms) can still make 2000. */
+    fake_now_us += 10000001;
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,mid-cheap,big");
+    assert_true(w->plan.cand[0].explore);
+    assert_false(w->plan.target_missed);
+    assert_int_equal(w->plan.first_token_deadline_ms, 946);
+    routing_explain(&w->plan, h, sizeof(h));
+    assert_non_null(strstr(h, "chosen=small 516ms $0.000025 explore; "
+                              "mid: rescue while exploring small"));
+    /* Once per period. */
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid,small,mid-cheap,big");
+    /* Its answer, after the silence, replaces what was known. */
+    struct routing_obs fast = slow;
+    fast.ttft_us = 150000;
+    fast.total_us = 500000;
+    routing_observe("small", &fast);
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,mid-cheap,big");
+    assert_false(w->plan.cand[0].explore);
+}
+
+static void test_open_circuits_are_skipped_then_probed(void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    char h[512];
+    for (int i = 0; i < 5; i++) {
+        answer("small", "p1", ROUTING_OBS_5XX, 0);
+    }
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid,mid-cheap,big");
+    routing_explain(&w->plan, h, sizeof(h));
+    assert_non_null(strstr(h, "small: circuit open"));
+    /* After the open period one plan probes it, the next does not. */
+    fake_now_us += 10000001;
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,mid-cheap,big");
+    assert_true(w->plan.cand[0].probe);
+    routing_explain(&w->plan, h, sizeof(h));
+    assert_non_null(strstr(h, "chosen=small 516ms $0.000025 probe"));
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid,mid-cheap,big");
+    routing_explain(&w->plan, h, sizeof(h));
+    assert_non_null(strstr(h, "small: circuit half-open"));
+    /* The probe answers: closed again. */
+    answer("small", "p1", ROUTING_OBS_OK, 0);
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,mid-cheap,big");
+    assert_false(w->plan.cand[0].probe);
+}
+
+static void test_a_retry_after_closes_the_model_until_it_passes(
+    void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    answer("small", "p1", ROUTING_OBS_429, 30);
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid,mid-cheap,big");
+    fake_now_us += 29000000;
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid,mid-cheap,big");
+    fake_now_us += 1000001;
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,mid-cheap,big");
+}
+
+static void test_a_failing_provider_takes_its_models_out(void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    /* Connection failures on two models of p1 add up on p1. */
+    for (int i = 0; i < 5; i++) {
+        answer(i % 2 ? "tiny" : "small", "p1", ROUTING_OBS_CONNECT, 0);
+    }
+    plan(w, ask("auto", "{\"min_quality_tier\":0}", 0, 0, false), names,
+         sizeof(names));
+    assert_string_equal(names, "mid,mid-cheap,big");
+    /* Half-open: one plan probes the provider, the next waits. */
+    fake_now_us += 10000001;
+    plan(w, ask("auto", "{\"min_quality_tier\":0}", 0, 0, false), names,
+         sizeof(names));
+    assert_string_equal(names, "tiny,small,mid,mid-cheap,big");
+    assert_true(w->plan.cand[0].probe);
+    plan(w, ask("auto", "{\"min_quality_tier\":0}", 0, 0, false), names,
+         sizeof(names));
+    assert_string_equal(names, "mid,mid-cheap,big");
+    /* 429s are a model's, not its provider's. */
+    routing_table_reset();
+    for (int i = 0; i < 5; i++) {
+        answer("small", "p1", ROUTING_OBS_429, 0);
+    }
+    plan(w, ask("auto", "{\"min_quality_tier\":0}", 0, 0, false), names,
+         sizeof(names));
+    assert_string_equal(names, "tiny,mid,mid-cheap,big");
+}
+
+static void test_when_every_circuit_is_open_all_are_tried(void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    for (int i = 0; i < 5; i++) {
+        answer("small", NULL, ROUTING_OBS_TIMEOUT, 0);
+        answer("mid", NULL, ROUTING_OBS_TIMEOUT, 0);
+        answer("big", NULL, ROUTING_OBS_TIMEOUT, 0);
+    }
+    plan(w, ask("small", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,big");
+    const char *allow[] = {"small", "mid", "big"};
+    struct routing_key key = {.allow = allow, .nallow = 3,
+                              .min_quality_tier = -1, .hedge = -1};
     w->key = &key;
-    assert_int_equal(plan(w, "auto", NULL, names, sizeof(names)), RL_OK);
-    assert_string_equal(names, "mid-cheap,mid,big");
-    assert_int_equal(plan(w, "auto", "{\"min_quality_tier\":3}", names,
-                          sizeof(names)), RL_OK);
-    assert_string_equal(names, "big");
-    /* Nothing allowed meets the floor: the best allowed answer. */
-    const char *allow[] = {"small", "tiny"};
-    key = (struct routing_key){.allow = allow, .nallow = 2,
-                               .min_quality_tier = 3};
-    assert_int_equal(plan(w, "auto", NULL, names, sizeof(names)), RL_OK);
-    assert_string_equal(names, "small");
-    w->key = NULL;
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,big");
+}
+
+/* Workers plan and observe at once on the shared table (and create its
+ * entries at once): nothing is lost or torn. */
+struct hammer {
+    struct world *w;
+    int id;
+};
+
+static void *hammer_run(void *arg)
+{
+    struct hammer *h = arg;
+    char name[32];
+    struct arena a;
+    arena_init(&a, 4096);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(name, sizeof(name), "new-%d", i % 50); /* created racing */
+        struct routing_obs o = {.kind = i % 7 ? ROUTING_OBS_OK
+                                              : ROUTING_OBS_5XX,
+                                .ttft_us = 100000, .total_us = 300000,
+                                .completion_tokens = 40, .prompt_tokens = 100,
+                                .stream = true, .provider = "p2"};
+        routing_observe(i % 2 ? name : "mid", &o);
+        struct routing_request rq = {.model = "auto",
+                                     .routing = str_from("{}"),
+                                     .prompt_tokens = 100};
+        struct routing_plan p;
+        assert_int_equal(routing_plan(&h->w->cfg, &rq, NULL, &a, &p), RL_OK);
+        assert_true(p.norder > 0);
+    }
+    arena_free(&a);
+    return NULL;
+}
+
+static void test_workers_share_the_table_safely(void **state)
+{
+    struct world *w = *state;
+    routing_clock_set(NULL); /* the real clock: threads read it */
+    pthread_t t[4];
+    struct hammer h[4];
+    for (int i = 0; i < 4; i++) {
+        h[i] = (struct hammer){w, i};
+        assert_int_equal(pthread_create(&t[i], NULL, hammer_run, &h[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+    }
+    for (int i = 0; i < 50; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "new-%d", i);
+        struct routing_entry *e = routing_table_get('m', name);
+        assert_non_null(e);
+        assert_ptr_equal(e, routing_table_get('m', name));
+    }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(
-            test_a_key_allow_list_limits_auto_and_fallbacks, setup,
-            teardown),
-        cmocka_unit_test_setup_teardown(
-            test_a_key_that_allows_no_configured_model_is_forbidden, setup,
-            teardown),
-        cmocka_unit_test_setup_teardown(
-            test_the_key_floor_applies_unless_the_request_sets_one, setup,
-            teardown),
-        cmocka_unit_test_setup_teardown(
-            test_a_named_model_comes_first_then_its_fallbacks, setup,
-            teardown),
-        cmocka_unit_test_setup_teardown(
-            test_a_named_model_without_fallbacks_is_alone, setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_an_unknown_name_is_model_not_found, setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_auto_orders_by_price_above_the_default_floor, setup,
-            teardown),
-        cmocka_unit_test_setup_teardown(
-            test_auto_takes_the_floor_from_the_request, setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_when_no_model_meets_the_floor_the_best_still_answer, setup,
-            teardown),
-        cmocka_unit_test_setup_teardown(
-            test_same_price_puts_the_better_tier_first, setup, teardown),
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_the_choice_follows_targets_tiers_and_prices),
+        T(test_each_candidate_has_predictions_and_a_reason),
+        T(test_explanations_name_fit_lists_and_ttft),
+        T(test_the_explanation_is_cut_at_a_whole_item),
+        T(test_bad_routing_values_are_the_clients_mistake),
+        T(test_an_unknown_name_is_model_not_found),
+        T(test_a_prompt_that_fits_nothing_is_refused),
+        T(test_a_key_allow_list_limits_auto_and_fallbacks),
+        T(test_a_key_that_allows_no_configured_model_is_forbidden),
+        T(test_the_key_defaults_apply_unless_the_request_says),
+        T(test_the_deadline_leaves_the_fallback_time_or_waits_to_target),
+        T(test_a_model_seen_slow_loses_its_place),
+        T(test_a_stale_slow_cheaper_model_is_explored_with_a_rescue),
+        T(test_open_circuits_are_skipped_then_probed),
+        T(test_a_retry_after_closes_the_model_until_it_passes),
+        T(test_a_failing_provider_takes_its_models_out),
+        T(test_when_every_circuit_is_open_all_are_tried),
+        T(test_workers_share_the_table_safely),
+#undef T
     };
-    return cmocka_run_group_tests_name("routing", tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,704 @@
+/*
+ * routing.c - make bench-routing: the real routing engine (routing_plan,
+ * routing_observe, linked from the library objects) against a simulated
+ * workload over fake models whose latencies drift, on a virtual clock.
+ *
+ * Each request is planned, then "executed" as the gateway would: the
+ * primary with its true sampled latency; a failure, or no first byte by
+ * the plan's deadline, moves to the next candidate; with hedging the next
+ * candidate starts at the plan's hedge time and the first to answer wins
+ * (the loser is cancelled and billed for its prompt). Every attempt is
+ * observed back at the virtual time it ended, so the engine learns late,
+ * as it would live. An oracle that knows every model's realised latency
+ * for the request picks the cheapest one meeting the target.
+ *
+ * Prints a table per model and, last, one line for scripts:
+ *   routing: requests=N within_target=0.993 cost_vs_oracle=1.031
+ * Deterministic: a seeded PRNG, no wall clock. Read main() first.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "accounting/accounting.h"
+#include "config/config.h"
+#include "providers/provider.h"
+#include "routing/routing.h"
+
+#define NREQ 12000
+#define ARRIVAL_US 40000 /* 25 requests a second */
+#define NMODELS 7
+#define MAX_PENDING 4096
+
+/* ---------------------------------------------------------------------
+ * PRNG and the virtual clock
+ * ------------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t sim_now_us;
+
+static uint64_t sim_clock(void)
+{
+    return sim_now_us;
+}
+
+static uint64_t mc_state = 12345; /* the distribution oracle's draws */
+static uint64_t *rng = &rng_state;  /* the stream in use */
+
+static uint64_t rnd(void) /* splitmix64 */
+{
+    uint64_t z = (*rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double uniform(void)
+{
+    return ((double)(rnd() >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double normal(void)
+{
+    return sqrt(-2.0 * log(uniform())) * cos(6.283185307179586 * uniform());
+}
+
+static double lognormal(double median, double sigma)
+{
+    return median * exp(sigma * normal());
+}
+
+/* ---------------------------------------------------------------------
+ * The fake models: prices, tiers, priors, and their true behaviour
+ * ------------------------------------------------------------------- */
+
+struct truth {
+    const char *name;
+    const char *provider;
+    int tier;
+    const char *in_usd;   /* per million tokens */
+    const char *out_usd;
+    int64_t context;
+    double ttft_ms;       /* true median, before drift */
+    double tps;           /* true median decode rate */
+    double prefill_us;    /* extra first-token time per prompt token */
+    double fail_p;        /* background failure probability */
+};
+
+static const struct truth truths[NMODELS] = {
+    {"llama-3.1-8b", "groq", 1, "0.05", "0.08", 131072, 150, 750, 10, .002},
+    {"gemini-flash-lite", "gemini", 2, "0.075", "0.30", 1048576, 350, 250,
+     15, .002},
+    {"gemini-flash", "gemini", 2, "0.10", "0.40", 1048576, 400, 200, 15,
+     .002},
+    {"mistral-small", "mistral", 2, "0.10", "0.30", 32768, 300, 150, 20,
+     .002},
+    {"llama-3.3-70b", "groq", 3, "0.59", "0.79", 131072, 250, 280, 10,
+     .002},
+    {"gpt-4o-mini", "openai", 3, "0.15", "0.60", 128000, 500, 90, 20, .002},
+    {"claude-haiku", "anthropic", 3, "0.80", "4.00", 200000, 600, 65, 25,
+     .002},
+};
+
+/* Drift: the factor on first-token time and on time per token of model m
+ * for request i. */
+static int no_events; /* BENCH_NO_EVENTS: no drift, no outage */
+static double len_sigma = 0.6;  /* spread of natural answer lengths */
+static double ttft_sigma = 0.25; /* spread of first-token times */
+static double hedge_share = 0.3; /* requests with routing.hedge */
+static bool dist_on = true;       /* BENCH_NO_DIST: skip it (faster) */
+
+static double slowdown(int m, int i)
+{
+    if (no_events) {
+        return 1.0;
+    }
+    if (m == 1 && i >= 3000 && i < 4500) {
+        return 3.0; /* flash-lite: three times slower, then recovers */
+    }
+    if (m == 3) {
+        return 1.0 + 1.5 * i / NREQ; /* mistral: slowly worse */
+    }
+    if (m == 5 && i >= 8000 && i < 8400) {
+        return 2.0; /* gpt-4o-mini: a bad patch */
+    }
+    return 1.0;
+}
+
+/* Failure probability of model m for request i. */
+static double fail_p(int m, int i)
+{
+    if (no_events) {
+        return truths[m].fail_p;
+    }
+    if (m == 4 && i >= 6000 && i < 6600) {
+        return 0.7; /* llama-70b: an outage of 5xx */
+    }
+    if (m == 0 && i >= 9500 && i < 9700) {
+        return 0.3; /* llama-8b: rate limited (429, Retry-After) */
+    }
+    return truths[m].fail_p;
+}
+
+/* One model's realised behaviour for one request. */
+struct sample {
+    enum routing_outcome fail; /* OK: it answers */
+    double ttft_ms;            /* to its first token */
+    double total_ms;           /* to its last token */
+    double fail_ms;            /* when a failure shows */
+};
+
+static void sample_all(int i, int64_t prompt, int64_t out,
+                       struct sample *s)
+{
+    for (int m = 0; m < NMODELS; m++) {
+        const struct truth *t = &truths[m];
+        double f = slowdown(m, i);
+        s[m].ttft_ms = lognormal(t->ttft_ms * f, ttft_sigma) +
+                       prompt * t->prefill_us / 1000.0 * f;
+        double ms_per_tok = 1000.0 / lognormal(t->tps, 0.10) * f;
+        s[m].total_ms = s[m].ttft_ms + out * ms_per_tok;
+        s[m].fail = ROUTING_OBS_OK;
+        if (uniform() < fail_p(m, i)) {
+            s[m].fail = m == 0 ? ROUTING_OBS_429 : ROUTING_OBS_5XX;
+            s[m].fail_ms = 0.3 * s[m].ttft_ms;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Observations delivered at the virtual time they happen (a heap)
+ * ------------------------------------------------------------------- */
+
+struct pending {
+    uint64_t at_us;
+    int model;
+    struct routing_obs obs;
+};
+
+static struct pending heap[MAX_PENDING];
+static size_t nheap;
+
+static void heap_swap(size_t a, size_t b)
+{
+    struct pending t = heap[a];
+    heap[a] = heap[b];
+    heap[b] = t;
+}
+
+static void pending_push(uint64_t at_us, int model,
+                         const struct routing_obs *o)
+{
+    if (nheap == MAX_PENDING) {
+        return;
+    }
+    size_t i = nheap++;
+    heap[i] = (struct pending){at_us, model, *o};
+    while (i && heap[(i - 1) / 2].at_us > heap[i].at_us) {
+        heap_swap(i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+/* Feeds routing_observe() every observation due by now_us. */
+static void deliver(uint64_t now_us)
+{
+    while (nheap && heap[0].at_us <= now_us) {
+        sim_now_us = heap[0].at_us;
+        routing_observe(truths[heap[0].model].name, &heap[0].obs);
+        heap[0] = heap[--nheap];
+        size_t i = 0;
+        for (;;) {
+            size_t l = 2 * i + 1;
+            size_t r = l + 1;
+            size_t m = i;
+            m = l < nheap && heap[l].at_us < heap[m].at_us ? l : m;
+            m = r < nheap && heap[r].at_us < heap[m].at_us ? r : m;
+            if (m == i) {
+                break;
+            }
+            heap_swap(i, m);
+            i = m;
+        }
+    }
+    sim_now_us = now_us;
+}
+
+/* ---------------------------------------------------------------------
+ * The workload
+ * ------------------------------------------------------------------- */
+
+struct request {
+    int64_t prompt;      /* tokens */
+    int64_t max_tokens;  /* 0: unset */
+    int64_t out;         /* tokens it really produces */
+    bool stream;
+    int tier;            /* min_quality_tier */
+    int max_latency_ms;  /* 0: none */
+    int max_ttft_ms;     /* 0: none */
+    bool hedge;
+    char routing[160];   /* the routing object text */
+};
+
+static void make_request(struct request *q)
+{
+    double u = uniform();
+    q->prompt = u < 0.6 ? 50 + (int64_t)(uniform() * 450)
+              : u < 0.9 ? 500 + (int64_t)(uniform() * 3500)
+                        : 4000 + (int64_t)(uniform() * 26000);
+    int64_t natural = (int64_t)lognormal(180, len_sigma) + 5;
+    q->max_tokens = uniform() < 0.5 ? 50 + (int64_t)(uniform() * 750) : 0;
+    q->out = q->max_tokens && natural > q->max_tokens ? q->max_tokens
+                                                      : natural;
+    q->stream = uniform() < 0.6;
+    u = uniform();
+    q->tier = u < 0.4 ? 1 : u < 0.8 ? 2 : 3;
+    static const int totals[] = {2500, 4000, 6000, 10000};
+    static const int ttfts[] = {800, 1200, 2000};
+    q->max_ttft_ms = 0;
+    q->max_latency_ms = totals[rnd() % 4];
+    if (q->stream && uniform() < 0.5) {
+        q->max_ttft_ms = ttfts[rnd() % 3];
+    }
+    q->hedge = uniform() < hedge_share;
+    int n = snprintf(q->routing, sizeof(q->routing),
+                     "{\"min_quality_tier\":%d,\"max_latency_ms\":%d",
+                     q->tier, q->max_latency_ms);
+    if (q->max_ttft_ms) {
+        n += snprintf(q->routing + n, sizeof(q->routing) - (size_t)n,
+                      ",\"max_ttft_ms\":%d", q->max_ttft_ms);
+    }
+    snprintf(q->routing + n, sizeof(q->routing) - (size_t)n, "%s}",
+             q->hedge ? ",\"hedge\":true" : "");
+}
+
+/* True if a realised first token at ttft and end at total meet q's bar
+ * (the plan's rule: a stream with a first-token target is bound by it). */
+static bool within(const struct request *q, double ttft, double total)
+{
+    if (q->stream && q->max_ttft_ms) {
+        return ttft <= q->max_ttft_ms;
+    }
+    return total <= q->max_latency_ms &&
+           (!q->max_ttft_ms || ttft <= q->max_ttft_ms);
+}
+
+/* ---------------------------------------------------------------------
+ * Executing a plan as the gateway would
+ * ------------------------------------------------------------------- */
+
+struct stats {
+    long chosen[NMODELS];   /* as primary */
+    long answered[NMODELS]; /* its answer reached the client */
+    double latency_ms[NMODELS]; /* sum of realised latency when it did */
+    long oracle[NMODELS];   /* the oracle's choice */
+    long within;
+    long oracle_within;
+    long hedged;
+    long moved;             /* answered by another than the primary */
+    int64_t cost_nusd;
+    int64_t oracle_nusd;
+    long dist_within[2];    /* the distribution oracle's, p >= .90, .99 */
+    int64_t dist_nusd[2];
+};
+
+static struct model_cfg models[NMODELS];
+static struct stats st;
+
+static int index_of(const struct model_cfg *m)
+{
+    return (int)(m - models);
+}
+
+static int64_t cost_of(int m, int64_t prompt, int64_t out)
+{
+    struct usage u = {.prompt_tokens = prompt, .completion_tokens = out};
+    return price_cost_nusd(&models[m], &u);
+}
+
+/* Observes one attempt of model m that began at start_ms (relative to
+ * arrival0_us) and ended as o says after dur_ms. */
+static void observe_at(uint64_t arrival_us, double start_ms, double dur_ms,
+                       int m, const struct request *q,
+                       struct routing_obs o)
+{
+    o.prompt_tokens = q->prompt;
+    o.max_tokens_set = q->max_tokens > 0;
+    o.stream = q->stream;
+    o.provider = truths[m].provider;
+    pending_push(arrival_us + (uint64_t)((start_ms + dur_ms) * 1000), m, &o);
+}
+
+/* When model m's first byte reaches the gateway: a stream's first token,
+ * a non-stream answer's end. */
+static double first_byte(const struct request *q, const struct sample *s)
+{
+    return q->stream ? s->ttft_ms : s->total_ms;
+}
+
+/* Runs attempt k of the plan from start_ms, sequentially through the
+ * fallbacks on failure. Returns the index in order that answered (or -1)
+ * and its start time in *start. */
+static int run_from(const struct routing_plan *p, size_t k, double *start,
+                    const struct request *q, const struct sample *s,
+                    uint64_t arrival_us)
+{
+    for (; k < p->norder; k++) {
+        int m = index_of(p->order[k]);
+        if (s[m].fail != ROUTING_OBS_OK) {
+            observe_at(arrival_us, *start, s[m].fail_ms, m, q,
+                       (struct routing_obs){.kind = s[m].fail,
+                                            .retry_after_s =
+                                                s[m].fail ==
+                                                        ROUTING_OBS_429
+                                                    ? 5
+                                                    : 0,
+                                            .total_us = (uint64_t)(
+                                                s[m].fail_ms * 1000)});
+            *start += s[m].fail_ms;
+            continue;
+        }
+        return (int)k;
+    }
+    return -1;
+}
+
+static void observe_ok(uint64_t arrival_us, double start, int m,
+                       const struct request *q, const struct sample *s)
+{
+    observe_at(arrival_us, start, s[m].total_ms, m, q,
+               (struct routing_obs){
+                   .kind = ROUTING_OBS_OK,
+                   .ttft_us = q->stream ? (uint64_t)(s[m].ttft_ms * 1000)
+                                        : 0,
+                   .total_us = (uint64_t)(s[m].total_ms * 1000),
+                   .completion_tokens = q->out});
+}
+
+static void observe_abandoned(uint64_t arrival_us, double start,
+                              double waited, int m, const struct request *q,
+                              const struct routing_plan *p, size_t k)
+{
+    uint64_t w = (uint64_t)(waited * 1000);
+    observe_at(arrival_us, start, waited, m, q,
+               (struct routing_obs){.kind = ROUTING_OBS_ABANDONED,
+                                    .ttft_us = q->stream ? w : 0,
+                                    .total_us = w,
+                                    .completion_tokens =
+                                        p->cand[k].out_tokens});
+}
+
+/* The primary with the plan's deadline and hedge; returns the answering
+ * model (or -1) and its start time. Adds the losers' costs. */
+static int execute(const struct routing_plan *p, const struct request *q,
+                   const struct sample *s, uint64_t arrival_us,
+                   double *start)
+{
+    int m0 = index_of(p->order[0]);
+    double fb0 = first_byte(q, &s[m0]);
+    double d = p->first_token_deadline_ms ? (double)p->first_token_deadline_ms
+                                          : 1e12;
+    double h = p->hedge_after_ms ? (double)p->hedge_after_ms : 1e12;
+    *start = 0;
+    if (s[m0].fail != ROUTING_OBS_OK || p->norder < 2 ||
+        (fb0 <= d && fb0 <= h)) {
+        int k = run_from(p, 0, start, q, s, arrival_us);
+        return k < 0 ? -1 : index_of(p->order[k]);
+    }
+    if (h < d) {
+        /* Hedge: order[1] starts at h; the first byte first wins. */
+        st.hedged++;
+        int m1 = index_of(p->order[1]);
+        double fb1 = s[m1].fail == ROUTING_OBS_OK ? h + first_byte(q, &s[m1])
+                                                  : 1e12;
+        double end0 = fb0 <= d ? fb0 : 1e12;
+        if (end0 <= fb1) {
+            observe_ok(arrival_us, 0, m0, q, s);
+            if (s[m1].fail == ROUTING_OBS_OK) {
+                observe_abandoned(arrival_us, h, end0 - h, m1, q, p, 1);
+            }
+            st.cost_nusd += cost_of(m1, q->prompt, 0);
+            return m0;
+        }
+        double give_up = fb1 < d ? fb1 : d;
+        observe_abandoned(arrival_us, 0, give_up, m0, q, p, 0);
+        st.cost_nusd += cost_of(m0, q->prompt, 0);
+        *start = h;
+        int k = run_from(p, 1, start, q, s, arrival_us);
+        return k < 0 ? -1 : index_of(p->order[k]);
+    }
+    /* The deadline: give up on the primary, start the next. */
+    observe_abandoned(arrival_us, 0, d, m0, q, p, 0);
+    st.cost_nusd += cost_of(m0, q->prompt, 0);
+    *start = d;
+    int k = run_from(p, 1, start, q, s, arrival_us);
+    return k < 0 ? -1 : index_of(p->order[k]);
+}
+
+/* ---------------------------------------------------------------------
+ * The oracle
+ * ------------------------------------------------------------------- */
+
+static int oracle_pick;
+
+static void oracle(const struct request *q, const struct sample *s)
+{
+    int best = -1;
+    int fastest = -1;
+    for (int m = 0; m < NMODELS; m++) {
+        if (models[m].tier < q->tier || s[m].fail != ROUTING_OBS_OK ||
+            q->prompt + q->out > models[m].context_tokens) {
+            continue;
+        }
+        if (fastest < 0 || s[m].total_ms < s[fastest].total_ms) {
+            fastest = m;
+        }
+        if (within(q, s[m].ttft_ms, s[m].total_ms) &&
+            (best < 0 || cost_of(m, q->prompt, q->out) <
+                             cost_of(best, q->prompt, q->out))) {
+            best = m;
+        }
+    }
+    st.oracle_within += best >= 0;
+    best = best >= 0 ? best : fastest;
+    oracle_pick = best;
+    if (best >= 0) {
+        st.oracle[best]++;
+        st.oracle_nusd += cost_of(best, q->prompt, q->out);
+    }
+}
+
+/* A router that knows each model's true latency distribution right now
+ * (drift included) but not this request's draw: the cheapest model that
+ * meets the target with probability >= 0.90 (and 0.99), by Monte Carlo on a
+ * stream of its own: what a router that learns perfectly but cannot see
+ * this request's draw would do, for comparison. */
+#define DIST_DRAWS 128
+
+static double p_within(int m, int i, const struct request *q)
+{
+    const struct truth *t = &truths[m];
+    double f = slowdown(m, i);
+    int ok = 0;
+    for (int d = 0; d < DIST_DRAWS; d++) {
+        double ttft = lognormal(t->ttft_ms * f, ttft_sigma) +
+                      q->prompt * t->prefill_us / 1000.0 * f;
+        int64_t out = (int64_t)lognormal(180, len_sigma) + 5;
+        out = q->max_tokens && out > q->max_tokens ? q->max_tokens : out;
+        double total = ttft + out * 1000.0 / lognormal(t->tps, 0.10) * f;
+        ok += within(q, ttft, total);
+    }
+    return (double)ok / DIST_DRAWS;
+}
+
+/* The cheapest model with pw >= p among the usable ones, else the one
+ * most likely to make it. */
+static int dist_pick(const double *pw, const struct request *q, double p)
+{
+    int best = -1;
+    for (int m = 0; m < NMODELS; m++) {
+        if (pw[m] < 0) {
+            continue;
+        }
+        bool ok = pw[m] >= p;
+        bool best_ok = best >= 0 && pw[best] >= p;
+        if (best < 0 || (ok && !best_ok) ||
+            (ok && cost_of(m, q->prompt, q->out) <
+                       cost_of(best, q->prompt, q->out)) ||
+            (!ok && !best_ok && pw[m] > pw[best])) {
+            best = m;
+        }
+    }
+    return best;
+}
+
+static void dist_oracle(int i, const struct request *q,
+                        const struct sample *s)
+{
+    static const double levels[2] = {0.90, 0.99};
+    double pw[NMODELS];
+    rng = &mc_state;
+    for (int m = 0; m < NMODELS; m++) {
+        bool usable = models[m].tier >= q->tier &&
+                      q->prompt + q->out <= models[m].context_tokens;
+        pw[m] = usable ? p_within(m, i, q) : -1;
+    }
+    rng = &rng_state;
+    for (int l = 0; l < 2; l++) {
+        int best = dist_pick(pw, q, levels[l]);
+        st.dist_within[l] += within(q, s[best].ttft_ms, s[best].total_ms);
+        st.dist_nusd[l] += cost_of(best, q->prompt, q->out);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Setup, the loop, the report
+ * ------------------------------------------------------------------- */
+
+static void setup(struct config *cfg, struct provider_cfg *provs)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (int m = 0; m < NMODELS; m++) {
+        const struct truth *t = &truths[m];
+        provs[m].name = (char *)t->provider;
+        struct model_cfg *mc = &models[m];
+        mc->name = (char *)t->name;
+        mc->provider = &provs[m];
+        mc->tier = t->tier;
+        config_parse_price(t->in_usd, &mc->input_nusd_per_mtok);
+        config_parse_price(t->out_usd, &mc->output_nusd_per_mtok);
+        mc->context_tokens = t->context;
+        /* Priors as configured: the vendors' figures, not the truth. */
+        mc->prior_ttft_ms = (uint32_t)t->ttft_ms;
+        mc->prior_tokens_per_s = (uint32_t)t->tps;
+    }
+    cfg->models = models;
+    cfg->nmodels = NMODELS;
+    cfg->default_max_latency_ms = 2000;
+    cfg->default_min_quality_tier = 1;
+    config_routing_knobs_default(&cfg->routing);
+    /* For tuning: BENCH_PERCENTILE=95 make bench-routing, etc. */
+    const struct {
+        const char *env;
+        int *ip;
+        uint64_t *up;
+    } knobs[] = {
+        {"BENCH_PERCENTILE", &cfg->routing.percentile, NULL},
+        {"BENCH_WINDOW", &cfg->routing.window, NULL},
+        {"BENCH_MAX_AGE_MS", NULL, &cfg->routing.max_age_ms},
+        {"BENCH_EXPLORE_AFTER_MS", NULL, &cfg->routing.explore_after_ms},
+        {"BENCH_DEADLINE_PCT", &cfg->routing.first_token_margin_pct, NULL},
+        {"BENCH_DEADLINE_MS", NULL, &cfg->routing.first_token_margin_ms},
+        {"BENCH_HEDGE_PCT", &cfg->routing.hedge_margin_pct, NULL},
+        {"BENCH_HEDGE_MS", NULL, &cfg->routing.hedge_margin_ms},
+        {"BENCH_BREAKER_FAILURES", &cfg->routing.breaker_failures, NULL},
+        {"BENCH_BREAKER_MIN_REQUESTS", &cfg->routing.breaker_min_requests,
+         NULL},
+        {"BENCH_BREAKER_OPEN_MS", NULL, &cfg->routing.breaker_open_ms},
+    };
+    for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+        const char *v = getenv(knobs[i].env);
+        if (v && knobs[i].ip) {
+            *knobs[i].ip = (int)strtol(v, NULL, 10);
+        } else if (v) {
+            *knobs[i].up = strtoull(v, NULL, 10);
+        }
+    }
+}
+
+static void one(const struct config *cfg, int i)
+{
+    struct request q;
+    make_request(&q);
+    struct sample s[NMODELS];
+    sample_all(i, q.prompt, q.out, s);
+    uint64_t arrival_us = (uint64_t)i * ARRIVAL_US + 1000000;
+    deliver(arrival_us);
+    struct arena a;
+    arena_init(&a, 8192);
+    struct routing_request rq = {.model = "auto",
+                                 .routing = str_from(q.routing),
+                                 .prompt_tokens = q.prompt,
+                                 .max_tokens = q.max_tokens,
+                                 .stream = q.stream};
+    struct routing_plan p;
+    if (routing_plan(cfg, &rq, NULL, &a, &p) != RL_OK) {
+        fprintf(stderr, "bench-routing: plan refused: %s\n", p.message);
+        exit(1);
+    }
+    st.chosen[index_of(p.order[0])]++;
+    if (getenv("BENCH_DEBUG")) {
+        int m0 = index_of(p.order[0]);
+        fprintf(stderr, "calib %s %d %d %.0f %.0f %d\n", models[m0].name,
+                p.cand[0].ttft_ms, p.cand[0].total_ms, s[m0].ttft_ms,
+                s[m0].total_ms, q.max_tokens > 0);
+    }
+    double start = 0;
+    int m = execute(&p, &q, s, arrival_us, &start);
+    if (m >= 0) {
+        observe_ok(arrival_us, start, m, &q, s);
+        st.answered[m]++;
+        st.moved += m != index_of(p.order[0]);
+        double ttft = start + s[m].ttft_ms;
+        double total = start + s[m].total_ms;
+        st.latency_ms[m] += q.stream && q.max_ttft_ms ? ttft : total;
+        st.within += within(&q, ttft, total);
+        if (getenv("BENCH_DEBUG") && !within(&q, ttft, total)) {
+            fprintf(stderr, "miss i=%d tier=%d stream=%d ttftT=%d totT=%d "
+                    "hedge=%d prompt=%lld out=%lld max=%lld chosen=%s "
+                    "pred=%u/%u real=%.0f/%.0f by=%s missed=%d d=%llu "
+                    "h=%llu\n", i, q.tier,
+                    q.stream, q.max_ttft_ms, q.max_latency_ms, q.hedge,
+                    (long long)q.prompt, (long long)q.out,
+                    (long long)q.max_tokens, p.order[0]->name,
+                    p.cand[0].ttft_ms, p.cand[0].total_ms, ttft, total,
+                    models[m].name, p.target_missed,
+                    (unsigned long long)p.first_token_deadline_ms,
+                    (unsigned long long)p.hedge_after_ms);
+        }
+        st.cost_nusd += cost_of(m, q.prompt, q.out);
+    }
+    oracle(&q, s);
+    if (dist_on) {
+        dist_oracle(i, &q, s);
+    }
+    if (getenv("BENCH_DEBUG") && m >= 0 && oracle_pick >= 0) {
+        fprintf(stderr, "pair %s %s %lld tier=%d stream=%d ttft=%d tot=%d\n",
+                models[m].name, models[oracle_pick].name,
+                (long long)(cost_of(m, q.prompt, q.out) -
+                            cost_of(oracle_pick, q.prompt, q.out)),
+                q.tier, q.stream, q.max_ttft_ms, q.max_latency_ms);
+    }
+    arena_free(&a);
+}
+
+int main(void)
+{
+    struct config cfg;
+    struct provider_cfg provs[NMODELS];
+    setup(&cfg, provs);
+    no_events = getenv("BENCH_NO_EVENTS") != NULL;
+    dist_on = getenv("BENCH_NO_DIST") == NULL;
+    if (getenv("BENCH_SEED")) {
+        rng_state = strtoull(getenv("BENCH_SEED"), NULL, 10);
+    }
+    if (getenv("BENCH_LEN_SIGMA")) {
+        len_sigma = strtod(getenv("BENCH_LEN_SIGMA"), NULL);
+    }
+    if (getenv("BENCH_HEDGE_SHARE")) {
+        hedge_share = strtod(getenv("BENCH_HEDGE_SHARE"), NULL);
+    }
+    if (getenv("BENCH_TTFT_SIGMA")) {
+        ttft_sigma = strtod(getenv("BENCH_TTFT_SIGMA"), NULL);
+    }
+    routing_table_reset();
+    routing_clock_set(sim_clock);
+    for (int i = 0; i < NREQ; i++) {
+        one(&cfg, i);
+    }
+    printf("%-18s %7s %8s %7s %12s\n", "model", "chosen", "answered",
+           "oracle", "mean_ms");
+    for (int m = 0; m < NMODELS; m++) {
+        printf("%-18s %6.1f%% %7.1f%% %6.1f%% %12.0f\n", truths[m].name,
+               100.0 * st.chosen[m] / NREQ, 100.0 * st.answered[m] / NREQ,
+               100.0 * st.oracle[m] / NREQ,
+               st.answered[m] ? st.latency_ms[m] / st.answered[m] : 0.0);
+    }
+    printf("hedged %.1f%%, answered by a fallback %.1f%%, oracle within "
+           "target %.3f\n", 100.0 * st.hedged / NREQ,
+           100.0 * st.moved / NREQ, (double)st.oracle_within / NREQ);
+    printf("cost $%.4f, oracle $%.4f\n", st.cost_nusd / 1e9,
+           st.oracle_nusd / 1e9);
+    for (int l = 0; dist_on && l < 2; l++) {
+        printf("a router knowing the true distributions, cheapest with "
+               "P(within) >= %s: within_target=%.3f cost_vs_oracle=%.3f\n",
+               l ? "0.99" : "0.90", (double)st.dist_within[l] / NREQ,
+               (double)st.dist_nusd[l] / (double)st.oracle_nusd);
+    }
+    printf("routing: requests=%d within_target=%.3f cost_vs_oracle=%.3f\n",
+           NREQ, (double)st.within / NREQ,
+           (double)st.cost_nusd / (double)st.oracle_nusd);
+    routing_clock_set(NULL);
+    return 0;
+}

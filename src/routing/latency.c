@@ -1,0 +1,298 @@
+/*
+ * latency.c - time to first token and decode rate, learned live per model
+ * from every answer, and predicted at a high percentile.
+ *
+ * Each model keeps rings of its most recent observations: time to first
+ * token per prompt-size class (prefill grows with the prompt), time per
+ * output token, and completion lengths of requests without max_tokens per
+ * prompt-size class. Expected output tokens are the percentile of those
+ * lengths, bounded by the request's max_tokens (which alone is a bound,
+ * not a prediction: most answers stop well before it). A prediction is
+ * the nearest-rank percentile (p90 by default) over the fresh part of a
+ * ring: the last `window` observations no older than `max_age_ms`, and
+ * the total combines the parts as routing_latency_predict() says. A high
+ * percentile rather than the mean, so that most requests meet a target;
+ * a short window, so that a provider that slows down is seen within a few
+ * requests (a tenth of a 32-long window is 4 answers) and one that
+ * recovers within tens of requests; an age limit, so that a model nobody
+ * chooses any more because it was slow goes back to its prior and is
+ * tried, and measured, again.
+ *
+ * Cold start: with fewer than ROUTING_MIN_OBS fresh values the configured
+ * prior counts as one more value, so the first answers move the estimate
+ * only when they are slower than the prior (a p90 of a few values is
+ * their maximum).
+ *
+ * Non-stream answers give only a total. It is split with the model's
+ * current median time to first token: what remains is decode time, spread
+ * over the completion tokens. Only decode is recorded from them; the
+ * first-token rings learn from streams alone (docs/routing.md).
+ *
+ * Plain functions over struct routing_latency: no lock, no clock (the
+ * caller holds the entry's lock and passes the time). Read
+ * routing_latency_predict() first.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "routing/engine.h"
+
+#ifndef ABANDONED_PCT
+#define ABANDONED_PCT 110 /* an abandoned wait counts a tenth more */
+#endif
+
+/* Upper bounds (exclusive) of the prompt-size classes, in tokens. */
+static const int64_t class_limits[ROUTING_SIZE_CLASSES - 1] = {
+    256, 1024, 4096, 16384,
+};
+
+int routing_size_class(int64_t prompt_tokens)
+{
+    int c = 0;
+    while (c < ROUTING_SIZE_CLASSES - 1 && prompt_tokens >= class_limits[c]) {
+        c++;
+    }
+    return c;
+}
+
+void routing_ring_push(struct routing_ring *r, uint64_t now_us, uint32_t v)
+{
+    r->at_us[r->next] = now_us;
+    r->v[r->next] = v;
+    r->next = (r->next + 1) % ROUTING_RING_MAX;
+    if (r->n < ROUTING_RING_MAX) {
+        r->n++;
+    }
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a;
+    uint32_t y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Appends to vals the fresh values of r: its window most recent, no older
+ * than max_age_us. Returns how many. */
+static size_t fresh_values(const struct routing_ring *r, int window,
+                           uint64_t now_us, uint64_t max_age_us,
+                           uint32_t *vals)
+{
+    size_t n = 0;
+    uint32_t take = r->n < (uint32_t)window ? r->n : (uint32_t)window;
+    for (uint32_t i = 0; i < take; i++) {
+        uint32_t at = (r->next + ROUTING_RING_MAX - 1 - i) % ROUTING_RING_MAX;
+        uint64_t t = r->at_us[at];
+        if (t <= now_us && now_us - t > max_age_us) {
+            break; /* older ones are older still */
+        }
+        vals[n++] = r->v[at];
+    }
+    return n;
+}
+
+uint32_t routing_ring_percentile(const struct routing_ring *const *rings,
+                                 int nrings, int window, uint64_t now_us,
+                                 uint64_t max_age_us, int pct,
+                                 uint32_t prior, uint32_t *nfresh)
+{
+    uint32_t vals[ROUTING_RING_MAX * ROUTING_SIZE_CLASSES + 1];
+    size_t n = 0;
+    if (window > ROUTING_RING_MAX) {
+        window = ROUTING_RING_MAX;
+    }
+    for (int i = 0; i < nrings && i < ROUTING_SIZE_CLASSES; i++) {
+        n += fresh_values(rings[i], window, now_us, max_age_us, vals + n);
+    }
+    if (nfresh) {
+        *nfresh = (uint32_t)n;
+    }
+    if (n < ROUTING_MIN_OBS && prior) {
+        vals[n++] = prior;
+    }
+    if (n == 0) {
+        return prior;
+    }
+    qsort(vals, n, sizeof(vals[0]), cmp_u32);
+    size_t rank = ((size_t)pct * n + 99) / 100; /* nearest rank, 1-based */
+    return vals[rank ? rank - 1 : 0];
+}
+
+/* The median and the percentile of a quantity, and the fresh values. */
+struct spread {
+    uint32_t mid;    /* median */
+    uint32_t high;   /* at the knob's percentile */
+    uint32_t nfresh; /* fresh values behind them */
+};
+
+/* The spread of class cls's ring when it has enough fresh values, else of
+ * all classes together (with the prior while they are few). nrings 1:
+ * rings is one ring, without classes. */
+static struct spread class_or_pool(const struct routing_ring *rings,
+                                   int nrings, int cls,
+                                   const struct routing_knobs *k,
+                                   uint64_t now_us, uint32_t prior)
+{
+    const struct routing_ring *one[1] = {&rings[cls]};
+    const struct routing_ring *all[ROUTING_SIZE_CLASSES];
+    for (int i = 0; i < nrings; i++) {
+        all[i] = &rings[i];
+    }
+    const struct routing_ring *const *use = all;
+    int nuse = nrings;
+    uint64_t age_us = k->max_age_ms * 1000;
+    struct spread s = {0};
+    if (nrings > 1) {
+        uint32_t v = routing_ring_percentile(one, 1, k->window, now_us,
+                                             age_us, k->percentile, 0,
+                                             &s.nfresh);
+        if (s.nfresh >= ROUTING_MIN_OBS) {
+            use = one;
+            nuse = 1;
+        }
+        (void)v;
+    }
+    s.high = routing_ring_percentile(use, nuse, k->window, now_us, age_us,
+                                     k->percentile, prior, &s.nfresh);
+    s.mid = routing_ring_percentile(use, nuse, k->window, now_us, age_us, 50,
+                                    prior, NULL);
+    return s;
+}
+
+static uint32_t clamp_u32(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+static uint32_t prior_ttft_us(const struct model_cfg *m)
+{
+    return clamp_u32((uint64_t)(m->prior_ttft_ms ? m->prior_ttft_ms : 1) *
+                     1000);
+}
+
+static uint32_t prior_decode_ns(const struct model_cfg *m)
+{
+    uint32_t tps = m->prior_tokens_per_s ? m->prior_tokens_per_s : 1;
+    return 1000000000u / tps;
+}
+
+/*
+ * The total at the percentile is not the sum of the parts' percentiles
+ * (all three slow at once is much rarer than one): it is the sum of the
+ * medians plus the parts' deviations (percentile - median) added in
+ * quadrature, as for independent noise.
+ */
+void routing_latency_predict(const struct routing_latency *l,
+                             const struct model_cfg *m,
+                             const struct routing_knobs *k, uint64_t now_us,
+                             int64_t prompt_tokens, int64_t max_tokens,
+                             struct routing_estimate *out)
+{
+    static const struct routing_latency empty;
+    l = l ? l : &empty;
+    int cls = routing_size_class(prompt_tokens);
+    memset(out, 0, sizeof(*out));
+    struct spread t = class_or_pool(l->ttft_us, ROUTING_SIZE_CLASSES, cls, k,
+                                    now_us, prior_ttft_us(m));
+    struct spread d = class_or_pool(&l->decode_ns, 1, 0, k, now_us,
+                                    prior_decode_ns(m));
+    /* max_tokens bounds the answer; the lengths of recent similar
+     * answers predict it. */
+    struct spread n = class_or_pool(
+        l->out_tokens, ROUTING_SIZE_CLASSES, cls, k, now_us,
+        clamp_u32((uint64_t)k->output_tokens_prior));
+    if (max_tokens > 0 && (n.nfresh < ROUTING_MIN_OBS ||
+                           (int64_t)n.high > max_tokens)) {
+        uint32_t cap = clamp_u32((uint64_t)max_tokens);
+        n.high = cap;
+        n.mid = n.nfresh < ROUTING_MIN_OBS || n.mid > cap ? cap : n.mid;
+    }
+    out->nfresh = t.nfresh;
+    out->ttft_us = t.high;
+    out->per_token_ns = d.high;
+    out->out_tokens = n.high;
+    double dt = (double)t.high - t.mid;
+    double dn = ((double)n.high - n.mid) * d.mid / 1000.0;
+    double dd = (double)n.mid * ((double)d.high - d.mid) / 1000.0;
+    out->total_us = t.mid + (uint64_t)n.mid * d.mid / 1000 +
+                    (uint64_t)sqrt(dt * dt + dn * dn + dd * dd);
+}
+
+/* The model's median time to first token over its recent streams (any
+ * age), to split a non-stream total; the prior when it has none. */
+static uint32_t median_ttft_us(const struct routing_latency *l)
+{
+    const struct routing_ring *all[ROUTING_SIZE_CLASSES];
+    for (int i = 0; i < ROUTING_SIZE_CLASSES; i++) {
+        all[i] = &l->ttft_us[i];
+    }
+    return routing_ring_percentile(all, ROUTING_SIZE_CLASSES, 16, 0,
+                                   UINT64_MAX, 50, l->prior_ttft_us, NULL);
+}
+
+/* Records decode time per token from an attempt that took total_us, of
+ * which ttft_us went before the first token. */
+static void push_decode(struct routing_latency *l, uint64_t now_us,
+                        uint64_t ttft_us, uint64_t total_us, int64_t tokens)
+{
+    if (tokens < 4) {
+        return; /* too few tokens: the split is mostly noise */
+    }
+    uint64_t decode_us = total_us > ttft_us ? total_us - ttft_us : 0;
+    routing_ring_push(&l->decode_ns, now_us,
+                      clamp_u32(decode_us * 1000 / (uint64_t)tokens));
+}
+
+/* Forgets l's observations, keeping what plans noted. */
+static void forget(struct routing_latency *l)
+{
+    struct routing_latency keep = {.prior_ttft_us = l->prior_ttft_us,
+                                   .gap_us = l->gap_us,
+                                   .explored_us = l->explored_us};
+    *l = keep;
+}
+
+void routing_latency_observe(struct routing_latency *l, uint64_t now_us,
+                             const struct routing_obs *o)
+{
+    int cls = routing_size_class(o->prompt_tokens);
+    if (l->gap_us && l->newest_us && now_us > l->newest_us + l->gap_us) {
+        forget(l);
+    }
+    l->newest_us = now_us > l->newest_us ? now_us : l->newest_us;
+    bool ok = o->kind == ROUTING_OBS_OK;
+    if (o->kind == ROUTING_OBS_ABANDONED) {
+        /* Gave up waiting: what it waited is only a lower bound. Kept
+         * (so that a model too slow to ever answer does not look fast),
+         * but counted a little over (ABANDONED_PCT): the wait usually ends
+         * at the target, and a value just at it would let the model look
+         * just fast enough, be chosen, and be abandoned there again. */
+        uint64_t w = o->stream && o->ttft_us ? o->ttft_us : o->total_us;
+        w = w * ABANDONED_PCT / 100;
+        if (o->stream) {
+            routing_ring_push(&l->ttft_us[cls], now_us, clamp_u32(w));
+        } else {
+            push_decode(l, now_us, median_ttft_us(l), w,
+                        o->completion_tokens);
+        }
+        return;
+    }
+    if (o->stream && o->ttft_us > 0) {
+        /* A first token came, even if the stream failed later. */
+        routing_ring_push(&l->ttft_us[cls], now_us, clamp_u32(o->ttft_us));
+    }
+    if (!ok) {
+        return; /* failures are the breaker's business */
+    }
+    if (o->stream && o->ttft_us > 0) {
+        push_decode(l, now_us, o->ttft_us, o->total_us, o->completion_tokens);
+    } else if (!o->stream) {
+        push_decode(l, now_us, median_ttft_us(l), o->total_us,
+                    o->completion_tokens);
+    }
+    if (!o->max_tokens_set && o->completion_tokens > 0) {
+        routing_ring_push(&l->out_tokens[cls], now_us,
+                          clamp_u32((uint64_t)o->completion_tokens));
+    }
+}
