@@ -237,6 +237,22 @@ static void pending_unlink_free(struct limits_pending *p)
     free(p);
 }
 
+/* A Redis hold, with what the script wrote for it (see redis.c). */
+static struct limits_hold *redis_hold_new(const struct limits_ask *a,
+                                          const struct limits_when *w,
+                                          const struct limits_raw *raw)
+{
+    struct limits_hold *h = hold_new(HOLD_REDIS, a, w);
+    const struct limits_rule *r = &a->rule;
+    h->tpm = r->tpm > 0;
+    h->fly = r->max_concurrent > 0 || r->budget_nusd > 0;
+    h->tokens = h->tpm ? a->tokens : 0;
+    h->held_nusd = r->budget_nusd > 0 && a->cost_nusd > 0 ? a->cost_nusd
+                                                          : 0;
+    h->admitted_ms = raw->admitted_ms;
+    return h;
+}
+
 static void on_raw(void *ctx, const struct limits_raw *raw)
 {
     struct limits_pending *p = ctx;
@@ -252,7 +268,7 @@ static void on_raw(void *ctx, const struct limits_raw *raw)
     l->stats.redis_decisions++;
     struct limits_hold *h = NULL;
     if (raw->outcome == LIMITS_ADMITTED) {
-        h = hold_new(HOLD_REDIS, &p->ask, &p->when);
+        h = redis_hold_new(&p->ask, &p->when, raw);
     }
     if (p->cb) {
         struct limits_verdict v;
@@ -403,7 +419,8 @@ void limits_reconcile(struct limits *l, struct limits_hold *hold,
     }
     if (hold->kind == HOLD_LOCAL) {
         limits_local_reconcile(hold, tokens_used, cost_nusd);
-    } else if (hold->kind == HOLD_REDIS && l->redis) {
+    } else if (hold->kind == HOLD_REDIS && l->redis &&
+               limits_redis_settles(hold, tokens_used)) {
         reconcile_redis(l, hold, tokens_used, cost_nusd);
         return;
     }
