@@ -23,6 +23,7 @@
  * up to 2^53, i.e. $9M in nano-dollars or 9e15 tokens, far above any
  * budget or window. Read RESERVE_LUA first.
  */
+#include <assert.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -35,12 +36,15 @@
 
 #define NKEYS 4
 #define KEY_MAX (LIMITS_KEY_ID_MAX + 48)
-#define NREPLY 8
+#define NREPLY 7 /* integers per ask in the reserve answer */
 
-/* KEYS: w f s spent. ARGV: request_id rpm tpm max_concurrent budget
- * tokens cost seed spent_ttl_ms. Returns {outcome, retry_ms, nreq, ntok,
- * oldest_age_ms, spent, held, now_ms}. O(log n) per entry added or
- * expired; nothing walks the window except a tpm refusal's Retry-After. */
+/* KEYS: w f s spent. ARGV: rpm tpm max_concurrent budget seed
+ * spent_ttl_ms, then request_id tokens cost for each ask of the batch
+ * (all of one key and rule). Decides the asks in order, as if each were
+ * its own call at the same instant. Returns {now_ms, then outcome
+ * retry_ms nreq ntok oldest_age_ms spent held for each ask}. O(log n) per
+ * entry added or expired; nothing walks the window except a tpm
+ * refusal's Retry-After. */
 static const char RESERVE_LUA[] =
     "local WIN, STALE = 60000, 600000\n"
     "local function s(x) return string.format('%d', x) end\n"
@@ -50,31 +54,31 @@ static const char RESERVE_LUA[] =
     /* Removes z's entries scored <= upto, oldest first, in growing
      * chunks; returns their summed amounts and the oldest kept score. */
     "local function drop(z, upto)\n"
-    "  local freed, chunk = 0, 4\n"
+    "  local freed, chunk = 0, 8\n"
     "  while true do\n"
-    "    local es = redis.call('ZRANGE', z, 0, chunk - 1, 'WITHSCORES')\n"
+    "    local es = redis.call('ZRANGE', z, '0', s(chunk - 1),"
+    " 'WITHSCORES')\n"
     "    local n, first = 0, nil\n"
     "    for i = 1, #es, 2 do\n"
     "      local sc = tonumber(es[i + 1])\n"
     "      if sc > upto then first = sc; break end\n"
     "      freed, n = freed + amount(es[i]), n + 1\n"
     "    end\n"
-    "    if n > 0 then redis.call('ZREMRANGEBYRANK', z, 0, n - 1) end\n"
+    "    if n > 0 then redis.call('ZREMRANGEBYRANK', z, '0', s(n - 1)) end\n"
     "    if first or #es < 2 * chunk then return freed, first end\n"
     "    chunk = math.min(chunk * 4, 1024)\n"
     "  end\n"
     "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local rid = ARGV[1]\n"
-    "local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "local maxc, budget = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
-    "local tokens, cost = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
-    "local seed, ttl = ARGV[8], tonumber(ARGV[9])\n"
+    "local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local maxc, budget = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local seed, ttl = ARGV[5], tonumber(ARGV[6])\n"
     "local win, fly, sum, spk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
     "local usefly = maxc > 0 or budget > 0\n"
     "local tfreed, first = drop(win, now - WIN)\n"
     "local nreq = redis.call('ZCARD', win)\n"
+    "local nold = nreq\n"
     "local hfreed, nfly = 0, 0\n"
     "if usefly then\n"
     "  hfreed = drop(fly, now - STALE)\n"
@@ -97,83 +101,110 @@ static const char RESERVE_LUA[] =
     "    else redis.call('SET', spk, seed) end\n"
     "  end\n"
     "end\n"
-    "local outcome, retry = 0, 0\n"
-    "if tpm > 0 and tokens > tpm then outcome = 3\n"
-    "elseif rpm > 0 and nreq + 1 > rpm then\n"
-    "  outcome = 1\n"
-    "  local k = nreq + 1 - rpm\n"
-    "  local e = redis.call('ZRANGE', win, k - 1, k - 1, 'WITHSCORES')\n"
-    "  retry = tonumber(e[2]) + WIN - now\n"
-    "elseif tpm > 0 and ntok + tokens > tpm then\n"
-    "  outcome = 2\n"
-    "  local need, acc, at = ntok + tokens - tpm, 0, 0\n"
-    "  retry = WIN\n"
-    "  while acc < need do\n"
-    "    local es = redis.call('ZRANGE', win, at, at + 255, 'WITHSCORES')\n"
+    /* The k-th oldest window entry's Retry-After; entries this batch
+     * admitted (not yet added) are at now. */
+    "local function at_rank(k)\n"
+    "  if k > nold then return WIN end\n"
+    "  local e = redis.call('ZRANGE', win, s(k - 1), s(k - 1), 'WITHSCORES')\n"
+    "  return tonumber(e[2]) + WIN - now\n"
+    "end\n"
+    "local function tokens_free(need)\n"
+    "  local acc, at = 0, 0\n"
+    "  while true do\n"
+    "    local es = redis.call('ZRANGE', win, s(at), s(at + 255),"
+    " 'WITHSCORES')\n"
     "    for i = 1, #es, 2 do\n"
     "      acc = acc + amount(es[i])\n"
-    "      if acc >= need then retry = tonumber(es[i + 1]) + WIN - now;"
-    " break end\n"
+    "      if acc >= need then return tonumber(es[i + 1]) + WIN - now end\n"
     "    end\n"
-    "    if #es < 512 then break end\n"
+    "    if #es < 512 then return WIN end\n"
     "    at = at + 256\n"
     "  end\n"
-    "elseif maxc > 0 and nfly >= maxc then outcome = 4; retry = 1000\n"
-    "elseif budget > 0 and spent + held + cost > budget then outcome = 5\n"
     "end\n"
-    "if outcome == 0 then\n"
-    "  local tk = 0\n"
-    "  if tpm > 0 then tk = tokens end\n"
-    "  redis.call('ZADD', win, s(now), rid .. ':' .. s(tk))\n"
-    "  redis.call('PEXPIRE', win, STALE + WIN)\n"
-    "  nreq, ntok = nreq + 1, ntok + tk\n"
-    "  if not first then first = now end\n"
-    "  if usefly then\n"
-    "    local h = 0\n"
-    "    if budget > 0 and cost > 0 then h = cost end\n"
-    "    redis.call('ZADD', fly, s(now), rid .. ':' .. s(h))\n"
-    "    redis.call('PEXPIRE', fly, STALE + WIN)\n"
-    "    held = held + h\n"
+    "local out, wadd, fadd = {now}, {}, {}\n"
+    "for j = 7, #ARGV, 3 do\n"
+    "  local rid, tokens, cost = ARGV[j], tonumber(ARGV[j + 1]),"
+    " tonumber(ARGV[j + 2])\n"
+    "  local outcome, retry = 0, 0\n"
+    "  if tpm > 0 and tokens > tpm then outcome = 3\n"
+    "  elseif rpm > 0 and nreq + 1 > rpm then\n"
+    "    outcome = 1; retry = at_rank(nreq + 1 - rpm)\n"
+    "  elseif tpm > 0 and ntok + tokens > tpm then\n"
+    "    outcome = 2; retry = tokens_free(ntok + tokens - tpm)\n"
+    "  elseif maxc > 0 and nfly >= maxc then outcome = 4; retry = 1000\n"
+    "  elseif budget > 0 and spent + held + cost > budget then outcome = 5\n"
     "  end\n"
+    "  if outcome == 0 then\n"
+    "    local tk = 0\n"
+    "    if tpm > 0 then tk = tokens end\n"
+    "    wadd[#wadd + 1] = s(now)\n"
+    "    wadd[#wadd + 1] = rid .. ':' .. s(tk)\n"
+    "    nreq, ntok = nreq + 1, ntok + tk\n"
+    "    if not first then first = now end\n"
+    "    if usefly then\n"
+    "      local h = 0\n"
+    "      if budget > 0 and cost > 0 then h = cost end\n"
+    "      fadd[#fadd + 1] = s(now)\n"
+    "      fadd[#fadd + 1] = rid .. ':' .. s(h)\n"
+    "      nfly, held = nfly + 1, held + h\n"
+    "    end\n"
+    "  end\n"
+    "  local age = -1\n"
+    "  if first then age = now - first end\n"
+    "  local o = #out\n"
+    "  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = outcome, retry, nreq,"
+    " ntok\n"
+    "  out[o + 5], out[o + 6], out[o + 7] = age, spent, held\n"
+    "end\n"
+    "if #wadd > 0 then\n"
+    "  redis.call('ZADD', win, unpack(wadd))\n"
+    "  redis.call('PEXPIRE', win, '660000')\n"
+    "end\n"
+    "if #fadd > 0 then\n"
+    "  redis.call('ZADD', fly, unpack(fadd))\n"
+    "  redis.call('PEXPIRE', fly, '660000')\n"
     "end\n"
     "if ntok ~= tok0 or held ~= held0 then\n"
     "  redis.call('HSET', sum, 'tok', s(ntok), 'held', s(held))\n"
-    "  redis.call('PEXPIRE', sum, STALE + WIN)\n"
+    "  redis.call('PEXPIRE', sum, '660000')\n"
     "end\n"
-    "local age = -1\n"
-    "if first then age = now - first end\n"
-    "return {outcome, retry, nreq, ntok, age, spent, held, now}\n";
+    "return out\n";
 
-/* KEYS as above. ARGV: request_id reserved_tokens used_tokens admitted_ms
- * fly(0/1) hold cost budget(0/1) seed ttl_ms. Idempotent: each change
- * happens only in the call whose ZREM removes the old member, so a
- * retried reconcile counts once. */
+/* KEYS as above (one key, one period). ARGV, for each hold of the batch:
+ * request_id reserved_tokens used_tokens admitted_ms fly(0/1) hold cost
+ * budget(0/1) seed ttl_ms. Idempotent: each change happens only in the
+ * call whose ZREM removes the old member, so a retried reconcile counts
+ * once. */
 static const char RECONCILE_LUA[] =
     "local function s(x) return string.format('%d', x) end\n"
-    "local rid = ARGV[1]\n"
-    "local dtok, dheld = 0, 0\n"
-    "if ARGV[2] ~= ARGV[3] and\n"
-    "   redis.call('ZREM', KEYS[1], rid .. ':' .. ARGV[2]) == 1 then\n"
-    "  redis.call('ZADD', KEYS[1], ARGV[4], rid .. ':' .. ARGV[3])\n"
-    "  dtok = tonumber(ARGV[3]) - tonumber(ARGV[2])\n"
-    "end\n"
-    "if ARGV[5] == '1' and\n"
-    "   redis.call('ZREM', KEYS[2], rid .. ':' .. ARGV[6]) == 1 then\n"
-    "  dheld = -tonumber(ARGV[6])\n"
-    "  local seed, ttl = ARGV[9], tonumber(ARGV[10])\n"
-    "  if ARGV[8] == '1' and tonumber(ARGV[7]) > 0 then\n"
-    "    if redis.call('EXISTS', KEYS[4]) == 0 then\n"
-    "      if ttl > 0 then redis.call('SET', KEYS[4], seed, 'PX', ttl)\n"
-    "      else redis.call('SET', KEYS[4], seed) end\n"
+    "local dtok, dheld, wadd = 0, 0, {}\n"
+    "for j = 1, #ARGV, 10 do\n"
+    "  local rid = ARGV[j]\n"
+    "  if ARGV[j + 1] ~= ARGV[j + 2] and\n"
+    "     redis.call('ZREM', KEYS[1], rid .. ':' .. ARGV[j + 1]) == 1 then\n"
+    "    wadd[#wadd + 1] = ARGV[j + 3]\n"
+    "    wadd[#wadd + 1] = rid .. ':' .. ARGV[j + 2]\n"
+    "    dtok = dtok + tonumber(ARGV[j + 2]) - tonumber(ARGV[j + 1])\n"
+    "  end\n"
+    "  if ARGV[j + 4] == '1' and\n"
+    "     redis.call('ZREM', KEYS[2], rid .. ':' .. ARGV[j + 5]) == 1 then\n"
+    "    dheld = dheld - tonumber(ARGV[j + 5])\n"
+    "    if ARGV[j + 7] == '1' and tonumber(ARGV[j + 6]) > 0 then\n"
+    "      if redis.call('EXISTS', KEYS[4]) == 0 then\n"
+    "        if tonumber(ARGV[j + 9]) > 0 then\n"
+    "          redis.call('SET', KEYS[4], ARGV[j + 8], 'PX', ARGV[j + 9])\n"
+    "        else redis.call('SET', KEYS[4], ARGV[j + 8]) end\n"
+    "      end\n"
+    "      redis.call('INCRBY', KEYS[4], ARGV[j + 6])\n"
     "    end\n"
-    "    redis.call('INCRBY', KEYS[4], ARGV[7])\n"
     "  end\n"
     "end\n"
+    "if #wadd > 0 then redis.call('ZADD', KEYS[1], unpack(wadd)) end\n"
     "if dtok ~= 0 then redis.call('HINCRBY', KEYS[3], 'tok', s(dtok)) end\n"
     "if dheld ~= 0 then redis.call('HINCRBY', KEYS[3], 'held', s(dheld))"
     " end\n"
     "if dtok ~= 0 or dheld ~= 0 then\n"
-    "  redis.call('PEXPIRE', KEYS[3], 660000)\n"
+    "  redis.call('PEXPIRE', KEYS[3], '660000')\n"
     "end\n"
     "return 1\n";
 
@@ -209,16 +240,36 @@ static void keys_make(struct keyset *ks, const char *key_id,
     }
 }
 
-/* Decimal text of n arguments, for ARGV. */
-struct nums {
-    char s[10][24];
-    const char *v[10];
+/* The ARGV of one script call: decimal texts and pointers to them. */
+struct args {
+    int n;            /* arguments so far */
+    const char **v;   /* cap pointers */
+    char (*text)[24]; /* cap decimal texts, for num() */
 };
 
-static void num(struct nums *n, int i, int64_t v)
+static void args_init(struct args *a, int cap)
 {
-    snprintf(n->s[i], sizeof(n->s[i]), "%lld", (long long)v);
-    n->v[i] = n->s[i];
+    a->n = 0;
+    a->v = rl_malloc((size_t)cap * sizeof(*a->v));
+    a->text = rl_malloc((size_t)cap * sizeof(*a->text));
+}
+
+static void args_free(struct args *a)
+{
+    free(a->v);
+    free(a->text);
+}
+
+static void num(struct args *a, int64_t v)
+{
+    snprintf(a->text[a->n], sizeof(a->text[0]), "%lld", (long long)v);
+    a->v[a->n] = a->text[a->n];
+    a->n++;
+}
+
+static void str(struct args *a, const char *v)
+{
+    a->v[a->n++] = v;
 }
 
 /* ---------------------------------------------------------------------
@@ -226,26 +277,17 @@ static void num(struct nums *n, int i, int64_t v)
  * ------------------------------------------------------------------- */
 
 struct call {
-    limits_raw_fn raw_cb;
+    limits_raws_fn raws_cb;
     void (*done)(void *ctx, bool ok);
     void *ctx;
+    int n;            /* asks in the batch */
 };
 
-/* Reads the script's 8 integers into raw; false if the reply is not so. */
-static bool parse_raw(const struct redisReply *r, struct limits_raw *raw)
+/* Reads one ask's 7 integers from v into raw; false if out of range. */
+static bool raw_from(const long long *v, uint64_t now_ms,
+                     struct limits_raw *raw)
 {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != NREPLY) {
-        return false;
-    }
-    long long v[NREPLY];
-    for (int i = 0; i < NREPLY; i++) {
-        if (r->element[i]->type != REDIS_REPLY_INTEGER) {
-            return false;
-        }
-        v[i] = r->element[i]->integer;
-    }
-    if (v[0] < LIMITS_ADMITTED || v[0] > LIMITS_OVER_BUDGET || v[1] < 0 ||
-        v[7] < 0) {
+    if (v[0] < LIMITS_ADMITTED || v[0] > LIMITS_OVER_BUDGET || v[1] < 0) {
         return false;
     }
     raw->outcome = (enum limits_outcome)v[0];
@@ -255,7 +297,37 @@ static bool parse_raw(const struct redisReply *r, struct limits_raw *raw)
     raw->oldest_age_ms = v[4];
     raw->spent_nusd = v[5];
     raw->held_nusd = v[6];
-    raw->admitted_ms = (uint64_t)v[7];
+    raw->admitted_ms = now_ms;
+    return true;
+}
+
+/* Reads the script's answer for n asks into raws; false if it is not
+ * 1 + 7n integers in range. */
+static bool parse_raws(const struct redisReply *r, int n,
+                       struct limits_raw *raws)
+{
+    size_t want = 1 + (size_t)NREPLY * (size_t)n;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != want) {
+        return false;
+    }
+    long long v[NREPLY];
+    if (r->element[0]->type != REDIS_REPLY_INTEGER ||
+        r->element[0]->integer < 0) {
+        return false;
+    }
+    uint64_t now_ms = (uint64_t)r->element[0]->integer;
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < NREPLY; k++) {
+            const struct redisReply *e = r->element[1 + i * NREPLY + k];
+            if (e->type != REDIS_REPLY_INTEGER) {
+                return false;
+            }
+            v[k] = e->integer;
+        }
+        if (!raw_from(v, now_ms, &raws[i])) {
+            return false;
+        }
+    }
     return true;
 }
 
@@ -263,35 +335,42 @@ static void on_reserve_reply(void *ctx, struct redisReply *reply,
                              enum rl_err err)
 {
     struct call *c = ctx;
-    struct limits_raw raw;
-    bool ok = err == RL_OK && parse_raw(reply, &raw);
-    c->raw_cb(c->ctx, ok ? &raw : NULL);
+    struct limits_raw raws[LIMITS_BATCH_MAX];
+    bool ok = err == RL_OK && parse_raws(reply, c->n, raws);
+    c->raws_cb(c->ctx, ok ? raws : NULL, c->n);
     free(c);
 }
 
 enum rl_err limits_redis_reserve(struct redis *r,
-                                 const struct limits_ask *ask,
-                                 const struct limits_when *when,
-                                 limits_raw_fn cb, void *ctx)
+                                 const struct limits_ask *const *asks,
+                                 int n, const struct limits_when *when,
+                                 limits_raws_fn cb, void *ctx)
 {
+    assert(n > 0 && n <= LIMITS_BATCH_MAX);
     pthread_once(&scripts_once, init_scripts);
+    const struct limits_ask *a0 = asks[0];
     struct keyset ks;
-    keys_make(&ks, ask->rule.key_id, when->period);
-    struct nums n;
-    n.v[0] = ask->request_id;
-    num(&n, 1, ask->rule.rpm);
-    num(&n, 2, ask->rule.tpm);
-    num(&n, 3, ask->rule.max_concurrent);
-    num(&n, 4, ask->rule.budget_nusd);
-    num(&n, 5, ask->tokens);
-    num(&n, 6, ask->cost_nusd);
-    num(&n, 7, ask->spent_seed_nusd);
-    num(&n, 8, (int64_t)when->ttl_ms);
+    keys_make(&ks, a0->rule.key_id, when->period);
+    struct args a;
+    args_init(&a, 6 + 3 * n);
+    num(&a, a0->rule.rpm);
+    num(&a, a0->rule.tpm);
+    num(&a, a0->rule.max_concurrent);
+    num(&a, a0->rule.budget_nusd);
+    num(&a, a0->spent_seed_nusd);
+    num(&a, (int64_t)when->ttl_ms);
+    for (int i = 0; i < n; i++) {
+        str(&a, asks[i]->request_id);
+        num(&a, asks[i]->tokens);
+        num(&a, asks[i]->cost_nusd);
+    }
     struct call *c = rl_calloc(1, sizeof(*c));
-    c->raw_cb = cb;
+    c->raws_cb = cb;
     c->ctx = ctx;
-    enum rl_err err = redis_eval(r, &reserve_script, NKEYS, ks.v, NULL, 9,
-                                 n.v, NULL, on_reserve_reply, c);
+    c->n = n;
+    enum rl_err err = redis_eval(r, &reserve_script, NKEYS, ks.v, NULL, a.n,
+                                 a.v, NULL, on_reserve_reply, c);
+    args_free(&a);
     if (err != RL_OK) {
         free(c);
     }
@@ -319,30 +398,36 @@ bool limits_redis_settles(const struct limits_hold *h, int64_t tokens)
 }
 
 enum rl_err limits_redis_reconcile(struct redis *r,
-                                   const struct limits_hold *h,
-                                   int64_t tokens, int64_t cost_nusd,
-                                   void (*done)(void *ctx, bool ok),
+                                   const struct limits_settle *items,
+                                   int n, void (*done)(void *ctx, bool ok),
                                    void *ctx)
 {
+    assert(n > 0 && n <= LIMITS_BATCH_MAX);
     pthread_once(&scripts_once, init_scripts);
+    const struct limits_hold *h0 = items[0].hold;
     struct keyset ks;
-    keys_make(&ks, h->key_id, h->when.period);
-    struct nums n;
-    n.v[0] = h->request_id;
-    num(&n, 1, h->tokens);
-    num(&n, 2, h->tpm ? tokens : h->tokens);
-    num(&n, 3, (int64_t)h->admitted_ms);
-    num(&n, 4, h->fly ? 1 : 0);
-    num(&n, 5, h->held_nusd);
-    num(&n, 6, cost_nusd);
-    num(&n, 7, h->budget ? 1 : 0);
-    num(&n, 8, h->seed_nusd);
-    num(&n, 9, (int64_t)h->when.ttl_ms);
+    keys_make(&ks, h0->key_id, h0->when.period);
+    struct args a;
+    args_init(&a, 10 * n);
+    for (int i = 0; i < n; i++) {
+        const struct limits_hold *h = items[i].hold;
+        str(&a, h->request_id);
+        num(&a, h->tokens);
+        num(&a, h->tpm ? items[i].tokens : h->tokens);
+        num(&a, (int64_t)h->admitted_ms);
+        num(&a, h->fly ? 1 : 0);
+        num(&a, h->held_nusd);
+        num(&a, items[i].cost_nusd);
+        num(&a, h->budget ? 1 : 0);
+        num(&a, h->seed_nusd);
+        num(&a, (int64_t)h->when.ttl_ms);
+    }
     struct call *c = rl_calloc(1, sizeof(*c));
     c->done = done;
     c->ctx = ctx;
-    enum rl_err err = redis_eval(r, &reconcile_script, NKEYS, ks.v, NULL, 10,
-                                 n.v, NULL, on_reconcile_reply, c);
+    enum rl_err err = redis_eval(r, &reconcile_script, NKEYS, ks.v, NULL, a.n,
+                                 a.v, NULL, on_reconcile_reply, c);
+    args_free(&a);
     if (err != RL_OK) {
         free(c);
     }

@@ -285,6 +285,11 @@ static void on_flush(uv_prepare_t *h)
     flush(h->data);
 }
 
+void redis_flush(struct redis *r)
+{
+    flush(r);
+}
+
 /* Writes "<prefix><n>\r\n" at p; returns the end. */
 static char *put_len(char *p, char prefix, size_t n)
 {

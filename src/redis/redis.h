@@ -130,6 +130,14 @@ enum rl_err redis_eval(struct redis *r, const struct redis_script *s,
                        int nargs, const char **args, const size_t *arglens,
                        redis_reply_fn cb, void *ctx);
 
+/*
+ * Writes the commands sent so far now, instead of just before the loop
+ * next polls. For callers that send from a prepare callback of their own
+ * (libuv runs a prepare handle started meanwhile only on the next
+ * iteration). Errors break the connection as usual.
+ */
+void redis_flush(struct redis *r);
+
 /* True while the connection is established and its handshake done. */
 bool redis_up(const struct redis *r);
 
