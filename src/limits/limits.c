@@ -444,10 +444,13 @@ static void flush_queue(struct limits *l)
 
 static bool same_reserve(const struct batch *b, const struct limits_pending *p)
 {
+    if (b->reconcile) {
+        return false;
+    }
     const struct limits_pending *q = b->asks[0];
     const struct limits_rule *x = &q->ask.rule;
     const struct limits_rule *y = &p->ask.rule;
-    return !b->reconcile && strcmp(q->key_id, p->key_id) == 0 &&
+    return strcmp(q->key_id, p->key_id) == 0 &&
            x->rpm == y->rpm && x->tpm == y->tpm &&
            x->max_concurrent == y->max_concurrent &&
            x->budget_nusd == y->budget_nusd &&
@@ -457,8 +460,11 @@ static bool same_reserve(const struct batch *b, const struct limits_pending *p)
 
 static bool same_settle(const struct batch *b, const struct limits_hold *h)
 {
+    if (!b->reconcile) {
+        return false;
+    }
     const struct limits_hold *g = b->items[0].hold;
-    return b->reconcile && strcmp(g->key_id, h->key_id) == 0 &&
+    return strcmp(g->key_id, h->key_id) == 0 &&
            strcmp(g->when.period, h->when.period) == 0;
 }
 
