@@ -18,6 +18,8 @@ struct limits_raw {
     int64_t oldest_age_ms;   /* age of the oldest entry; -1 when empty */
     int64_t spent_nusd;      /* spent in the period */
     int64_t held_nusd;       /* held by requests in flight */
+    uint64_t admitted_ms;    /* Redis: TIME of the decision (the score of
+                                the window entry); local: 0 */
 };
 
 /* The budget period of one reserve. */
@@ -38,6 +40,12 @@ struct limits_hold {
     bool budget;        /* the rule had a budget */
     int64_t seed_nusd;  /* spent_seed_nusd of the ask */
     uint64_t seq;       /* HOLD_LOCAL: the entry's sequence number */
+    /* HOLD_REDIS: what the entries say, so reconcile can name them. */
+    bool tpm;             /* the rule had a tpm: the tokens are settled */
+    bool fly;             /* an in-flight entry exists (a cap or budget) */
+    int64_t tokens;       /* in the window member (0 without tpm) */
+    int64_t held_nusd;    /* in the in-flight member (0 without budget) */
+    uint64_t admitted_ms; /* the window entry's score, Redis time */
 };
 
 /* The clock of limits_clock_set(). */
@@ -52,20 +60,39 @@ void limits_local_reserve(const struct limits_ask *ask,
 void limits_local_reconcile(const struct limits_hold *h, int64_t tokens,
                             int64_t cost_nusd);
 
-/* redis.c: the reply callback of limits_redis_reserve(); raw is NULL on
- * any failure (down, timeout, a bad reply). */
-typedef void (*limits_raw_fn)(void *ctx, const struct limits_raw *raw);
+#define LIMITS_BATCH_MAX 64 /* asks or holds per script call */
 
-/* redis.c: runs the reserve script; same contract as redis_eval(). */
+/* redis.c: the answers to a batch of reserves: raws[i] for asks[i], or
+ * raws NULL for all n on any failure (down, timeout, a bad reply). */
+typedef void (*limits_raws_fn)(void *ctx, const struct limits_raw *raws,
+                               int n);
+
+/* redis.c: runs the reserve script once for n (1..LIMITS_BATCH_MAX) asks
+ * of one key, rule and period (those of asks[0] and when); same contract
+ * as redis_eval(). The asks are copied. */
 enum rl_err limits_redis_reserve(struct redis *r,
-                                 const struct limits_ask *ask,
-                                 const struct limits_when *when,
-                                 limits_raw_fn cb, void *ctx);
-/* redis.c: runs the reconcile script; done(ctx, ok) once if RL_OK. */
+                                 const struct limits_ask *const *asks,
+                                 int n, const struct limits_when *when,
+                                 limits_raws_fn cb, void *ctx);
+
+/* One hold to settle and its real usage. */
+struct limits_settle {
+    struct limits_hold *hold;
+    int64_t tokens;
+    int64_t cost_nusd;
+};
+
+/* redis.c: runs the reconcile script once for n (1..LIMITS_BATCH_MAX)
+ * holds of one key and period; done(ctx, ok) once if RL_OK. The holds
+ * stay the caller's. Only worth calling for holds that
+ * limits_redis_settles(). */
 enum rl_err limits_redis_reconcile(struct redis *r,
-                                   const struct limits_hold *h,
-                                   int64_t tokens, int64_t cost_nusd,
-                                   void (*done)(void *ctx, bool ok),
+                                   const struct limits_settle *items,
+                                   int n, void (*done)(void *ctx, bool ok),
                                    void *ctx);
+
+/* redis.c: false when reconciling h with tokens would change nothing in
+ * Redis (no in-flight entry, and no tpm or the tokens as reserved). */
+bool limits_redis_settles(const struct limits_hold *h, int64_t tokens);
 
 #endif

@@ -5,13 +5,17 @@
  * reconciles while Redis is down, and writes the x-ratelimit-* headers.
  *
  * It does not decide anything itself: the arithmetic lives twice, in the
- * Lua script and in local.c, with the same tests. Read limits_reserve()
- * first, then on_raw().
+ * Lua script and in local.c, with the same tests. Reserves and reconciles
+ * for Redis are gathered per key during a loop iteration and sent as one
+ * script call each (a batch), from a prepare handle just before the loop
+ * polls: the script's fixed cost is paid once per batch, not per request.
+ * Read limits_reserve() first, then send_batches() and on_raw().
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uv.h>
 
 #include "limits/internal.h"
 #include "redis/redis.h"
@@ -30,8 +34,22 @@ struct requeue {
     struct requeue *next;
 };
 
+/* Reserves or reconciles of one key (and rule, and period) gathered
+ * during one loop iteration, for one script call. */
+struct batch {
+    bool reconcile;               /* holds to settle, else reserves */
+    int n;                        /* items used */
+    struct limits_pending *asks[LIMITS_BATCH_MAX];  /* reserves */
+    struct limits_settle items[LIMITS_BATCH_MAX];   /* reconciles */
+    struct limits *l;
+    struct batch *next;
+};
+
 struct limits {
     struct redis *redis;          /* NULL: in-process only */
+    uv_prepare_t *sender;         /* sends the batches; own allocation,
+                                     freed by its close callback */
+    struct batch *batches;        /* gathered this iteration, not sent */
     enum limits_policy policy;
     bool closing;                 /* in limits_free */
     bool down_logged;             /* "redis down" was logged, not "back" */
@@ -237,6 +255,22 @@ static void pending_unlink_free(struct limits_pending *p)
     free(p);
 }
 
+/* A Redis hold, with what the script wrote for it (see redis.c). */
+static struct limits_hold *redis_hold_new(const struct limits_ask *a,
+                                          const struct limits_when *w,
+                                          const struct limits_raw *raw)
+{
+    struct limits_hold *h = hold_new(HOLD_REDIS, a, w);
+    const struct limits_rule *r = &a->rule;
+    h->tpm = r->tpm > 0;
+    h->fly = r->max_concurrent > 0 || r->budget_nusd > 0;
+    h->tokens = h->tpm ? a->tokens : 0;
+    h->held_nusd = r->budget_nusd > 0 && a->cost_nusd > 0 ? a->cost_nusd
+                                                          : 0;
+    h->admitted_ms = raw->admitted_ms;
+    return h;
+}
+
 static void on_raw(void *ctx, const struct limits_raw *raw)
 {
     struct limits_pending *p = ctx;
@@ -252,7 +286,7 @@ static void on_raw(void *ctx, const struct limits_raw *raw)
     l->stats.redis_decisions++;
     struct limits_hold *h = NULL;
     if (raw->outcome == LIMITS_ADMITTED) {
-        h = hold_new(HOLD_REDIS, &p->ask, &p->when);
+        h = redis_hold_new(&p->ask, &p->when, raw);
     }
     if (p->cb) {
         struct limits_verdict v;
@@ -276,7 +310,13 @@ static bool key_id_ok(const char *id)
            !strpbrk(id, "{}");
 }
 
-/* Starts a reserve over Redis; false when Redis did not take it. */
+static void add_reserve(struct limits *l, struct limits_pending *p);
+static void add_settle(struct limits *l, struct limits_hold *h,
+                       int64_t tokens, int64_t cost_nusd);
+
+/* Starts a reserve over Redis: gathered into this iteration's batch for
+ * its key, answered by on_raw(). Always true since reserves are batched;
+ * a batch that cannot be sent is decided in-process, later. */
 static bool reserve_redis(struct limits *l, const struct limits_ask *ask,
                           const struct limits_when *w, limits_cb cb,
                           void *ctx, struct limits_pending **pending)
@@ -291,12 +331,7 @@ static bool reserve_redis(struct limits *l, const struct limits_ask *ask,
     p->ask.rule.key_id = p->key_id;
     p->ask.request_id = p->request_id;
     p->when = *w;
-    if (limits_redis_reserve(l->redis, &p->ask, w, on_raw, p) != RL_OK) {
-        free(p->key_id);
-        free(p->request_id);
-        free(p);
-        return false;
-    }
+    add_reserve(l, p);
     p->next = l->pendings;
     if (l->pendings) {
         l->pendings->prev = p;
@@ -362,37 +397,14 @@ static void requeue(struct limits *l, struct limits_hold *h, int64_t tokens,
     l->nqueue++;
 }
 
-/* What a Redis reconcile in flight carries. */
-struct rec {
-    struct limits *l;
-    struct limits_hold *h;
-    int64_t tokens;
-    int64_t cost_nusd;
-};
-
-static void on_reconciled(void *ctx, bool ok)
-{
-    struct rec *r = ctx;
-    if (ok) {
-        hold_free(r->h);
-    } else {
-        r->l->stats.redis_failures++;
-        requeue(r->l, r->h, r->tokens, r->cost_nusd); /* idempotent */
-    }
-    free(r);
-}
-
 static void reconcile_redis(struct limits *l, struct limits_hold *h,
                             int64_t tokens, int64_t cost_nusd)
 {
-    struct rec *r = rl_malloc(sizeof(*r));
-    *r = (struct rec){l, h, tokens, cost_nusd};
-    if (l->closing || !redis_up(l->redis) ||
-        limits_redis_reconcile(l->redis, h, tokens, cost_nusd, on_reconciled,
-                               r) != RL_OK) {
-        free(r);
+    if (l->closing || !redis_up(l->redis)) {
         requeue(l, h, tokens, cost_nusd);
+        return;
     }
+    add_settle(l, h, tokens, cost_nusd);
 }
 
 void limits_reconcile(struct limits *l, struct limits_hold *hold,
@@ -403,7 +415,8 @@ void limits_reconcile(struct limits *l, struct limits_hold *hold,
     }
     if (hold->kind == HOLD_LOCAL) {
         limits_local_reconcile(hold, tokens_used, cost_nusd);
-    } else if (hold->kind == HOLD_REDIS && l->redis) {
+    } else if (hold->kind == HOLD_REDIS && l->redis &&
+               limits_redis_settles(hold, tokens_used)) {
         reconcile_redis(l, hold, tokens_used, cost_nusd);
         return;
     }
@@ -423,6 +436,158 @@ static void flush_queue(struct limits *l)
         free(q);
         q = next;
     }
+}
+
+/* ---------------------------------------------------------------------
+ * Batches: one script call per key and iteration
+ * ------------------------------------------------------------------- */
+
+static bool same_reserve(const struct batch *b, const struct limits_pending *p)
+{
+    if (b->reconcile) {
+        return false;
+    }
+    const struct limits_pending *q = b->asks[0];
+    const struct limits_rule *x = &q->ask.rule;
+    const struct limits_rule *y = &p->ask.rule;
+    return strcmp(q->key_id, p->key_id) == 0 &&
+           x->rpm == y->rpm && x->tpm == y->tpm &&
+           x->max_concurrent == y->max_concurrent &&
+           x->budget_nusd == y->budget_nusd &&
+           q->ask.spent_seed_nusd == p->ask.spent_seed_nusd &&
+           strcmp(q->when.period, p->when.period) == 0;
+}
+
+static bool same_settle(const struct batch *b, const struct limits_hold *h)
+{
+    if (!b->reconcile) {
+        return false;
+    }
+    const struct limits_hold *g = b->items[0].hold;
+    return strcmp(g->key_id, h->key_id) == 0 &&
+           strcmp(g->when.period, h->when.period) == 0;
+}
+
+static void on_send(uv_prepare_t *h);
+
+/* A new batch at the head of l's list; the sender runs this iteration. */
+static struct batch *batch_new(struct limits *l, bool reconcile)
+{
+    struct batch *b = rl_malloc(sizeof(*b));
+    b->reconcile = reconcile;
+    b->n = 0;
+    b->l = l;
+    b->next = l->batches;
+    l->batches = b;
+    if (!uv_is_active((uv_handle_t *)l->sender)) {
+        uv_prepare_start(l->sender, on_send);
+    }
+    return b;
+}
+
+static void add_reserve(struct limits *l, struct limits_pending *p)
+{
+    struct batch *b = l->batches;
+    while (b && (b->n == LIMITS_BATCH_MAX || !same_reserve(b, p))) {
+        b = b->next;
+    }
+    if (!b) {
+        b = batch_new(l, false);
+    }
+    b->asks[b->n++] = p;
+}
+
+static void add_settle(struct limits *l, struct limits_hold *h,
+                       int64_t tokens, int64_t cost_nusd)
+{
+    struct batch *b = l->batches;
+    while (b && (b->n == LIMITS_BATCH_MAX || !same_settle(b, h))) {
+        b = b->next;
+    }
+    if (!b) {
+        b = batch_new(l, true);
+    }
+    b->items[b->n++] = (struct limits_settle){h, tokens, cost_nusd};
+}
+
+static void on_raws(void *ctx, const struct limits_raw *raws, int n)
+{
+    struct batch *b = ctx;
+    for (int i = 0; i < n; i++) {
+        on_raw(b->asks[i], raws ? &raws[i] : NULL);
+    }
+    free(b);
+}
+
+static void on_settled(void *ctx, bool ok)
+{
+    struct batch *b = ctx;
+    for (int i = 0; i < b->n; i++) {
+        struct limits_settle *it = &b->items[i];
+        if (ok) {
+            hold_free(it->hold);
+        } else {
+            b->l->stats.redis_failures++;
+            requeue(b->l, it->hold, it->tokens, it->cost_nusd); /* idempotent */
+        }
+    }
+    free(b);
+}
+
+/* Sends one batch; a batch Redis does not take fails as a whole. */
+static void batch_send(struct limits *l, struct batch *b)
+{
+    bool up = !l->closing && redis_up(l->redis);
+    if (b->reconcile) {
+        if (!up || limits_redis_reconcile(l->redis, b->items, b->n,
+                                          on_settled, b) != RL_OK) {
+            for (int i = 0; i < b->n; i++) {
+                requeue(l, b->items[i].hold, b->items[i].tokens,
+                        b->items[i].cost_nusd);
+            }
+            free(b);
+        }
+        return;
+    }
+    const struct limits_ask *asks[LIMITS_BATCH_MAX];
+    for (int i = 0; i < b->n; i++) {
+        asks[i] = &b->asks[i]->ask;
+    }
+    if (!up || limits_redis_reserve(l->redis, asks, b->n, &b->asks[0]->when,
+                                    on_raws, b) != RL_OK) {
+        on_raws(b, NULL, b->n);
+    }
+}
+
+/* Sends every gathered batch, oldest first, and writes them out. */
+static void send_batches(struct limits *l)
+{
+    uv_prepare_stop(l->sender);
+    struct batch *rev = NULL;
+    while (l->batches) {
+        struct batch *b = l->batches;
+        l->batches = b->next;
+        b->next = rev;
+        rev = b;
+    }
+    while (rev) {
+        struct batch *b = rev;
+        rev = b->next;
+        batch_send(l, b);
+    }
+    if (l->redis && !l->closing) {
+        redis_flush(l->redis);
+    }
+}
+
+static void on_send(uv_prepare_t *h)
+{
+    send_batches(h->data);
+}
+
+static void on_sender_closed(uv_handle_t *h)
+{
+    free(h);
 }
 
 /* ---------------------------------------------------------------------
@@ -475,6 +640,9 @@ enum rl_err limits_new(struct uv_loop_s *loop, const struct limits_opts *opts,
             *out = NULL;
             return RL_E_CONFIG; /* redis_new logged why */
         }
+        l->sender = rl_malloc(sizeof(*l->sender));
+        uv_prepare_init(loop, l->sender);
+        l->sender->data = l;
     }
     *out = l;
     return RL_OK;
@@ -486,6 +654,10 @@ void limits_free(struct limits *l)
         return;
     }
     l->closing = true;
+    if (l->sender) {
+        send_batches(l); /* closing: reserves UNAVAILABLE, holds dropped */
+        uv_close((uv_handle_t *)l->sender, on_sender_closed);
+    }
     redis_free(l->redis); /* pending reserves answer UNAVAILABLE */
     while (l->pendings) {
         pending_unlink_free(l->pendings); /* only if redis_free missed one */

@@ -11,7 +11,14 @@
  * handshake) goes through break_conn(): close, fail everything pending,
  * schedule a reconnect. Nothing here logs per command.
  *
- * hiredis is used for RESP only. Read on_read() and break_conn() first.
+ * Commands are formatted (RESP, by hand) into one output buffer and
+ * written once per loop iteration, by a prepare handle that runs just
+ * before the loop polls: the reserves of a batch of HTTP reads cost one
+ * write(2), not one each. Pending callbacks live in a ring, so a command
+ * costs no allocation (an EVALSHA one, for its NOSCRIPT copy).
+ *
+ * hiredis parses replies only. Read on_read(), flush() and break_conn()
+ * first.
  */
 #include <hiredis/hiredis.h>
 #include <netdb.h>
@@ -26,16 +33,17 @@
 #include "util/alloc.h"
 #include "util/log.h"
 
-#define READ_BUF 16384
+#define READ_BUF 65536
+#define OUT_MAX (16u << 20) /* bytes formatted and not yet written */
+#define RING_MIN 64        /* first size of the pending ring */
 
 enum state { ST_DOWN, ST_CONNECTING, ST_UP };
 
-/* One command waiting for its reply. */
+/* One command waiting for its reply (a slot of the ring). */
 struct pending {
     redis_reply_fn cb;
     void *ctx;
     uint64_t deadline_ms; /* loop time (uv_now) after which it failed */
-    struct pending *next;
 };
 
 /* One TCP connection; freed in its close callback. */
@@ -47,11 +55,11 @@ struct rconn {
     bool closing;
 };
 
-/* One write in flight: the formatted command is freed when it is done. */
+/* What uv_try_write could not send at once: a copy, freed when done. */
 struct wreq {
     uv_write_t req;
     struct rconn *c;
-    char *cmd;             /* from redisFormatCommandArgv */
+    char data[];           /* the unsent bytes */
 };
 
 struct redis {
@@ -61,11 +69,17 @@ struct redis {
     struct sockaddr_storage addr;
     uv_timer_t deadline;       /* the head command's timeout */
     uv_timer_t retry;          /* connect timeout, or backoff when DOWN */
+    uv_prepare_t flusher;      /* active while out holds bytes */
     struct rconn *conn;        /* the current connection, or NULL */
     enum state state;
     int reported;              /* -1 never, 0 down, 1 up: for on_state */
-    struct pending *head;      /* oldest pending command */
-    struct pending *tail;
+    struct pending *ring;      /* pending commands, oldest at ring_head */
+    size_t ring_cap;           /* slots (a power of two), 0 before use */
+    size_t ring_head;          /* index of the oldest */
+    size_t ring_len;           /* slots in use */
+    char *out;                 /* formatted commands not yet written */
+    size_t out_len;            /* bytes in out */
+    size_t out_cap;            /* bytes allocated for out */
     unsigned attempts;         /* failed attempts in a row, for backoff */
     unsigned handshake_left;   /* handshake replies still awaited */
     unsigned nopen;            /* handles not yet closed */
@@ -85,6 +99,8 @@ static void break_conn(struct redis *r, enum rl_err err);
 static void maybe_free(struct redis *r)
 {
     if (r->freeing && r->nopen == 0) {
+        free(r->ring);
+        free(r->out);
         free(r);
     }
 }
@@ -128,31 +144,39 @@ static void report(struct redis *r, bool up)
 }
 
 /* ---------------------------------------------------------------------
- * The pending FIFO and its one timer
+ * The pending FIFO (a ring) and its one timer
  * ------------------------------------------------------------------- */
 
 static void on_deadline(uv_timer_t *t);
 
-/* Arms the deadline timer for the head command, or stops it. */
+static struct pending *ring_first(struct redis *r)
+{
+    return r->ring_len ? &r->ring[r->ring_head] : NULL;
+}
+
+/* Arms the deadline timer for the oldest command, or stops it. The timer
+ * may fire early (the command it was armed for was answered): it then
+ * re-arms for the new oldest, so replies never touch the timer. */
 static void arm_deadline(struct redis *r)
 {
-    if (!r->head) {
+    struct pending *p = ring_first(r);
+    if (!p) {
         uv_timer_stop(&r->deadline);
         return;
     }
     uint64_t now = uv_now(r->loop);
-    uint64_t wait = r->head->deadline_ms > now ? r->head->deadline_ms - now
-                                               : 0;
+    uint64_t wait = p->deadline_ms > now ? p->deadline_ms - now : 0;
     uv_timer_start(&r->deadline, on_deadline, wait, 0);
 }
 
 static void on_deadline(uv_timer_t *t)
 {
     struct redis *r = t->data;
-    if (!r->head) {
+    struct pending *p = ring_first(r);
+    if (!p) {
         return;
     }
-    if (r->head->deadline_ms <= uv_now(r->loop)) {
+    if (p->deadline_ms <= uv_now(r->loop)) {
         r->stats.timeouts++;
         break_conn(r, RL_E_UPSTREAM_TIMEOUT);
         return;
@@ -160,84 +184,218 @@ static void on_deadline(uv_timer_t *t)
     arm_deadline(r);
 }
 
-static struct pending *pop(struct redis *r)
+/* Appends a pending command; the ring doubles when full. */
+static void push(struct redis *r, redis_reply_fn cb, void *ctx)
 {
-    struct pending *p = r->head;
-    if (p) {
-        r->head = p->next;
-        if (!r->head) {
-            r->tail = NULL;
+    if (r->ring_len == r->ring_cap) {
+        size_t cap = r->ring_cap ? r->ring_cap * 2 : RING_MIN;
+        struct pending *ring = rl_malloc(cap * sizeof(*ring));
+        for (size_t i = 0; i < r->ring_len; i++) {
+            ring[i] = r->ring[(r->ring_head + i) & (r->ring_cap - 1)];
         }
+        free(r->ring);
+        r->ring = ring;
+        r->ring_cap = cap;
+        r->ring_head = 0;
     }
-    return p;
+    size_t at = (r->ring_head + r->ring_len) & (r->ring_cap - 1);
+    r->ring[at] = (struct pending){
+        cb, ctx, uv_now(r->loop) + r->opts.command_timeout_ms};
+    r->ring_len++;
+    if (r->ring_len == 1 && !uv_is_active((uv_handle_t *)&r->deadline)) {
+        arm_deadline(r);
+    }
+}
+
+/* Takes the oldest pending command into *out; false when there is none. */
+static bool pop(struct redis *r, struct pending *out)
+{
+    if (!r->ring_len) {
+        return false;
+    }
+    *out = r->ring[r->ring_head];
+    r->ring_head = (r->ring_head + 1) & (r->ring_cap - 1);
+    r->ring_len--;
+    return true;
 }
 
 /* Calls every pending callback with err; new commands fail meanwhile
  * because the state is no longer UP. */
 static void fail_all(struct redis *r, enum rl_err err)
 {
-    struct pending *p = r->head;
-    r->head = NULL;
-    r->tail = NULL;
     uv_timer_stop(&r->deadline);
-    while (p) {
-        struct pending *next = p->next;
+    struct pending p;
+    while (pop(r, &p)) {
         r->stats.failures++;
-        p->cb(p->ctx, NULL, err);
-        free(p);
-        p = next;
+        p.cb(p.ctx, NULL, err);
     }
 }
 
 /* ---------------------------------------------------------------------
- * Writing commands
+ * Writing commands: RESP into one buffer, one write per loop iteration
  * ------------------------------------------------------------------- */
 
 static void on_written(uv_write_t *req, int status)
 {
     struct wreq *w = (struct wreq *)req;
     struct rconn *c = w->c;
-    redisFreeCommand(w->cmd);
     free(w);
     if (status < 0 && !c->closing && c->r->conn == c) {
         break_conn(c->r, RL_E_IO);
     }
 }
 
-/* Formats and writes one command on the current connection and queues
- * its callback; used for the handshake too, so it does not check UP. */
+/* Writes out what the iteration formatted: uv_try_write, and a copy of
+ * the rest through uv_write when the socket takes only part of it (libuv
+ * keeps the order: try_write refuses while a uv_write is queued). */
+static void flush(struct redis *r)
+{
+    uv_prepare_stop(&r->flusher);
+    size_t len = r->out_len;
+    r->out_len = 0;
+    if (!len || !r->conn) {
+        return;
+    }
+    uv_stream_t *s = (uv_stream_t *)&r->conn->tcp;
+    uv_buf_t b = uv_buf_init(r->out, (unsigned)len);
+    int n = uv_try_write(s, &b, 1);
+    if (n == UV_EAGAIN) {
+        n = 0;
+    }
+    r->stats.writes++;
+    if (n < 0) {
+        break_conn(r, RL_E_IO);
+        return;
+    }
+    if ((size_t)n == len) {
+        return;
+    }
+    struct wreq *w = rl_malloc(sizeof(*w) + len - (size_t)n);
+    w->c = r->conn;
+    memcpy(w->data, r->out + n, len - (size_t)n);
+    b = uv_buf_init(w->data, (unsigned)(len - (size_t)n));
+    if (uv_write(&w->req, s, &b, 1, on_written) != 0) {
+        free(w);
+        break_conn(r, RL_E_IO);
+    }
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    flush(h->data);
+}
+
+void redis_flush(struct redis *r)
+{
+    flush(r);
+}
+
+/* Writes "<prefix><n>\r\n" at p; returns the end. */
+static char *put_len(char *p, char prefix, size_t n)
+{
+    char digits[24];
+    int nd = 0;
+    do {
+        digits[nd++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    *p++ = prefix;
+    while (nd) {
+        *p++ = digits[--nd];
+    }
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* Makes room for more bytes in out; false past OUT_MAX. */
+static bool out_room(struct redis *r, size_t more)
+{
+    if (r->out_len + more > OUT_MAX) {
+        return false;
+    }
+    if (r->out_len + more > r->out_cap) {
+        size_t cap = r->out_cap ? r->out_cap : 4096;
+        while (cap < r->out_len + more) {
+            cap *= 2;
+        }
+        r->out = rl_realloc(r->out, cap);
+        r->out_cap = cap;
+    }
+    return true;
+}
+
+/* Bytes of n arguments in RESP, with room for their length lines. */
+static size_t resp_room(int n, const char **v, const size_t *lens)
+{
+    size_t need = 0;
+    for (int i = 0; i < n; i++) {
+        need += 16 + (lens ? lens[i] : strlen(v[i]));
+    }
+    return need;
+}
+
+/* Writes n arguments in RESP at p; returns the end. */
+static char *resp_put(char *p, int n, const char **v, const size_t *lens)
+{
+    for (int i = 0; i < n; i++) {
+        size_t len = lens ? lens[i] : strlen(v[i]);
+        p = put_len(p, '$', len);
+        memcpy(p, v[i], len);
+        p += len;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    return p;
+}
+
+/* Appends a RESP array header for ntotal elements and the first nfirst of
+ * them, from argv (a caller may append the others after). */
+static bool put_args(struct redis *r, int ntotal, int nfirst,
+                     const char **argv, const size_t *lens)
+{
+    if (!out_room(r, 16 + resp_room(nfirst, argv, lens))) {
+        return false;
+    }
+    char *p = put_len(r->out + r->out_len, '*', (size_t)ntotal);
+    p = resp_put(p, nfirst, argv, lens);
+    r->out_len = (size_t)(p - r->out);
+    return true;
+}
+
+/* Appends bytes already in RESP form. */
+static bool put_raw(struct redis *r, const char *data, size_t len)
+{
+    if (!out_room(r, len)) {
+        return false;
+    }
+    memcpy(r->out + r->out_len, data, len);
+    r->out_len += len;
+    return true;
+}
+
+/* Queues cb for the command just appended and schedules the flush. */
+static void sent(struct redis *r, redis_reply_fn cb, void *ctx)
+{
+    push(r, cb, ctx);
+    if (!uv_is_active((uv_handle_t *)&r->flusher)) {
+        uv_prepare_start(&r->flusher, on_flush);
+    }
+}
+
+/* Formats one command into the output buffer and queues its callback;
+ * used for the handshake too, so it does not check UP. */
 static enum rl_err send_cmd(struct redis *r, int argc, const char **argv,
                             const size_t *argvlen, redis_reply_fn cb,
                             void *ctx)
 {
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-    if (len < 0 || !r->conn) {
-        redisFreeCommand(cmd);
+    size_t mark = r->out_len;
+    if (!r->conn || argc <= 0 ||
+        !put_args(r, argc, argc, argv, argvlen)) {
+        r->out_len = mark;
         return RL_E_IO;
     }
-    struct wreq *w = rl_malloc(sizeof(*w));
-    w->c = r->conn;
-    w->cmd = cmd;
-    uv_buf_t b = uv_buf_init(cmd, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)&r->conn->tcp, &b, 1,
-                 on_written) != 0) {
-        redisFreeCommand(cmd);
-        free(w);
-        return RL_E_IO;
-    }
-    struct pending *p = rl_malloc(sizeof(*p));
-    p->cb = cb;
-    p->ctx = ctx;
-    p->deadline_ms = uv_now(r->loop) + r->opts.command_timeout_ms;
-    p->next = NULL;
-    if (r->tail) {
-        r->tail->next = p;
-    } else {
-        r->head = p;
-        arm_deadline(r);
-    }
-    r->tail = p;
+    sent(r, cb, ctx);
     return RL_OK;
 }
 
@@ -290,18 +448,19 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         if (!reply) {
             return;
         }
-        struct pending *p = pop(r);
-        if (!p) {
+        struct pending p;
+        if (!pop(r, &p)) {
             freeReplyObject(reply);
             break_conn(r, RL_E_IO); /* a reply nobody asked for */
             return;
         }
-        arm_deadline(r);
-        p->cb(p->ctx, reply, RL_OK);
+        p.cb(p.ctx, reply, RL_OK);
         freeReplyObject(reply);
-        free(p);
         if (c->closing) {
             return; /* the callback broke or freed the client */
+        }
+        if (!r->ring_len) {
+            uv_timer_stop(&r->deadline);
         }
     }
 }
@@ -443,6 +602,8 @@ static void break_conn(struct redis *r, enum rl_err err)
         r->conn = NULL;
     }
     r->state = ST_DOWN;
+    r->out_len = 0; /* unsent commands fail with the rest */
+    uv_prepare_stop(&r->flusher);
     uv_timer_stop(&r->retry);
     report(r, false);
     fail_all(r, err);
@@ -509,9 +670,11 @@ struct redis *redis_new(struct uv_loop_s *loop, const char *url,
     r->seed = (unsigned)(uintptr_t)r ^ (unsigned)time(NULL);
     uv_timer_init(loop, &r->deadline);
     uv_timer_init(loop, &r->retry);
+    uv_prepare_init(loop, &r->flusher);
     r->deadline.data = r;
     r->retry.data = r;
-    r->nopen = 2;
+    r->flusher.data = r;
+    r->nopen = 3;
     start_connect(r);
     return r;
 }
@@ -527,7 +690,9 @@ void redis_free(struct redis *r)
         r->conn = NULL;
     }
     r->state = ST_DOWN;
+    r->out_len = 0;
     fail_all(r, RL_E_SHUTTING_DOWN);
+    uv_close((uv_handle_t *)&r->flusher, on_handle_closed);
     uv_close((uv_handle_t *)&r->deadline, on_handle_closed);
     uv_close((uv_handle_t *)&r->retry, on_handle_closed);
 }
@@ -556,27 +721,44 @@ void redis_script_init(struct redis_script *s, const char *text)
     s->text = text;
 }
 
-/* A script call in flight, with a copy of its arguments for the resend. */
+/* A script call in flight, with its keys and arguments in RESP (one
+ * allocation) for the EVAL resend after NOSCRIPT. */
 struct eval {
     struct redis *r;
     const struct redis_script *s;
     redis_reply_fn cb;
     void *ctx;
-    int argc;
-    const char **argv;  /* EVALSHA sha nkeys keys... args... */
-    size_t *lens;
+    int argc;           /* 3 + nkeys + nargs */
     bool retried;       /* EVAL was sent after NOSCRIPT */
-    char nkeys[16];
+    size_t tail_len;    /* bytes in tail */
+    char tail[];        /* RESP of nkeys, the keys and the arguments */
 };
 
-static void eval_free(struct eval *e)
+/* Appends "EVALSHA sha" (or "EVAL text" when eval) and e's tail. */
+static enum rl_err eval_send(struct eval *e, bool eval)
 {
-    for (int i = 3; i < e->argc; i++) {
-        free((void *)e->argv[i]);
+    struct redis *r = e->r;
+    if (r->state != ST_UP || r->freeing || !r->conn) {
+        r->stats.failures++;
+        return RL_E_IO;
     }
-    free(e->argv);
-    free(e->lens);
-    free(e);
+    const char *argv[2] = {"EVALSHA", e->s->sha1_hex};
+    size_t lens[2] = {7, 40};
+    if (eval) {
+        argv[0] = "EVAL";
+        argv[1] = e->s->text;
+        lens[0] = 4;
+        lens[1] = strlen(e->s->text);
+    }
+    size_t mark = r->out_len;
+    if (!put_args(r, e->argc, 2, argv, lens) ||
+        !put_raw(r, e->tail, e->tail_len)) {
+        r->out_len = mark;
+        r->stats.failures++;
+        return RL_E_IO;
+    }
+    r->stats.commands++;
+    return RL_OK;
 }
 
 static void on_eval_reply(void *ctx, struct redisReply *reply,
@@ -586,30 +768,15 @@ static void on_eval_reply(void *ctx, struct redisReply *reply,
     if (err == RL_OK && !e->retried && reply->type == REDIS_REPLY_ERROR &&
         strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         e->retried = true;
-        e->argv[0] = "EVAL";
-        e->argv[1] = e->s->text;
-        e->lens[0] = 4;
-        e->lens[1] = strlen(e->s->text);
-        err = redis_command(e->r, e->argc, e->argv, e->lens, on_eval_reply,
-                            e);
+        err = eval_send(e, true);
         if (err == RL_OK) {
+            sent(e->r, on_eval_reply, e);
             return;
         }
         reply = NULL;
     }
     e->cb(e->ctx, reply, err);
-    eval_free(e);
-}
-
-/* Copies n arguments into e->argv from index at. */
-static void copy_args(struct eval *e, int at, int n, const char **v,
-                      const size_t *lens)
-{
-    for (int i = 0; i < n; i++) {
-        size_t len = lens ? lens[i] : strlen(v[i]);
-        e->argv[at + i] = rl_strndup(v[i], len);
-        e->lens[at + i] = len;
-    }
+    free(e);
 }
 
 enum rl_err redis_eval(struct redis *r, const struct redis_script *s,
@@ -621,27 +788,24 @@ enum rl_err redis_eval(struct redis *r, const struct redis_script *s,
         r->stats.failures++;
         return RL_E_IO;
     }
-    struct eval *e = rl_calloc(1, sizeof(*e));
-    e->r = r;
-    e->s = s;
-    e->cb = cb;
-    e->ctx = ctx;
-    e->argc = 3 + nkeys + nargs;
-    e->argv = rl_calloc((size_t)e->argc, sizeof(*e->argv));
-    e->lens = rl_calloc((size_t)e->argc, sizeof(*e->lens));
-    snprintf(e->nkeys, sizeof(e->nkeys), "%d", nkeys);
-    e->argv[0] = "EVALSHA";
-    e->lens[0] = 7;
-    e->argv[1] = s->sha1_hex;
-    e->lens[1] = 40;
-    e->argv[2] = e->nkeys;
-    e->lens[2] = strlen(e->nkeys);
-    copy_args(e, 3, nkeys, keys, keylens);
-    copy_args(e, 3 + nkeys, nargs, args, arglens);
-    enum rl_err err = redis_command(r, e->argc, e->argv, e->lens,
-                                    on_eval_reply, e);
+    char nk[16];
+    const char *nkv[1] = {nk};
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    size_t room = resp_room(1, nkv, NULL) +
+                  resp_room(nkeys, keys, keylens) +
+                  resp_room(nargs, args, arglens);
+    struct eval *e = rl_malloc(sizeof(*e) + room);
+    *e = (struct eval){.r = r, .s = s, .cb = cb, .ctx = ctx,
+                       .argc = 3 + nkeys + nargs};
+    char *p = resp_put(e->tail, 1, nkv, NULL);
+    p = resp_put(p, nkeys, keys, keylens);
+    p = resp_put(p, nargs, args, arglens);
+    e->tail_len = (size_t)(p - e->tail);
+    enum rl_err err = eval_send(e, false);
     if (err != RL_OK) {
-        eval_free(e);
+        free(e);
+        return err;
     }
-    return err;
+    sent(r, on_eval_reply, e);
+    return RL_OK;
 }

@@ -2,9 +2,10 @@
  * redis.h - a small asynchronous Redis client on a libuv loop, one
  * connection per worker (used by limits/, later by the semantic cache).
  *
- * hiredis is used only for RESP: redisFormatCommandArgv encodes commands
- * and its reader parses replies; connections, pipelining, timeouts and
- * reconnection are ours (hiredis 0.14's async API has no timeouts).
+ * hiredis is used only for its RESP reader, to parse replies; commands
+ * are encoded here, and connections, pipelining (the commands of one loop
+ * iteration go out in one write), timeouts and reconnection are ours
+ * (hiredis 0.14's async API has no timeouts).
  *
  * Contract, as everywhere in Relay: if redis_command() returns an error,
  * its callback is never called; if it returns RL_OK, the callback is called
@@ -62,6 +63,7 @@ struct redis_stats {
     uint64_t failures;   /* commands that ended in an error (not a reply) */
     uint64_t timeouts;   /* connections broken by a command timeout */
     uint64_t reconnects; /* connection attempts after the first */
+    uint64_t writes;     /* socket writes (many commands per write) */
 };
 
 /*
@@ -127,6 +129,14 @@ enum rl_err redis_eval(struct redis *r, const struct redis_script *s,
                        int nkeys, const char **keys, const size_t *keylens,
                        int nargs, const char **args, const size_t *arglens,
                        redis_reply_fn cb, void *ctx);
+
+/*
+ * Writes the commands sent so far now, instead of just before the loop
+ * next polls. For callers that send from a prepare callback of their own
+ * (libuv runs a prepare handle started meanwhile only on the next
+ * iteration). Errors break the connection as usual.
+ */
+void redis_flush(struct redis *r);
 
 /* True while the connection is established and its handshake done. */
 bool redis_up(const struct redis *r);

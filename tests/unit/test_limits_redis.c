@@ -204,6 +204,67 @@ static void test_tokens_are_reserved_and_reconciled_in_redis(void **state)
     close_limits(&loop, l);
 }
 
+/* Reserves n asks of key in one loop iteration (one batch, one script
+ * call) with the given tokens, and waits for all the answers. */
+static void reserve_batch(uv_loop_t *loop, struct limits *l, const char *key,
+                          struct limits_rule r, const int64_t *tokens,
+                          int n, struct got *out)
+{
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        struct limits_ask a = ask_for(key, id, sizeof(id), i);
+        a.rule = r;
+        a.rule.key_id = key;
+        a.tokens = tokens[i];
+        memset(&out[i], 0, sizeof(out[i]));
+        assert_int_equal(limits_reserve(l, &a, on_verdict, &out[i], NULL),
+                         RL_OK);
+        assert_int_equal(out[i].calls, 0);
+    }
+    assert_true(harness_run_until(loop, got_called, &out[n - 1], 2000));
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(out[i].calls, 1);
+        assert_false(out[i].v.local);
+    }
+}
+
+static void test_a_batch_is_decided_in_order_and_settled_in_one_call(
+    void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    struct limits *l = open_limits(&loop, LIMITS_FAIL_OPEN);
+    struct limits_rule r = {.rpm = 10, .tpm = 1000};
+    const int64_t tokens[] = {400, 400, 400, 100};
+    struct got g[4];
+    reserve_batch(&loop, l, "batch", r, tokens, 4, g);
+    assert_int_equal(g[0].v.outcome, LIMITS_ADMITTED);
+    assert_int_equal(g[0].v.remaining_tokens, 600);
+    assert_int_equal(g[1].v.outcome, LIMITS_ADMITTED);
+    assert_int_equal(g[1].v.remaining_tokens, 200);
+    assert_int_equal(g[2].v.outcome, LIMITS_OVER_TPM);
+    /* only this batch's entries, admitted now, can free the tokens */
+    assert_int_equal(g[2].v.retry_after_ms, LIMITS_WINDOW_MS);
+    assert_int_equal(g[3].v.outcome, LIMITS_ADMITTED);
+    assert_int_equal(g[3].v.remaining_tokens, 100);
+    assert_int_equal(g[3].v.remaining_requests, 7);
+    limits_reconcile(l, g[0].hold, 100, 0);
+    limits_reconcile(l, g[1].hold, 100, 0);
+    limits_reconcile(l, g[3].hold, 100, 0);
+    harness_run_for(&loop, 20);
+    struct got h = reserve_wait(&loop, l, "batch", 9, r, 700);
+    assert_int_equal(h.v.outcome, LIMITS_ADMITTED);
+    assert_int_equal(h.v.remaining_tokens, 0);
+    reconcile_wait(&loop, l, h.hold, 700, 0);
+    struct limits_rule c = {.max_concurrent = 1};
+    const int64_t none[] = {0, 0};
+    reserve_batch(&loop, l, "batchc", c, none, 2, g);
+    assert_int_equal(g[0].v.outcome, LIMITS_ADMITTED);
+    assert_int_equal(g[1].v.outcome, LIMITS_OVER_CONCURRENCY);
+    reconcile_wait(&loop, l, g[0].hold, 0, 0);
+    close_limits(&loop, l);
+}
+
 static void test_the_concurrency_cap_holds_in_redis_until_reconciled(
     void **state)
 {
@@ -268,6 +329,33 @@ static void test_the_budget_counts_spent_and_held_in_redis(void **state)
 
 /* Sends one command on a fresh client and waits for its answer. */
 static void side_command(int argc, const char **argv);
+
+static void test_expired_entries_give_back_the_tokens_their_member_names(
+    void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    struct limits *l = open_limits(&loop, LIMITS_FAIL_OPEN);
+    /* two entries from long ago (scores 1 and 2 ms after the epoch) and
+     * the sum they made, as an earlier reserve would have left them */
+    const char *zadd[] = {"ZADD", "relay:{k:old}:w", "1", "gone-1:300", "2",
+                          "gone-2:200"};
+    side_command(6, zadd);
+    const char *hset[] = {"HSET", "relay:{k:old}:s", "tok", "500"};
+    side_command(4, hset);
+    struct limits_rule r = {.rpm = 2, .tpm = 1000};
+    struct got g = reserve_wait(&loop, l, "old", 0, r, 1000);
+    assert_int_equal(g.v.outcome, LIMITS_ADMITTED);
+    assert_int_equal(g.v.remaining_requests, 1);
+    assert_int_equal(g.v.remaining_tokens, 0);
+    assert_int_equal(g.v.reset_tokens_ms, LIMITS_WINDOW_MS);
+    reconcile_wait(&loop, l, g.hold, 10, 0);
+    g = reserve_wait(&loop, l, "old", 1, r, 990);
+    assert_int_equal(g.v.outcome, LIMITS_ADMITTED);
+    assert_int_equal(g.v.remaining_tokens, 0);
+    reconcile_wait(&loop, l, g.hold, 990, 0);
+    close_limits(&loop, l);
+}
 
 static void test_reserve_works_after_the_scripts_are_flushed(void **state)
 {
@@ -439,8 +527,12 @@ int main(void)
             test_two_instances_admit_exactly_sixty_of_500_interleaved),
         cmocka_unit_test(test_tokens_are_reserved_and_reconciled_in_redis),
         cmocka_unit_test(
+            test_a_batch_is_decided_in_order_and_settled_in_one_call),
+        cmocka_unit_test(
             test_the_concurrency_cap_holds_in_redis_until_reconciled),
         cmocka_unit_test(test_the_budget_counts_spent_and_held_in_redis),
+        cmocka_unit_test(
+            test_expired_entries_give_back_the_tokens_their_member_names),
         cmocka_unit_test(test_reserve_works_after_the_scripts_are_flushed),
         cmocka_unit_test(
             test_a_cancelled_reserve_calls_nobody_and_frees_its_slot),

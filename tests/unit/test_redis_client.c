@@ -188,6 +188,48 @@ static void test_pipelined_commands_are_answered_in_order(void **state)
     close_client(&loop, r);
 }
 
+static void test_commands_of_one_loop_iteration_go_out_in_one_write(
+    void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct redis *r = connect_to(&loop, srv.url);
+    struct redis_script sc;
+    redis_script_init(&sc, "return 7");
+    struct seen first = {0};
+    assert_int_equal(redis_eval(r, &sc, 0, NULL, NULL, 0, NULL, NULL,
+                                on_reply, &first),
+                     RL_OK);
+    assert_true(harness_run_until(&loop, seen_called, &first, 2000));
+    assert_int_equal(first.integer, 7); /* the script is known from here */
+    struct redis_stats before;
+    redis_stats_get(r, &before);
+    memset(fifo, 0, sizeof(fifo));
+    const char *ping[] = {"PING"};
+    for (int i = 0; i < 100; i++) {
+        enum rl_err err =
+            i % 2 ? redis_command(r, 1, ping, NULL, on_reply, &fifo[i])
+                  : redis_eval(r, &sc, 0, NULL, NULL, 0, NULL, NULL,
+                               on_reply, &fifo[i]);
+        assert_int_equal(err, RL_OK);
+    }
+    assert_true(harness_run_until(&loop, all_fifo_answered, NULL, 2000));
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(fifo[i].calls, 1);
+        assert_int_equal(fifo[i].err, RL_OK);
+        if (i % 2) {
+            assert_string_equal(fifo[i].str, "PONG");
+        } else {
+            assert_int_equal(fifo[i].integer, 7);
+        }
+    }
+    struct redis_stats st;
+    redis_stats_get(r, &st);
+    assert_int_equal(st.writes - before.writes, 1);
+    close_client(&loop, r);
+}
+
 static void test_password_and_db_from_the_url_are_used(void **state)
 {
     (void)state;
@@ -327,6 +369,8 @@ int main(void)
         cmocka_unit_test(test_password_port_and_db_are_all_read),
         cmocka_unit_test(test_bad_urls_are_config_errors_with_a_message),
         cmocka_unit_test(test_pipelined_commands_are_answered_in_order),
+        cmocka_unit_test(
+            test_commands_of_one_loop_iteration_go_out_in_one_write),
         cmocka_unit_test(test_password_and_db_from_the_url_are_used),
         cmocka_unit_test(test_commands_while_not_connected_fail_at_once),
         cmocka_unit_test(
