@@ -23,6 +23,7 @@
 #include "auth/auth.h"
 #include "config/config.h"
 #include "gateway/gateway.h"
+#include "providers/provider.h"
 #include "reply.h"
 #include "request.h"
 #include "routing/routing.h"
@@ -79,6 +80,8 @@ static void on_done(void *ctx, struct call_result *res)
     r->attempts = res->attempts;
     r->upstream_us = res->upstream_us;
     r->ttft_us = res->ttft_us;
+    r->nbriefs = res->nbriefs;
+    memcpy(r->briefs, res->briefs, res->nbriefs * sizeof(res->briefs[0]));
     if (res->err != RL_OK) {
         reply_provider_error(r, &res->error);
     } else if (r->chat.stream) {
@@ -90,10 +93,81 @@ static void on_done(void *ctx, struct call_result *res)
     req_free(r);
 }
 
+/* How an attempt ended, in the router's words; false for outcomes that
+ * say nothing of the model's speed or health (the request's own fault). */
+static bool obs_kind(enum attempt_outcome o, enum routing_outcome *out)
+{
+    switch (o) {
+    case ATTEMPT_OK: *out = ROUTING_OBS_OK; return true;
+    case ATTEMPT_TIMEOUT: *out = ROUTING_OBS_TIMEOUT; return true;
+    case ATTEMPT_RATE_LIMITED: *out = ROUTING_OBS_429; return true;
+    case ATTEMPT_SERVER_ERROR: *out = ROUTING_OBS_5XX; return true;
+    case ATTEMPT_CONNECT: *out = ROUTING_OBS_CONNECT; return true;
+    case ATTEMPT_CUT: *out = ROUTING_OBS_CUT; return true;
+    case ATTEMPT_CANCELLED: *out = ROUTING_OBS_ABANDONED; return true;
+    default: return false; /* client error, content policy, context */
+    }
+}
+
+/* The plan's expected output of model, for an attempt that never said. */
+static int64_t planned_out(const struct req *r, const struct model_cfg *m)
+{
+    for (size_t i = 0; r->route && i < r->route->ncand; i++) {
+        if (r->route->cand[i].model == m) {
+            return r->route->cand[i].out_tokens;
+        }
+    }
+    return 0;
+}
+
+/* One upstream attempt ended: the router learns from it, and a prompt
+ * paid for by an attempt whose answer was not used (a hedge's loser) is
+ * added to the request's cost. */
+static void on_attempt(void *ctx, const struct model_cfg *model,
+                       const struct attempt_report *a)
+{
+    struct req *r = ctx;
+    enum routing_outcome kind;
+    bool known = obs_kind(a->outcome, &kind);
+    if (known && kind == ROUTING_OBS_TIMEOUT && a->index == 0 &&
+        r->route->first_token_deadline_ms &&
+        a->total_us < r->cfg->first_byte_timeout_ms * 1000) {
+        /* Cut at the plan's first-token deadline, not the provider's
+         * failure: it was only slower than the target allowed. */
+        kind = ROUTING_OBS_ABANDONED;
+    }
+    if (known) {
+        int64_t out = a->usage.present ? a->usage.completion_tokens
+                                       : a->completion_events;
+        struct routing_obs o = {
+            .kind = kind,
+            .http_status = a->status,
+            .retry_after_s = a->retry_after_s,
+            .ttft_us = a->streamed ? a->ttft_us : 0,
+            .total_us = a->total_us,
+            .completion_tokens = kind == ROUTING_OBS_ABANDONED
+                                     ? planned_out(r, model)
+                                     : out,
+            .prompt_tokens = r->prompt_tokens_est,
+            .max_tokens_set = r->chat.max_tokens > 0,
+            .stream = a->streamed,
+            .provider = model->provider->name,
+        };
+        routing_observe(model->name, &o);
+    }
+    if (a->billable_prompt && !a->won) {
+        struct usage u = {.prompt_tokens = a->usage.present
+                                               ? a->usage.prompt_tokens
+                                               : r->prompt_tokens_est};
+        r->unused_cost_nusd += price_cost_nusd(model, &u);
+    }
+}
+
 static const struct provider_call_cbs call_cbs = {
     .on_first = on_first,
     .on_chunk = on_chunk,
     .on_done = on_done,
+    .on_attempt = on_attempt,
 };
 
 /* Step 5: hands the request to the providers. */
@@ -104,7 +178,10 @@ static void stream(struct req *r)
         .connect_ms = cfg->connect_timeout_ms,
         .first_byte_ms = cfg->first_byte_timeout_ms,
         .idle_ms = cfg->stream_idle_timeout_ms,
-        .hedge_ms = cfg->hedge_after_ms,
+        /* The plan's deadline and hedge time, else the configured ones. */
+        .primary_first_token_ms = r->route->first_token_deadline_ms,
+        .hedge_ms = r->route->hedge_after_ms ? r->route->hedge_after_ms
+                                             : cfg->hedge_after_ms,
         .total_ms = cfg->call_timeout_ms,
         .retries = cfg->retries,
         .backoff_ms = cfg->retry_backoff_ms,

@@ -15,6 +15,7 @@
 #include "auth/auth.h"
 #include "config/config.h"
 #include "request.h"
+#include "routing/routing.h"
 #include "server/server.h"
 #include "util/clock.h"
 #include "util/jscan.h"
@@ -48,6 +49,13 @@ static void common_headers(struct req *r, struct buf *h)
     buf_append_cstr(h, "\r\nx-relay-attempts: ");
     buf_append_i64(h, r->attempts);
     buf_append_cstr(h, "\r\n");
+    if (r->route) {
+        char route[512];
+        routing_explain(r->route, route, sizeof(route));
+        buf_append_cstr(h, "x-relay-route: ");
+        buf_append_cstr(h, route);
+        buf_append_cstr(h, "\r\n");
+    }
     if (r->has_verdict) {
         limits_headers(&r->verdict, h);
     }

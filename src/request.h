@@ -58,6 +58,10 @@ struct req {
     const struct model_cfg *const *plan; /* route->order, in the arena */
     size_t nplan;
     struct provider_call *call;  /* in progress, or NULL */
+    int64_t unused_cost_nusd;    /* prompts paid by attempts whose answer
+                                    was not used (a hedge's loser) */
+    struct attempt_brief briefs[PROVIDER_MAX_BRIEFS]; /* the attempts */
+    size_t nbriefs;
     /* Step 2. */
     int64_t prompt_tokens_est;   /* prompt tokens estimated from the text */
     struct limits_pending *limits_pending; /* waiting on Redis, or NULL */

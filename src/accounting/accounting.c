@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "gateway/gateway.h"
 #include "limits/limits.h"
+#include "routing/routing.h"
 #include "request.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -54,6 +55,38 @@ static void ms(struct buf *b, const char *key, uint64_t us)
     buf_append_fixed(b, (int64_t)us, 3);
 }
 
+/* Writes r's attempts as a JSON array into out (size n), whole objects
+ * only: one that does not fit is left out and the array still closes. */
+static void attempt_log(const struct req *r, char *out, size_t n)
+{
+    out[0] = '\0';
+    if (r->nbriefs == 0 || n < 3) {
+        return;
+    }
+    size_t at = 1;
+    out[0] = '[';
+    struct buf item;
+    buf_init(&item, 1024);
+    for (size_t i = 0; i < r->nbriefs; i++) {
+        const struct attempt_brief *b = &r->briefs[i];
+        const char *name = b->model ? b->model->name : "";
+        buf_reset(&item);
+        buf_append_cstr(&item, at > 1 ? ",{\"model\":\"" : "{\"model\":\"");
+        buf_append_json_escaped(&item, name, strlen(name));
+        buf_printf(&item, "\",\"outcome\":\"%s\",\"status\":%d,\"ms\":%u,"
+                   "\"hedge\":%s}", provider_outcome_name(b->outcome),
+                   b->status, b->ms, b->hedge ? "true" : "false");
+        if (!item.p || at + item.len + 2 > n) {
+            break;
+        }
+        memcpy(out + at, item.p, item.len);
+        at += item.len;
+    }
+    buf_free(&item);
+    out[at++] = ']';
+    out[at] = '\0';
+}
+
 void accounting_row(const struct req *r, int64_t now_wall_us,
                     struct store_row *row)
 {
@@ -65,6 +98,10 @@ void accounting_row(const struct req *r, int64_t now_wall_us,
     store_copy_text(row->request_id, sizeof(row->request_id), r->id);
     store_copy_text(row->key_prefix, sizeof(row->key_prefix), r->key_prefix);
     store_copy_text(row->key_id, sizeof(row->key_id), r->key_id);
+    if (r->route) {
+        routing_explain(r->route, row->route, sizeof(row->route));
+    }
+    attempt_log(r, row->attempt_log, sizeof(row->attempt_log));
     store_copy_text(row->model_requested, sizeof(row->model_requested),
                     r->model_requested);
     store_copy_text(row->model, sizeof(row->model),
@@ -109,6 +146,10 @@ void accounting_price(struct req *r)
     if (r->model && (r->usage.present || r->usage_estimated)) {
         r->cost_nusd = price_cost_nusd(r->model, &r->usage);
     }
+    /* A hedge's loser (or another attempt cut off after the provider had
+     * the request) was paid for its prompt: part of what this request
+     * cost, though never billed as a completion. */
+    r->cost_nusd += r->unused_cost_nusd;
 }
 
 void accounting_finish(struct req *r)
@@ -166,6 +207,8 @@ void accounting_finish(struct req *r)
     num(&b, "attempts", r->attempts);
     text(&b, "error_type", r->error_type);
     text(&b, "error_code", r->error_code);
+    text(&b, "route", row.route);
+    raw(&b, "attempt_log", row.attempt_log[0] ? row.attempt_log : "[]");
     raw(&b, "client_gone", r->client_gone ? "true" : "false");
     log_write_fields(LOG_INFO, "request", (struct str){b.p, b.len});
     buf_free(&b);

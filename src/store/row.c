@@ -81,6 +81,8 @@ enum rl_err store_row_encode(const struct store_row *row, struct buf *b)
     put_text(b, "request_id", row->request_id);
     put_text(b, "key_prefix", row->key_prefix);
     put_text(b, "key_id", row->key_id);
+    put_text(b, "route", row->route);
+    put_text(b, "attempt_log", row->attempt_log);
     put_text(b, "model_requested", row->model_requested);
     put_text(b, "model", row->model);
     put_text(b, "provider", row->provider);
@@ -163,10 +165,10 @@ static void copy_bool(struct buf *b, bool v)
     buf_append(b, v ? "\tt" : "\tf", 2);
 }
 
-/* The longest COPY line: every text byte escaped (2 x 672), 17 numbers
+/* The longest COPY line: every text byte escaped (2 x 1824), 17 numbers
  * of at most 20 digits and a sign, the timestamp, the similarity (64),
  * tabs and the newline. Reserved first, so no append can fail halfway. */
-#define COPY_LINE_MAX 2048
+#define COPY_LINE_MAX 4608
 
 enum rl_err store_row_copy_line(const struct store_row *row, struct buf *b)
 {
@@ -208,6 +210,8 @@ enum rl_err store_row_copy_line(const struct store_row *row, struct buf *b)
     copy_int(b, row->attempts);
     copy_bool(b, row->client_gone);
     copy_text(b, row->key_id, false);
+    copy_text(b, row->route, false);
+    copy_text(b, row->attempt_log, false);
     return buf_append(b, "\n", 1);
 }
 
@@ -307,6 +311,9 @@ enum rl_err store_row_decode(const char *line, size_t len,
         decode_numbers(o, row);
     /* Lines journaled before key_id existed have none: "" is right. */
     get_text(o, "key_id", row->key_id, sizeof(row->key_id));
+    /* Nor route and attempt_log before migration 006. */
+    get_text(o, "route", row->route, sizeof(row->route));
+    get_text(o, "attempt_log", row->attempt_log, sizeof(row->attempt_log));
     json_decref(o);
     return ok ? RL_OK : RL_E_INVALID_JSON;
 }

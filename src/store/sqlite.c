@@ -131,6 +131,8 @@ static void bind_row(sqlite3_stmt *st, const struct store_row *r, char *ts)
     sqlite3_bind_int(st, 25, r->attempts);
     sqlite3_bind_int(st, 26, r->client_gone);
     bind_text(st, 27, r->key_id, false);
+    bind_text(st, 28, r->route, false);
+    bind_text(st, 29, r->attempt_log, false);
 }
 
 /* A constraint, a type or a size is about the row itself: another try
@@ -175,7 +177,7 @@ static enum rl_err sq_insert(struct store_conn *c, const struct store_row *rows,
         sqlite3_prepare_v2(c->db,
                            "INSERT OR IGNORE INTO request_log (" STORE_COLUMNS
                            ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-                           "?,?,?,?,?,?,?,?)",
+                           "?,?,?,?,?,?,?,?,?,?)",
                            -1, &c->insert, NULL) != SQLITE_OK) {
         db_error(c->db, "preparing the insert", err, errn);
         return RL_E_IO;

@@ -31,6 +31,10 @@ struct store_row {
     char request_id[32];         /* unique; "req_" + 24 hex digits */
     char key_prefix[16];         /* display prefix of the API key */
     char key_id[32];             /* "key_" + 16 hex of a store key, or "" */
+    char route[512];             /* the x-relay-route text, or "" */
+    char attempt_log[640];       /* upstream attempts as a JSON array, or
+                                    "" (never cut mid-object: see
+                                    accounting.c) */
     char model_requested[256];   /* "auto" or a name, as the client sent */
     char model[128];             /* configured model that answered */
     char provider[64];           /* configured provider name */
@@ -64,8 +68,8 @@ struct store_row {
     "completion_tokens, cached_tokens, cache_write_tokens, "              \
     "reasoning_tokens, usage_estimated, cost_nusd, savings_nusd, "        \
     "cache_status, cache_similarity, latency_us, ttft_us, upstream_us, "  \
-    "overhead_us, attempts, client_gone, key_id"
-#define STORE_NCOLUMNS 27
+    "overhead_us, attempts, client_gone, key_id, route, attempt_log"
+#define STORE_NCOLUMNS 29
 
 /* Copies the NUL-terminated src (NULL: "") into dst of size n, cut at a
  * UTF-8 character boundary when it does not fit. */

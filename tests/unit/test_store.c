@@ -83,6 +83,10 @@ static void test_a_row_survives_its_journal_line(void **state)
     struct store_row in = sample(7);
     in.has_similarity = true;
     in.cache_similarity = 0.931;
+    store_copy_text(in.route, sizeof(in.route),
+                    "chosen=a 300ms $0.00001; b: 480ms > 400ms");
+    store_copy_text(in.attempt_log, sizeof(in.attempt_log),
+                    "[{\"model\":\"a\",\"outcome\":\"ok\"}]");
     struct buf b;
     buf_init(&b, 1 << 16);
     assert_int_equal(store_row_encode(&in, &b), RL_OK);
@@ -148,7 +152,7 @@ static void test_torn_or_foreign_lines_do_not_decode(void **state)
     buf_free(&b);
 }
 
-/* The COPY line is exact: 27 tab-separated fields in STORE_COLUMNS order,
+/* The COPY line is exact: 29 tab-separated fields in STORE_COLUMNS order,
  * backslash, tab, newline and carriage return escaped, \N for a null. */
 static void test_a_copy_line_escapes_every_delimiter(void **state)
 {
@@ -157,6 +161,9 @@ static void test_a_copy_line_escapes_every_delimiter(void **state)
     store_copy_text(r.model_requested, sizeof(r.model_requested),
                     "a\tb\nc\\d\re\\N caf\xc3\xa9");
     store_copy_text(r.provider, sizeof(r.provider), "\\.");
+    store_copy_text(r.route, sizeof(r.route), "chosen=m 12ms $0.0001");
+    store_copy_text(r.attempt_log, sizeof(r.attempt_log),
+                    "[{\"model\":\"m\",\"ms\":12}]");
     struct buf b;
     buf_init(&b, 1 << 16);
     assert_int_equal(store_row_copy_line(&r, &b), RL_OK);
@@ -164,7 +171,8 @@ static void test_a_copy_line_escapes_every_delimiter(void **state)
         "2024-11-25T02:00:00.123457Z\treq_000000000000000000000001\t"
         "glw_abcd\ta\\tb\\nc\\\\d\\re\\\\N caf\xc3\xa9\tllama-3.1-8b\t\\\\.\t"
         "200\tx\t\\N\tt\t7\t12\t2\t3\t4\tf\t1261\t0\tmiss\t\\N\t286\t239\t"
-        "253\t33\t1\tf\tkey_0123456789abcdef\n";
+        "253\t33\t1\tf\tkey_0123456789abcdef\tchosen=m 12ms $0.0001\t"
+        "[{\"model\":\"m\",\"ms\":12}]\n";
     assert_string_equal(b.p, want);
     size_t tabs = 0;
     for (size_t i = 0; i < b.len; i++) {
@@ -195,8 +203,8 @@ static void test_a_copy_line_writes_nulls_numbers_and_defaults(void **state)
     assert_memory_equal(b.p, b.p + first, first);
     assert_non_null(strstr(b.p, "\t200\t\\N\t\\N\tt\t"));
     assert_non_null(strstr(b.p, "\t-5\t0\tmiss\t0.875000\t286\t"));
-    assert_int_equal(b.p[first - 2], '\t'); /* key_id "" then \n */
-    assert_int_equal(b.p[first - 1], '\n');
+    /* key_id, route and attempt_log "", then \n. */
+    assert_memory_equal(b.p + first - 4, "\t\t\t\n", 4);
     buf_free(&b);
     struct buf small;
     buf_init(&small, 64);

@@ -221,7 +221,8 @@ bool fake_answer_begin(struct answer *a, const struct fake_opts *o,
         ntokens = limit;
         a->finish = "length";
     }
-    a->ttft_ms = (uint64_t)(sc->ttft_ms >= 0 ? sc->ttft_ms : o->ttft_ms);
+    a->ttft_ms = (uint64_t)(sc->ttft_ms >= 0 ? sc->ttft_ms : o->ttft_ms) +
+                 (uint64_t)fake_script_slow_ms(sc, model);
     a->tps = sc->tps >= 0 ? sc->tps : o->tps;
     a->completion_tokens = ntokens;
     a->cache_read = sc->cache_read;

@@ -79,6 +79,11 @@ struct script {
     int64_t cache_write;   /* prompt tokens written to the cache */
     int64_t usage;         /* 0: OpenAI answers carry no usage; 1 (the
                               default, set by the parser) reports it */
+    int64_t slow_ms;       /* extra delay before the first token for the
+                              requests numbered slow_from..slow_to */
+    int64_t slow_from;     /* first slow request (1-based, per model
+                              string, across workers) */
+    int64_t slow_to;       /* last slow request; 0: no end */
 };
 
 /*
@@ -96,6 +101,10 @@ bool fake_script_has_failure(const struct script *sc);
  * the shared PRNG when sc->p < 1. Thread-safe.
  */
 bool fake_script_failure_applies(const struct script *sc, struct str model);
+/* Counts this request of model (its own count, apart from `first`'s) and
+ * returns the extra first-token delay in ms it gets from slow_ms/from/to:
+ * a provider that slows down for a stretch of requests, then recovers. */
+int64_t fake_script_slow_ms(const struct script *sc, struct str model);
 /* Forgets every `first` counter and reseeds the PRNG. Thread-safe. */
 void fake_script_reset(uint64_t seed);
 /* Returns the name of a fault ("cut"), for logs. */

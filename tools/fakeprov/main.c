@@ -79,6 +79,8 @@ static const char usage[] =
 "  cached=N       cached prompt tokens in usage (alias cache_read)\n"
 "  cache_write=N  cache-creation tokens (Anthropic usage only)\n"
 "  usage=0        OpenAI format: no usage in the answer or the stream\n"
+"  slow_ms=X&slow_from=N&slow_to=M  requests N..M of this model string\n"
+"                 get X ms more before the first token (a slowdown)\n"
 "  fault=safety   no text, stopped by a filter; fault=blocked: prompt\n"
 "                 blocked (Gemini promptFeedback)\n"
 "Example: model \"fake?ttft_ms=200&tps=50&status=503&first=1\"\n"

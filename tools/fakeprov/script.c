@@ -129,6 +129,12 @@ static bool apply_pair(struct script *sc, struct str k, struct str v)
         return parse_int(v, 0, 1000000000, &sc->cache_write);
     } else if (str_eq_lit(k, "usage")) {
         return parse_int(v, 0, 1, &sc->usage);
+    } else if (str_eq_lit(k, "slow_ms")) {
+        return parse_int(v, 0, 3600000, &sc->slow_ms);
+    } else if (str_eq_lit(k, "slow_from")) {
+        return parse_int(v, 1, INT64_MAX / 2, &sc->slow_from);
+    } else if (str_eq_lit(k, "slow_to")) {
+        return parse_int(v, 1, INT64_MAX / 2, &sc->slow_to);
     }
     return false;
 }
@@ -258,6 +264,24 @@ bool fake_script_failure_applies(const struct script *sc, struct str model)
     }
     pthread_mutex_unlock(&state_mu);
     return applies;
+}
+
+int64_t fake_script_slow_ms(const struct script *sc, struct str model)
+{
+    if (sc->slow_ms == 0) {
+        return 0;
+    }
+    /* Its own counter: the name with a prefix no model string has. */
+    char name[512];
+    size_t n = model.len < sizeof(name) - 6 ? model.len : sizeof(name) - 6;
+    memcpy(name, "\x01slow", 5);
+    memcpy(name + 5, model.p, n);
+    pthread_mutex_lock(&state_mu);
+    uint64_t k = counter_bump((struct str){name, n + 5});
+    pthread_mutex_unlock(&state_mu);
+    uint64_t from = sc->slow_from > 0 ? (uint64_t)sc->slow_from : 1;
+    bool slow = k >= from && (sc->slow_to == 0 || k <= (uint64_t)sc->slow_to);
+    return slow ? sc->slow_ms : 0;
 }
 
 void fake_script_reset(uint64_t seed)
