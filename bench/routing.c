@@ -839,6 +839,9 @@ static void one(const struct config *cfg, int i)
                     models[m].name, p.target_missed,
                     (unsigned long long)p.first_token_deadline_ms,
                     (unsigned long long)p.hedge_after_ms);
+            char why[512];
+            routing_explain(&p, why, sizeof(why));
+            fprintf(stderr, "  route %s\n", why);
         }
         st.cost_nusd += cost_of(m, q.prompt, q.out);
     }
