@@ -890,8 +890,8 @@ int main(void)
                100.0 * st.oracle[m] / NREQ,
                st.answered[m] ? st.latency_ms[m] / st.answered[m] : 0.0);
     }
-    printf("hedged %.1f%%, answered by a fallback %.1f%%, oracle within "
-           "target %.3f\n", 100.0 * st.hedged / NREQ,
+    printf("hedged %.1f%%, answered by a fallback %.1f%% (column oracle: "
+           "the clairvoyant's picks; it is within target %.3f)\n", 100.0 * st.hedged / NREQ,
            100.0 * st.moved / NREQ, (double)st.oracle_within / NREQ);
     int64_t o_nusd;
     double o_within;
