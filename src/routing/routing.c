@@ -484,21 +484,27 @@ static void take_probe(struct routing_entry *e, const struct routing_knobs *k,
     }
 }
 
-/* Takes the probe slots (the model's, its provider's) of the probes in
- * the order. */
+/* Takes the probe slots (the model's, its provider's) of the primary
+ * when it goes as a probe. Only the primary is sure to be attempted: a
+ * fallback holding the slot would, most of the time, never be tried, and
+ * keep the model half-open and refused to every other plan until the
+ * slot expires (after an outage, llama-3.3-70b of bench-routing stayed
+ * out for minutes that way). A half-open fallback stays in the order
+ * without the slot; if it is tried, its outcome still decides. */
 static void take_probes(struct planner *p)
 {
-    for (size_t i = 0; i < p->plan->norder; i++) {
-        struct routing_candidate *c = &p->plan->cand[i];
-        if (!c->probe) {
-            continue;
-        }
-        take_probe(routing_table_get('m', c->model->name), &p->cfg->routing,
-                   p->now_us);
-        if (c->model->provider) {
-            take_probe(routing_table_get('p', c->model->provider->name),
-                       &p->cfg->routing, p->now_us);
-        }
+    for (size_t i = 1; i < p->plan->norder; i++) {
+        p->plan->cand[i].probe = false;
+    }
+    struct routing_candidate *c = &p->plan->cand[0];
+    if (p->plan->norder == 0 || !c->probe) {
+        return;
+    }
+    take_probe(routing_table_get('m', c->model->name), &p->cfg->routing,
+               p->now_us);
+    if (c->model->provider) {
+        take_probe(routing_table_get('p', c->model->provider->name),
+                   &p->cfg->routing, p->now_us);
     }
 }
 

@@ -551,6 +551,26 @@ static void test_open_circuits_are_skipped_then_probed(void **state)
     assert_false(w->plan.cand[0].probe);
 }
 
+static void test_a_half_open_fallback_does_not_hold_the_probe(void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    for (int i = 0; i < 5; i++) {
+        answer("big", "p2", ROUTING_OBS_5XX, 0);
+    }
+    fake_now_us += 10000001;
+    /* Half-open big is a fallback here: it stays in the order, but
+     * without the probe slot, which it would most likely never use. */
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,mid-cheap,big");
+    assert_false(w->plan.cand[3].probe);
+    /* So the next plan that needs big as its primary gets the probe. */
+    plan(w, ask("auto", "{\"min_quality_tier\":3}", 0, 0, false), names,
+         sizeof(names));
+    assert_string_equal(names, "big");
+    assert_true(w->plan.cand[0].probe);
+}
+
 static void test_a_retry_after_closes_the_model_until_it_passes(
     void **state)
 {
@@ -688,6 +708,7 @@ int main(void)
         T(test_a_model_seen_slow_loses_its_place),
         T(test_a_stale_slow_cheaper_model_is_explored_with_a_rescue),
         T(test_open_circuits_are_skipped_then_probed),
+        T(test_a_half_open_fallback_does_not_hold_the_probe),
         T(test_a_retry_after_closes_the_model_until_it_passes),
         T(test_a_failing_provider_takes_its_models_out),
         T(test_when_every_circuit_is_open_all_are_tried),
