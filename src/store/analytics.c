@@ -359,9 +359,17 @@ static enum rl_err query_groups(struct store_db *db, struct store_analytics *a,
                 "GROUP BY key_id, key_prefix) g LEFT JOIN api_keys k ON "
                 "k.id = g.key_id AND g.key_id <> ''", on_key, a, err, n);
     }
-    qsort(a->providers, a->nproviders, sizeof(*a->providers), by_provider);
-    qsort(a->models, a->nmodels, sizeof(*a->models), by_model);
-    qsort(a->keys, a->nkeys, sizeof(*a->keys), by_spend);
+    /* qsort wants a real array even for none (UBSan says so). */
+    if (a->nproviders) {
+        qsort(a->providers, a->nproviders, sizeof(*a->providers),
+              by_provider);
+    }
+    if (a->nmodels) {
+        qsort(a->models, a->nmodels, sizeof(*a->models), by_model);
+    }
+    if (a->nkeys) {
+        qsort(a->keys, a->nkeys, sizeof(*a->keys), by_spend);
+    }
     return e;
 }
 
