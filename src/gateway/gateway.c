@@ -4,10 +4,11 @@
  *
  * Routes: POST /v1/chat/completions, GET /v1/models[/{id}], GET /healthz,
  * GET /dashboard/... (the built dashboard, src/dashboard/; also at / on
- * the dashboard's own listener, dashboard.listen),
- * GET /readyz, GET /metrics (src/metrics/), /admin/keys[/{id}] (src/admin/keys.c), GET /admin/analytics
- * (src/admin/analytics.c). Anything else is
- * 404 (or 405 on a known path) in OpenAI's error shape. Read on_request() and gateway_serve() first.
+ * the dashboard's own listener, dashboard.listen), GET /readyz,
+ * GET|HEAD /metrics (src/metrics/), /admin/keys[/{id}]
+ * (src/admin/keys.c), GET /admin/analytics (src/admin/analytics.c).
+ * Anything else is 404 (or 405 on a known path) in OpenAI's error shape.
+ * Read on_request() and gateway_serve() first.
  */
 #include "gateway/gateway.h"
 

@@ -252,8 +252,10 @@ static void hist_write(struct buf *b, const char *name, const struct group *g,
     buf_append_cstr(b, "} ");
     decimal(b, h->sum_us, 1000000, 6);
     buf_append(b, "\n", 1);
+    /* The count is the +Inf bucket's, not h->count: a scrape that reads
+     * while the worker counts still writes a consistent histogram. */
     pair_open(b, count, g);
-    buf_printf(b, "} %" PRIu64 "\n", h->count);
+    buf_printf(b, "} %" PRIu64 "\n", cum);
 }
 
 /* Each group's value of one counter, written by the field's offset. */
