@@ -25,6 +25,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all asan asan-unit unit test test-unit test-integration test-e2e bench \
         bench-overhead bench-features bench-routing bench-cache bench-analytics \
+        bench-metrics \
         dashboard up down status logs \
         check clean help deps
 
@@ -76,6 +77,10 @@ bench-overhead: all
 
 bench-features: all
 	@bash bench/features.sh
+
+# Throughput with and without a 10 Hz scraper of /metrics (a measurement).
+bench-metrics: all
+	@bash bench/metrics.sh
 
 # /admin/analytics over 10 million synthetic rows, PostgreSQL and SQLite
 # (BENCH_ROWS to change it); the filled logs are kept for the next run.
@@ -130,6 +135,7 @@ help:
 	@echo "make dashboard    build dashboard/dist (npm ci + vite build)"
 
 	@echo "make bench-routing  the routing engine on a simulated workload"
+	@echo "make bench-metrics  rps with and without a 10 Hz /metrics scraper"
 	@echo "make check        style checks"
 	@echo "make deps         install system, Python and Node dependencies"
 

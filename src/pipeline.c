@@ -23,6 +23,7 @@
 #include "auth/auth.h"
 #include "config/config.h"
 #include "gateway/gateway.h"
+#include "metrics/metrics.h"
 #include "providers/provider.h"
 #include "reply.h"
 #include "request.h"
@@ -120,13 +121,15 @@ static int64_t planned_out(const struct req *r, const struct model_cfg *m)
     return 0;
 }
 
-/* One upstream attempt ended: the router learns from it, and a prompt
- * paid for by an attempt whose answer was not used (a hedge's loser) is
- * added to the request's cost. */
+/* One upstream attempt ended: it is counted, the router learns from it,
+ * and a prompt paid for by an attempt whose answer was not used (a
+ * hedge's loser) is added to the request's cost. */
 static void on_attempt(void *ctx, const struct model_cfg *model,
                        const struct attempt_report *a)
 {
     struct req *r = ctx;
+    metrics_attempt(r->w->metrics, model->name, model->provider->name,
+                    (int)a->outcome);
     enum routing_outcome kind;
     bool known = obs_kind(a->outcome, &kind);
     if (known && kind == ROUTING_OBS_TIMEOUT && a->index == 0 &&
@@ -361,6 +364,8 @@ void pipeline_chat(struct gw_worker *w, struct conn *c,
 {
     struct req *r = req_new(w, c, http);
     server_on_abort(c, on_client_gone, r);
+    r->in_flight = true; /* until req_free */
+    metrics_in_flight_add(w->metrics, 1);
 
     /* 1. Authenticate. */
     if (!pipeline_authenticate(r, http)) {

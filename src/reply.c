@@ -169,6 +169,7 @@ void reply_limited(struct req *r, const struct limits_verdict *v)
 
 void reply_provider_error(struct req *r, const struct provider_error *pe)
 {
+    r->provider_failed = true; /* for the error class (metrics) */
     struct api_error e = {
         .status = pe->status ? pe->status : 502,
         .type = pe->type ? pe->type : "api_error",

@@ -10,6 +10,7 @@
 #include "accounting/accounting.h"
 #include "config/config.h"
 #include "gateway/gateway.h"
+#include "metrics/metrics.h"
 #include "server/server.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -88,6 +89,9 @@ void req_free(struct req *r)
         r->end_us = clock_now_us();
     }
     accounting_finish(r);
+    if (r->in_flight) {
+        metrics_in_flight_add(r->w->metrics, -1);
+    }
     buf_free(&r->out);
     buf_free(&r->brand);
     config_unref(r->cfg);

@@ -85,6 +85,9 @@ struct req {
     bool accounted;              /* accounting_finish ran */
     bool priced;                 /* accounting_price ran */
     bool usage_estimated;        /* usage was estimated, not reported */
+    bool provider_failed;        /* the answer is a provider's failure
+                                    passed on (reply_provider_error) */
+    bool in_flight;              /* counted in the in-flight gauge */
     struct buf out;              /* scratch for serialising chunks */
 };
 

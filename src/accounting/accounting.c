@@ -3,8 +3,12 @@
  * the request log (store/) and write its one log line. Runs exactly once
  * per request, from req_free().
  *
+ * It also counts the request in its worker's metrics (metrics/), from the
+ * same row, so the metrics and the request log agree.
+ *
  * The line never holds the API key (only its display prefix) nor any
- * prompt or answer text.
+ * answer text; the prompt (the messages array) only when the operator
+ * set log_prompts: true.
  */
 #include "accounting/accounting.h"
 
@@ -14,9 +18,11 @@
 #include "config/config.h"
 #include "gateway/gateway.h"
 #include "limits/limits.h"
+#include "metrics/metrics.h"
 #include "routing/routing.h"
 #include "request.h"
 #include "store/store.h"
+#include "util/jscan.h"
 #include "util/log.h"
 
 /* Appends ,"key": then the value's text as given (numbers, literals). */
@@ -152,6 +158,101 @@ void accounting_price(struct req *r)
     r->cost_nusd += r->unused_cost_nusd;
 }
 
+/* The cache status of row as the metrics name it. */
+static enum metrics_cache cache_of(const struct store_row *row)
+{
+    if (strcmp(row->cache_status, "exact") == 0) {
+        return METRICS_CACHE_EXACT;
+    }
+    if (strcmp(row->cache_status, "semantic") == 0) {
+        return METRICS_CACHE_SEMANTIC;
+    }
+    return METRICS_CACHE_MISS;
+}
+
+/* Counts r in its worker's metrics, from the row it is logged as, so the
+ * metrics and the request log agree. */
+static void count(const struct req *r, const struct store_row *row)
+{
+    int limited = r->has_verdict ? (int)r->verdict.outcome : 0;
+    struct metrics_request o = {
+        .model = row->model,
+        .provider = row->provider,
+        .status = row->status,
+        .cache = cache_of(row),
+        .error = metrics_error_class(row->status, r->provider_failed,
+                                     limited, r->error_code),
+        .limited = limited,
+        .latency_us = row->latency_us,
+        .ttft_us = row->ttft_us,
+        .overhead_us = row->overhead_us,
+        .tokens_in = row->prompt_tokens,
+        .tokens_out = row->completion_tokens,
+        .cost_nusd = row->cost_nusd,
+        .savings_nusd = 0, /* the cache, with its issue, sets it */
+    };
+    metrics_observe(r->w->metrics, &o);
+}
+
+/* Appends ,"messages":<the client's messages array> when the operator
+ * turned log_prompts on; the body was checked as JSON already. */
+static void prompt(const struct req *r, struct buf *b)
+{
+    struct jscan_iter it;
+    struct jscan_item item;
+    if (!r->cfg->log_prompts || !r->chat.raw.len ||
+        !jscan_iter_init(&it, r->chat.raw)) {
+        return;
+    }
+    while (jscan_iter_next(&it, &item) == 1) {
+        if (str_eq_lit(item.key, "messages")) {
+            buf_append_cstr(b, ",\"messages\":");
+            buf_append_str(b, item.value);
+            return;
+        }
+    }
+}
+
+/* Writes r's one log line (row: its request log row). */
+static void log_line(const struct req *r, const struct store_row *row)
+{
+    /* Built by hand, not printf: this runs for every request. Path and
+     * requested model come from the client and are escaped. */
+    struct buf b;
+    buf_init(&b, r->cfg->log_prompts ? (size_t)16 << 20 : 8192);
+    buf_append_cstr(&b, "\"request_id\":\"");
+    buf_append_cstr(&b, r->id);
+    buf_append(&b, "\"", 1);
+    text(&b, "method", r->method);
+    text(&b, "path", r->path);
+    num(&b, "status", r->status);
+    text(&b, "key", r->key_prefix);
+    text(&b, "model_requested", r->model_requested ? r->model_requested : "");
+    text(&b, "model", r->model ? r->model->name : "");
+    text(&b, "provider", r->model ? r->model->provider->name : "");
+    raw(&b, "stream", r->streamed ? "true" : "false");
+    num(&b, "prompt_tokens", r->usage.prompt_tokens);
+    num(&b, "completion_tokens", r->usage.completion_tokens);
+    num(&b, "cached_tokens", r->usage.cached_tokens);
+    raw(&b, "usage_reported", r->usage.present ? "true" : "false");
+    raw(&b, "usage_estimated", r->usage_estimated ? "true" : "false");
+    raw(&b, "cost_usd", "");
+    buf_append_fixed(&b, r->cost_nusd, 9);
+    ms(&b, "latency_ms", row->latency_us);
+    ms(&b, "ttft_ms", r->ttft_us);
+    ms(&b, "upstream_ms", r->upstream_us);
+    ms(&b, "overhead_ms", row->overhead_us);
+    num(&b, "attempts", r->attempts);
+    text(&b, "error_type", r->error_type);
+    text(&b, "error_code", r->error_code);
+    text(&b, "route", row->route);
+    raw(&b, "attempt_log", row->attempt_log[0] ? row->attempt_log : "[]");
+    raw(&b, "client_gone", r->client_gone ? "true" : "false");
+    prompt(r, &b);
+    log_write_fields(LOG_INFO, "request", (struct str){b.p, b.len});
+    buf_free(&b);
+}
+
 void accounting_finish(struct req *r)
 {
     if (r->accounted) {
@@ -173,43 +274,8 @@ void accounting_finish(struct req *r)
     accounting_row(r, (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000,
                    &row);
     store_enqueue(&row);
-    if (!log_enabled(LOG_INFO)) {
-        return;
+    count(r, &row);
+    if (log_enabled(LOG_INFO)) {
+        log_line(r, &row);
     }
-    uint64_t total = row.latency_us;
-    uint64_t overhead = row.overhead_us;
-    /* Built by hand, not printf: this runs for every request. Path and
-     * requested model come from the client and are escaped. */
-    struct buf b;
-    buf_init(&b, 8192);
-    buf_append_cstr(&b, "\"request_id\":\"");
-    buf_append_cstr(&b, r->id);
-    buf_append(&b, "\"", 1);
-    text(&b, "method", r->method);
-    text(&b, "path", r->path);
-    num(&b, "status", r->status);
-    text(&b, "key", r->key_prefix);
-    text(&b, "model_requested", r->model_requested ? r->model_requested : "");
-    text(&b, "model", r->model ? r->model->name : "");
-    text(&b, "provider", r->model ? r->model->provider->name : "");
-    raw(&b, "stream", r->streamed ? "true" : "false");
-    num(&b, "prompt_tokens", r->usage.prompt_tokens);
-    num(&b, "completion_tokens", r->usage.completion_tokens);
-    num(&b, "cached_tokens", r->usage.cached_tokens);
-    raw(&b, "usage_reported", r->usage.present ? "true" : "false");
-    raw(&b, "usage_estimated", r->usage_estimated ? "true" : "false");
-    raw(&b, "cost_usd", "");
-    buf_append_fixed(&b, r->cost_nusd, 9);
-    ms(&b, "latency_ms", total);
-    ms(&b, "ttft_ms", r->ttft_us);
-    ms(&b, "upstream_ms", r->upstream_us);
-    ms(&b, "overhead_ms", overhead);
-    num(&b, "attempts", r->attempts);
-    text(&b, "error_type", r->error_type);
-    text(&b, "error_code", r->error_code);
-    text(&b, "route", row.route);
-    raw(&b, "attempt_log", row.attempt_log[0] ? row.attempt_log : "[]");
-    raw(&b, "client_gone", r->client_gone ? "true" : "false");
-    log_write_fields(LOG_INFO, "request", (struct str){b.p, b.len});
-    buf_free(&b);
 }

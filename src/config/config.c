@@ -69,6 +69,21 @@ static char *scalar_dup(struct loader *ld, yaml_node_t *node,
     return s ? rl_strdup(s) : NULL;
 }
 
+bool config_scalar_bool(struct loader *ld, yaml_node_t *node,
+                        const char *field, bool *out)
+{
+    const char *s = config_scalar(ld, node, field);
+    if (!s) {
+        return false;
+    }
+    if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
+        *out = s[0] == 't';
+        return true;
+    }
+    config_fail(ld, node, field, "expected true or false, got \"%s\"", s);
+    return false;
+}
+
 bool config_scalar_int(struct loader *ld, yaml_node_t *node,
                        const char *field, int64_t lo, int64_t hi,
                        int64_t *out)
@@ -632,6 +647,19 @@ static void check_dashboard(struct loader *ld, struct config *c)
     }
 }
 
+static void metrics_pair(struct loader *ld, const char *key, yaml_node_t *k,
+                         yaml_node_t *v, void *ctx)
+{
+    struct config *c = ctx;
+    if (strcmp(key, "admin_key_required") == 0) {
+        config_scalar_bool(ld, v, "metrics.admin_key_required",
+                           &c->metrics_admin_key_required);
+    } else {
+        config_fail(ld, k, "metrics", "unknown field \"%s\" "
+                    "(admin_key_required)", key);
+    }
+}
+
 static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
                      yaml_node_t *v, void *ctx)
 {
@@ -667,6 +695,10 @@ static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
         }
     } else if (strcmp(key, "admin_key") == 0) {
         c->admin_key = scalar_dup(ld, v, "admin_key");
+    } else if (strcmp(key, "log_prompts") == 0) {
+        config_scalar_bool(ld, v, "log_prompts", &c->log_prompts);
+    } else if (strcmp(key, "metrics") == 0) {
+        config_each_pair(ld, v, "metrics", metrics_pair, c);
     } else if (strcmp(key, "dashboard") == 0) {
         config_each_pair(ld, v, "dashboard", dashboard_pair, c);
     } else if (strcmp(key, "auth") == 0) {

@@ -97,6 +97,10 @@ struct config {
     bool dashboard_local_admin; /* the dashboard listener answers
                                    /admin/analytics without the admin key
                                    (loopback addresses only) */
+    bool metrics_admin_key_required; /* GET /metrics wants the admin key
+                                   (metrics.admin_key_required) */
+    bool log_prompts;           /* the request line carries the messages
+                                   (log_prompts; never on by default) */
     size_t max_body_bytes;      /* larger request bodies get 413 */
     size_t max_header_bytes;    /* larger request heads get 431 */
     uint64_t read_timeout_ms;   /* a request must arrive within this */

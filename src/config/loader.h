@@ -39,6 +39,10 @@ bool config_scalar_int(struct loader *ld, yaml_node_t *node,
                        const char *field, int64_t lo, int64_t hi,
                        int64_t *out);
 
+/* Reads true or false into *out, or reports field. */
+bool config_scalar_bool(struct loader *ld, yaml_node_t *node,
+                        const char *field, bool *out);
+
 /* Calls visit(ld, key, value, ctx) for each pair of a mapping node. */
 typedef void (*pair_fn)(struct loader *ld, const char *key,
                         yaml_node_t *knode, yaml_node_t *value, void *ctx);

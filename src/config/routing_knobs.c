@@ -31,21 +31,6 @@ void config_routing_knobs_default(struct routing_knobs *k)
     };
 }
 
-static bool scalar_bool(struct loader *ld, yaml_node_t *node,
-                        const char *field, bool *out)
-{
-    const char *s = config_scalar(ld, node, field);
-    if (!s) {
-        return false;
-    }
-    if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
-        *out = s[0] == 't';
-        return true;
-    }
-    config_fail(ld, node, field, "expected true or false, got \"%s\"", s);
-    return false;
-}
-
 static void routing_pair(struct loader *ld, const char *key, yaml_node_t *k,
                          yaml_node_t *v, void *ctx)
 {
@@ -69,7 +54,7 @@ static void routing_pair(struct loader *ld, const char *key, yaml_node_t *k,
             c->default_max_ttft_ms = (int)n;
         }
     } else if (strcmp(key, "hedge") == 0) {
-        scalar_bool(ld, v, "routing.defaults.hedge", &c->default_hedge);
+        config_scalar_bool(ld, v, "routing.defaults.hedge", &c->default_hedge);
     } else {
         config_fail(ld, k, "routing.defaults", "unknown field \"%s\" "
              "(max_latency_ms, min_quality_tier, max_ttft_ms, hedge)", key);

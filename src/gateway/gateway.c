@@ -4,10 +4,11 @@
  *
  * Routes: POST /v1/chat/completions, GET /v1/models[/{id}], GET /healthz,
  * GET /dashboard/... (the built dashboard, src/dashboard/; also at / on
- * the dashboard's own listener, dashboard.listen),
- * GET /readyz, /admin/keys[/{id}] (src/admin/keys.c), GET /admin/analytics
- * (src/admin/analytics.c). Anything else is
- * 404 (or 405 on a known path) in OpenAI's error shape. Read on_request() and gateway_serve() first.
+ * the dashboard's own listener, dashboard.listen), GET /readyz,
+ * GET|HEAD /metrics (src/metrics/), /admin/keys[/{id}]
+ * (src/admin/keys.c), GET /admin/analytics (src/admin/analytics.c).
+ * Anything else is 404 (or 405 on a known path) in OpenAI's error shape.
+ * Read on_request() and gateway_serve() first.
  */
 #include "gateway/gateway.h"
 
@@ -27,6 +28,7 @@
 #include "config/config.h"
 #include "dashboard/dashboard.h"
 #include "limits/limits.h"
+#include "metrics/metrics.h"
 #include "pipeline.h"
 #include "reply.h"
 #include "request.h"
@@ -86,6 +88,7 @@ static void *worker_start(struct uv_loop_s *loop, int id, void *arg)
     set_limits(w);
     w->upstream = upstream_new(loop);
     w->limiter = start_limits(loop, w->cfg);
+    w->metrics = metrics_worker(id);
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || !w->rng) {
         w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)id;
     }
@@ -113,10 +116,22 @@ static void worker_stop(void *wctx)
     free(w);
 }
 
+/* Copies the limiter's figures into the worker's metrics, where a scrape
+ * on another worker may read them (the limiter is this thread's alone). */
+static void note_limits(struct gw_worker *w)
+{
+    struct limits_stats st;
+    limits_stats_get(w->limiter, &st);
+    bool configured = w->cfg->redis && *w->cfg->redis;
+    metrics_limits_note(w->metrics, configured, limits_redis_up(w->limiter),
+                        st.redis_decisions, st.local_decisions);
+}
+
 static void on_tick(void *wctx)
 {
     struct gw_worker *w = wctx;
     free_dead(w);
+    note_limits(w);
     /* Log lines are written when 32 KiB have gathered (log.c) or at the
      * latest every LOG_FLUSH_MS, so a busy worker makes one write for many
      * requests instead of one per loop iteration. */
@@ -183,6 +198,40 @@ static void serve_health(struct req *r, struct conn *c, bool ready)
         reply_json(r, 200, ready ? STR_LIT("{\"status\":\"ready\"}")
                                  : STR_LIT("{\"status\":\"ok\"}"));
     }
+}
+
+/* GET /metrics: the Prometheus text of every worker's counters. Like the
+ * probes, a scrape is no request to log or count. No key is asked unless
+ * metrics.admin_key_required (docs/metrics.md: never expose it publicly
+ * without). */
+static void serve_metrics(struct req *r, const struct http_request *http)
+{
+    r->accounted = true;
+    if (http->method != SERVER_GET && http->method != SERVER_HEAD) {
+        reply_error(r, RL_E_METHOD, "Use GET for /metrics.", NULL);
+        return;
+    }
+    if (r->cfg->metrics_admin_key_required && !admin_authorized(r, http)) {
+        return;
+    }
+    struct metrics_breaker breakers[256];
+    struct metrics_extra x;
+    metrics_extra_collect(&x, breakers, sizeof(breakers) /
+                                            sizeof(breakers[0]));
+    struct buf body;
+    buf_init(&body, 8 << 20);
+    if (metrics_expose(&x, &body) != RL_OK) {
+        log_write(LOG_WARN, "metrics exposition over its 8 MiB cap; "
+                  "scrape cut short", NULL);
+    }
+    r->status = 200;
+    if (r->conn) {
+        server_on_abort(r->conn, NULL, NULL);
+        server_respond(r->conn, 200, "text/plain; version=0.0.4; "
+                       "charset=utf-8", STR_LIT(""),
+                       (struct str){body.p ? body.p : "", body.len});
+    }
+    buf_free(&body);
 }
 
 /* Answers with the dashboard's file for rel (docs/dashboard.md). Its
@@ -272,6 +321,8 @@ static void on_request(void *wctx, struct conn *c, struct http_request *http)
         } else {
             reply_error(r, RL_E_METHOD, NULL, NULL);
         }
+    } else if (str_eq_lit(path, "/metrics")) {
+        serve_metrics(r, http);
     } else if (str_starts_with(path, "/dashboard/")) {
         struct str rel = {path.p + 11, path.len - 11};
         serve_static(r, http, rel);

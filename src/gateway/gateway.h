@@ -12,6 +12,7 @@
 struct config;
 struct req;
 struct upstream;
+struct metrics;
 
 /* What one worker thread owns; never touched by another thread. */
 struct gw_worker {
@@ -21,6 +22,8 @@ struct gw_worker {
     struct server_limits limits;   /* from cfg */
     struct upstream *upstream;     /* its upstream connections */
     struct limits *limiter;        /* its rate limiter (and Redis link) */
+    struct metrics *metrics;       /* its metric counters (it alone writes
+                                      them; scrapes read them) */
     struct req *dead;              /* requests to free at the tick */
     uint64_t rng;                  /* request ids (xorshift state) */
     uint64_t log_flushed_ms;       /* loop time of the last log flush */

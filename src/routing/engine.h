@@ -184,6 +184,13 @@ enum routing_admit routing_health_admit(struct routing_health *h,
 void routing_health_observe(struct routing_health *h, uint64_t now_us,
                             const struct routing_obs *o);
 
+/* Logs one change of the breaker of entry name ("m:<model>" or
+ * "p:<provider>") from one state to another, once per change: the caller
+ * saw both under the entry's lock. Opening is a warning, half-open and
+ * closing are info. */
+void routing_health_log_change(const char *name, enum routing_breaker from,
+                               enum routing_breaker to);
+
 /* True if kind (for a provider breaker) counts against the provider:
  * connection failures, timeouts, 5xx and cut streams, not 429s. */
 bool routing_outcome_is_provider_fault(enum routing_outcome kind);

@@ -13,9 +13,16 @@
  * Observations only record; the thresholds are weighed when a plan asks
  * (routing_health_admit), which has the configuration's knobs at hand.
  * Plain functions over struct routing_health: the caller holds the
- * entry's lock and passes the time.
+ * entry's lock and passes the time; routing_health_log_change() is the
+ * one that writes a line, called by routing.c after the lock, once per
+ * change of state.
  */
 #include "routing/engine.h"
+
+#include <string.h>
+
+#include "util/buf.h"
+#include "util/log.h"
 
 #define MAX_BACKOFF_SHIFT 4
 
@@ -129,4 +136,35 @@ void routing_health_observe(struct routing_health *h, uint64_t now_us,
     } else {
         h->consecutive = 0;
     }
+}
+
+static const char *state_name(enum routing_breaker s)
+{
+    switch (s) {
+    case ROUTING_OPEN: return "open";
+    case ROUTING_HALF_OPEN: return "half_open";
+    default: return "closed";
+    }
+}
+
+void routing_health_log_change(const char *name, enum routing_breaker from,
+                               enum routing_breaker to)
+{
+    if (from == to) {
+        return;
+    }
+    enum log_level level = to == ROUTING_OPEN ? LOG_WARN : LOG_INFO;
+    if (!log_enabled(level)) {
+        return;
+    }
+    const char *msg = to == ROUTING_OPEN        ? "circuit breaker opened"
+                      : to == ROUTING_HALF_OPEN ? "circuit breaker half-open"
+                                                : "circuit breaker closed";
+    struct buf esc;
+    buf_init(&esc, 512);
+    buf_append_json_escaped(&esc, name + 2, strlen(name + 2));
+    log_write(level, msg, "\"%s\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"",
+              name[0] == 'p' ? "provider" : "model", esc.p ? esc.p : "",
+              state_name(from), state_name(to));
+    buf_free(&esc);
 }

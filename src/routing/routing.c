@@ -56,8 +56,11 @@ static enum routing_admit ask(struct routing_entry *e,
         return ROUTING_ADMIT;
     }
     pthread_mutex_lock(&e->lock);
+    enum routing_breaker was = e->health.state;
     enum routing_admit a = routing_health_admit(&e->health, k, now_us, false);
+    enum routing_breaker is = e->health.state;
     pthread_mutex_unlock(&e->lock);
+    routing_health_log_change(e->name, was, is);
     return a;
 }
 
@@ -75,8 +78,11 @@ static void predict(struct planner *p, size_t i)
         routing_latency_predict(&e->lat, m, k, p->now_us,
                                 p->rq->prompt_tokens, p->rq->max_tokens,
                                 &est);
+        enum routing_breaker was = e->health.state;
         p->admit[i] = routing_health_admit(&e->health, k, p->now_us, false);
+        enum routing_breaker is = e->health.state;
         pthread_mutex_unlock(&e->lock);
+        routing_health_log_change(e->name, was, is);
     } else {
         routing_latency_predict(NULL, m, k, p->now_us, p->rq->prompt_tokens,
                                 p->rq->max_tokens, &est);
@@ -485,8 +491,11 @@ static void take_probe(struct routing_entry *e, const struct routing_knobs *k,
 {
     if (e) {
         pthread_mutex_lock(&e->lock);
+        enum routing_breaker was = e->health.state;
         routing_health_admit(&e->health, k, now_us, true);
+        enum routing_breaker is = e->health.state;
         pthread_mutex_unlock(&e->lock);
+        routing_health_log_change(e->name, was, is);
     }
 }
 
@@ -677,9 +686,12 @@ void routing_observe(const char *model_name, const struct routing_obs *o)
     struct routing_entry *e = routing_table_get('m', model_name);
     if (e) {
         pthread_mutex_lock(&e->lock);
+        enum routing_breaker was = e->health.state;
         routing_latency_observe(&e->lat, now_us, o);
         routing_health_observe(&e->health, now_us, o);
+        enum routing_breaker is = e->health.state;
         pthread_mutex_unlock(&e->lock);
+        routing_health_log_change(e->name, was, is);
     }
     if (!o->provider) {
         return;
@@ -690,7 +702,10 @@ void routing_observe(const char *model_name, const struct routing_obs *o)
         struct routing_obs po = *o;
         po.retry_after_s = 0; /* a model's Retry-After is its own */
         pthread_mutex_lock(&pe->lock);
+        enum routing_breaker was = pe->health.state;
         routing_health_observe(&pe->health, now_us, &po);
+        enum routing_breaker is = pe->health.state;
         pthread_mutex_unlock(&pe->lock);
+        routing_health_log_change(pe->name, was, is);
     }
 }

@@ -160,6 +160,23 @@ struct routing_obs {
  */
 void routing_observe(const char *model_name, const struct routing_obs *o);
 
+/* One circuit breaker's state, as routing_breakers_list() reports it. */
+struct routing_breaker_info {
+    bool provider;    /* a provider's breaker, else a model's */
+    const char *name; /* the model's or provider's configured name; lives
+                         until routing_table_reset() */
+    int state;        /* 0 closed, 1 open, 2 half-open */
+};
+
+/*
+ * Writes the state of up to cap breakers (every model and provider seen
+ * since the start) into out and returns how many. Read-only: it asks no
+ * breaker to move (an open one whose period is over still says open until
+ * a plan asks it). Takes each entry's lock for a moment: for scrapes, not
+ * for the request path. Thread-safe.
+ */
+size_t routing_breakers_list(struct routing_breaker_info *out, size_t cap);
+
 /* Replaces the routing clock (monotonic microseconds) with now_us, or
  * restores it with NULL. For tests and bench/routing.c. */
 void routing_clock_set(uint64_t (*now_us)(void));

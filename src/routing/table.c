@@ -79,6 +79,27 @@ struct routing_entry *routing_table_get(char kind, const char *name)
     return NULL;
 }
 
+size_t routing_breakers_list(struct routing_breaker_info *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < TABLE_SLOTS && n < cap; i++) {
+        struct routing_entry *e =
+            atomic_load_explicit(&slots[i], memory_order_acquire);
+        if (!e) {
+            continue;
+        }
+        pthread_mutex_lock(&e->lock);
+        enum routing_breaker st = e->health.state;
+        pthread_mutex_unlock(&e->lock);
+        out[n++] = (struct routing_breaker_info){
+            .provider = e->name[0] == 'p',
+            .name = e->name + 2,
+            .state = st == ROUTING_OPEN ? 1 : st == ROUTING_HALF_OPEN ? 2 : 0,
+        };
+    }
+    return n;
+}
+
 void routing_table_reset(void)
 {
     pthread_mutex_lock(&table_lock);

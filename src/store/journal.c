@@ -47,6 +47,26 @@ static bool is_journal_name(const char *name)
            strcmp(name + n - 6, ".jsonl") == 0;
 }
 
+uint64_t journal_dir_bytes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        return 0;
+    }
+    uint64_t total = 0;
+    int fd = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (is_journal_name(e->d_name) &&
+            fstatat(fd, e->d_name, &st, 0) == 0 && S_ISREG(st.st_mode)) {
+            total += (uint64_t)st.st_size;
+        }
+    }
+    closedir(d);
+    return total;
+}
+
 /* mkdir -p for dir. */
 static int make_dirs(const char *dir)
 {

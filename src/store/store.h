@@ -137,6 +137,14 @@ void store_enqueue(const struct store_row *row);
 void store_flush(void);
 /* Returns a snapshot of the counters. */
 struct store_stats store_stats_get(void);
+/* Rows waiting in the queue now; 0 when no store is open. Takes the
+ * queue's lock for a moment: for scrapes, not for the request path. */
+size_t store_queue_depth(void);
+/* The queue's capacity in rows; 0 when no store is open. */
+size_t store_queue_capacity(void);
+/* Bytes in the journal folder's journal files (rows not yet in the
+ * store); 0 when no store is open. Lists the folder: for scrapes. */
+uint64_t store_journal_bytes(void);
 /* Drains the queue into the store (or the journal), stops the writer and
  * closes everything. Safe to call when nothing is open. */
 void store_close(void);
@@ -414,6 +422,9 @@ struct journal;
 /* Opens the journal in dir (created if missing). Nothing is written until
  * the first append. Returns NULL and writes why into err on failure. */
 struct journal *journal_open(const char *dir, char *err, size_t n);
+/* The bytes of every journal file in dir (this process's and any left by
+ * others); 0 when dir cannot be read. One readdir and a stat per file. */
+uint64_t journal_dir_bytes(const char *dir);
 void journal_close(struct journal *j);
 /* Appends rows as JSON lines to this process's journal file, then fsyncs
  * it when sync is set. All or nothing: a failed write is cut back off.

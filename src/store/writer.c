@@ -500,6 +500,29 @@ struct store_stats store_stats_get(void)
     return s;
 }
 
+size_t store_queue_depth(void)
+{
+    if (!atomic_load(&is_open)) {
+        return 0;
+    }
+    pthread_mutex_lock(&S.mu);
+    size_t n = S.count;
+    pthread_mutex_unlock(&S.mu);
+    return n;
+}
+
+size_t store_queue_capacity(void)
+{
+    return atomic_load(&is_open) ? S.cap : 0;
+}
+
+uint64_t store_journal_bytes(void)
+{
+    /* journal_dir is set before is_open and not changed while open. */
+    return atomic_load(&is_open) ? journal_dir_bytes(S.target.journal_dir)
+                                 : 0;
+}
+
 void store_close(void)
 {
     if (!atomic_load(&is_open)) {

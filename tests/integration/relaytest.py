@@ -765,3 +765,25 @@ def subst(v, vars_):
     if isinstance(v, list):
         return [subst(x, vars_) for x in v]
     return v
+
+
+# ------------------------------------------------------------ test scripts
+
+def script_main(doc, tests, run_one, set_verbose):
+    """The command line of a test_*.py script: [-v] [-k NAME]; runs each
+    test whose name contains NAME with run_one(t) -> bool, prints
+    `N passed, N failed` and returns the exit status. set_verbose(bool) is
+    called first."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("-k", default="", help="run tests whose name contains this")
+    args = ap.parse_args()
+    set_verbose(args.verbose)
+    os.environ.setdefault("RELAY_MIGRATIONS",
+                          os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                       "..", "..", "migrations"))
+    results = [run_one(t) for t in tests if args.k in t.__name__]
+    passed = sum(1 for ok in results if ok)
+    print("%d passed, %d failed" % (passed, len(results) - passed))
+    return 0 if passed == len(results) else 1

@@ -21,12 +21,14 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "config/config.h"
 #include "routing/engine.h"
 #include "routing/routing.h"
+#include "util/log.h"
 
 struct world {
     struct provider_cfg prov[2];
@@ -581,6 +583,62 @@ static void test_a_half_open_fallback_does_not_hold_the_probe(void **state)
     assert_true(w->plan.cand[0].probe);
 }
 
+/* The state routing_breakers_list() gives the breaker of name, or -1. */
+static int breaker_state(bool provider, const char *name)
+{
+    struct routing_breaker_info info[64];
+    size_t n = routing_breakers_list(info, 64);
+    for (size_t i = 0; i < n; i++) {
+        if (info[i].provider == provider && strcmp(info[i].name, name) == 0) {
+            return info[i].state;
+        }
+    }
+    return -1;
+}
+
+/* Occurrences of needle in the file at fd. */
+static int count_in(int fd, const char *needle)
+{
+    char text[8192];
+    ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+    text[n > 0 ? n : 0] = '\0';
+    int k = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle)) {
+        k++;
+    }
+    return k;
+}
+
+static void test_breakers_are_listed_and_each_change_logged_once(void **s)
+{
+    struct world *w = *s;
+    char names[256];
+    FILE *f = tmpfile();
+    log_set_fd(fileno(f));
+    for (int i = 0; i < 5; i++) {
+        answer("small", "p1", ROUTING_OBS_5XX, 0);
+    }
+    assert_int_equal(breaker_state(false, "small"), 0); /* not asked yet */
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_int_equal(breaker_state(false, "small"), 1);
+    assert_true(breaker_state(true, "p1") >= 0);
+    fake_now_us += 10000001;
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_int_equal(breaker_state(false, "small"), 2);
+    answer("small", "p1", ROUTING_OBS_OK, 0);
+    assert_int_equal(breaker_state(false, "small"), 0);
+    log_set_fd(2);
+    assert_int_equal(count_in(fileno(f), "\"circuit breaker opened\",\"model"
+                                        "\":\"small\""), 1);
+    assert_int_equal(count_in(fileno(f), "\"circuit breaker half-open\","
+                                        "\"model\":\"small\""), 1);
+    assert_int_equal(count_in(fileno(f), "\"circuit breaker closed\",\"model"
+                                        "\":\"small\",\"from\":\"half_open"
+                                        "\""), 1);
+    fclose(f);
+}
+
 static void test_a_retry_after_closes_the_model_until_it_passes(
     void **state)
 {
@@ -719,6 +777,7 @@ int main(void)
         T(test_a_stale_slow_cheaper_model_is_explored_with_a_rescue),
         T(test_open_circuits_are_skipped_then_probed),
         T(test_a_half_open_fallback_does_not_hold_the_probe),
+        T(test_breakers_are_listed_and_each_change_logged_once),
         T(test_a_retry_after_closes_the_model_until_it_passes),
         T(test_a_failing_provider_takes_its_models_out),
         T(test_when_every_circuit_is_open_all_are_tried),
