@@ -169,7 +169,9 @@ static void on_hour(void *arg, const char *const *cols, int ncols)
 static void on_provider(void *arg, const char *const *cols, int ncols)
 {
     struct store_analytics *a = arg;
-    if (ncols < 3) {
+    /* Requests refused before any provider (401, 429, a bad body) are
+     * in the totals, not in the provider mix. */
+    if (ncols < 3 || !cols[0] || !cols[0][0]) {
         return;
     }
     a->providers = rl_realloc(a->providers,
@@ -184,8 +186,8 @@ static void on_provider(void *arg, const char *const *cols, int ncols)
 static void on_model(void *arg, const char *const *cols, int ncols)
 {
     struct store_analytics *a = arg;
-    if (ncols < 2 + STORE_LAT_BUCKETS) {
-        return;
+    if (ncols < 2 + STORE_LAT_BUCKETS || !cols[0] || !cols[0][0]) {
+        return; /* requests that reached no model have no latency row */
     }
     a->models = rl_realloc(a->models, (a->nmodels + 1) * sizeof(*a->models));
     struct store_an_model *m = &a->models[a->nmodels++];
