@@ -66,11 +66,44 @@ void routing_ring_push(struct routing_ring *r, uint64_t now_us, uint32_t v)
     }
 }
 
-static int cmp_u32(const void *a, const void *b)
+/* The k-th smallest of v[0..n) (k < n), reordering v: Hoare's selection,
+ * linear on average. This runs for every candidate of every plan, where a
+ * full sort showed in the gateway's profile. */
+static uint32_t select_kth(uint32_t *v, size_t n, size_t k)
 {
-    uint32_t x = *(const uint32_t *)a;
-    uint32_t y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
+    size_t lo = 0;
+    size_t hi = n - 1;
+    while (lo < hi) {
+        uint32_t pivot = v[lo + (hi - lo) / 2];
+        size_t i = lo;
+        size_t j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) {
+                i++;
+            }
+            while (v[j] > pivot) {
+                j--;
+            }
+            if (i <= j) {
+                uint32_t t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                if (j == 0) {
+                    break;
+                }
+                j--;
+            }
+        }
+        if (k <= j) {
+            hi = j;
+        } else if (k >= i) {
+            lo = i;
+        } else {
+            return v[k];
+        }
+    }
+    return v[k];
 }
 
 /* Appends to vals the fresh values of r: its window most recent, no older
@@ -114,9 +147,8 @@ uint32_t routing_ring_percentile(const struct routing_ring *const *rings,
     if (n == 0) {
         return prior;
     }
-    qsort(vals, n, sizeof(vals[0]), cmp_u32);
     size_t rank = ((size_t)pct * n + 99) / 100; /* nearest rank, 1-based */
-    return vals[rank ? rank - 1 : 0];
+    return select_kth(vals, n, rank ? rank - 1 : 0);
 }
 
 /* The median and the percentile of a quantity, and the fresh values. */
