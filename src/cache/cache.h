@@ -100,9 +100,11 @@ struct cache_collect *cache_collect_new(size_t max_bytes);
 void cache_collect_free(struct cache_collect *cc);
 /* Adds one OpenAI chunk (JSON text) to cc. */
 void cache_collect_chunk(struct cache_collect *cc, struct str chunk);
-/* Appends the completion the chunks make to out; false when the stream
+/* Appends the completion the chunks make, with usage u when present,
+ * to out; false when the stream
  * was too large, unreadable, or a choice had no finish_reason. */
-bool cache_collect_finish(struct cache_collect *cc, struct buf *out);
+bool cache_collect_finish(struct cache_collect *cc, const struct usage *u,
+                          struct buf *out);
 
 /*
  * Replays completion (chat.completion JSON text) as stream chunks, in

@@ -139,7 +139,8 @@ void cache_collect_chunk(struct cache_collect *cc, struct str chunk)
     json_decref(o);
 }
 
-bool cache_collect_finish(struct cache_collect *cc, struct buf *out)
+bool cache_collect_finish(struct cache_collect *cc, const struct usage *u,
+                          struct buf *out)
 {
     if (cc->broken || !cc->choice[0].seen) {
         return false;
@@ -166,6 +167,13 @@ bool cache_collect_finish(struct cache_collect *cc, struct buf *out)
     }
     json_t *comp = json_pack("{s:s,s:o}", "object", "chat.completion",
                              "choices", choices);
+    if (u->present) {
+        json_object_set_new(comp, "usage", json_pack(
+            "{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)u->prompt_tokens,
+            "completion_tokens", (json_int_t)u->completion_tokens,
+            "total_tokens",
+            (json_int_t)(u->prompt_tokens + u->completion_tokens)));
+    }
     char *text = json_dumps(comp, JSON_COMPACT);
     json_decref(comp);
     ok = ok && text && buf_append_cstr(out, text) == RL_OK;
