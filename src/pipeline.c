@@ -4,7 +4,7 @@
  *   1 authenticate  auth/       who is calling
  *   2 rate limit    limits/     the key's rpm, tpm, concurrency, budget
  *   3 route         routing/    which models, in which order
- *   4 cache         cache/      (with the semantic cache issue)
+ *   4 cache         cache/      exact answers (semantic: later)
  *   5 stream        providers/  the call, its fallbacks, its chunks
  *   6 account       accounting/ price and log, from req_free()
  *
@@ -21,6 +21,7 @@
 #include "accounting/accounting.h"
 #include "api/api.h"
 #include "auth/auth.h"
+#include "cache/cache.h"
 #include "config/config.h"
 #include "gateway/gateway.h"
 #include "metrics/metrics.h"
@@ -42,6 +43,10 @@ static void on_client_gone(void *ctx)
         /* Its callback will not come; a late admission is released. */
         limits_reserve_cancel(r->limits_pending);
         r->limits_pending = NULL;
+    }
+    if (r->cache_pending) {
+        cache_lookup_cancel(r->cache_pending);
+        r->cache_pending = NULL;
     }
     if (r->call) {
         /* The call's own figures never come (it is cancelled): what was
@@ -69,7 +74,34 @@ static void on_chunk(void *ctx, struct str chunk,
 {
     struct req *r = ctx;
     /* A client gone is on_client_gone's business. */
+    if (r->cache_collect) {
+        cache_collect_chunk(r->cache_collect, chunk);
+    }
     reply_stream_chunk(r, chunk, members);
+}
+
+/* A complete, successful answer goes into the cache, after the client
+ * has it; cut streams and errors never reach here. */
+static void insert(struct req *r, struct str completion)
+{
+    if (!r->cache_key || !r->w->cache || r->status != 200 ||
+        r->client_gone) {
+        return;
+    }
+    struct buf b;
+    buf_init(&b, r->cfg->cache.max_entry_bytes);
+    if (r->chat.stream) {
+        if (!r->cache_collect ||
+            !cache_collect_finish(r->cache_collect, &r->usage, &b)) {
+            buf_free(&b);
+            return;
+        }
+        completion = (struct str){b.p, b.len};
+    }
+    accounting_price(r);
+    cache_insert(r->w->cache, r->cache_key, completion, r->model->name,
+                 price_cost_nusd(r->model, &r->usage), &r->usage);
+    buf_free(&b);
 }
 
 static void on_done(void *ctx, struct call_result *res)
@@ -91,6 +123,9 @@ static void on_done(void *ctx, struct call_result *res)
         reply_completion(r, res->completion);
     }
     r->end_us = clock_now_us();
+    if (res->err == RL_OK) {
+        insert(r, res->completion);
+    }
     req_free(r);
 }
 
@@ -244,6 +279,55 @@ static void refuse_model(struct req *r, const char *model)
     reply_api_error(r, &e);
 }
 
+/* Step 4's answer: a hit is served (and accounted); a miss streams. */
+static void on_cached(void *ctx, const struct cache_hit *hit)
+{
+    struct req *r = ctx;
+    r->cache_pending = NULL;
+    if (hit) {
+        reply_cached(r, hit);
+        r->end_us = clock_now_us();
+        req_free(r);
+        return;
+    }
+    if (r->chat.stream) {
+        r->cache_collect = cache_collect_new(r->cfg->cache.max_entry_bytes);
+    }
+    stream(r);
+}
+
+/* Step 4: looks the request up when the cache takes part in it. */
+static void lookup(struct req *r)
+{
+    if (!r->cache_key || !r->w->cache) {
+        stream(r);
+        return;
+    }
+    /* on_cached may run before this returns and free r. */
+    struct cache_pending *p = NULL;
+    cache_lookup(r->w->cache, r->cache_key, on_cached, r, &p);
+    if (p) {
+        r->cache_pending = p;
+    }
+}
+
+/* The cache's key for r: its model class ("auto" with the plan's quality
+ * floor, or the model by name) within its scope (the key). */
+static void cache_plan(struct req *r, const char *model)
+{
+    char cls[300];
+    if (strcmp(model, "auto") == 0) {
+        snprintf(cls, sizeof(cls), "auto>=%d", r->route->min_quality_tier);
+    } else {
+        snprintf(cls, sizeof(cls), "%s", model);
+    }
+    struct cache_key *k = arena_alloc(&r->arena, sizeof(*k));
+    const char *scope = r->key_id[0] ? r->key_id : r->key_prefix;
+    if (cache_key_make(r->cfg, r->chat.raw, cls, scope, k)) {
+        r->cache_key = k;
+    }
+}
+
 /* Step 2's answer: stream if admitted, else say which limit and when. */
 static void on_verdict(void *ctx, const struct limits_verdict *v,
                        struct limits_hold *hold)
@@ -254,7 +338,7 @@ static void on_verdict(void *ctx, const struct limits_verdict *v,
     r->has_verdict = true;
     r->hold = hold;
     if (v->outcome == LIMITS_ADMITTED) {
-        stream(r);
+        lookup(r);
         return;
     }
     reply_limited(r, v);
@@ -400,7 +484,8 @@ void pipeline_chat(struct gw_worker *w, struct conn *c,
         return;
     }
 
-    /* 2. Rate limit; then 4. cache (with its issue), 5. stream, and 6.
-     * account (in req_free, when the call is done). */
+    /* 2. Rate limit; then 4. cache, 5. stream, and 6. account (in
+     * req_free, when the call is done). */
+    cache_plan(r, model);
     limit(r);
 }

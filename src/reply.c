@@ -13,6 +13,7 @@
 
 #include "accounting/accounting.h"
 #include "auth/auth.h"
+#include "cache/cache.h"
 #include "config/config.h"
 #include "request.h"
 #include "routing/routing.h"
@@ -58,6 +59,16 @@ static void common_headers(struct req *r, struct buf *h)
     }
     if (r->has_verdict) {
         limits_headers(&r->verdict, h);
+    }
+    if (r->route) {
+        buf_append_cstr(h, "x-relay-cache: ");
+        buf_append_cstr(h, r->cache_status ? r->cache_status : "miss");
+        buf_append_cstr(h, "\r\n");
+    }
+    if (r->savings_nusd) {
+        buf_append_cstr(h, "x-relay-savings-usd: ");
+        buf_append_fixed(h, r->savings_nusd, 9);
+        buf_append_cstr(h, "\r\n");
     }
 }
 
@@ -413,4 +424,28 @@ void reply_json(struct req *r, int status, struct str body)
     server_respond(r->conn, status, "application/json",
                    (struct str){h.p, h.len}, body);
     buf_free(&h);
+}
+
+static void emit_cached(void *ctx, struct str chunk)
+{
+    reply_stream_chunk(ctx, chunk, NULL);
+}
+
+void reply_cached(struct req *r, const struct cache_hit *hit)
+{
+    const struct model_cfg *m = config_model(r->cfg, hit->model,
+                                             strlen(hit->model));
+    r->model = m ? m : r->plan[0];
+    r->cache_status = "exact";
+    r->usage = (struct usage){.present = true}; /* no provider tokens */
+    r->savings_nusd = hit->cost_nusd > 0
+                          ? hit->cost_nusd
+                          : price_cost_nusd(r->plan[0], &hit->usage);
+    if (!r->chat.stream) {
+        reply_completion(r, hit->completion);
+        return;
+    }
+    reply_stream_begin(r);
+    cache_replay(hit->completion, emit_cached, r);
+    reply_stream_done(r);
 }

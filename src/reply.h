@@ -16,6 +16,7 @@
 struct req;
 struct api_error;
 struct limits_verdict;
+struct cache_hit;
 
 /* Answers with err (message and param may be NULL for the defaults). */
 void reply_error(struct req *r, enum rl_err err, const char *message,
@@ -31,6 +32,9 @@ void reply_limited(struct req *r, const struct limits_verdict *v);
 void reply_provider_error(struct req *r, const struct provider_error *pe);
 /* Answers 200 with a whole completion (OpenAI JSON text). */
 void reply_completion(struct req *r, struct str completion);
+/* Answers from the cache: a completion, or the same replayed as an SSE
+ * stream when the request streams; priced 0, its savings recorded. */
+void reply_cached(struct req *r, const struct cache_hit *hit);
 /* Opens the SSE stream (headers). */
 void reply_stream_begin(struct req *r);
 /* Sends one chunk (OpenAI JSON text). Returns false if the client left. */

@@ -3,6 +3,8 @@
  */
 #include "request.h"
 
+#include "cache/cache.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +94,7 @@ void req_free(struct req *r)
     if (r->in_flight) {
         metrics_in_flight_add(r->w->metrics, -1);
     }
+    cache_collect_free(r->cache_collect);
     buf_free(&r->out);
     buf_free(&r->brand);
     config_unref(r->cfg);

@@ -88,6 +88,12 @@ struct req {
     bool provider_failed;        /* the answer is a provider's failure
                                     passed on (reply_provider_error) */
     bool in_flight;              /* counted in the in-flight gauge */
+    /* Step 4. */
+    struct cache_key *cache_key; /* in the arena; NULL: no cache */
+    struct cache_pending *cache_pending; /* waiting on Redis, or NULL */
+    struct cache_collect *cache_collect; /* a stream's answer, owned */
+    const char *cache_status;    /* "exact" for a hit, else "miss" */
+    int64_t savings_nusd;        /* a hit: what the answer would cost */
     struct buf out;              /* scratch for serialising chunks */
 };
 

@@ -116,7 +116,9 @@ void accounting_row(const struct req *r, int64_t now_wall_us,
                     r->model ? r->model->provider->name : NULL);
     store_copy_text(row->error_type, sizeof(row->error_type), r->error_type);
     store_copy_text(row->error_code, sizeof(row->error_code), r->error_code);
-    store_copy_text(row->cache_status, sizeof(row->cache_status), "miss");
+    store_copy_text(row->cache_status, sizeof(row->cache_status),
+                    r->cache_status ? r->cache_status : "miss");
+    row->savings_nusd = r->savings_nusd;
     row->status = r->status;
     row->attempts = r->attempts;
     row->prompt_tokens = r->usage.prompt_tokens;
@@ -189,7 +191,7 @@ static void count(const struct req *r, const struct store_row *row)
         .tokens_in = row->prompt_tokens,
         .tokens_out = row->completion_tokens,
         .cost_nusd = row->cost_nusd,
-        .savings_nusd = 0, /* the cache, with its issue, sets it */
+        .savings_nusd = row->savings_nusd,
     };
     metrics_observe(r->w->metrics, &o);
 }
@@ -238,6 +240,9 @@ static void log_line(const struct req *r, const struct store_row *row)
     raw(&b, "usage_estimated", r->usage_estimated ? "true" : "false");
     raw(&b, "cost_usd", "");
     buf_append_fixed(&b, r->cost_nusd, 9);
+    text(&b, "cache_status", row->cache_status);
+    raw(&b, "savings_usd", "");
+    buf_append_fixed(&b, row->savings_nusd, 9);
     ms(&b, "latency_ms", row->latency_us);
     ms(&b, "ttft_ms", r->ttft_us);
     ms(&b, "upstream_ms", r->upstream_us);

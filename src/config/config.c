@@ -720,6 +720,8 @@ static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
         config_each_pair(ld, v, "routing", config_routing_section, c);
     } else if (strcmp(key, "limits") == 0) {
         config_each_pair(ld, v, "limits", limits_pair, c);
+    } else if (strcmp(key, "cache") == 0) {
+        config_each_pair(ld, v, "cache", config_cache_section, c);
     } else {
         config_fail(ld, k, key, "unknown top-level field");
     }
@@ -752,6 +754,7 @@ static void set_defaults(struct config *c)
     c->default_max_latency_ms = 2000;
     c->default_min_quality_tier = 1;
     config_routing_knobs_default(&c->routing);
+    config_cache_knobs_default(&c->cache);
 }
 
 /* Reads the whole file into a heap string, or returns NULL. */

@@ -52,6 +52,20 @@ struct model_cfg {
 
 /* The routing engine's knobs (routing.latency, routing.deadline,
  * routing.hedge, routing.breaker in relay.yaml; docs/routing.md). */
+/* The cache: section (docs/cache.md). */
+struct cache_knobs {
+    bool enabled;               /* cache.enabled; off by default */
+    bool scope_global;          /* cache.scope: global (else key) */
+    uint64_t ttl_s;             /* cache.ttl_s: an entry's life */
+    size_t memory_bytes;        /* cache.memory_bytes: the in-process
+                                   LRU's bound (keys and answers) */
+    size_t max_entry_bytes;     /* cache.max_entry_bytes: larger answers
+                                   are not cached */
+    double max_temperature;     /* cache.max_temperature: above it, only
+                                   a request's own cache.mode caches */
+    uint64_t redis_timeout_ms;  /* cache.redis_timeout_ms, per command */
+};
+
 struct routing_knobs {
     int percentile;               /* latency percentile predicted, 50..99 */
     int window;                   /* observations kept per model, 4..64 */
@@ -128,6 +142,7 @@ struct config {
     int default_max_ttft_ms;         /* routing.defaults; 0: none */
     bool default_hedge;              /* routing.defaults */
     struct routing_knobs routing;    /* the engine's knobs */
+    struct cache_knobs cache;        /* the cache: section */
     struct provider_cfg *providers;
     size_t nproviders;
     struct model_cfg *models;
@@ -148,6 +163,9 @@ enum rl_err config_load(const char *path, struct config **out,
 struct config *config_ref(struct config *cfg);
 /* Drops one reference; the last one frees the snapshot. */
 void config_unref(struct config *cfg);
+
+/* Fills k with the cache: section's defaults (cache_knobs.c). */
+void config_cache_knobs_default(struct cache_knobs *k);
 
 /* Returns the model called name, or NULL. */
 const struct model_cfg *config_model(const struct config *cfg,

@@ -56,4 +56,8 @@ bool config_each_pair(struct loader *ld, yaml_node_t *map, const char *field,
 void config_routing_section(struct loader *ld, const char *key,
                             yaml_node_t *k, yaml_node_t *v, void *ctx);
 
+/* The cache: section's pairs (cache_knobs.c). ctx is the struct config. */
+void config_cache_section(struct loader *ld, const char *key,
+                          yaml_node_t *k, yaml_node_t *v, void *ctx);
+
 #endif

@@ -25,6 +25,7 @@
 #include "admin/admin.h"
 #include "api/api.h"
 #include "auth/auth.h"
+#include "cache/cache.h"
 #include "config/config.h"
 #include "dashboard/dashboard.h"
 #include "limits/limits.h"
@@ -88,6 +89,7 @@ static void *worker_start(struct uv_loop_s *loop, int id, void *arg)
     set_limits(w);
     w->upstream = upstream_new(loop);
     w->limiter = start_limits(loop, w->cfg);
+    w->cache = cache_new(loop, w->cfg);
     w->metrics = metrics_worker(id);
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || !w->rng) {
         w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)id;
@@ -108,6 +110,7 @@ static void worker_stop(void *wctx)
 {
     struct gw_worker *w = wctx;
     free_dead(w);
+    cache_free(w->cache); /* its handles close as the loop runs down */
     upstream_free(w->upstream);
     limits_free(w->limiter); /* its handles close as the loop runs down */
     keycache_thread_exit();

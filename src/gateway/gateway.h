@@ -15,6 +15,8 @@ struct upstream;
 struct metrics;
 
 /* What one worker thread owns; never touched by another thread. */
+struct cache;
+
 struct gw_worker {
     int id;                        /* worker number */
     struct uv_loop_s *loop;        /* its event loop */
@@ -22,6 +24,8 @@ struct gw_worker {
     struct server_limits limits;   /* from cfg */
     struct upstream *upstream;     /* its upstream connections */
     struct limits *limiter;        /* its rate limiter (and Redis link) */
+    struct cache *cache;           /* its exact cache (own Redis link), or
+                                      NULL when cache.enabled is false */
     struct metrics *metrics;       /* its metric counters (it alone writes
                                       them; scrapes read them) */
     struct req *dead;              /* requests to free at the tick */

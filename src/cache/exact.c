@@ -1,0 +1,171 @@
+/*
+ * exact.c - the exact cache's key: the canonical text of the parts of a
+ * request that change its answer, hashed with SHA-256 (docs/cache.md).
+ *
+ * Pure: no I/O, no clock. What is left out of the key (user, stream,
+ * stream_options, routing, cache, metadata) is left out on purpose: two
+ * requests differing only there get the same answer. Read cache_normalise().
+ */
+#include <jansson.h>
+#include <math.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cache/cache.h"
+#include "config/config.h"
+
+/* Members copied into the key as they are (canonically serialised). */
+static const char *const answer_params[] = {
+    "tools", "tool_choice", "response_format", "top_p", "n", "seed", "stop",
+    "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
+    "top_logprobs", "parallel_tool_calls", "reasoning_effort", NULL,
+};
+
+/* Members of a message that change the answer. */
+static const char *const message_members[] = {
+    "role", "name", "tool_calls", "tool_call_id", "refusal", NULL,
+};
+
+/* A message's content: a string stays; an array of text parts only is
+ * joined into one string (the same prompt); other parts are kept. */
+static json_t *content_of(json_t *content)
+{
+    if (!json_is_array(content)) {
+        return json_incref(content);
+    }
+    struct buf text;
+    buf_init(&text, (size_t)64 << 20);
+    size_t i;
+    json_t *part;
+    json_array_foreach(content, i, part) {
+        const char *type = json_string_value(json_object_get(part, "type"));
+        json_t *t = json_object_get(part, "text");
+        if (!type || strcmp(type, "text") != 0 || !json_is_string(t)) {
+            buf_free(&text);
+            return json_incref(content);
+        }
+        buf_append(&text, json_string_value(t), json_string_length(t));
+    }
+    json_t *s = json_stringn(text.p ? text.p : "", text.len);
+    buf_free(&text);
+    return s ? s : json_incref(content);
+}
+
+static json_t *messages_of(json_t *messages)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(messages, i, m) {
+        json_t *o = json_object();
+        for (size_t j = 0; message_members[j]; j++) {
+            json_t *v = json_object_get(m, message_members[j]);
+            if (v && !json_is_null(v)) {
+                json_object_set(o, message_members[j], v);
+            }
+        }
+        json_t *c = json_object_get(m, "content");
+        if (c && !json_is_null(c)) {
+            json_object_set_new(o, "content", content_of(c));
+        }
+        json_array_append_new(out, o);
+    }
+    return out;
+}
+
+enum rl_err cache_normalise(struct str raw, const char *model_class,
+                            struct buf *out)
+{
+    json_t *req = json_loadb(raw.p, raw.len, 0, NULL);
+    if (!json_is_object(req)) {
+        json_decref(req);
+        return RL_E_INVALID_REQUEST;
+    }
+    json_t *key = json_object();
+    json_object_set_new(key, "model", json_string(model_class));
+    json_object_set_new(key, "messages",
+                        messages_of(json_object_get(req, "messages")));
+    for (size_t i = 0; answer_params[i]; i++) {
+        json_t *v = json_object_get(req, answer_params[i]);
+        if (v && !json_is_null(v)) {
+            json_object_set(key, answer_params[i], v);
+        }
+    }
+    json_t *t = json_object_get(req, "temperature");
+    if (json_is_number(t)) {
+        /* Bands of 0.1: 0.70 and 0.7 are one temperature. */
+        long band = lround(json_number_value(t) * 10);
+        json_object_set_new(key, "temperature_band", json_integer(band));
+    }
+    json_t *mt = json_object_get(req, "max_completion_tokens");
+    if (!mt) {
+        mt = json_object_get(req, "max_tokens");
+    }
+    if (json_is_integer(mt)) {
+        json_object_set(key, "max_tokens", mt);
+    }
+    char *text = json_dumps(key, JSON_COMPACT | JSON_SORT_KEYS |
+                                     JSON_ENSURE_ASCII);
+    enum rl_err err = text ? buf_append_cstr(out, text) : RL_E_INTERNAL;
+    free(text);
+    json_decref(key);
+    json_decref(req);
+    return err;
+}
+
+/* The request's own cache object: mode and ttl (seconds). */
+struct own {
+    const char *mode; /* "off", "exact", "semantic", or NULL */
+    int64_t ttl_s;    /* 0: the configured one */
+    double temperature; /* -1: not set */
+};
+
+static void read_own(json_t *req, struct own *o)
+{
+    json_t *c = json_object_get(req, "cache");
+    o->mode = json_string_value(json_object_get(c, "mode"));
+    json_t *ttl = json_object_get(c, "ttl");
+    o->ttl_s = json_is_integer(ttl) ? json_integer_value(ttl) : 0;
+    json_t *t = json_object_get(req, "temperature");
+    o->temperature = json_is_number(t) ? json_number_value(t) : -1;
+}
+
+bool cache_key_make(const struct config *cfg, struct str raw,
+                    const char *model_class, const char *scope,
+                    struct cache_key *out)
+{
+    if (!cfg->cache.enabled) {
+        return false;
+    }
+    json_t *req = json_loadb(raw.p, raw.len, 0, NULL);
+    struct own o;
+    read_own(req, &o);
+    bool explicit_mode = o.mode && (strcmp(o.mode, "exact") == 0 ||
+                                    strcmp(o.mode, "semantic") == 0);
+    bool off = o.mode && strcmp(o.mode, "off") == 0;
+    json_decref(req);
+    if (off || (!explicit_mode &&
+                o.temperature > cfg->cache.max_temperature)) {
+        return false;
+    }
+    struct buf text;
+    buf_init(&text, (size_t)64 << 20);
+    if (cache_normalise(raw, model_class, &text) != RL_OK) {
+        buf_free(&text);
+        return false;
+    }
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)text.p, text.len, md);
+    buf_free(&text);
+    char hex[2 * SHA256_DIGEST_LENGTH + 1];
+    for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    }
+    snprintf(out->name, sizeof(out->name), "relay:{c:%.40s}:%s",
+             cfg->cache.scope_global ? "global" : scope, hex);
+    out->ttl_s = o.ttl_s > 0 && o.ttl_s <= 86400 * 365 ? (uint64_t)o.ttl_s
+                                                        : cfg->cache.ttl_s;
+    out->explicit_mode = explicit_mode;
+    return true;
+}

@@ -1,0 +1,88 @@
+/*
+ * cache_knobs.c - the cache: section of relay.yaml (docs/cache.md), each
+ * field with its default in config_cache_knobs_default() and its range
+ * checked here. docs/configuration.md lists them.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/loader.h"
+
+void config_cache_knobs_default(struct cache_knobs *k)
+{
+    *k = (struct cache_knobs){
+        .enabled = false,
+        .scope_global = false,
+        .ttl_s = 3600,
+        .memory_bytes = (size_t)64 << 20,
+        .max_entry_bytes = (size_t)1 << 20,
+        .max_temperature = 0.7,
+        .redis_timeout_ms = 100,
+    };
+}
+
+static void scope(struct loader *ld, yaml_node_t *v, struct cache_knobs *k)
+{
+    const char *s = config_scalar(ld, v, "cache.scope");
+    if (s && strcmp(s, "key") == 0) {
+        k->scope_global = false;
+    } else if (s && strcmp(s, "global") == 0) {
+        k->scope_global = true;
+    } else if (s) {
+        config_fail(ld, v, "cache.scope", "\"%s\" is not key or global", s);
+    }
+}
+
+static void temperature(struct loader *ld, yaml_node_t *v,
+                        struct cache_knobs *k)
+{
+    const char *s = config_scalar(ld, v, "cache.max_temperature");
+    if (!s) {
+        return;
+    }
+    char *end = NULL;
+    double t = strtod(s, &end);
+    if (end == s || *end || !(t >= 0 && t <= 2)) {
+        config_fail(ld, v, "cache.max_temperature",
+                    "\"%s\" is not a number from 0 to 2", s);
+        return;
+    }
+    k->max_temperature = t;
+}
+
+void config_cache_section(struct loader *ld, const char *key,
+                          yaml_node_t *kn, yaml_node_t *v, void *ctx)
+{
+    struct cache_knobs *k = &((struct config *)ctx)->cache;
+    int64_t n;
+    if (strcmp(key, "enabled") == 0) {
+        config_scalar_bool(ld, v, "cache.enabled", &k->enabled);
+    } else if (strcmp(key, "scope") == 0) {
+        scope(ld, v, k);
+    } else if (strcmp(key, "ttl_s") == 0) {
+        if (config_scalar_int(ld, v, "cache.ttl_s", 1, 86400 * 365, &n)) {
+            k->ttl_s = (uint64_t)n;
+        }
+    } else if (strcmp(key, "memory_bytes") == 0) {
+        if (config_scalar_int(ld, v, "cache.memory_bytes", 0,
+                              (int64_t)1 << 40, &n)) {
+            k->memory_bytes = (size_t)n;
+        }
+    } else if (strcmp(key, "max_entry_bytes") == 0) {
+        if (config_scalar_int(ld, v, "cache.max_entry_bytes", 1024,
+                              (int64_t)64 << 20, &n)) {
+            k->max_entry_bytes = (size_t)n;
+        }
+    } else if (strcmp(key, "max_temperature") == 0) {
+        temperature(ld, v, k);
+    } else if (strcmp(key, "redis_timeout_ms") == 0) {
+        if (config_scalar_int(ld, v, "cache.redis_timeout_ms", 1, 10000,
+                              &n)) {
+            k->redis_timeout_ms = (uint64_t)n;
+        }
+    } else {
+        config_fail(ld, kn, "cache", "unknown field \"%s\" (enabled, scope, "
+                    "ttl_s, memory_bytes, max_entry_bytes, max_temperature, "
+                    "redis_timeout_ms)", key);
+    }
+}
