@@ -315,6 +315,9 @@ static void lookup(struct req *r)
  * floor, or the model by name) within its scope (the key). */
 static void cache_plan(struct req *r, const char *model)
 {
+    if (!r->cfg->cache.enabled) {
+        return;
+    }
     char cls[300];
     if (strcmp(model, "auto") == 0) {
         snprintf(cls, sizeof(cls), "auto>=%d", r->route->min_quality_tier);

@@ -51,10 +51,8 @@ static void common_headers(struct req *r, struct buf *h)
     buf_append_i64(h, r->attempts);
     buf_append_cstr(h, "\r\n");
     if (r->route) {
-        char route[512];
-        routing_explain(r->route, route, sizeof(route));
         buf_append_cstr(h, "x-relay-route: ");
-        buf_append_cstr(h, route);
+        buf_append_cstr(h, req_route_text(r));
         buf_append_cstr(h, "\r\n");
     }
     if (r->has_verdict) {

@@ -12,6 +12,7 @@
 #include "accounting/accounting.h"
 #include "config/config.h"
 #include "gateway/gateway.h"
+#include "routing/routing.h"
 #include "metrics/metrics.h"
 #include "server/server.h"
 #include "util/alloc.h"
@@ -20,6 +21,7 @@
 #define REQ_ARENA_BLOCK 4096
 #define REQ_MAX_CHUNK (8u * 1024 * 1024) /* one serialised chunk */
 #define REQ_MAX_PATH 256                 /* logged bytes of the URL path */
+#define REQ_ROUTE_TEXT 512               /* the x-relay-route value */
 
 /* xorshift64*: fast, good enough for ids; seeded from the OS per worker. */
 static uint64_t next_random(uint64_t *s)
@@ -79,6 +81,19 @@ struct req *req_new(struct gw_worker *w, struct conn *c,
     buf_init(&r->out, REQ_MAX_CHUNK);
     buf_init(&r->brand, 1024);
     return r;
+}
+
+const char *req_route_text(struct req *r)
+{
+    if (!r->route_text) {
+        char *t = arena_alloc(&r->arena, REQ_ROUTE_TEXT);
+        t[0] = '\0';
+        if (r->route) {
+            routing_explain(r->route, t, REQ_ROUTE_TEXT);
+        }
+        r->route_text = t;
+    }
+    return r->route_text;
 }
 
 void req_free(struct req *r)

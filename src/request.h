@@ -58,6 +58,8 @@ struct req {
     const struct model_cfg *const *plan; /* route->order, in the arena */
     size_t nplan;
     struct provider_call *call;  /* in progress, or NULL */
+    const char *route_text;      /* routing_explain() of route, made once
+                                    (header, row, log line), in the arena */
     int64_t unused_cost_nusd;    /* prompts paid by attempts whose answer
                                     was not used (a hedge's loser) */
     struct attempt_brief briefs[PROVIDER_MAX_BRIEFS]; /* the attempts */
@@ -101,6 +103,9 @@ struct req {
  * a reference to the worker's current config. */
 struct req *req_new(struct gw_worker *w, struct conn *c,
                     const struct http_request *http);
+/* Returns routing_explain() of r->route, computed on the first call and
+ * kept in r's arena; "" when r was not routed. */
+const char *req_route_text(struct req *r);
 /* Accounts the request if needed and frees it and all it owns. */
 void req_free(struct req *r);
 /* Frees r at the end of this loop iteration instead of now, for callers

@@ -79,9 +79,15 @@ static void attempt_log(const struct req *r, char *out, size_t n)
         buf_reset(&item);
         buf_append_cstr(&item, at > 1 ? ",{\"model\":\"" : "{\"model\":\"");
         buf_append_json_escaped(&item, name, strlen(name));
-        buf_printf(&item, "\",\"outcome\":\"%s\",\"status\":%d,\"ms\":%u,"
-                   "\"hedge\":%s}", provider_outcome_name(b->outcome),
-                   b->status, b->ms, b->hedge ? "true" : "false");
+        /* Appends, not printf: this runs for every request. */
+        buf_append_cstr(&item, "\",\"outcome\":\"");
+        buf_append_cstr(&item, provider_outcome_name(b->outcome));
+        buf_append_cstr(&item, "\",\"status\":");
+        buf_append_i64(&item, b->status);
+        buf_append_cstr(&item, ",\"ms\":");
+        buf_append_u64(&item, b->ms);
+        buf_append_cstr(&item, b->hedge ? ",\"hedge\":true}"
+                                        : ",\"hedge\":false}");
         if (!item.p || at + item.len + 2 > n) {
             break;
         }
@@ -104,7 +110,9 @@ void accounting_row(const struct req *r, int64_t now_wall_us,
     store_copy_text(row->request_id, sizeof(row->request_id), r->id);
     store_copy_text(row->key_prefix, sizeof(row->key_prefix), r->key_prefix);
     store_copy_text(row->key_id, sizeof(row->key_id), r->key_id);
-    if (r->route) {
+    if (r->route_text) {
+        store_copy_text(row->route, sizeof(row->route), r->route_text);
+    } else if (r->route) {
         routing_explain(r->route, row->route, sizeof(row->route));
     }
     attempt_log(r, row->attempt_log, sizeof(row->attempt_log));
@@ -265,6 +273,7 @@ void accounting_finish(struct req *r)
     }
     r->accounted = true;
     accounting_price(r);
+    req_route_text(r); /* made once: the header may have made it */
     if (r->hold) {
         /* The reservation settles with what the call really used; a
          * failed or cancelled call used nothing billable. */
