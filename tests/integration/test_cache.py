@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Integration tests of the exact cache (src/cache/) that the declarative
+cases cannot express: scope isolation between two API keys made with
+`relay keys create`, and two gateways on one Redis sharing an entry.
+
+Run by tests/integration/run.py (after the cases) or alone:
+    python3 tests/integration/test_cache.py [-v] [-k NAME]
+Needs DATABASE_URL and REDIS_URL (scripts/test.sh sets them).
+Prints `ok NAME` / `FAIL NAME: why` per test and `N passed, N failed`.
+"""
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import relaytest as rt  # noqa: E402
+import test_keys as tk  # noqa: E402
+import test_limits as tl  # noqa: E402
+
+check = tk.check
+CACHE = {"cache": {"enabled": True}}
+
+
+def body(prompt):
+    return {"model": "test-model", "temperature": 0,
+            "messages": [{"role": "user", "content": prompt}]}
+
+
+def t_entries_are_scoped_to_the_key(tmp, gws):
+    gw = tl.gateway(tmp, gws, extra=CACHE)
+    a, _ = tk.create_cli(gw, "--name", "tenant-a")
+    b, _ = tk.create_cli(gw, "--name", "tenant-b")
+    prompt = "scoped " + os.urandom(4).hex()
+    status, h, _ = tl.first_call(gw, a, body(prompt))
+    check(status == 200 and h.get("x-relay-cache") == "miss", "a first: %s %s" % (status, h))
+    status, h, _ = tl.call(gw.port, a, body(prompt))
+    check(h.get("x-relay-cache") == "exact", "a again: %r" % h.get("x-relay-cache"))
+    # The same prompt from another key is that key's own miss, never a's answer.
+    status, h, _ = tl.first_call(gw, b, body(prompt))
+    check(status == 200 and h.get("x-relay-cache") == "miss",
+          "b must not get a's entry: %r" % h.get("x-relay-cache"))
+    status, h, _ = tl.call(gw.port, b, body(prompt))
+    check(h.get("x-relay-cache") == "exact", "b again: %r" % h.get("x-relay-cache"))
+
+
+def t_two_gateways_share_entries_through_redis(tmp, gws):
+    one = tl.gateway(tmp + "/one", gws, extra=CACHE)
+    two = tl.gateway(tmp + "/two", gws, extra=CACHE)
+    key, _ = tk.create_cli(one, "--name", "shared")
+    tk.wait_accepted(two, key)
+    prompt = "shared " + os.urandom(4).hex()
+    status, h, _ = tl.first_call(one, key, body(prompt))
+    check(status == 200 and h.get("x-relay-cache") == "miss", "one: %s %s" % (status, h))
+    # The entry reaches Redis after the answer, without delaying it.
+    deadline = time.time() + 1.0
+    while True:
+        status, h, _ = tl.call(two.port, key, body(prompt))
+        if h.get("x-relay-cache") == "exact":
+            break
+        check(time.time() < deadline, "gateway two never found gateway one's entry")
+        time.sleep(0.05)
+    check(status == 200, "two: %d" % status)
+
+
+TESTS = [
+    t_entries_are_scoped_to_the_key,
+    t_two_gateways_share_entries_through_redis,
+]
+
+if __name__ == "__main__":
+    tl.TESTS = TESTS
+    sys.argv[0] = __file__
+    sys.exit(tl.main())
