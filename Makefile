@@ -70,7 +70,8 @@ test-integration: all
 test-e2e: all
 	@bash scripts/test.sh e2e
 
-bench: bench-overhead bench-features bench-routing bench-analytics
+bench: bench-overhead bench-features bench-routing bench-analytics \
+       bench-metrics
 
 bench-overhead: all
 	@bash bench/overhead.sh
@@ -130,7 +131,9 @@ help:
 	@echo "make test         the whole suite: unit, integration, end-to-end"
 	@echo "make asan         sanitizer build in build-asan/"
 	@echo "make asan-unit    the unit tests under ASan+UBSan"
-	@echo "make bench        every benchmark (bench-overhead, bench-features, ...)"
+	@echo "make bench        every benchmark below, one after another"
+	@echo "make bench-overhead  direct vs nginx vs relay, one run"
+	@echo "make bench-features  keys + Redis limits + PostgreSQL log on vs off"
 	@echo "make bench-analytics  /admin/analytics over 10M rows (PostgreSQL, SQLite)"
 	@echo "make dashboard    build dashboard/dist (npm ci + vite build)"
 
