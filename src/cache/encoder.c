@@ -296,7 +296,30 @@ out:
     return result;
 }
 
-/* The optional files: pooling, max_seq_length, casing. */
+/* False (err written) when modules.json lists a module after pooling
+ * that would change the vector (a Dense projection, say). */
+static bool modules_supported(const char *dir, char *err, size_t n)
+{
+    bool absent = false;
+    json_t *mods = load_json(dir, "modules.json", true, &absent, err, n);
+    bool ok = true;
+    for (size_t i = 0; i < json_array_size(mods); i++) {
+        const char *type = json_string_value(
+            json_object_get(json_array_get(mods, i), "type"));
+        if (type != NULL && strstr(type, "Transformer") == NULL
+            && strstr(type, "Pooling") == NULL
+            && strstr(type, "Normalize") == NULL) {
+            snprintf(err, n, "modules.json: module %s is not supported",
+                     type);
+            ok = false;
+            break;
+        }
+    }
+    json_decref(mods);
+    return ok;
+}
+
+/* The optional files: pooling, max_seq_length, casing, modules. */
 static enum rl_err read_options(struct encoder *e, const char *dir,
                                 char *err, size_t n)
 {
@@ -325,7 +348,7 @@ static enum rl_err read_options(struct encoder *e, const char *dir,
                          "(do_lower_case false) are not supported");
         return RL_E_CONFIG;
     }
-    return RL_OK;
+    return modules_supported(dir, err, n) ? RL_OK : RL_E_CONFIG;
 }
 
 /* Finds prefix+name (prefix "" or "bert.") with the given shape. */
