@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write tests/fixtures/encoder/reference.json: the reference embeddings.
+"""Write tests/fixtures/encoder/{reference,tokens}.json: the references.
 
 Run once by hand (not in CI): python3 tools/encoder_reference.py [MODEL_DIR]
 Needs numpy, safetensors and tokenizers (pip), and the model directory
@@ -12,11 +12,13 @@ forward pass is BERT written in numpy, in float64, straight from the
 safetensors file, as transformers.BertModel computes it (GELU in its erf
 form), then the pooling of 1_Pooling/config.json and L2 normalisation, as
 sentence-transformers does. max_seq_length comes from
-sentence_bert_config.json (256 for all-MiniLM-L6-v2).
+sentence_bert_config.json (256 for all-MiniLM-L6-v2). tokens.json holds
+600 seeded random strings of mixed scripts and their reference ids only.
 """
 import json
 import math
 import os
+import random
 import sys
 
 import numpy as np
@@ -59,6 +61,31 @@ SENTENCES = [
     "Summarise this: " + " ".join(str(i) for i in range(80)),
     "Can you recommend a good book about the history of Rome?",
 ]
+
+
+# Character pools for the random strings of tokens.json (mixed scripts,
+# punctuation, controls and format characters, marks, emoji).
+POOLS = [
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789     ",
+    "àáâãäåæçèéêëìíîïñòóôõöøùúûüýÿÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÐÑÒÓÔÕÖØÙÚÛÜÝÞß"
+    "ĀāĂăĄąĆćČčĎďĐđĒēĘęĚěĞğĪīİıŁłŃńŇňŌōŐőŒœŘřŚśŞşŠšŪūŮůŹźŻżŽžǅǆȘșȚț",
+    "ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩάέήίόύώϊϋΐΰαβγδεζηθικλμνξοπρσςτυφχψω"
+    "ЁЂЃЄЅІЇЈЉЊЋЌЍЎЏАБВГДЕЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯабвгдежзийклмнопрстуфхцчшщъыьэюяёйї",
+    "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~¡¿«»—–‘’“”…•·§¶†‡‰′″€£¥©®™°±×÷",
+    "北京中国的首都是日本語東京漢字한국어ひらがなカタカナがぱ",
+    "\t\n\r\x0b\x0c\x7f\u0085\u00a0\u2000\u2028\u200b\u200d\ufeff\ue000"
+    "\u0301\u0308\u0327\ufffd\U0001F600\U0001F680\U0001F44D\U0001F3FD",
+    "ḀḁẞẠạẤấỆệỲỳἀἁἈἉὰάᾳＡＢＣｆｕｌｌ①²Ⅻﬁ\U0002B820\U0002B920\u0378",
+]
+
+
+def random_strings(count, max_chars, seed):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        n = rng.randint(0, max_chars)
+        out.append("".join(rng.choice(rng.choice(POOLS)) for _ in range(n)))
+    return out
 
 
 def layer_norm(x, w, b, eps):
@@ -134,6 +161,14 @@ def main():
                    "cases": cases}, fp, ensure_ascii=False)
         fp.write("\n")
     print("wrote %s (%d cases)" % (out, len(cases)), file=sys.stderr)
+    toks = [{"text": t, "ids": tok.encode(t).ids}
+            for t in random_strings(600, 40, 20261201)]
+    out = os.path.join(root, "tests", "fixtures", "encoder", "tokens.json")
+    with open(out, "w") as fp:
+        json.dump({"max_seq_length": max_len, "cases": toks}, fp,
+                  ensure_ascii=True)
+        fp.write("\n")
+    print("wrote %s (%d cases)" % (out, len(toks)), file=sys.stderr)
 
 
 if __name__ == "__main__":

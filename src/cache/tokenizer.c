@@ -9,10 +9,12 @@
  * and cut each word into the longest vocabulary pieces, "##" marking a
  * continuation; a word with no cut, or over 100 characters, is [UNK].
  *
- * Limit: accent stripping and lower-casing use the table generated into
- * tokenizer_table.c (Latin, IPA, Greek, Cyrillic blocks), so letters of
- * other cased scripts (Armenian, Georgian, ...) keep their case here while
- * the reference lower-cases them. The text is streamed: no allocation per
+ * The Unicode data (each code point's fold and class) is generated into
+ * tokenizer_fold.c and tokenizer_table.c by tools/encoder_unicode.py from
+ * the reference library itself, one code point at a time, so the two
+ * agree on all of Unicode (its tables are older than Python's). Folding is
+ * per code point: NFD's canonical reordering is moot since every
+ * nonspacing mark is dropped. The text is streamed: no allocation per
  * call, and the work stops once max_ids is reached. Read
  * encoder_tokenizer_encode first.
  */
@@ -217,60 +219,15 @@ static bool in_ranges(const struct tokenizer_range *r, size_t n, uint32_t cp)
     return false;
 }
 
-static const char *fold_of(uint32_t cp)
+/* bsearch comparator: both fold structs start with their uint32_t cp. */
+static int cmp_cp(const void *key, const void *elem)
 {
-    size_t lo = 0;
-    size_t hi = tokenizer_folds_len;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (cp < tokenizer_folds[mid].cp) {
-            hi = mid;
-        } else if (cp > tokenizer_folds[mid].cp) {
-            lo = mid + 1;
-        } else {
-            return tokenizer_folds[mid].utf8;
-        }
-    }
-    return NULL;
+    uint32_t a = *(const uint32_t *)key;
+    uint32_t b = *(const uint32_t *)elem;
+    return a < b ? -1 : a > b;
 }
 
-/* The CJK ideograph blocks BERT isolates (not Hangul, not kana). */
-static bool is_chinese(uint32_t cp)
-{
-    return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF)
-        || (cp >= 0x20000 && cp <= 0x2A6DF)
-        || (cp >= 0x2A700 && cp <= 0x2B73F)
-        || (cp >= 0x2B740 && cp <= 0x2B81F)
-        || (cp >= 0x2B820 && cp <= 0x2CEAF)
-        || (cp >= 0xF900 && cp <= 0xFAFF)
-        || (cp >= 0x2F800 && cp <= 0x2FA1F);
-}
-
-static bool is_space(uint32_t cp)
-{
-    return cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r'
-        || cp == 0x2028 || cp == 0x2029
-        || in_ranges(tokenizer_space, tokenizer_space_len, cp);
-}
-
-static bool is_dropped(uint32_t cp)
-{
-    if (cp == '\t' || cp == '\n' || cp == '\r') {
-        return false;
-    }
-    return cp == 0 || cp == 0xFFFD
-        || in_ranges(tokenizer_control, tokenizer_control_len, cp)
-        || in_ranges(tokenizer_marks, tokenizer_marks_len, cp);
-}
-
-static bool is_punct(uint32_t cp)
-{
-    if (cp < 128) {
-        return (cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64)
-            || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126);
-    }
-    return in_ranges(tokenizer_punct, tokenizer_punct_len, cp);
-}
+#define IN(table, cp) in_ranges(table, table##_len, (cp))
 
 /* Decodes one code point at s[*i]; false on malformed UTF-8. */
 static bool utf8_next(const unsigned char *s, size_t len, size_t *i,
@@ -388,12 +345,11 @@ static void push_cp(struct word_state *w, uint32_t cp)
     }
 }
 
-/* Feeds one normalised (folded) code point to the splitter. */
-static void feed(struct word_state *w, uint32_t cp)
+/* Feeds one normalised code point (never a space) to the splitter:
+ * punctuation, and what isolate asks for (CJK), is a word of its own. */
+static void feed(struct word_state *w, uint32_t cp, bool isolate)
 {
-    if (is_space(cp)) {
-        flush_word(w);
-    } else if (is_punct(cp) || is_chinese(cp)) {
+    if (isolate || IN(tokenizer_punct, cp)) {
         flush_word(w);
         push_cp(w, cp);
         flush_word(w);
@@ -405,23 +361,44 @@ static void feed(struct word_state *w, uint32_t cp)
 /* Cleans and folds one input code point, feeding what it becomes. */
 static void normalise(struct word_state *w, uint32_t cp)
 {
-    if (is_dropped(cp)) {
-        return;
-    }
     if (cp >= 'A' && cp <= 'Z') {
-        feed(w, cp + ('a' - 'A'));
+        feed(w, cp + ('a' - 'A'), false);
         return;
     }
-    const char *f = cp < 0xC0 ? NULL : fold_of(cp);
+    if (IN(tokenizer_dropped, cp)) {
+        return;
+    }
+    if (IN(tokenizer_space, cp)) {
+        flush_word(w);
+        return;
+    }
+    if (cp >= 0xAC00 && cp <= 0xD7A3) { /* Hangul: NFD is arithmetic */
+        uint32_t si = cp - 0xAC00;
+        feed(w, 0x1100 + si / 588, false);
+        feed(w, 0x1161 + (si % 588) / 28, false);
+        if (si % 28 != 0) {
+            feed(w, 0x11A7 + si % 28, false);
+        }
+        return;
+    }
+    bool cjk = IN(tokenizer_chinese, cp);
+    const struct tokenizer_fold1 *f1 =
+        bsearch(&cp, tokenizer_folds1, tokenizer_folds1_len,
+                sizeof(tokenizer_folds1[0]), cmp_cp);
+    const struct tokenizer_fold *f =
+        f1 != NULL ? NULL
+                   : bsearch(&cp, tokenizer_folds, tokenizer_folds_len,
+                             sizeof(tokenizer_folds[0]), cmp_cp);
     if (f == NULL) {
-        feed(w, cp);
+        feed(w, f1 != NULL ? f1->to : cp, cjk);
         return;
     }
-    size_t flen = strlen(f);
+    size_t flen = strlen(f->utf8);
     size_t i = 0;
     uint32_t c = 0;
-    while (i < flen && utf8_next((const unsigned char *)f, flen, &i, &c)) {
-        feed(w, c);
+    while (i < flen && utf8_next((const unsigned char *)f->utf8, flen, &i,
+                                 &c)) {
+        feed(w, c, cjk);
     }
 }
 

