@@ -302,7 +302,7 @@ static bool modules_supported(const char *dir, char *err, size_t n)
 {
     bool absent = false;
     json_t *mods = load_json(dir, "modules.json", true, &absent, err, n);
-    bool ok = true;
+    bool ok = mods != NULL || absent;
     for (size_t i = 0; i < json_array_size(mods); i++) {
         const char *type = json_string_value(
             json_object_get(json_array_get(mods, i), "type"));
@@ -319,36 +319,44 @@ static bool modules_supported(const char *dir, char *err, size_t n)
     return ok;
 }
 
-/* The optional files: pooling, max_seq_length, casing, modules. */
+/* The optional files: pooling, max_seq_length, casing, modules. An absent
+ * file means the default; a malformed one is an error. */
 static enum rl_err read_options(struct encoder *e, const char *dir,
                                 char *err, size_t n)
 {
-    bool absent = false;
-    e->max_tokens = e->max_pos;
-    json_t *st = load_json(dir, "sentence_bert_config.json", true, &absent,
+    bool absent[3] = {false, false, false};
+    json_t *st = load_json(dir, "sentence_bert_config.json", true,
+                           &absent[0], err, n);
+    json_t *pool = load_json(dir, "1_Pooling/config.json", true, &absent[1],
+                             err, n);
+    json_t *tc = load_json(dir, "tokenizer_config.json", true, &absent[2],
                            err, n);
+    enum rl_err result = RL_E_CONFIG;
+    if ((st == NULL && !absent[0]) || (pool == NULL && !absent[1])
+        || (tc == NULL && !absent[2])) {
+        goto out;
+    }
+    e->max_tokens = e->max_pos;
     json_t *len = json_object_get(st, "max_seq_length");
     if (json_is_integer(len) && json_integer_value(len) > 2
         && (size_t)json_integer_value(len) < e->max_pos) {
         e->max_tokens = (size_t)json_integer_value(len);
     }
-    json_decref(st);
-    json_t *pool = load_json(dir, "1_Pooling/config.json", true, &absent,
-                             err, n);
     e->cls_pooling =
         json_is_true(json_object_get(pool, "pooling_mode_cls_token"));
-    json_decref(pool);
-    json_t *tc = load_json(dir, "tokenizer_config.json", true, &absent, err,
-                           n);
-    json_t *lower = json_object_get(tc, "do_lower_case");
-    bool cased = json_is_false(lower);
-    json_decref(tc);
-    if (cased) {
+    if (json_is_false(json_object_get(tc, "do_lower_case"))) {
         snprintf(err, n, "tokenizer_config.json: cased models "
                          "(do_lower_case false) are not supported");
-        return RL_E_CONFIG;
+        goto out;
     }
-    return modules_supported(dir, err, n) ? RL_OK : RL_E_CONFIG;
+    if (modules_supported(dir, err, n)) {
+        result = RL_OK;
+    }
+out:
+    json_decref(st);
+    json_decref(pool);
+    json_decref(tc);
+    return result;
 }
 
 /* Finds prefix+name (prefix "" or "bert.") with the given shape. */

@@ -25,6 +25,7 @@ struct encoder_tokenizer;
 enum rl_err encoder_tokenizer_new(const char *path,
                                   struct encoder_tokenizer **out, char *err,
                                   size_t n);
+/* Frees t and the vocabulary it owns; NULL is a no-op. */
 void encoder_tokenizer_free(struct encoder_tokenizer *t);
 /* The vocabulary's size (ids are 0 .. size-1). */
 size_t encoder_tokenizer_size(const struct encoder_tokenizer *t);
@@ -55,6 +56,8 @@ struct encoder_safetensors;
 enum rl_err encoder_safetensors_open(const char *path,
                                      struct encoder_safetensors **out,
                                      char *err, size_t n);
+/* Unmaps the file and frees st with its F16 copies: every pointer
+ * encoder_safetensors_f32 returned dies here. NULL is a no-op. */
 void encoder_safetensors_close(struct encoder_safetensors *st);
 
 /*

@@ -29,7 +29,9 @@
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cache/encoder.h"
 #include "cache/encoder_internal.h"
@@ -283,6 +285,103 @@ static void test_a_tensor_of_the_wrong_shape_is_refused(void **state)
     encoder_safetensors_close(st);
 }
 
+/* Makes a directory linking the real model's three main files, plus the
+ * file name holding text; returns its path in dir (static). */
+static const char *variant_dir(const char *name, const char *text)
+{
+    static char dir[256];
+    snprintf(dir, sizeof(dir), "/tmp/relay-encoder-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    const char *files[] = {"config.json", "vocab.txt", "model.safetensors"};
+    for (size_t i = 0; i < 3; i++) {
+        char from[4200];
+        char to[512];
+        snprintf(from, sizeof(from), "%s/%s", model_dir, files[i]);
+        snprintf(to, sizeof(to), "%s/%s", dir, files[i]);
+        assert_int_equal(symlink(from, to), 0);
+    }
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return dir;
+}
+
+static void remove_variant(const char *dir, const char *name)
+{
+    const char *files[] = {"config.json", "vocab.txt", "model.safetensors",
+                           name};
+    for (size_t i = 0; i < 4; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static void test_a_cased_or_projected_model_is_refused(void **state)
+{
+    (void)state;
+    need_model();
+    struct {
+        const char *name;
+        const char *text;
+        const char *says;
+    } bad[] = {
+        {"tokenizer_config.json", "{\"do_lower_case\": false}", "cased"},
+        {"modules.json",
+         "[{\"type\": \"sentence_transformers.models.Dense\"}]", "Dense"},
+        {"sentence_bert_config.json", "{not json", "sentence_bert_config"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *dir = variant_dir(bad[i].name, bad[i].text);
+        struct encoder *e = NULL;
+        char err[512] = "";
+        assert_int_equal(encoder_open(dir, &e, err, sizeof(err)),
+                         RL_E_CONFIG);
+        assert_null(e);
+        assert_non_null(strstr(err, bad[i].says));
+        remove_variant(dir, bad[i].name);
+    }
+}
+
+/* The same weights with CLS pooling: a valid unit vector, not the mean. */
+static void test_cls_pooling_is_read_from_the_pooling_config(void **state)
+{
+    (void)state;
+    need_model();
+    const char *dir = variant_dir("modules.json", "[]");
+    char pool[512];
+    snprintf(pool, sizeof(pool), "%s/1_Pooling", dir);
+    assert_int_equal(mkdir(pool, 0700), 0);
+    strncat(pool, "/config.json", sizeof(pool) - strlen(pool) - 1);
+    FILE *f = fopen(pool, "w");
+    assert_non_null(f);
+    fputs("{\"pooling_mode_cls_token\": true}", f);
+    fclose(f);
+    struct encoder *e = NULL;
+    char err[512] = "";
+    assert_int_equal(encoder_open(dir, &e, err, sizeof(err)), RL_OK);
+    size_t len = 0;
+    const char *text = case_text(1, &len);
+    float v[384];
+    assert_int_equal(encoder_embed(e, text, len, v), RL_OK);
+    json_t *mean = json_object_get(json_array_get(cases, 1), "vector");
+    double norm = 0;
+    for (size_t i = 0; i < 384; i++) {
+        norm += (double)v[i] * v[i];
+    }
+    assert_true(fabs(norm - 1.0) < 1e-5);
+    assert_true(cosine(v, mean, 384) < 0.99);
+    encoder_close(e);
+    unlink(pool);
+    pool[strlen(pool) - strlen("/config.json")] = '\0';
+    rmdir(pool);
+    remove_variant(dir, "modules.json");
+}
+
 /* ---- concurrency and timing ------------------------------------------ */
 
 struct job {
@@ -407,6 +506,8 @@ int main(void)
         cmocka_unit_test(test_a_long_text_is_cut_at_max_tokens_ending_in_sep),
         cmocka_unit_test(test_a_missing_model_directory_is_an_io_error),
         cmocka_unit_test(test_a_tensor_of_the_wrong_shape_is_refused),
+        cmocka_unit_test(test_a_cased_or_projected_model_is_refused),
+        cmocka_unit_test(test_cls_pooling_is_read_from_the_pooling_config),
         cmocka_unit_test(test_concurrent_embeds_give_the_serial_vectors),
         cmocka_unit_test(test_benchmark_prints_embed_time_per_prompt),
     };
