@@ -469,6 +469,38 @@ static void time_prompt(const char *label, const char *text)
            (double)t_us[RUNS * 99 / 100] / 1000.0, RUNS);
 }
 
+static void *embed_loop(void *arg)
+{
+    const char *text = arg;
+    for (int r = 0; r < 50; r++) {
+        float v[384];
+        if (encoder_embed(enc, text, strlen(text), v) != RL_OK) {
+            return arg;
+        }
+    }
+    return NULL;
+}
+
+/* Prints embeds per second with nthreads threads embedding text at once
+ * (what the encoder pool would do). */
+static void throughput(const char *text, size_t nthreads)
+{
+    pthread_t th[8];
+    uint64_t t0 = now_us();
+    for (size_t t = 0; t < nthreads; t++) {
+        assert_int_equal(
+            pthread_create(&th[t], NULL, embed_loop, (void *)text), 0);
+    }
+    for (size_t t = 0; t < nthreads; t++) {
+        void *failed = NULL;
+        pthread_join(th[t], &failed);
+        assert_null(failed);
+    }
+    double s = (double)(now_us() - t0) / 1e6;
+    printf("encoder bench: 100-token prompt, %zu thread(s): %.1f embeds/s\n",
+           nthreads, (double)(50 * nthreads) / s);
+}
+
 static void test_benchmark_prints_embed_time_per_prompt(void **state)
 {
     (void)state;
@@ -493,6 +525,8 @@ static void test_benchmark_prints_embed_time_per_prompt(void **state)
     }
     longp[cut] = '\0';
     time_prompt("100-token", longp);
+    throughput(longp, 1);
+    throughput(longp, 2);
 }
 
 int main(void)
