@@ -10,7 +10,7 @@ CFLAGS  := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -D_GNU_SOURCE -g $(OPT) $(SAN) -pthread -Isrc -MMD -MP
 LDFLAGS := $(SAN) -pthread
 LIBS    := -luv -lcurl -ljansson -lyaml -lhttp_parser -lcrypto -lpq -lsqlite3 \
-           -lhiredis -lm
+           -lhiredis -lopenblas -lm
 
 # Every source file of the gateway except the command line is a library
 # object, so unit tests link against exactly what ships.
