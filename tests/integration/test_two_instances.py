@@ -36,6 +36,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 import relaytest as rt  # noqa: E402
 import test_keys as tk  # noqa: E402
+import test_limits as tl  # noqa: E402  (psql, key_id_of)
 
 VERBOSE = False
 NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
@@ -158,22 +159,6 @@ def chat(port, key):
     return r.status, rid, body
 
 
-def psql(sql):
-    r = subprocess.run(["psql", os.environ["DATABASE_URL"], "-Atqc", sql],
-                       capture_output=True, text=True, timeout=30)
-    check(r.returncode == 0, "psql: " + r.stderr)
-    return r.stdout.strip()
-
-
-def key_id(gw, key):
-    r = gw.cli("list", "--json")
-    check(r.returncode == 0, "relay keys list: " + r.stderr)
-    for k in json.loads(r.stdout):
-        if key.startswith(k["prefix"]):
-            return k["id"]
-    raise rt.CaseFailure("the new key is not listed")
-
-
 def relay_log(gw):
     p = os.path.join(gw.st.tmp, "relay.log")
     return open(p, errors="replace").read() if os.path.exists(p) else ""
@@ -193,7 +178,7 @@ def t_two_gateways_behind_nginx_are_one(tmp, started):
     started.append(ng)
     say("gateways on %d and %d, nginx on %d" % (a.port, b.port, ng.port))
     key, _ = tk.create_cli(a, "--name", "two-instances", "--rpm", "10")
-    kid = key_id(a, key)
+    kid = tl.key_id_of(a, key)
     # Both key caches poll the store every 250 ms; a request before they
     # have the key would be a 401 (and a row): wait instead of probing.
     time.sleep(1.0)
@@ -227,7 +212,7 @@ def t_two_gateways_behind_nginx_are_one(tmp, started):
     # The request log is shared: 25 rows for the key, written by both.
     deadline = time.time() + 10
     while True:
-        rows = psql("SELECT status, count(*) FROM request_log WHERE key_id = '%s' "
+        rows = tl.psql("SELECT status, count(*) FROM request_log WHERE key_id = '%s' "
                     "GROUP BY status ORDER BY status" % kid)
         if rows == "200|10\n429|15" or time.time() > deadline:
             break
