@@ -243,13 +243,16 @@ def t_two_gateways_behind_nginx_are_one(tmp, started):
 TESTS = [t_two_gateways_behind_nginx_are_one]
 
 
-def stop_all(started):
-    """Stops what a test started, nginx first, each by its own PID."""
+def stop_all(started, keep=True):
+    """Stops what a test started, nginx first, each by its own PID; keep:
+    nginx's folder (its config and logs) stays for a look."""
     codes = []
     for x in reversed(started):
         try:
             if isinstance(x, Nginx):
                 x.stop()
+                if not keep:
+                    shutil.rmtree(x.tmp, ignore_errors=True)
             else:
                 codes.append(x.st.close().get("relay"))
         except Exception as e:  # noqa: BLE001
@@ -279,7 +282,7 @@ def main():
             check(os.access(NGINX, os.X_OK), "%s not found (nginx-light, scripts/packages.txt)" % NGINX)
             t(tmp, started)
             logs = [relay_log(g) for g in started if not isinstance(g, Nginx)]
-            codes = stop_all(started)
+            codes = stop_all(started, keep=False)
             check(all(c == 0 for c in codes), "a gateway exited %s" % codes)
             for out in logs:
                 for key in tk.SECRETS:
