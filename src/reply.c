@@ -384,7 +384,7 @@ bool reply_stream_chunk(struct req *r, struct str chunk,
                         const struct chunk_members *members)
 {
     /* Counted for every chunk: a provider's usage, if any, comes last. */
-    r->output_tokens_est += accounting_tokens_output(chunk);
+    r->output_tokens_est += accounting_tokens_chunk(chunk);
     buf_reset(&r->out);
     buf_append(&r->out, "data: ", 6);
     int kept = rebrand(r, chunk, true, members ? members->items : NULL,

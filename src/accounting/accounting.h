@@ -30,6 +30,10 @@ int64_t accounting_tokens_prompt(struct str request);
 /* Estimates the output tokens in an answer or a stream chunk (JSON text):
  * its content, refusal and tool-call argument strings. */
 int64_t accounting_tokens_output(struct str answer);
+/* The same for one stream chunk, cheaper: a chunk's content delta and its
+ * tool-call arguments are not looked for both (refusals are not counted:
+ * a refusal chunk has no tokens worth estimating). */
+int64_t accounting_tokens_chunk(struct str chunk);
 
 /* Fills row, the request_log row of r (already priced), with now_wall_us
  * the wall-clock time in Unix microseconds. */

@@ -164,6 +164,14 @@ static int64_t strings_after(struct str text, const char *name)
     return n;
 }
 
+int64_t accounting_tokens_chunk(struct str chunk)
+{
+    /* A content delta carries no tool arguments and the other way round:
+     * one search for most chunks, on the stream's hot path. */
+    int64_t n = strings_after(chunk, "\"content\":\"");
+    return n ? n : strings_after(chunk, "\"arguments\":\"");
+}
+
 int64_t accounting_tokens_output(struct str answer)
 {
     return strings_after(answer, "\"content\":\"") +

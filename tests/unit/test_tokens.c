@@ -130,6 +130,18 @@ static void test_output_counts_content_and_tool_arguments(void **state)
     assert_int_equal(output("{\"choices\":[{\"delta\":{}}]}"), 0);
 }
 
+static void test_a_chunk_counts_its_content_or_its_arguments(void **state)
+{
+    (void)state;
+    struct str c = STR_LIT("{\"choices\":[{\"delta\":{\"content\":"
+                           "\"the cat sat\"}}]}");
+    assert_int_equal(accounting_tokens_chunk(c), 3);
+    struct str t = STR_LIT("{\"choices\":[{\"delta\":{\"tool_calls\":[{"
+                           "\"function\":{\"arguments\":\"{\\\"a\\\"\"}}]}}]}");
+    assert_int_equal(accounting_tokens_chunk(t), accounting_tokens_output(t));
+    assert_int_equal(accounting_tokens_chunk(STR_LIT("{\"choices\":[]}")), 0);
+}
+
 static void test_an_unterminated_string_is_counted_to_the_end(void **state)
 {
     (void)state;
@@ -152,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_a_body_that_is_not_json_is_counted_as_text),
         cmocka_unit_test(test_output_counts_content_and_tool_arguments),
         cmocka_unit_test(test_an_unterminated_string_is_counted_to_the_end),
+        cmocka_unit_test(test_a_chunk_counts_its_content_or_its_arguments),
     };
     return cmocka_run_group_tests_name("tokens", tests, NULL, NULL);
 }
