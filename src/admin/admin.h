@@ -12,6 +12,7 @@
 #define RL_ADMIN_H
 
 #include <jansson.h>
+#include <uv.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -113,5 +114,39 @@ json_t *admin_analytics_json(const struct store_analytics *a,
  * admin key is checked unless trusted (the dashboard's local listener). */
 void admin_analytics_serve(struct gw_worker *w, struct conn *c,
                            struct http_request *http, bool trusted);
+
+/* ---------------------------------------------------------------------
+ * One admin operation off the event loop (job.c)
+ * ------------------------------------------------------------------- */
+
+struct gw_worker;
+struct conn;
+struct req;
+
+/* An operation's state. Embed it as the FIRST member of the operation's
+ * own struct, allocated with rl_calloc: the job frees that allocation. */
+struct admin_job {
+    uv_work_t work;           /* the thread pool's handle */
+    struct req *r;            /* answered and freed by the job */
+    bool gone;                /* the client left: do not answer */
+    /* On the pool thread, with a store connection: sets err, and on
+     * success body (JSON text, malloc) and status (0: 200). */
+    void (*run)(struct admin_job *j, struct store_db *db);
+    const char *failure;      /* "The key store failed": a 503's start */
+    const char *param;        /* param of a 400 or 404 */
+    const char *not_found_code; /* RL_E_NOT_FOUND is a 404 with this code;
+                                   NULL: a 503 like any failure */
+    const char *invalid_code; /* RL_E_INVALID_REQUEST likewise, a 400 */
+    enum rl_err err;
+    int status;
+    char message[512];        /* what went wrong, for the answer */
+    char *body;
+};
+
+/* Runs j->run on w's thread pool and answers j->r from the outcome, then
+ * frees j (the whole allocation it heads) and j->r. Takes ownership of
+ * both, whatever happens. */
+void admin_job_start(struct gw_worker *w, struct conn *c,
+                     struct admin_job *j);
 
 #endif

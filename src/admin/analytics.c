@@ -26,15 +26,9 @@
 #include "util/alloc.h"
 
 struct ajob {
-    uv_work_t work;          /* the thread pool's handle */
-    struct req *r;           /* freed by after_work, never before */
-    bool gone;               /* the client left: do not answer */
+    struct admin_job base;   /* first: the job frees the whole struct */
     const char *range;       /* static name of the range */
     int64_t span_us;         /* its length */
-    /* Set on the pool thread, read in after_work. */
-    enum rl_err err;
-    char message[512];       /* what went wrong */
-    char *body;              /* JSON text (malloc) of a success */
 };
 
 static const struct {
@@ -221,59 +215,19 @@ static int64_t wall_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void work(uv_work_t *w)
+/* On the pool thread: the range's figures as JSON text. */
+static void run(struct admin_job *base, struct store_db *db)
 {
-    struct ajob *j = w->data;
-    struct store_db db;
-    j->err = store_db_open(j->r->cfg->store, true, &db, j->message,
-                           sizeof(j->message));
-    if (j->err != RL_OK) {
-        return;
-    }
+    struct ajob *j = (struct ajob *)base;
     struct store_analytics a;
-    j->err = store_analytics_query(&db, j->span_us, wall_us(), &a,
-                                   j->message, sizeof(j->message));
-    store_db_close(&db);
-    if (j->err == RL_OK) {
+    base->err = store_analytics_query(db, j->span_us, wall_us(), &a,
+                                      base->message, sizeof(base->message));
+    if (base->err == RL_OK) {
         json_t *o = admin_analytics_json(&a, j->range);
-        j->body = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        base->body = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
         json_decref(o);
         store_analytics_free(&a);
     }
-}
-
-static void on_gone(void *ctx)
-{
-    struct ajob *j = ctx;
-    j->gone = true;
-    j->r->conn = NULL;
-    j->r->client_gone = true;
-    j->r->status = 499;
-}
-
-static void after_work(uv_work_t *w, int status)
-{
-    struct ajob *j = w->data;
-    struct req *r = j->r;
-    if (j->gone) {
-        /* Nothing to answer; the request is still logged, once. */
-    } else if (status != 0) {
-        reply_error(r, RL_E_INTERNAL, NULL, NULL);
-    } else if (j->err == RL_OK && j->body) {
-        reply_json(r, 200, str_from(j->body));
-    } else {
-        char msg[700];
-        snprintf(msg, sizeof(msg), "The request log could not be read: %s",
-                 j->message);
-        struct api_error e;
-        errors_from_rl(RL_E_INTERNAL, msg, NULL, &e);
-        e.status = 503;
-        e.code = "store_unavailable";
-        reply_api_error(r, &e);
-    }
-    free(j->body);
-    free(j);
-    req_free(r);
 }
 
 void admin_analytics_serve(struct gw_worker *w, struct conn *c,
@@ -294,7 +248,7 @@ void admin_analytics_serve(struct gw_worker *w, struct conn *c,
         return;
     }
     struct ajob *j = rl_calloc(1, sizeof(*j));
-    j->r = r;
+    j->base.r = r;
     if (!admin_range_parse(http->query, &j->range, &j->span_us)) {
         reply_error(r, RL_E_INVALID_REQUEST, "range must be one of 1h, 24h, "
                     "7d or 30d, as in /admin/analytics?range=24h.", "range");
@@ -302,12 +256,7 @@ void admin_analytics_serve(struct gw_worker *w, struct conn *c,
         req_free(r);
         return;
     }
-    j->work.data = j;
-    server_on_abort(c, on_gone, j);
-    if (uv_queue_work(w->loop, &j->work, work, after_work) != 0) {
-        server_on_abort(c, NULL, NULL);
-        reply_error(r, RL_E_INTERNAL, NULL, NULL);
-        free(j);
-        req_free(r);
-    }
+    j->base.run = run;
+    j->base.failure = "The request log could not be read";
+    admin_job_start(w, c, &j->base);
 }

@@ -36,17 +36,10 @@ enum job_op {
 };
 
 struct job {
-    uv_work_t work;          /* the thread pool's handle */
-    struct req *r;           /* freed by after_work, never before */
-    bool gone;               /* the client left: do not answer */
+    struct admin_job base;   /* first: the job frees the whole struct */
     enum job_op op;
     struct store_key spec;   /* create: the key to make */
     char target[64];         /* revoke: the id */
-    /* Set on the pool thread, read in after_work. */
-    enum rl_err err;
-    int status;              /* HTTP status of a success */
-    char message[512];       /* what went wrong */
-    char *body;              /* JSON text (malloc) of a success */
 };
 
 /* ---------------------------------------------------------------------
@@ -64,15 +57,15 @@ static void do_list(struct job *j, struct store_db *db)
 {
     struct store_key *keys = NULL;
     size_t n = 0;
-    j->err = store_keys_list(db, true, &keys, &n, j->message,
-                             sizeof(j->message));
-    if (j->err == RL_OK) {
+    j->base.err = store_keys_list(db, true, &keys, &n, j->base.message,
+                             sizeof(j->base.message));
+    if (j->base.err == RL_OK) {
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++) {
             json_array_append_new(a, admin_key_json(&keys[i]));
         }
-        j->body = dump(json_pack("{s:s, s:o}", "object", "list", "data", a));
-        j->status = 200;
+        j->base.body = dump(json_pack("{s:s, s:o}", "object", "list", "data", a));
+        j->base.status = 200;
     }
     free(keys);
 }
@@ -81,19 +74,19 @@ static void do_create(struct job *j, struct store_db *db)
 {
     struct auth_new_key nk;
     if (auth_key_generate(&nk) != RL_OK) {
-        j->err = RL_E_IO;
-        snprintf(j->message, sizeof(j->message), "no random bytes");
+        j->base.err = RL_E_IO;
+        snprintf(j->base.message, sizeof(j->base.message), "no random bytes");
         return;
     }
     memcpy(j->spec.id, nk.id, sizeof(j->spec.id));
     memcpy(j->spec.prefix, nk.prefix, sizeof(j->spec.prefix));
     memcpy(j->spec.sha256_hex, nk.sha256_hex, sizeof(j->spec.sha256_hex));
-    j->err = store_key_insert(db, &j->spec, j->message, sizeof(j->message));
-    if (j->err == RL_OK) {
+    j->base.err = store_key_insert(db, &j->spec, j->base.message, sizeof(j->base.message));
+    if (j->base.err == RL_OK) {
         json_t *o = admin_key_json(&j->spec);
         json_object_set_new(o, "key", json_string(nk.key));
-        j->body = dump(o);
-        j->status = 201;
+        j->base.body = dump(o);
+        j->base.status = 201;
     }
     explicit_bzero(&nk, sizeof(nk));
 }
@@ -101,79 +94,28 @@ static void do_create(struct job *j, struct store_db *db)
 static void do_revoke(struct job *j, struct store_db *db)
 {
     struct store_key k;
-    j->err = store_key_revoke(db, j->target, &k, j->message,
-                              sizeof(j->message));
-    if (j->err == RL_OK) {
-        j->body = dump(admin_key_json(&k));
-        j->status = 200;
+    j->base.err = store_key_revoke(db, j->target, &k, j->base.message,
+                              sizeof(j->base.message));
+    if (j->base.err == RL_OK) {
+        j->base.body = dump(admin_key_json(&k));
+        j->base.status = 200;
     }
 }
 
-static void work(uv_work_t *w)
+/* On the pool thread: the operation j asks for. */
+static void run(struct admin_job *base, struct store_db *db)
 {
-    struct job *j = w->data;
-    struct store_db db;
-    j->err = store_db_open(j->r->cfg->store, true, &db, j->message,
-                           sizeof(j->message));
-    if (j->err != RL_OK) {
-        j->err = RL_E_UPSTREAM_CONNECT;
-        return;
-    }
+    struct job *j = (struct job *)base;
     if (j->op == JOB_LIST) {
-        do_list(j, &db);
+        do_list(j, db);
     } else if (j->op == JOB_CREATE) {
-        do_create(j, &db);
+        do_create(j, db);
     } else {
-        do_revoke(j, &db);
+        do_revoke(j, db);
     }
-    store_db_close(&db);
-    if (j->err == RL_OK && j->op != JOB_LIST) {
+    if (base->err == RL_OK && j->op != JOB_LIST) {
         keycache_refresh(); /* this gateway sees its own change at once */
     }
-}
-
-/* ---------------------------------------------------------------------
- * On the loop
- * ------------------------------------------------------------------- */
-
-static void on_gone(void *ctx)
-{
-    struct job *j = ctx;
-    j->gone = true;
-    j->r->conn = NULL;
-    j->r->client_gone = true;
-    j->r->status = 499;
-}
-
-static void after_work(uv_work_t *w, int status)
-{
-    struct job *j = w->data;
-    struct req *r = j->r;
-    if (j->gone) {
-        /* Nothing to answer; the request is still logged, once. */
-    } else if (status != 0) {
-        reply_error(r, RL_E_INTERNAL, NULL, NULL);
-    } else if (j->err == RL_OK) {
-        reply_json(r, j->status, str_from(j->body));
-    } else if (j->err == RL_E_NOT_FOUND || j->err == RL_E_INVALID_REQUEST) {
-        struct api_error e;
-        errors_from_rl(j->err == RL_E_NOT_FOUND ? RL_E_NOT_FOUND
-                                                : RL_E_INVALID_REQUEST,
-                       j->message, "id", &e);
-        e.code = j->err == RL_E_NOT_FOUND ? "key_not_found" : "invalid_key";
-        reply_api_error(r, &e);
-    } else {
-        char msg[700];
-        snprintf(msg, sizeof(msg), "The key store failed: %s", j->message);
-        struct api_error e;
-        errors_from_rl(RL_E_INTERNAL, msg, NULL, &e);
-        e.status = 503;
-        e.code = "store_unavailable";
-        reply_api_error(r, &e);
-    }
-    free(j->body);
-    free(j);
-    req_free(r);
 }
 
 bool admin_authorized(struct req *r, const struct http_request *http)
@@ -247,18 +189,16 @@ void admin_serve(struct gw_worker *w, struct conn *c,
 {
     struct req *r = req_new(w, c, http);
     struct job *j = rl_calloc(1, sizeof(*j));
-    j->r = r;
+    j->base.r = r;
     if (!admin_authorized(r, http) || !route(r, http, j)) {
         free(j);
         req_free(r);
         return;
     }
-    j->work.data = j;
-    server_on_abort(c, on_gone, j);
-    if (uv_queue_work(w->loop, &j->work, work, after_work) != 0) {
-        server_on_abort(c, NULL, NULL);
-        reply_error(r, RL_E_INTERNAL, NULL, NULL);
-        free(j);
-        req_free(r);
-    }
+    j->base.run = run;
+    j->base.failure = "The key store failed";
+    j->base.param = "id";
+    j->base.not_found_code = "key_not_found";
+    j->base.invalid_code = "invalid_key";
+    admin_job_start(w, c, &j->base);
 }
