@@ -70,6 +70,4 @@ TESTS = [
 ]
 
 if __name__ == "__main__":
-    tl.TESTS = TESTS
-    sys.argv[0] = __file__
-    sys.exit(tl.main())
+    sys.exit(tl.main(TESTS))

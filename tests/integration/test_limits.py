@@ -16,7 +16,6 @@ Run by tests/integration/run.py (after the cases) or alone:
     python3 tests/integration/test_limits.py [-v] [-k NAME]
 Prints `ok NAME` / `FAIL NAME: why` per test and `N passed, N failed`.
 """
-import argparse
 import concurrent.futures
 import http.client
 import json
@@ -401,25 +400,14 @@ def run_one(t):
         return False
 
 
-def main():
+def set_verbose(v):
     global VERBOSE
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("-k", default="", help="run tests whose name contains this")
-    args = ap.parse_args()
-    VERBOSE = args.verbose
-    tk.VERBOSE = args.verbose
-    os.environ.setdefault("RELAY_MIGRATIONS", str(ROOT / "migrations"))
-    passed = failed = 0
-    for t in TESTS:
-        if args.k not in t.__name__:
-            continue
-        if run_one(t):
-            passed += 1
-        else:
-            failed += 1
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    VERBOSE = v
+    tk.VERBOSE = v
+
+
+def main(tests=None):
+    return rt.script_main(__doc__, tests or TESTS, run_one, set_verbose)
 
 
 if __name__ == "__main__":
