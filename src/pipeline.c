@@ -80,12 +80,14 @@ static void on_chunk(void *ctx, struct str chunk,
     reply_stream_chunk(r, chunk, members);
 }
 
-/* A complete, successful answer goes into the cache, after the client
- * has it; cut streams and errors never reach here. */
+/* A complete, successful answer goes into the cache before its last
+ * bytes go to the client: a client that has the answer and asks again
+ * (perhaps on another worker) finds it. Cut streams and errors never
+ * reach here. */
 static void insert(struct req *r, struct str completion)
 {
-    if (!r->cache_key || !r->w->cache || r->status != 200 ||
-        r->client_gone) {
+    if (!r->cache_key || !r->w->cache || r->client_gone ||
+        (r->chat.stream && r->status != 200)) {
         return;
     }
     struct buf b;
@@ -98,7 +100,6 @@ static void insert(struct req *r, struct str completion)
         }
         completion = (struct str){b.p, b.len};
     }
-    accounting_price(r);
     cache_insert(r->w->cache, r->cache_key, completion, r->model->name,
                  price_cost_nusd(r->model, &r->usage), &r->usage);
     buf_free(&b);
@@ -115,6 +116,9 @@ static void on_done(void *ctx, struct call_result *res)
     r->ttft_us = res->ttft_us;
     r->nbriefs = res->nbriefs;
     memcpy(r->briefs, res->briefs, res->nbriefs * sizeof(res->briefs[0]));
+    if (res->err == RL_OK) {
+        insert(r, res->completion);
+    }
     if (res->err != RL_OK) {
         reply_provider_error(r, &res->error);
     } else if (r->chat.stream) {
@@ -123,9 +127,6 @@ static void on_done(void *ctx, struct call_result *res)
         reply_completion(r, res->completion);
     }
     r->end_us = clock_now_us();
-    if (res->err == RL_OK) {
-        insert(r, res->completion);
-    }
     req_free(r);
 }
 
