@@ -115,4 +115,16 @@ bool cache_collect_finish(struct cache_collect *cc, const struct usage *u,
 bool cache_replay(struct str completion,
                   void (*emit)(void *ctx, struct str chunk), void *ctx);
 
+/*
+ * The semantic cache's one decision, shared by the running cache and
+ * `relay cache compare`: would prompt asked be answered by the stored
+ * prompt stored, their embeddings' cosine similarity being sim? true when
+ * sim >= threshold and, with guard, the near-miss guard finds no
+ * difference in meaning between the two texts (decide.c). On false,
+ * writes why to reason (n bytes, NUL-terminated). Pure.
+ */
+bool cache_semantic_decide(double sim, double threshold, bool guard,
+                           struct str stored, struct str asked,
+                           char *reason, size_t n);
+
 #endif

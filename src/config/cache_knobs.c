@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config/loader.h"
+#include "util/alloc.h"
 
 void config_cache_knobs_default(struct cache_knobs *k)
 {
@@ -18,6 +19,10 @@ void config_cache_knobs_default(struct cache_knobs *k)
         .max_entry_bytes = (size_t)1 << 20,
         .max_temperature = 0.7,
         .redis_timeout_ms = 100,
+        .model = NULL,
+        .threshold = 0.90,
+        .near_miss_guard = true,
+        .max_entries = 100000,
     };
 }
 
@@ -50,6 +55,34 @@ static void temperature(struct loader *ld, yaml_node_t *v,
     k->max_temperature = t;
 }
 
+static void threshold(struct loader *ld, yaml_node_t *v,
+                      struct cache_knobs *k)
+{
+    const char *s = config_scalar(ld, v, "cache.threshold");
+    if (!s) {
+        return;
+    }
+    char *end = NULL;
+    double t = strtod(s, &end);
+    if (end == s || *end || !(t > 0 && t <= 1)) {
+        config_fail(ld, v, "cache.threshold",
+                    "\"%s\" is not a cosine similarity above 0 and at "
+                    "most 1", s);
+        return;
+    }
+    k->threshold = t;
+}
+
+static void model(struct loader *ld, yaml_node_t *v, struct cache_knobs *k)
+{
+    const char *s = config_scalar(ld, v, "cache.model");
+    if (!s) {
+        return;
+    }
+    free(k->model);
+    k->model = s[0] ? rl_strdup(s) : NULL;
+}
+
 void config_cache_section(struct loader *ld, const char *key,
                           yaml_node_t *kn, yaml_node_t *v, void *ctx)
 {
@@ -80,9 +113,22 @@ void config_cache_section(struct loader *ld, const char *key,
                               &n)) {
             k->redis_timeout_ms = (uint64_t)n;
         }
+    } else if (strcmp(key, "model") == 0) {
+        model(ld, v, k);
+    } else if (strcmp(key, "threshold") == 0) {
+        threshold(ld, v, k);
+    } else if (strcmp(key, "near_miss_guard") == 0) {
+        config_scalar_bool(ld, v, "cache.near_miss_guard",
+                           &k->near_miss_guard);
+    } else if (strcmp(key, "max_entries") == 0) {
+        if (config_scalar_int(ld, v, "cache.max_entries", 1, 100000000,
+                              &n)) {
+            k->max_entries = (size_t)n;
+        }
     } else {
         config_fail(ld, kn, "cache", "unknown field \"%s\" (enabled, scope, "
                     "ttl_s, memory_bytes, max_entry_bytes, max_temperature, "
-                    "redis_timeout_ms)", key);
+                    "redis_timeout_ms, model, threshold, near_miss_guard, "
+                    "max_entries)", key);
     }
 }

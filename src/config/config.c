@@ -930,6 +930,7 @@ void config_unref(struct config *c)
     free(c->admin_key);
     free(c->dashboard_host);
     free(c->dashboard_dir);
+    free(c->cache.model);
     free(c);
 }
 

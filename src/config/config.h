@@ -64,6 +64,14 @@ struct cache_knobs {
     double max_temperature;     /* cache.max_temperature: above it, only
                                    a request's own cache.mode caches */
     uint64_t redis_timeout_ms;  /* cache.redis_timeout_ms, per command */
+    char *model;                /* cache.model: the encoder's directory
+                                   (semantic part); NULL: exact only */
+    double threshold;           /* cache.threshold: least cosine
+                                   similarity of a semantic hit */
+    bool near_miss_guard;       /* cache.near_miss_guard: refuse close
+                                   pairs that differ in meaning */
+    size_t max_entries;         /* cache.max_entries: semantic entries
+                                   indexed per process (oldest evicted) */
 };
 
 struct routing_knobs {
