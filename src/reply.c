@@ -214,7 +214,9 @@ void reply_provider_error(struct req *r, const struct provider_error *pe)
 static void make_brand(struct req *r)
 {
     buf_reset(&r->brand);
-    buf_printf(&r->brand, "\"id\":\"chatcmpl-%s\"", r->id + 4);
+    buf_append_cstr(&r->brand, "\"id\":\"chatcmpl-");
+    buf_append_cstr(&r->brand, r->id + 4);
+    buf_append_cstr(&r->brand, "\"");
     r->brand_model_at = r->brand.len;
     buf_append_cstr(&r->brand, "\"model\":\"");
     buf_append_json_escaped(&r->brand, r->model->name,
@@ -383,8 +385,12 @@ void reply_stream_begin(struct req *r)
 bool reply_stream_chunk(struct req *r, struct str chunk,
                         const struct chunk_members *members)
 {
-    /* Counted for every chunk: a provider's usage, if any, comes last. */
-    r->output_tokens_est += accounting_tokens_chunk(chunk);
+    /* Counted for every chunk: a provider's usage, if any, comes last.
+     * Only its choices are searched when the adapter scanned it. */
+    const struct jscan_item *choices =
+        members ? jscan_find(members->items, members->n, "choices") : NULL;
+    r->output_tokens_est +=
+        accounting_tokens_chunk(choices ? choices->value : chunk);
     buf_reset(&r->out);
     buf_append(&r->out, "data: ", 6);
     int kept = rebrand(r, chunk, true, members ? members->items : NULL,

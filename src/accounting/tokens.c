@@ -164,12 +164,46 @@ static int64_t strings_after(struct str text, const char *name)
     return n;
 }
 
+/* The tokens of the JSON string whose text starts at s (past its opening
+ * quote), before end; *next is set past it. */
+static int64_t string_at(const char *s, const char *end, const char **next)
+{
+    const char *q = s;
+    while (q < end && *q != '"') {
+        q += *q == '\\' && q + 1 < end ? 2 : 1;
+    }
+    *next = q + 1;
+    return accounting_tokens_text(s, (size_t)(q - s));
+}
+
 int64_t accounting_tokens_chunk(struct str chunk)
 {
-    /* A content delta carries no tool arguments and the other way round:
-     * one search for most chunks, on the stream's hot path. */
-    int64_t n = strings_after(chunk, "\"content\":\"");
-    return n ? n : strings_after(chunk, "\"arguments\":\"");
+    /* One pass from quote to quote for both keys: this runs for every
+     * chunk of every stream, on its choices (reply.c), where a memmem per
+     * key cost three times as much. */
+    static const char content[] = "content\":\"";
+    static const char arguments[] = "arguments\":\"";
+    int64_t n = 0;
+    const char *p = chunk.p;
+    const char *end = chunk.p + chunk.len;
+    while (p < end) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (!q) {
+            break;
+        }
+        q++;
+        size_t left = (size_t)(end - q);
+        if (left > sizeof(content) - 1 &&
+            memcmp(q, content, sizeof(content) - 1) == 0) {
+            n += string_at(q + sizeof(content) - 1, end, &p);
+        } else if (left > sizeof(arguments) - 1 &&
+                   memcmp(q, arguments, sizeof(arguments) - 1) == 0) {
+            n += string_at(q + sizeof(arguments) - 1, end, &p);
+        } else {
+            p = q;
+        }
+    }
+    return n;
 }
 
 int64_t accounting_tokens_output(struct str answer)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "util/fmt.h"
 #include "util/jscan.h"
 
 #include <jansson.h>
@@ -198,20 +199,54 @@ static bool string_is(const struct jscan_item *v, const char *lit)
  * Messages
  * ------------------------------------------------------------------- */
 
-static enum rl_err check_part(const struct jscan_item *part,
-                              const char *param, struct api_problem *p)
+/* Names of a message's fields ("messages[2].role") are made only for an
+ * error message, never on the way of a good request. */
+static void put_msg(struct fmt *f, char *out, size_t n, size_t i)
 {
+    fmt_init(f, out, n);
+    fmt_str(f, "messages[");
+    fmt_u64(f, i, 0);
+    fmt_str(f, "]");
+}
+
+/* Writes "messages[i]" then tail to out. */
+static const char *msg_name(char *out, size_t n, size_t i, const char *tail)
+{
+    struct fmt f;
+    put_msg(&f, out, n, i);
+    fmt_str(&f, tail);
+    return out;
+}
+
+/* Writes "messages[i].content[j]" to out. */
+static const char *part_name(char *out, size_t n, size_t i, size_t j)
+{
+    struct fmt f;
+    put_msg(&f, out, n, i);
+    fmt_str(&f, ".content[");
+    fmt_u64(&f, j, 0);
+    fmt_str(&f, "]");
+    return out;
+}
+
+static enum rl_err check_part(const struct jscan_item *part, size_t msg,
+                              size_t i, struct api_problem *p)
+{
+    char param[96];
     if (part->type != '{') {
-        return wrong_type(p, param, part, "an object");
+        return wrong_type(p, part_name(param, sizeof(param), msg, i), part,
+                          "an object");
     }
     struct jscan_item type;
     if (!member(part->value, "type", &type) || type.type != '"') {
+        part_name(param, sizeof(param), msg, i);
         return problem_set(p, param, "Missing required parameter: "
                            "'%s.type'.", param);
     }
     struct jscan_item v;
     if (string_is(&type, "text") &&
         (!member(part->value, "text", &v) || v.type != '"')) {
+        part_name(param, sizeof(param), msg, i);
         return problem_set(p, param, "Missing required parameter: "
                            "'%s.text'.", param);
     }
@@ -222,6 +257,7 @@ static enum rl_err check_part(const struct jscan_item *part,
                    (v.type == '{' && member(v.value, "url", &url) &&
                     url.type == '"'));
         if (!ok) {
+            part_name(param, sizeof(param), msg, i);
             return problem_set(p, param, "Missing required parameter: "
                                "'%s.image_url.url'.", param);
         }
@@ -231,12 +267,14 @@ static enum rl_err check_part(const struct jscan_item *part,
 
 static enum rl_err check_content(const struct jscan_item *content,
                                  const char *role, bool may_be_null,
-                                 const char *param, struct api_problem *p)
+                                 size_t msg, struct api_problem *p)
 {
+    char param[80];
     if (!content || content->type == 'n') {
         if (may_be_null) {
             return RL_OK;
         }
+        msg_name(param, sizeof(param), msg, ".content");
         return problem_set(p, param, "Missing required parameter: '%s' "
                            "(a %s message needs content).", param, role);
     }
@@ -244,16 +282,14 @@ static enum rl_err check_content(const struct jscan_item *content,
         return RL_OK;
     }
     if (content->type != '[') {
-        return wrong_type(p, param, content, "a string or an array of "
-                          "content parts");
+        return wrong_type(p, msg_name(param, sizeof(param), msg, ".content"),
+                          content, "a string or an array of content parts");
     }
     struct jscan_iter it;
     struct jscan_item part;
     jscan_iter_init(&it, content->value);
     for (size_t i = 0; jscan_iter_next(&it, &part) == 1; i++) {
-        char sub[128];
-        snprintf(sub, sizeof(sub), "%s[%zu]", param, i);
-        enum rl_err err = check_part(&part, sub, p);
+        enum rl_err err = check_part(&part, msg, i, p);
         if (err != RL_OK) {
             return err;
         }
@@ -267,20 +303,20 @@ static const char *const roles[] = {"system", "developer", "user",
 static enum rl_err check_message(const struct jscan_item *m, size_t i,
                                  struct api_problem *p)
 {
-    char param[64];
-    snprintf(param, sizeof(param), "messages[%zu]", i);
+    char param[80];
     if (m->type != '{') {
-        return wrong_type(p, param, m, "an object");
+        return wrong_type(p, msg_name(param, sizeof(param), i, ""), m,
+                          "an object");
     }
-    char rparam[80];
-    snprintf(rparam, sizeof(rparam), "%s.role", param);
     struct jscan_item rv;
     if (!member(m->value, "role", &rv)) {
-        return problem_set(p, rparam, "Missing required parameter: '%s'.",
-                           rparam);
+        msg_name(param, sizeof(param), i, ".role");
+        return problem_set(p, param, "Missing required parameter: '%s'.",
+                           param);
     }
     if (rv.type != '"') {
-        return wrong_type(p, rparam, &rv, "a string");
+        return wrong_type(p, msg_name(param, sizeof(param), i, ".role"), &rv,
+                          "a string");
     }
     const char *role = NULL;
     for (const char *const *r = roles; *r && !role; r++) {
@@ -292,23 +328,22 @@ static enum rl_err check_message(const struct jscan_item *m, size_t i,
         if (!jscan_string(rv.value, given, sizeof(given), &len)) {
             snprintf(given, sizeof(given), "(too long)");
         }
-        return problem_set(p, rparam, "Invalid value: '%s'. Supported "
-                           "values are: 'system', 'developer', 'user', "
-                           "'assistant', 'tool' and 'function'.", given);
+        return problem_set(p, msg_name(param, sizeof(param), i, ".role"),
+                           "Invalid value: '%s'. Supported values are: "
+                           "'system', 'developer', 'user', 'assistant', "
+                           "'tool' and 'function'.", given);
     }
-    char cparam[80];
-    snprintf(cparam, sizeof(cparam), "%s.content", param);
     struct jscan_item content;
     bool has = member(m->value, "content", &content);
     enum rl_err err = check_content(has ? &content : NULL, role,
-                                    strcmp(role, "assistant") == 0, cparam,
-                                    p);
+                                    strcmp(role, "assistant") == 0, i, p);
     if (err != RL_OK) {
         return err;
     }
     struct jscan_item id;
     if (strcmp(role, "tool") == 0 &&
         (!member(m->value, "tool_call_id", &id) || id.type != '"')) {
+        msg_name(param, sizeof(param), i, "");
         return problem_set(p, param, "Missing required parameter: "
                            "'%s.tool_call_id'.", param);
     }

@@ -21,6 +21,7 @@
 #include "redis/redis.h"
 #include "util/alloc.h"
 #include "util/clock.h"
+#include "util/fmt.h"
 #include "util/log.h"
 
 #define DAY_MS 86400000ull
@@ -688,33 +689,35 @@ void limits_stats_get(const struct limits *l, struct limits_stats *out)
 
 size_t limits_duration_format(uint64_t ms, char *out, size_t n)
 {
-    if (ms == 0) {
-        return (size_t)snprintf(out, n, "0s");
-    }
+    struct fmt f;
+    fmt_init(&f, out, n);
     if (ms < 1000) {
-        return (size_t)snprintf(out, n, "%llums", (unsigned long long)ms);
+        fmt_u64(&f, ms, 0);
+        fmt_str(&f, ms ? "ms" : "s");
+        return f.len;
     }
     uint64_t h = ms / 3600000;
     uint64_t m = ms / 60000 % 60;
-    uint64_t s = ms / 1000 % 60;
     uint64_t frac = ms % 1000;
-    char hm[48] = "";
     if (h) {
-        snprintf(hm, sizeof(hm), "%lluh%llum", (unsigned long long)h,
-                 (unsigned long long)m);
-    } else if (m) {
-        snprintf(hm, sizeof(hm), "%llum", (unsigned long long)m);
+        fmt_u64(&f, h, 0);
+        fmt_str(&f, "h");
     }
-    char fs[8] = "";
+    if (h || m) {
+        fmt_u64(&f, m, 0);
+        fmt_str(&f, "m");
+    }
+    fmt_u64(&f, ms / 1000 % 60, 0);
     if (frac) {
-        snprintf(fs, sizeof(fs), ".%03llu", (unsigned long long)frac);
-        size_t len = strlen(fs);
-        while (fs[len - 1] == '0') {
-            fs[--len] = '\0';
+        unsigned digits = 3;
+        for (; frac % 10 == 0; frac /= 10) {
+            digits--;
         }
+        fmt_str(&f, ".");
+        fmt_u64(&f, frac, digits);
     }
-    return (size_t)snprintf(out, n, "%s%llu%ss", hm, (unsigned long long)s,
-                            fs);
+    fmt_str(&f, "s");
+    return f.len;
 }
 
 void limits_headers(const struct limits_verdict *v, struct buf *out)

@@ -118,11 +118,15 @@ static enum rl_err build_request(const struct chat_req *req,
                            "the request is too large for the provider");
         return RL_E_BODY_TOO_LARGE;
     }
-    if (buf_printf(&out->url, "%s/chat/completions", p->base_url) != RL_OK) {
+    /* Appends, not printf: this runs for every request. */
+    if (buf_append_cstr(&out->url, p->base_url) != RL_OK ||
+        buf_append_cstr(&out->url, "/chat/completions") != RL_OK) {
         return RL_E_CAP;
     }
     if (p->api_key && p->api_key[0]) {
-        buf_printf(&out->headers, "Authorization: Bearer %s\n", p->api_key);
+        buf_append_cstr(&out->headers, "Authorization: Bearer ");
+        buf_append_cstr(&out->headers, p->api_key);
+        buf_append_cstr(&out->headers, "\n");
     }
     return RL_OK;
 }

@@ -115,6 +115,10 @@ static bool look_choice(struct str choice, struct buf *text,
         if (!is_content || d[i].type != '"' || d[i].value.len <= 2) {
             continue;
         }
+        if (!text) {
+            out->text = true; /* "" is the only empty string's text */
+            continue;
+        }
         /* A decoded string is never longer than its JSON text. */
         if (buf_reserve(text, d[i].value.len) != RL_OK) {
             return false;

@@ -42,8 +42,9 @@ struct chunk_look {
 /*
  * Looks at an OpenAI chat.completion.chunk (JSON text; members its
  * top-level members or NULL) and appends the decoded text of
- * choices[0].delta.content to text, if any. Returns false if the chunk is
- * not JSON of that shape, or the text does not fit in text's cap.
+ * choices[0].delta.content to text, if any (text NULL: only looks).
+ * Returns false if the chunk is not JSON of that shape, or the text does
+ * not fit in text's cap.
  */
 bool retry_chunk_look(struct str chunk, const struct chunk_members *members,
                       struct buf *text, struct chunk_look *out);

@@ -478,10 +478,7 @@ void upstream_attempt_chunk(struct attempt *a, struct str chunk,
         return;
     }
     struct chunk_look look;
-    struct buf none;
-    buf_init(&none, 1 << 20);
-    bool ok = retry_chunk_look(chunk, members, &none, &look);
-    buf_free(&none);
+    bool ok = retry_chunk_look(chunk, members, NULL, &look);
     bool content = !ok || look.text || look.other || look.finish;
     if (content) {
         a->events++;

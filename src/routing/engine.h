@@ -22,12 +22,18 @@
 #define ROUTING_SIZE_CLASSES 5  /* prompt-size classes (latency.c) */
 #define ROUTING_MIN_OBS 4       /* fewer fresh ones: the prior joins them */
 
-/* The most recent observations of one quantity, oldest overwritten. */
+/* The most recent observations of one quantity, oldest overwritten, and
+ * the last window of them kept in order too, so that a percentile is
+ * read, not computed, while they are all fresh (the common case: a plan
+ * reads several per candidate, an answer adds one). */
 struct routing_ring {
     uint64_t at_us[ROUTING_RING_MAX]; /* when each was observed */
     uint32_t v[ROUTING_RING_MAX];     /* the values (unit: the ring's) */
     uint32_t next;                    /* slot the next one goes to */
     uint32_t n;                       /* slots in use */
+    uint32_t sorted[ROUTING_RING_MAX]; /* the last min(n, sorted_w) values,
+                                          ascending */
+    uint32_t sorted_w;                /* the window sorted is for; 0: none */
 };
 
 /* What one model's answers have shown lately. */
@@ -41,6 +47,8 @@ struct routing_latency {
     uint64_t gap_us;                  /* latency.explore_after_ms, noted by
                                          each plan: an observation after a
                                          longer silence forgets the rest */
+    uint32_t window;                  /* latency.window, noted by each plan
+                                         (0: none yet, the default) */
     uint64_t newest_us;               /* when the last one came; 0: never */
     uint64_t explored_us;             /* when a plan last explored it */
 };
@@ -167,8 +175,10 @@ uint32_t routing_ring_percentile(const struct routing_ring *const *rings,
                                  uint64_t max_age_us, int pct,
                                  uint32_t prior, uint32_t *nfresh);
 
-/* Appends v observed at now_us to r. */
-void routing_ring_push(struct routing_ring *r, uint64_t now_us, uint32_t v);
+/* Appends v observed at now_us to r, keeping the last window values in
+ * order. */
+void routing_ring_push(struct routing_ring *r, uint64_t now_us, uint32_t v,
+                       int window);
 
 /* ---- health.c ---- */
 

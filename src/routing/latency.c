@@ -56,13 +56,65 @@ int routing_size_class(int64_t prompt_tokens)
     return c;
 }
 
-void routing_ring_push(struct routing_ring *r, uint64_t now_us, uint32_t v)
+static int clamp_window(int window)
 {
+    return window < 1 ? 1 : window > ROUTING_RING_MAX ? ROUTING_RING_MAX
+                                                      : window;
+}
+
+/* Inserts v into the ascending a[0..n), which has room for one more. */
+static void sorted_insert(uint32_t *a, uint32_t n, uint32_t v)
+{
+    uint32_t i = n;
+    while (i > 0 && a[i - 1] > v) {
+        a[i] = a[i - 1];
+        i--;
+    }
+    a[i] = v;
+}
+
+/* Removes one v from the ascending a[0..n). */
+static void sorted_remove(uint32_t *a, uint32_t n, uint32_t v)
+{
+    uint32_t i = 0;
+    while (i < n && a[i] != v) {
+        i++;
+    }
+    if (i < n) {
+        memmove(a + i, a + i + 1, (n - i - 1) * sizeof(*a));
+    }
+}
+
+void routing_ring_push(struct routing_ring *r, uint64_t now_us, uint32_t v,
+                       int window)
+{
+    uint32_t w = (uint32_t)clamp_window(window);
+    uint32_t in_window = r->n < w ? r->n : w;
+    bool keep = r->sorted_w == w;
+    if (keep && in_window == w) {
+        /* The oldest of the window leaves it. */
+        sorted_remove(r->sorted, in_window,
+                      r->v[(r->next + ROUTING_RING_MAX - w) %
+                           ROUTING_RING_MAX]);
+        in_window--;
+    }
     r->at_us[r->next] = now_us;
     r->v[r->next] = v;
     r->next = (r->next + 1) % ROUTING_RING_MAX;
     if (r->n < ROUTING_RING_MAX) {
         r->n++;
+    }
+    if (keep) {
+        sorted_insert(r->sorted, in_window, v);
+        return;
+    }
+    /* A new window (the first push, or a reload changed it): rebuilt. */
+    r->sorted_w = w;
+    uint32_t take = r->n < w ? r->n : w;
+    for (uint32_t i = 0; i < take; i++) {
+        sorted_insert(r->sorted, i,
+                      r->v[(r->next + ROUTING_RING_MAX - 1 - i) %
+                           ROUTING_RING_MAX]);
     }
 }
 
@@ -125,38 +177,89 @@ static size_t fresh_values(const struct routing_ring *r, int window,
     return n;
 }
 
-uint32_t routing_ring_percentile(const struct routing_ring *const *rings,
-                                 int nrings, int window, uint64_t now_us,
-                                 uint64_t max_age_us, int pct,
-                                 uint32_t prior, uint32_t *nfresh)
+/* True if r's window holds at least need values and they are fresh: the
+ * need-th newest is, as pushes come in time order (fresh_values stops at
+ * the first stale one, the same test). */
+static bool fresh_at_least(const struct routing_ring *r, int window,
+                           uint32_t need, uint64_t now_us,
+                           uint64_t max_age_us)
 {
-    uint32_t vals[ROUTING_RING_MAX * ROUTING_SIZE_CLASSES + 1];
-    size_t n = 0;
-    if (window > ROUTING_RING_MAX) {
-        window = ROUTING_RING_MAX;
+    uint32_t in_window = r->n < (uint32_t)window ? r->n : (uint32_t)window;
+    if (need == 0 || in_window < need) {
+        return need == 0;
     }
-    for (int i = 0; i < nrings && i < ROUTING_SIZE_CLASSES; i++) {
-        n += fresh_values(rings[i], window, now_us, max_age_us, vals + n);
-    }
-    if (nfresh) {
-        *nfresh = (uint32_t)n;
-    }
-    if (n < ROUTING_MIN_OBS && prior) {
-        vals[n++] = prior;
-    }
-    if (n == 0) {
-        return prior;
-    }
-    size_t rank = ((size_t)pct * n + 99) / 100; /* nearest rank, 1-based */
-    return select_kth(vals, n, rank ? rank - 1 : 0);
+    uint64_t t = r->at_us[(r->next + ROUTING_RING_MAX - need) %
+                          ROUTING_RING_MAX];
+    return t > now_us || now_us - t <= max_age_us;
 }
 
 /* The median and the percentile of a quantity, and the fresh values. */
 struct spread {
     uint32_t mid;    /* median */
-    uint32_t high;   /* at the knob's percentile */
+    uint32_t high;   /* at the percentile asked */
     uint32_t nfresh; /* fresh values behind them */
 };
+
+/* Zero-based nearest rank of percentile pct among n values. */
+static size_t rank_of(int pct, size_t n)
+{
+    size_t rank = ((size_t)pct * n + 99) / 100;
+    return rank ? rank - 1 : 0;
+}
+
+/* The spread of the fresh values of rings[0..nrings), the prior joining
+ * them while they are few. One copy and two selections: the median is
+ * looked for only among the values below the percentile's, which the
+ * first selection left in front (pct >= 50). */
+static struct spread spread_of(const struct routing_ring *const *rings,
+                               int nrings, int window, uint64_t now_us,
+                               uint64_t max_age_us, int pct, uint32_t prior)
+{
+    window = clamp_window(window);
+    const struct routing_ring *r = rings[0];
+    uint32_t in_window = r->n < (uint32_t)window ? r->n : (uint32_t)window;
+    if (nrings == 1 && r->sorted_w == (uint32_t)window &&
+        in_window >= ROUTING_MIN_OBS &&
+        fresh_at_least(r, window, in_window, now_us, max_age_us)) {
+        /* All the window is fresh: its order is kept by the pushes. */
+        return (struct spread){
+            .mid = r->sorted[rank_of(50, in_window)],
+            .high = r->sorted[rank_of(pct, in_window)],
+            .nfresh = in_window,
+        };
+    }
+    uint32_t vals[ROUTING_RING_MAX * ROUTING_SIZE_CLASSES + 1];
+    size_t n = 0;
+    for (int i = 0; i < nrings && i < ROUTING_SIZE_CLASSES; i++) {
+        n += fresh_values(rings[i], window, now_us, max_age_us, vals + n);
+    }
+    struct spread s = {.mid = prior, .high = prior, .nfresh = (uint32_t)n};
+    if (n < ROUTING_MIN_OBS && prior) {
+        vals[n++] = prior;
+    }
+    if (n == 0) {
+        return s;
+    }
+    size_t kh = rank_of(pct, n);
+    size_t km = rank_of(50, n);
+    s.high = select_kth(vals, n, kh);
+    s.mid = km < kh ? select_kth(vals, kh, km)
+                    : km == kh ? s.high : select_kth(vals, n, km);
+    return s;
+}
+
+uint32_t routing_ring_percentile(const struct routing_ring *const *rings,
+                                 int nrings, int window, uint64_t now_us,
+                                 uint64_t max_age_us, int pct,
+                                 uint32_t prior, uint32_t *nfresh)
+{
+    struct spread s = spread_of(rings, nrings, window, now_us, max_age_us,
+                                pct, prior);
+    if (nfresh) {
+        *nfresh = s.nfresh;
+    }
+    return s.high;
+}
 
 /* The spread of class cls's ring when it has enough fresh values, else of
  * all classes together (with the prior while they are few). nrings 1:
@@ -166,7 +269,6 @@ static struct spread class_or_pool(const struct routing_ring *rings,
                                    const struct routing_knobs *k,
                                    uint64_t now_us, uint32_t prior)
 {
-    const struct routing_ring *one[1] = {&rings[cls]};
     const struct routing_ring *all[ROUTING_SIZE_CLASSES];
     for (int i = 0; i < nrings; i++) {
         all[i] = &rings[i];
@@ -174,22 +276,13 @@ static struct spread class_or_pool(const struct routing_ring *rings,
     const struct routing_ring *const *use = all;
     int nuse = nrings;
     uint64_t age_us = k->max_age_ms * 1000;
-    struct spread s = {0};
-    if (nrings > 1) {
-        uint32_t v = routing_ring_percentile(one, 1, k->window, now_us,
-                                             age_us, k->percentile, 0,
-                                             &s.nfresh);
-        if (s.nfresh >= ROUTING_MIN_OBS) {
-            use = one;
-            nuse = 1;
-        }
-        (void)v;
+    if (nrings > 1 && fresh_at_least(&rings[cls], clamp_window(k->window),
+                                     ROUTING_MIN_OBS, now_us, age_us)) {
+        use = all + cls;
+        nuse = 1;
     }
-    s.high = routing_ring_percentile(use, nuse, k->window, now_us, age_us,
-                                     k->percentile, prior, &s.nfresh);
-    s.mid = routing_ring_percentile(use, nuse, k->window, now_us, age_us, 50,
-                                    prior, NULL);
-    return s;
+    return spread_of(use, nuse, k->window, now_us, age_us, k->percentile,
+                     prior);
 }
 
 static uint32_t clamp_u32(uint64_t v)
@@ -263,6 +356,13 @@ static uint32_t median_ttft_us(const struct routing_latency *l)
                                    UINT64_MAX, 50, l->prior_ttft_us, NULL);
 }
 
+/* The window the rings keep in order: the one the last plan used, else
+ * latency.window's default (a plan with another one rebuilds them). */
+static int window_of(const struct routing_latency *l)
+{
+    return l->window ? (int)l->window : ROUTING_RING_MAX / 2;
+}
+
 /* Records decode time per token from an attempt that took total_us, of
  * which ttft_us went before the first token. */
 static void push_decode(struct routing_latency *l, uint64_t now_us,
@@ -273,7 +373,8 @@ static void push_decode(struct routing_latency *l, uint64_t now_us,
     }
     uint64_t decode_us = total_us > ttft_us ? total_us - ttft_us : 0;
     routing_ring_push(&l->decode_ns, now_us,
-                      clamp_u32(decode_us * 1000 / (uint64_t)tokens));
+                      clamp_u32(decode_us * 1000 / (uint64_t)tokens),
+                      window_of(l));
 }
 
 /* Forgets l's observations, keeping what plans noted. */
@@ -281,6 +382,7 @@ static void forget(struct routing_latency *l)
 {
     struct routing_latency keep = {.prior_ttft_us = l->prior_ttft_us,
                                    .gap_us = l->gap_us,
+                                   .window = l->window,
                                    .explored_us = l->explored_us};
     *l = keep;
 }
@@ -303,7 +405,8 @@ void routing_latency_observe(struct routing_latency *l, uint64_t now_us,
         uint64_t w = o->stream && o->ttft_us ? o->ttft_us : o->total_us;
         w = w * ABANDONED_PCT / 100;
         if (o->stream) {
-            routing_ring_push(&l->ttft_us[cls], now_us, clamp_u32(w));
+            routing_ring_push(&l->ttft_us[cls], now_us, clamp_u32(w),
+                              window_of(l));
         } else {
             push_decode(l, now_us, median_ttft_us(l), w,
                         o->completion_tokens);
@@ -312,7 +415,8 @@ void routing_latency_observe(struct routing_latency *l, uint64_t now_us,
     }
     if (o->stream && o->ttft_us > 0) {
         /* A first token came, even if the stream failed later. */
-        routing_ring_push(&l->ttft_us[cls], now_us, clamp_u32(o->ttft_us));
+        routing_ring_push(&l->ttft_us[cls], now_us, clamp_u32(o->ttft_us),
+                          window_of(l));
     }
     if (!ok) {
         return; /* failures are the breaker's business */
@@ -325,6 +429,7 @@ void routing_latency_observe(struct routing_latency *l, uint64_t now_us,
     }
     if (!o->max_tokens_set && o->completion_tokens > 0) {
         routing_ring_push(&l->out_tokens[cls], now_us,
-                          clamp_u32((uint64_t)o->completion_tokens));
+                          clamp_u32((uint64_t)o->completion_tokens),
+                          window_of(l));
     }
 }

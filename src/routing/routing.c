@@ -21,6 +21,7 @@
 #include "config/config.h"
 #include "providers/provider.h"
 #include "routing/engine.h"
+#include "util/fmt.h"
 
 /* How far each candidate got, for its reason. */
 enum verdict {
@@ -75,6 +76,7 @@ static void predict(struct planner *p, size_t i)
         pthread_mutex_lock(&e->lock);
         e->lat.prior_ttft_us = m->prior_ttft_ms * 1000u;
         e->lat.gap_us = k->explore_after_ms * 1000;
+        e->lat.window = (uint32_t)k->window;
         routing_latency_predict(&e->lat, m, k, p->now_us,
                                 p->rq->prompt_tokens, p->rq->max_tokens,
                                 &est);
@@ -142,6 +144,15 @@ static int effective_floor(struct planner *p)
     return p->o->min_quality_tier;
 }
 
+/* Starts c->why with its model's name and sep. */
+static void why_start(struct routing_candidate *c, struct fmt *f,
+                      const char *sep)
+{
+    fmt_init(f, c->why, sizeof(c->why));
+    fmt_str(f, c->model->name);
+    fmt_str(f, sep);
+}
+
 static void apply_floor_and_fit(struct planner *p)
 {
     int floor = p->named ? 0 : effective_floor(p);
@@ -157,13 +168,18 @@ static void apply_floor_and_fit(struct planner *p)
         }
         if (c->model->tier < floor) {
             p->v[i] = V_FLOOR;
-            snprintf(c->why, sizeof(c->why), "%s: tier %d < %d",
-                     c->model->name, c->model->tier, floor);
+            struct fmt f;
+            why_start(c, &f, ": tier ");
+            fmt_i64(&f, c->model->tier);
+            fmt_str(&f, " < ");
+            fmt_i64(&f, floor);
         } else if (need > c->model->context_tokens) {
             p->v[i] = V_FIT;
-            snprintf(c->why, sizeof(c->why), "%s: context %lld < %lld",
-                     c->model->name, (long long)c->model->context_tokens,
-                     (long long)need);
+            struct fmt f;
+            why_start(c, &f, ": context ");
+            fmt_i64(&f, c->model->context_tokens);
+            fmt_str(&f, " < ");
+            fmt_i64(&f, need);
         } else {
             p->v[i] = V_MEETS; /* for now */
             nfit++;
@@ -199,10 +215,10 @@ static void apply_circuits_and_bar(struct planner *p)
         if (refused && nclosed > 0) {
             /* All open: try them anyway rather than answer nothing. */
             p->v[i] = V_OPEN;
-            snprintf(c->why, sizeof(c->why), "%s: circuit %s",
-                     c->model->name,
-                     p->admit[i] == ROUTING_REFUSE_OPEN ? "open"
-                                                        : "half-open");
+            struct fmt f;
+            why_start(c, &f, p->admit[i] == ROUTING_REFUSE_OPEN
+                                 ? ": circuit open"
+                                 : ": circuit half-open");
             continue;
         }
         c->probe = p->admit[i] == ROUTING_ADMIT_PROBE;
@@ -272,26 +288,28 @@ static size_t sort_usable(struct planner *p)
 }
 
 /* Writes cost nusd as dollars with two significant digits: $0.000012. */
-static void format_usd(int64_t nusd, char *out, size_t len)
+static void put_usd(struct fmt *f, int64_t nusd)
 {
     if (nusd <= 0) {
-        snprintf(out, len, "$0");
+        fmt_str(f, "$0");
         return;
     }
     int64_t whole = nusd / 1000000000;
     int64_t frac = nusd % 1000000000;
+    fmt_str(f, whole >= 1 ? "$" : "$0.");
     if (whole >= 1) {
-        snprintf(out, len, "$%lld.%02lld", (long long)whole,
-                 (long long)(frac / 10000000));
+        fmt_u64(f, (uint64_t)whole, 0);
+        fmt_str(f, ".");
+        fmt_u64(f, (uint64_t)(frac / 10000000), 2);
         return;
     }
-    int digits = 9; /* fractional digits kept */
+    unsigned digits = 9; /* fractional digits kept */
     int64_t scale = 1;
     while (nusd / scale >= 100) {
         scale *= 10;
         digits--;
     }
-    snprintf(out, len, "$0.%0*lld", digits, (long long)(frac / scale));
+    fmt_u64(f, (uint64_t)(frac / scale), digits);
 }
 
 /* Writes why an over-target candidate c was passed over: the bar it
@@ -302,9 +320,12 @@ static void explain_over(const struct routing_plan *plan,
     bool ttft = plan->max_ttft_ms &&
                 (plan->ttft_bound ||
                  c->ttft_ms > (uint32_t)plan->max_ttft_ms);
-    snprintf(c->why, sizeof(c->why), "%s: %s%ums > %dms", c->model->name,
-             ttft ? "ttft " : "", ttft ? c->ttft_ms : c->total_ms,
-             ttft ? plan->max_ttft_ms : plan->max_latency_ms);
+    struct fmt f;
+    why_start(c, &f, ttft ? ": ttft " : ": ");
+    fmt_u64(&f, ttft ? c->ttft_ms : c->total_ms, 0);
+    fmt_str(&f, "ms > ");
+    fmt_i64(&f, ttft ? plan->max_ttft_ms : plan->max_latency_ms);
+    fmt_str(&f, "ms");
 }
 
 static void explain_usable(struct planner *p, size_t nusable)
@@ -313,17 +334,17 @@ static void explain_usable(struct planner *p, size_t nusable)
     for (size_t i = 0; i < nusable; i++) {
         struct routing_candidate *c = &plan->cand[i];
         c->in_order = true;
-        char usd[32];
-        format_usd(c->cost_nusd, usd, sizeof(usd));
+        struct fmt f;
         if (i == 0) {
             c->why[0] = '\0';
         } else if (p->v[i] == V_OVER) {
             explain_over(plan, c);
         } else if (p->named) {
-            snprintf(c->why, sizeof(c->why), "%s: fallback", c->model->name);
+            why_start(c, &f, ": fallback");
         } else {
-            snprintf(c->why, sizeof(c->why), "%s: %s dearer", c->model->name,
-                     usd);
+            why_start(c, &f, ": ");
+            put_usd(&f, c->cost_nusd);
+            fmt_str(&f, " dearer");
         }
     }
 }
@@ -657,12 +678,16 @@ size_t routing_explain(const struct routing_plan *plan, char *out,
     char item[160];
     if (plan->norder > 0) {
         const struct routing_candidate *c = &plan->cand[0];
-        char usd[32];
-        format_usd(c->cost_nusd, usd, sizeof(usd));
-        snprintf(item, sizeof(item), "chosen=%s %s%ums %s%s%s",
-                 c->model->name, plan->ttft_bound ? "ttft " : "",
-                 metric_ms(plan, c), usd, c->probe ? " probe" : "",
-                 c->explore ? " explore" : "");
+        struct fmt f;
+        fmt_init(&f, item, sizeof(item));
+        fmt_str(&f, "chosen=");
+        fmt_str(&f, c->model->name);
+        fmt_str(&f, plan->ttft_bound ? " ttft " : " ");
+        fmt_u64(&f, metric_ms(plan, c), 0);
+        fmt_str(&f, "ms ");
+        put_usd(&f, c->cost_nusd);
+        fmt_str(&f, c->probe ? " probe" : "");
+        fmt_str(&f, c->explore ? " explore" : "");
         if (!append_item(out, len, &at, item)) {
             return at;
         }

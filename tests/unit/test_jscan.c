@@ -109,6 +109,39 @@ static void test_it_accepts_what_jansson_accepts_and_nothing_else(
     }
 }
 
+/* Strings are skipped eight bytes at a time: a quote, a backslash or a
+ * control character is found at every offset of a long string, as jansson
+ * finds it (a valid escape, a closing quote, or an error). */
+static void test_special_bytes_are_found_at_every_offset(void **state)
+{
+    (void)state;
+    const char *specials[] = {"\\\"", "\\n", "\"", "\t", "\x01", "\x1f",
+                              "\\u00e9", "\\"};
+    for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+        for (size_t at = 0; at < 40; at++) {
+            char text[128] = "[\"";
+            size_t len = 2;
+            for (size_t i = 0; i < at; i++) {
+                text[len++] = (char)('a' + i % 26);
+            }
+            len += (size_t)snprintf(text + len, sizeof(text) - len,
+                                    "%s0123456789abcdef\"]", specials[k]);
+            json_error_t jerr;
+            json_t *j = json_loadb(text, len, 0, &jerr);
+            bool want = j != NULL;
+            json_decref(j);
+            struct jscan_item it[4];
+            size_t n;
+            bool got = jscan((struct str){text, len}, it, 4, &n);
+            if (got != want) {
+                fail_msg("%s: jscan says %s, jansson %s", text,
+                         got ? "valid" : "invalid",
+                         want ? "valid" : "invalid");
+            }
+        }
+    }
+}
+
 /*
  * Regression (fixed; src/util/jscan.c, skip_number, low impact): a number with a
  * leading zero ("01", "-007") is not JSON (RFC 8259 6), but jscan accepts
@@ -167,6 +200,7 @@ int main(void)
         cmocka_unit_test(test_more_items_than_room_is_refused),
         cmocka_unit_test(
             test_it_accepts_what_jansson_accepts_and_nothing_else),
+        cmocka_unit_test(test_special_bytes_are_found_at_every_offset),
         cmocka_unit_test(test_numbers_with_leading_zeros_are_refused),
         cmocka_unit_test(test_deep_nesting_is_refused_without_crashing),
         cmocka_unit_test(test_a_text_cut_anywhere_is_refused),

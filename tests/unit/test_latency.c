@@ -245,6 +245,65 @@ static void test_prompt_sizes_fall_in_classes(void **state)
     assert_int_equal(routing_size_class(1000000), 4);
 }
 
+/* The nearest-rank percentile of the fresh part of r's window, by brute
+ * force (a sort of a copy), to check the order the pushes keep. */
+static uint32_t brute_percentile(const struct routing_ring *r, int window,
+                                 uint64_t now_us, uint64_t max_age_us,
+                                 int pct, uint32_t prior)
+{
+    uint32_t vals[ROUTING_RING_MAX + 1];
+    size_t n = 0;
+    uint32_t take = r->n < (uint32_t)window ? r->n : (uint32_t)window;
+    for (uint32_t i = 0; i < take; i++) {
+        uint32_t at = (r->next + ROUTING_RING_MAX - 1 - i) % ROUTING_RING_MAX;
+        if (now_us - r->at_us[at] > max_age_us) {
+            break;
+        }
+        vals[n++] = r->v[at];
+    }
+    if (n < ROUTING_MIN_OBS) {
+        vals[n++] = prior;
+    }
+    for (size_t i = 1; i < n; i++) {
+        for (size_t j = i; j > 0 && vals[j - 1] > vals[j]; j--) {
+            uint32_t t = vals[j];
+            vals[j] = vals[j - 1];
+            vals[j - 1] = t;
+        }
+    }
+    size_t rank = ((size_t)pct * n + 99) / 100;
+    return vals[rank ? rank - 1 : 0];
+}
+
+/* Percentiles read from the order the pushes keep are those of a sort,
+ * through windows that change, values that repeat, and ageing. */
+static void test_the_kept_order_gives_the_sorted_percentiles(void **state)
+{
+    (void)state;
+    struct routing_ring r = {0};
+    const struct routing_ring *rings[1] = {&r};
+    uint64_t seed = 42;
+    uint64_t now = S;
+    const int windows[] = {32, 32, 8, 64, 1, 32};
+    for (int step = 0; step < 3000; step++) {
+        int w = windows[step / 500];
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t v = (uint32_t)(seed >> 40) % 50; /* many repeats */
+        now += (seed >> 20) % (200 * MS);
+        routing_ring_push(&r, now, v, w);
+        uint64_t later = now + (seed >> 8) % (3 * S);
+        for (int pct = 50; pct <= 99; pct += 49) {
+            uint32_t want = brute_percentile(&r, w, later, 2 * S, pct, 25);
+            uint32_t got = routing_ring_percentile(rings, 1, w, later, 2 * S,
+                                                   pct, 25, NULL);
+            if (got != want) {
+                fail_msg("step %d window %d p%d: %u, a sort says %u", step,
+                         w, pct, got, want);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +319,7 @@ int main(void)
         T(test_the_total_adds_deviations_in_quadrature),
         T(test_an_abandoned_stream_counts_as_slow_at_least),
         T(test_prompt_sizes_fall_in_classes),
+        T(test_the_kept_order_gives_the_sorted_percentiles),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
