@@ -30,6 +30,7 @@
 #include "accounting/accounting.h"
 #include "config/config.h"
 #include "providers/provider.h"
+#include "routing/engine.h"
 #include "routing/routing.h"
 
 #define NREQ 12000
@@ -184,6 +185,7 @@ struct pending {
     struct routing_obs obs;
 };
 
+
 static struct pending heap[MAX_PENDING];
 static size_t nheap;
 
@@ -291,6 +293,30 @@ static bool within(const struct request *q, double ttft, double total)
            (!q->max_ttft_ms || ttft <= q->max_ttft_ms);
 }
 
+/* How long after its target a realised first token at ttft and end at
+ * total came (0: within). */
+static double late_by(const struct request *q, double ttft, double total)
+{
+    double late = 0;
+    if (q->stream && q->max_ttft_ms) {
+        return ttft > q->max_ttft_ms ? ttft - q->max_ttft_ms : 0;
+    }
+    if (total > q->max_latency_ms) {
+        late = total - q->max_latency_ms;
+    }
+    if (q->max_ttft_ms && ttft - q->max_ttft_ms > late) {
+        late = ttft - q->max_ttft_ms;
+    }
+    return late;
+}
+
+static int by_double(const void *a, const void *b)
+{
+    double x = *(const double *)a;
+    double y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* ---------------------------------------------------------------------
  * Executing a plan as the gateway would
  * ------------------------------------------------------------------- */
@@ -316,6 +342,46 @@ struct stats {
 
 static struct model_cfg models[NMODELS];
 static struct stats st;
+
+/* How a request's plan was executed (the breakdown's causes). */
+enum path {
+    PATH_PRIMARY = 0, /* the primary answered alone */
+    PATH_FAILED,      /* the primary failed (5xx/429), a fallback answered */
+    PATH_DEADLINE,    /* given up at its deadline, a fallback answered */
+    PATH_HEDGE_WON,   /* hedged, the primary still answered first */
+    PATH_HEDGE_LOST,  /* hedged, the fallback answered first */
+    PATH_NONE,        /* nobody answered */
+    NPATHS
+};
+
+static const char *const path_names[NPATHS] = {
+    "primary alone", "primary failed", "deadline", "hedge, primary won",
+    "hedge, fallback won", "no answer",
+};
+
+/* One request as the router served it, for the breakdown against the
+ * oracle's pick (known only at the end, once its confidence is). */
+struct trace {
+    int primary;           /* the plan's order[0] */
+    int answered;          /* -1: none */
+    enum path path;
+    bool planned_miss;     /* the plan said target missed */
+    bool within;
+    int kind;              /* 0 non-stream, 1 total-bound stream, 2
+                              first-token-bound; +3 with max_tokens */
+    int64_t answer_nusd;   /* the answer's cost */
+    int64_t loser_nusd;    /* prompts of abandoned attempts */
+    double late_ms;        /* a miss: how long after its target */
+    uint32_t pred_ms[NMODELS]; /* the plan's figure for the bar, per model
+                                  (BENCH_DEBUG) */
+    int target_ms;         /* the bar's target */
+    int64_t prompt;
+};
+
+static struct trace tr[NREQ];
+
+static enum path cur_path;
+static int64_t cur_loser_nusd;
 
 static int index_of(const struct model_cfg *m)
 {
@@ -415,6 +481,7 @@ static int execute(const struct routing_plan *p, const struct request *q,
     if (s[m0].fail != ROUTING_OBS_OK || p->norder < 2 ||
         (fb0 <= d && fb0 <= h)) {
         int k = run_from(p, 0, start, q, s, arrival_us);
+        cur_path = k < 0 ? PATH_NONE : k == 0 ? PATH_PRIMARY : PATH_FAILED;
         return k < 0 ? -1 : index_of(p->order[k]);
     }
     if (h < d) {
@@ -430,20 +497,26 @@ static int execute(const struct routing_plan *p, const struct request *q,
                 observe_abandoned(arrival_us, h, end0 - h, m1, q, p, 1);
             }
             st.cost_nusd += cost_of(m1, q->prompt, 0);
+            cur_loser_nusd += cost_of(m1, q->prompt, 0);
+            cur_path = PATH_HEDGE_WON;
             return m0;
         }
         double give_up = fb1 < d ? fb1 : d;
         observe_abandoned(arrival_us, 0, give_up, m0, q, p, 0);
         st.cost_nusd += cost_of(m0, q->prompt, 0);
+        cur_loser_nusd += cost_of(m0, q->prompt, 0);
         *start = h;
         int k = run_from(p, 1, start, q, s, arrival_us);
+        cur_path = k < 0 ? PATH_NONE : PATH_HEDGE_LOST;
         return k < 0 ? -1 : index_of(p->order[k]);
     }
     /* The deadline: give up on the primary, start the next. */
     observe_abandoned(arrival_us, 0, d, m0, q, p, 0);
     st.cost_nusd += cost_of(m0, q->prompt, 0);
+    cur_loser_nusd += cost_of(m0, q->prompt, 0);
     *start = d;
     int k = run_from(p, 1, start, q, s, arrival_us);
+    cur_path = k < 0 ? PATH_NONE : PATH_DEADLINE;
     return k < 0 ? -1 : index_of(p->order[k]);
 }
 
@@ -811,6 +884,34 @@ static void one(const struct config *cfg, int i)
         exit(1);
     }
     st.chosen[index_of(p.order[0])]++;
+    if (getenv("BENCH_TRACE") && atoi(getenv("BENCH_TRACE")) == i) {
+        char why[1024];
+        routing_explain(&p, why, sizeof(why));
+        fprintf(stderr, "trace %d: %s\n", i, why);
+        for (size_t c = 0; c < p.ncand; c++) {
+            fprintf(stderr, "  %s ttft=%u total=%u out=%lld cost=%lld\n",
+                    p.cand[c].model->name, p.cand[c].ttft_ms,
+                    p.cand[c].total_ms, (long long)p.cand[c].out_tokens,
+                    (long long)p.cand[c].cost_nusd);
+            struct routing_entry *e =
+                routing_table_get('m', p.cand[c].model->name);
+            int cls = routing_size_class(q.prompt);
+            const struct routing_ring *r = &e->lat.ttft_us[cls];
+            fprintf(stderr, "    ttft[%d] n=%u:", cls, r->n);
+            for (uint32_t j = 0; j < r->n && j < 32; j++) {
+                uint32_t at = (r->next + 63 - j) % 64;
+                fprintf(stderr, " %u@%.0f", r->v[at] / 1000,
+                        (sim_now_us - r->at_us[at]) / 1e6);
+            }
+            r = &e->lat.decode_ns;
+            fprintf(stderr, "\n    decode n=%u:", r->n);
+            for (uint32_t j = 0; j < r->n && j < 32; j++) {
+                uint32_t at = (r->next + 63 - j) % 64;
+                fprintf(stderr, " %u", r->v[at] / 1000);
+            }
+            fprintf(stderr, "\n");
+        }
+    }
     if (getenv("BENCH_DEBUG")) {
         int m0 = index_of(p.order[0]);
         fprintf(stderr, "calib %s %d %d %.0f %.0f %d\n", models[m0].name,
@@ -818,7 +919,23 @@ static void one(const struct config *cfg, int i)
                 s[m0].total_ms, q.max_tokens > 0);
     }
     double start = 0;
+    cur_loser_nusd = 0;
     int m = execute(&p, &q, s, arrival_us, &start);
+    tr[i] = (struct trace){.primary = index_of(p.order[0]), .answered = m,
+                           .path = cur_path,
+                           .planned_miss = p.target_missed,
+                           .kind = (q.stream ? (q.max_ttft_ms ? 2 : 1) : 0) +
+                                   (q.max_tokens ? 3 : 0),
+                           .loser_nusd = cur_loser_nusd,
+                           .prompt = q.prompt,
+                           .target_ms = p.ttft_bound ? q.max_ttft_ms
+                                                     : q.max_latency_ms};
+    for (size_t c = 0; c < p.ncand; c++) {
+        if (p.cand[c].predicted) {
+            tr[i].pred_ms[index_of(p.cand[c].model)] =
+                p.ttft_bound ? p.cand[c].ttft_ms : p.cand[c].total_ms;
+        }
+    }
     if (m >= 0) {
         observe_ok(arrival_us, start, m, &q, s);
         st.answered[m]++;
@@ -827,6 +944,9 @@ static void one(const struct config *cfg, int i)
         double total = start + s[m].total_ms;
         st.latency_ms[m] += q.stream && q.max_ttft_ms ? ttft : total;
         st.within += within(&q, ttft, total);
+        tr[i].within = within(&q, ttft, total);
+        tr[i].late_ms = late_by(&q, ttft, total);
+        tr[i].answer_nusd = cost_of(m, q.prompt, q.out);
         if (getenv("BENCH_DEBUG") && !within(&q, ttft, total)) {
             fprintf(stderr, "miss i=%d tier=%d stream=%d ttftT=%d totT=%d "
                     "hedge=%d prompt=%lld out=%lld max=%lld chosen=%s "
@@ -856,6 +976,116 @@ static void one(const struct config *cfg, int i)
                 q.tier, q.stream, q.max_ttft_ms, q.max_latency_ms);
     }
     arena_free(&a);
+}
+
+/* Prints where the misses and the cost above the oracle's come from:
+ * misses by how the plan went, and the router's cost minus the oracle's
+ * by cause: the primary chosen (dearer or cheaper than the oracle's
+ * pick), answers moved to a fallback, abandoned attempts' prompts. */
+static void breakdown(double o_p, int64_t o_nusd)
+{
+    long miss[NPATHS] = {0};
+    long n[NPATHS] = {0};
+    long planned = 0;
+    long miss_cheaper = 0; /* primary answered alone, cheaper than the
+                              oracle's pick: an estimate too low */
+    double risk = 0;       /* sum of the primaries' true P(miss) */
+    int64_t dearer = 0;
+    int64_t cheaper = 0;
+    int64_t moved = 0;
+    int64_t losers = 0;
+    long ndearer = 0;
+    long ncheaper = 0;
+    int64_t extra[NPATHS] = {0}; /* moved + losers, per path */
+    for (int i = 0; i < NREQ; i++) {
+        const struct trace *t = &tr[i];
+        int o = lg_pick(i, o_p);
+        int64_t prim = lg_cost[i][t->primary];
+        n[t->path]++;
+        miss[t->path] += !t->within;
+        planned += !t->within && t->planned_miss;
+        risk += lg_p[i][t->primary] < 0 ? 1 : 1 - lg_p[i][t->primary];
+        miss_cheaper += !t->within && t->path == PATH_PRIMARY &&
+                        prim < lg_cost[i][o];
+        if (getenv("BENCH_DEBUG") && prim != lg_cost[i][o]) {
+            fprintf(stderr, "vs i=%d kind=%d prim=%s p=%.2f oracle=%s "
+                    "p=%.2f dnusd=%lld pred=%u/%u T=%d prompt=%lld\n", i,
+                    tr[i].kind, truths[t->primary].name,
+                    lg_p[i][t->primary], truths[o].name, lg_p[i][o],
+                    (long long)(prim - lg_cost[i][o]), t->pred_ms[t->primary],
+                    t->pred_ms[o], t->target_ms, (long long)t->prompt);
+        }
+        if (prim > lg_cost[i][o]) {
+            dearer += prim - lg_cost[i][o];
+            ndearer++;
+        } else if (prim < lg_cost[i][o]) {
+            cheaper += prim - lg_cost[i][o];
+            ncheaper++;
+        }
+        moved += t->answered >= 0 ? t->answer_nusd - prim : -prim;
+        losers += t->loser_nusd;
+        extra[t->path] += t->loser_nusd +
+                          (t->answered >= 0 ? t->answer_nusd - prim : -prim);
+    }
+    printf("breakdown: misses by path (misses / requests; the cost of "
+           "the attempts beyond the primary's answer, share of the "
+           "oracle's cost)\n");
+    for (int k = 0; k < NPATHS; k++) {
+        printf("  %-22s %5ld / %5ld  %+.3f\n", path_names[k], miss[k], n[k],
+               extra[k] / (double)o_nusd);
+    }
+    printf("  of the misses: planned as missed %ld; primary alone and "
+           "cheaper than the oracle's pick %ld\n", planned, miss_cheaper);
+    printf("  expected misses of the primaries chosen (true P): %.1f\n",
+           risk);
+    if (getenv("BENCH_DEBUG")) {
+        static const double edges[] = {0.5, 0.8, 0.9, 0.95, 1.01};
+        for (int b = 0; b < 5; b++) {
+            double lo = b ? edges[b - 1] : -1;
+            double e = 0;
+            long nb = 0;
+            long mb = 0;
+            for (int i = 0; i < NREQ; i++) {
+                double pp = lg_p[i][tr[i].primary];
+                if (pp >= lo && pp < edges[b]) {
+                    nb++;
+                    e += 1 - pp;
+                    mb += !tr[i].within;
+                }
+            }
+            for (int i = 0; b == 0 && i < NREQ; i++) {
+                if (lg_p[i][tr[i].primary] < 0.5) {
+                    fprintf(stderr, "gross i=%d %s kind=%d path=%d "
+                            "within=%d\n", i, truths[tr[i].primary].name,
+                            tr[i].kind, tr[i].path, tr[i].within);
+                }
+            }
+            fprintf(stderr, "P<%.2f: %ld primaries, expected misses %.1f, "
+                    "misses %ld\n", edges[b], nb, e, mb);
+        }
+    }
+    static double late[NREQ];
+    size_t nlate = 0;
+    for (int i = 0; i < NREQ; i++) {
+        if (!tr[i].within && tr[i].answered >= 0) {
+            late[nlate++] = tr[i].late_ms;
+        }
+    }
+    qsort(late, nlate, sizeof(late[0]), by_double);
+    if (nlate) {
+        printf("  how late the misses were: median %.0f ms, p90 %.0f ms\n",
+               late[nlate / 2], late[nlate * 9 / 10]);
+    }
+    double o = (double)o_nusd;
+    printf("breakdown: cost above the oracle's, as a share of its cost\n");
+    printf("  primary dearer than the oracle's pick  %+.3f (%ld requests)\n",
+           dearer / o, ndearer);
+    printf("  primary cheaper than the oracle's pick %+.3f (%ld requests)\n",
+           cheaper / o, ncheaper);
+    printf("  answered by another model than the primary %+.3f\n",
+           moved / o);
+    printf("  prompts of abandoned attempts (hedges, deadlines) %+.3f\n",
+           losers / o);
 }
 
 int main(void)
@@ -929,6 +1159,7 @@ int main(void)
            r_within, r / o);
     printf("  the router vs the clairvoyant: cost_vs_oracle=%.3f\n",
            st.cost_nusd / (double)st.oracle_nusd);
+    breakdown(o_p, o_nusd);
     printf("routing: requests=%d within_target=%.3f cost_vs_oracle=%.3f\n",
            NREQ, (double)st.within / NREQ, st.cost_nusd / o);
     routing_clock_set(NULL);

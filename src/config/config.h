@@ -80,6 +80,11 @@ struct routing_knobs {
     uint64_t max_age_ms;          /* older observations are dropped */
     int64_t output_tokens_prior;  /* expected output tokens with neither
                                      max_tokens nor history */
+    int safe_percentile;          /* a candidate that meets the bar at this
+                                     percentile too is "safe" ... */
+    int safe_extra_pct;           /* ... and goes first when it costs at
+                                     most this much more than the cheapest;
+                                     0: never */
     uint64_t explore_after_ms;    /* a cheaper model unmeasured this long
                                      is tried as primary, with a rescue;
                                      0: never */

@@ -158,9 +158,18 @@ int routing_size_class(int64_t prompt_tokens);
 void routing_latency_observe(struct routing_latency *l, uint64_t now_us,
                              const struct routing_obs *o);
 
+/* Records only the completion length of o (an uncapped answer) in l:
+ * for the pool of every model's lengths. */
+void routing_latency_observe_length(struct routing_latency *l,
+                                    uint64_t now_us,
+                                    const struct routing_obs *o);
+
 /* Predicts m's latency for a request of prompt_tokens, max_tokens (0:
- * unset) from l (NULL: priors only) at now_us into out. */
+ * unset) from l (NULL: priors only) at now_us into out. pool (may be
+ * NULL) holds every model's completion lengths: the expected output of a
+ * model with few answers of its own comes from there. */
 void routing_latency_predict(const struct routing_latency *l,
+                             const struct routing_latency *pool,
                              const struct model_cfg *m,
                              const struct routing_knobs *k, uint64_t now_us,
                              int64_t prompt_tokens, int64_t max_tokens,

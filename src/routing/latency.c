@@ -177,6 +177,22 @@ static size_t fresh_values(const struct routing_ring *r, int window,
     return n;
 }
 
+/* How many fresh values r's window holds (as fresh_values counts them). */
+static uint32_t fresh_count(const struct routing_ring *r, int window,
+                            uint64_t now_us, uint64_t max_age_us)
+{
+    uint32_t take = r->n < (uint32_t)window ? r->n : (uint32_t)window;
+    uint32_t n = 0;
+    for (; n < take; n++) {
+        uint64_t t = r->at_us[(r->next + ROUTING_RING_MAX - 1 - n) %
+                              ROUTING_RING_MAX];
+        if (t <= now_us && now_us - t > max_age_us) {
+            break;
+        }
+    }
+    return n;
+}
+
 /* True if r's window holds at least need values and they are fresh: the
  * need-th newest is, as pushes come in time order (fresh_values stops at
  * the first stale one, the same test). */
@@ -302,6 +318,35 @@ static uint32_t prior_decode_ns(const struct model_cfg *m)
     return 1000000000u / tps;
 }
 
+/* The spread of the expected output length of a request in class cls:
+ * the model's own similar answers when it has half a window of them,
+ * else those of every model (pool, may be NULL) when it has a few, else
+ * the model's own with the prior. Length is mostly the request's, not
+ * the model's: a model chosen seldom would otherwise predict from two or
+ * three answers (their maximum, at p90) or from its prior, and look
+ * dearer and slower than it is. */
+static struct spread length_spread(const struct routing_latency *l,
+                                   const struct routing_latency *pool,
+                                   int cls, const struct routing_knobs *k,
+                                   uint64_t now_us)
+{
+    uint32_t prior = clamp_u32((uint64_t)k->output_tokens_prior);
+    uint64_t age_us = k->max_age_ms * 1000;
+    uint32_t nown = 0;
+    uint32_t npool = 0;
+    int w = clamp_window(k->window);
+    nown = fresh_count(&l->out_tokens[cls], w, now_us, age_us);
+    if (pool && nown < (uint32_t)k->window / 2) {
+        npool = fresh_count(&pool->out_tokens[cls], w, now_us, age_us);
+    }
+    if (npool >= ROUTING_MIN_OBS && npool > nown) {
+        return class_or_pool(pool->out_tokens, ROUTING_SIZE_CLASSES, cls, k,
+                             now_us, prior);
+    }
+    return class_or_pool(l->out_tokens, ROUTING_SIZE_CLASSES, cls, k, now_us,
+                         prior);
+}
+
 /*
  * The total at the percentile is not the sum of the parts' percentiles
  * (all three slow at once is much rarer than one): it is the sum of the
@@ -309,6 +354,7 @@ static uint32_t prior_decode_ns(const struct model_cfg *m)
  * quadrature, as for independent noise.
  */
 void routing_latency_predict(const struct routing_latency *l,
+                             const struct routing_latency *pool,
                              const struct model_cfg *m,
                              const struct routing_knobs *k, uint64_t now_us,
                              int64_t prompt_tokens, int64_t max_tokens,
@@ -324,9 +370,7 @@ void routing_latency_predict(const struct routing_latency *l,
                                     prior_decode_ns(m));
     /* max_tokens bounds the answer; the lengths of recent similar
      * answers predict it. */
-    struct spread n = class_or_pool(
-        l->out_tokens, ROUTING_SIZE_CLASSES, cls, k, now_us,
-        clamp_u32((uint64_t)k->output_tokens_prior));
+    struct spread n = length_spread(l, pool, cls, k, now_us);
     if (max_tokens > 0 && (n.nfresh < ROUTING_MIN_OBS ||
                            (int64_t)n.high > max_tokens)) {
         uint32_t cap = clamp_u32((uint64_t)max_tokens);
@@ -427,9 +471,17 @@ void routing_latency_observe(struct routing_latency *l, uint64_t now_us,
         push_decode(l, now_us, median_ttft_us(l), o->total_us,
                     o->completion_tokens);
     }
-    if (!o->max_tokens_set && o->completion_tokens > 0) {
-        routing_ring_push(&l->out_tokens[cls], now_us,
-                          clamp_u32((uint64_t)o->completion_tokens),
+    routing_latency_observe_length(l, now_us, o);
+}
+
+void routing_latency_observe_length(struct routing_latency *l,
+                                    uint64_t now_us,
+                                    const struct routing_obs *o)
+{
+    if (o->kind == ROUTING_OBS_OK && !o->max_tokens_set &&
+        o->completion_tokens > 0) {
+        routing_ring_push(&l->out_tokens[routing_size_class(o->prompt_tokens)],
+                          now_us, clamp_u32((uint64_t)o->completion_tokens),
                           window_of(l));
     }
 }

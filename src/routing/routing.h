@@ -47,6 +47,7 @@ struct routing_candidate {
     const struct model_cfg *model;
     uint32_t ttft_ms;      /* predicted time to first token */
     uint32_t total_ms;     /* predicted time to the last token */
+    bool safe;             /* also meets the bar at latency.safe_percentile */
     int64_t out_tokens;    /* expected output tokens */
     int64_t cost_nusd;     /* predicted cost, nano-dollars */
     bool predicted;        /* the figures above are set */

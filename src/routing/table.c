@@ -85,8 +85,8 @@ size_t routing_breakers_list(struct routing_breaker_info *out, size_t cap)
     for (size_t i = 0; i < TABLE_SLOTS && n < cap; i++) {
         struct routing_entry *e =
             atomic_load_explicit(&slots[i], memory_order_acquire);
-        if (!e) {
-            continue;
+        if (!e || (e->name[0] != 'm' && e->name[0] != 'p')) {
+            continue; /* not a breaker: the pool of lengths */
         }
         pthread_mutex_lock(&e->lock);
         enum routing_breaker st = e->health.state;

@@ -373,7 +373,9 @@ static void test_the_routing_knobs_have_defaults(void **state)
     struct config *c = load_ok(MINIMAL_PROVIDERS_AND_MODELS, NULL);
     assert_int_equal(c->routing.percentile, 90);
     assert_int_equal(c->routing.window, 32);
-    assert_int_equal(c->routing.max_age_ms, 120000);
+    assert_int_equal(c->routing.max_age_ms, 30000);
+    assert_int_equal(c->routing.safe_percentile, 97);
+    assert_int_equal(c->routing.safe_extra_pct, 50);
     assert_int_equal(c->routing.breaker_failures, 5);
     assert_int_equal(c->default_max_ttft_ms, 0);
     assert_false(c->default_hedge);
@@ -428,7 +430,7 @@ static void test_the_routing_knobs_are_read_and_checked(void **state)
     assert_mistake(&l, 6, "routing.latency.window", "4 to 64");
     assert_mistake(&l, 7, "routing.latency", "unknown field \"speed\" "
                    "(percentile, window, max_age_ms, output_tokens_prior, "
-                   "explore_after_ms)");
+                   "explore_after_ms, safe_percentile, safe_extra_pct)");
     assert_mistake(&l, 8, "routing.breaker.error_pct", "\"0\"");
     assert_mistake(&l, 9, "routing", "unknown field \"knobs\"");
     loaded_free(&l);

@@ -59,7 +59,7 @@ static void stream(struct fixture *f, uint32_t ttft_ms, uint32_t ms_per_token,
 static struct routing_estimate predict(struct fixture *f, int64_t max_tokens)
 {
     struct routing_estimate e;
-    routing_latency_predict(&f->l, &f->m, &f->k, f->now_us, 100, max_tokens,
+    routing_latency_predict(&f->l, NULL, &f->m, &f->k, f->now_us, 100, max_tokens,
                             &e);
     return e;
 }
@@ -75,7 +75,7 @@ static void test_a_cold_model_is_predicted_from_its_priors(void **state)
     e = predict(f, 50);
     assert_int_equal(e.out_tokens, 50);
     assert_int_equal(e.total_us, (200 + 500) * MS);
-    routing_latency_predict(NULL, &f->m, &f->k, f->now_us, 100, 50, &e);
+    routing_latency_predict(NULL, NULL, &f->m, &f->k, f->now_us, 100, 50, &e);
     assert_int_equal(e.total_us, (200 + 500) * MS);
 }
 
@@ -202,7 +202,7 @@ static void test_output_length_comes_from_similar_uncapped_answers(
     assert_int_equal(predict(f, 0).out_tokens, 180);
     /* Another prompt size has its own history, else the pool. */
     struct routing_estimate e;
-    routing_latency_predict(&f->l, &f->m, &f->k, f->now_us, 20000, 0, &e);
+    routing_latency_predict(&f->l, NULL, &f->m, &f->k, f->now_us, 20000, 0, &e);
     assert_int_equal(e.out_tokens, 180);
 }
 

@@ -402,7 +402,7 @@ static void test_a_key_that_allows_no_configured_model_is_forbidden(
 static void test_the_key_defaults_apply_unless_the_request_says(void **state)
 {
     struct world *w = *state;
-    struct routing_key key = {.min_quality_tier = 2, .max_latency_ms = 3000,
+    struct routing_key key = {.min_quality_tier = 2, .max_latency_ms = 5000,
                               .hedge = 1};
     w->key = &key;
     char names[256];
@@ -425,6 +425,16 @@ static void test_the_key_defaults_apply_unless_the_request_says(void **state)
  * Deadline and hedge
  * ------------------------------------------------------------------- */
 
+/* Plans a and checks its deadline and hedge times. */
+static void expect_times(struct world *w, struct ask a, uint64_t deadline_ms,
+                         uint64_t hedge_ms)
+{
+    char names[256];
+    assert_int_equal(plan(w, a, names, sizeof(names)), RL_OK);
+    assert_int_equal(w->plan.first_token_deadline_ms, deadline_ms);
+    assert_int_equal(w->plan.hedge_after_ms, hedge_ms);
+}
+
 static void test_the_deadline_leaves_the_fallback_time_or_waits_to_target(
     void **state)
 {
@@ -441,29 +451,35 @@ static void test_the_deadline_leaves_the_fallback_time_or_waits_to_target(
     assert_int_equal(w->plan.hedge_after_ms, 669);
     /* Without hedging: at 3000 ms, mid can still make it when started by
      * 1946 ms, later than 516 * 1.5 + 200 = 974: the deadline. */
-    plan(w, ask("auto", "{\"max_latency_ms\":3000,"
-                "\"deny\":[\"mid-cheap\"]}", 0, 0, false),
-         names, sizeof(names));
-    assert_int_equal(w->plan.first_token_deadline_ms, 1946);
-    assert_int_equal(w->plan.hedge_after_ms, 0);
+    expect_times(w, ask("auto", "{\"max_latency_ms\":3000,"
+                "\"deny\":[\"mid-cheap\"]}", 0, 0, false), 1946, 0);
     /* At 2000 ms mid could not: wait for small until the target. */
-    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
-    assert_int_equal(w->plan.first_token_deadline_ms, 2000);
-    assert_int_equal(w->plan.hedge_after_ms, 0);
-    /* mid-cheap at 2860 of 3000: the deadline is the target; the hedge
-     * 2860 * 1.2 + 50 = 3482 (not the rescue time of mid, 1946: a hedge
-     * never starts before the primary is late). */
-    plan(w, ask("auto", "{\"min_quality_tier\":2,\"max_latency_ms\":"
-                "3000,\"hedge\":true}", 0, 0, false),
-         names, sizeof(names));
-    assert_int_equal(w->plan.first_token_deadline_ms, 3000);
-    assert_int_equal(w->plan.hedge_after_ms, 3482);
-    /* A stream with a first-token target: mid's 200 ms, capped at 250. */
+    expect_times(w, ask("auto", NULL, 0, 0, false), 2000, 0);
+    /* mid-cheap at 2860 of 3000: a hedge at 2860 * 1.2 + 50 = 3482 is
+     * past mid's rescue time (1946: a hedge never starts before the
+     * primary is late), too late for mid to make the target: none. The
+     * deadline is past the target too: 2860 * 1.5 + 200 = 4490 (a late
+     * primary beats a fallback started from nothing). */
+    expect_times(w, ask("auto", "{\"min_quality_tier\":2,\"max_latency_ms\":"
+                "3000,\"hedge\":true}", 0, 0, false), 4490, 0);
+    /* With 5000 ms mid can still make it from 3482 (rescue 3946): the
+     * hedge is on, and the primary waits to the target. */
+    expect_times(w, ask("auto", "{\"min_quality_tier\":2,\"max_latency_ms\":"
+                "5000,\"hedge\":true}", 0, 0, false), 5000, 3482);
+    /* A stream with a first-token target of 250: mid's 200 ms; the next,
+     * mid-cheap, needs 300 ms: no hedge can help; mid keeps its margin,
+     * 200 * 1.5 + 200 = 500. */
+    expect_times(w, ask("auto", "{\"min_quality_tier\":2,\"max_ttft_ms\":"
+                "250,\"hedge\":true}", 0, 0, true), 500, 0);
+    /* With 400 ms the cheaper mid-cheap (300) goes first; mid can make
+     * the target when started by 200 ms, before mid-cheap is late (410):
+     * no hedge either, and the deadline 300 * 1.5 + 200 = 650. */
     plan(w, ask("auto", "{\"min_quality_tier\":2,\"max_ttft_ms\":"
-                "250,\"hedge\":true}", 0, 0, true),
+                "400,\"hedge\":true}", 0, 0, true),
          names, sizeof(names));
-    assert_int_equal(w->plan.first_token_deadline_ms, 250);
-    assert_int_equal(w->plan.hedge_after_ms, 290);
+    assert_string_equal(names, "mid-cheap,mid,big");
+    assert_int_equal(w->plan.hedge_after_ms, 0);
+    assert_int_equal(w->plan.first_token_deadline_ms, 650);
     /* Over target: the prediction plus the margin, 516 * 1.5 + 200. */
     plan(w, ask("small", "{\"max_latency_ms\":100}", 0, 0, false), names,
          sizeof(names));
@@ -492,6 +508,87 @@ static void test_a_model_seen_slow_loses_its_place(void **state)
                      RL_OK);
     assert_string_equal(names, "mid,small,mid-cheap,big");
     assert_true(w->plan.cand[1].total_ms > 2000);
+}
+
+/* The candidate of the last plan called name. */
+static const struct routing_candidate *cand_of(const struct world *w,
+                                               const char *name)
+{
+    for (size_t i = 0; i < w->plan.ncand; i++) {
+        if (strcmp(w->plan.cand[i].model->name, name) == 0) {
+            return &w->plan.cand[i];
+        }
+    }
+    fail_msg("no candidate %s", name);
+    return NULL;
+}
+
+static void test_a_model_without_answers_borrows_everyones_lengths(
+    void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_int_equal(cand_of(w, "mid-cheap")->out_tokens, 256); /* prior */
+    for (int i = 0; i < 10; i++) {
+        answer("small", "p1", ROUTING_OBS_OK, 0); /* 50 tokens each */
+    }
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    /* Length is the request's more than the model's: mid-cheap, never
+     * chosen, predicts from small's answers, not from its prior. */
+    assert_int_equal(cand_of(w, "mid-cheap")->out_tokens, 50);
+    assert_int_equal(cand_of(w, "big")->out_tokens, 50);
+    /* Capped answers teach no length. */
+    routing_table_reset();
+    for (int i = 0; i < 10; i++) {
+        struct routing_obs o = {.kind = ROUTING_OBS_OK, .ttft_us = 100000,
+                                .total_us = 400000, .completion_tokens = 50,
+                                .prompt_tokens = 100, .max_tokens_set = true,
+                                .stream = true, .provider = "p1"};
+        routing_observe("small", &o);
+    }
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_int_equal(cand_of(w, "mid-cheap")->out_tokens, 256);
+}
+
+/* small: 30 first tokens at 100 ms, 2 at 1900: p90 100 ms, p97 1900. */
+static void make_small_a_near_thing(void)
+{
+    for (int i = 0; i < 32; i++) {
+        struct routing_obs o = {.kind = ROUTING_OBS_OK,
+                                .ttft_us = i % 16 == 3 ? 1900000 : 100000,
+                                .total_us = 2000000, .completion_tokens = 50,
+                                .prompt_tokens = 100, .stream = true,
+                                .provider = "p1"};
+        routing_observe("small", &o);
+    }
+}
+
+static void test_a_near_thing_gives_way_to_a_safe_one_if_cheap_enough(
+    void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    make_small_a_near_thing();
+    const char *r = "{\"max_ttft_ms\":1000}";
+    /* mid-cheap (ttft 300, safe) costs 4.4 times small: over the 50%
+     * that latency.safe_extra_pct allows by default. */
+    plan(w, ask("auto", r, 0, 0, true), names, sizeof(names));
+    assert_string_equal(names, "small,mid-cheap,mid,big");
+    w->cfg.routing.safe_extra_pct = 500;
+    plan(w, ask("auto", r, 0, 0, true), names, sizeof(names));
+    assert_string_equal(names, "mid-cheap,small,mid,big");
+    char why[512];
+    routing_explain(&w->plan, why, sizeof(why));
+    assert_non_null(strstr(why, "small: near the target"));
+    /* 0 turns it off; so does a safe primary (p97 1000 ms allowed). */
+    w->cfg.routing.safe_extra_pct = 0;
+    plan(w, ask("auto", r, 0, 0, true), names, sizeof(names));
+    assert_string_equal(names, "small,mid-cheap,mid,big");
+    w->cfg.routing.safe_extra_pct = 500;
+    plan(w, ask("auto", "{\"max_ttft_ms\":2000}", 0, 0, true), names,
+         sizeof(names));
+    assert_string_equal(names, "small,mid-cheap,mid,big");
 }
 
 static void test_a_stale_slow_cheaper_model_is_explored_with_a_rescue(
@@ -774,6 +871,8 @@ int main(void)
         T(test_the_key_defaults_apply_unless_the_request_says),
         T(test_the_deadline_leaves_the_fallback_time_or_waits_to_target),
         T(test_a_model_seen_slow_loses_its_place),
+        T(test_a_model_without_answers_borrows_everyones_lengths),
+        T(test_a_near_thing_gives_way_to_a_safe_one_if_cheap_enough),
         T(test_a_stale_slow_cheaper_model_is_explored_with_a_rescue),
         T(test_open_circuits_are_skipped_then_probed),
         T(test_a_half_open_fallback_does_not_hold_the_probe),
