@@ -25,7 +25,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all asan asan-unit unit test test-unit test-integration test-e2e bench \
         bench-overhead bench-features bench-routing bench-cache bench-analytics \
-        bench-metrics \
+        bench-metrics bench-instructions \
         dashboard up down status logs \
         check clean help deps
 
@@ -78,6 +78,10 @@ bench-overhead: all
 
 bench-features: all
 	@bash bench/features.sh
+
+# Instructions per request under callgrind: exact on a busy machine too.
+bench-instructions: all
+	@bash bench/instructions.sh
 
 # Throughput with and without a 10 Hz scraper of /metrics (a measurement).
 bench-metrics: all
@@ -138,6 +142,7 @@ help:
 	@echo "make dashboard    build dashboard/dist (npm ci + vite build)"
 
 	@echo "make bench-routing  the routing engine on a simulated workload"
+	@echo "make bench-instructions  instructions per request (callgrind)"
 	@echo "make bench-metrics  rps with and without a 10 Hz /metrics scraper"
 	@echo "make check        style checks"
 	@echo "make deps         install system, Python and Node dependencies"

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Instructions per request: the gateway under callgrind, a fixed count of
+# requests, figures that do not depend on how busy the machine is.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+. "$ROOT/scripts/lib.sh"
+
+usage() {
+    cat <<'USAGE'
+usage: bench/instructions.sh [--help] [BASELINE_BIN]   (make bench-instructions)
+
+Counts the instructions Relay's worker executes per request, non-stream
+and stream, with valgrind's callgrind: the same binary and requests give
+the same figures on a quiet or a busy machine, where wall-clock benchmarks
+(make bench-overhead) wander. Use it to see what a change costs on the hot
+path; use bench-overhead for latency and throughput on a quiet machine.
+
+One fake provider (16 tokens, at once), one gateway worker (request log to
+a file, no store), a warm-up of 300 requests of each kind, then
+BENCH_REQUESTS (default 2000) of each, one after another on one keep-alive
+connection. Prints a table: instructions per request, non-stream and
+stream, and (with BASELINE_BIN, another build of relay) the baseline's
+and the ratio. BENCH_TOP=N also prints the N functions that cost most.
+Everything listens on 127.0.0.1; only processes it started are stopped.
+Needs valgrind (scripts/packages.txt).
+
+Example: compare with an older commit
+  git worktree add /tmp/old HEAD~5 && make -C /tmp/old
+  bench/instructions.sh /tmp/old/build/relay
+USAGE
+}
+
+BASE=""
+for arg in "$@"; do
+    case "$arg" in
+        -h|--help) usage; exit 0 ;;
+        -*) usage >&2; die "unknown option '$arg'" ;;
+        *) BASE="$arg" ;;
+    esac
+done
+command -v valgrind >/dev/null || die "valgrind not found: run scripts/deps.sh (make deps)"
+cd "$ROOT"
+N="${BENCH_REQUESTS:-2000}"
+RELAY_BIN="${RELAY_BIN:-build/relay}"
+FAKE_BIN="${RELAY_FAKE_BIN:-build/relay-fake}"
+[[ -x "$RELAY_BIN" && -x "$FAKE_BIN" ]] || die "$RELAY_BIN or $FAKE_BIN not built: run make"
+[[ -z "$BASE" || -x "$BASE" ]] || die "baseline $BASE is not an executable"
+TMP="$(mktemp -d /tmp/relay-instr.XXXXXX)"
+KEY="glw_benchbenchbenchbenchbenchbench00"
+
+cleanup() {
+    local f
+    for f in "$TMP"/*.pid; do
+        [[ -f "$f" ]] && stop_pid "$f" 10
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+FAKE_PORT="$(free_port)"
+"$FAKE_BIN" --listen "127.0.0.1:$FAKE_PORT" --workers 1 --quiet --no-record \
+    </dev/null >"$TMP/fake.log" 2>&1 &
+echo $! >"$TMP/fake.pid"
+wait_http_any "http://127.0.0.1:$FAKE_PORT/_fake/requests" 10 "$(cat "$TMP/fake.pid")" \
+    || die "the fake provider did not start: $(cat "$TMP/fake.log")"
+
+# measure NAME BIN: prints "nonstream_ir stream_ir" per request.
+measure() {
+    local name="$1" bin="$2" port pid
+    port="$(free_port)"
+    cat >"$TMP/$name.yaml" <<CONF
+listen: 127.0.0.1:$port
+workers: 1
+log_file: $TMP/$name-requests.log
+store: "none"
+auth:
+  keys:
+    - $KEY
+providers:
+  fake: {kind: openai, base_url: "http://127.0.0.1:$FAKE_PORT/v1", api_key: bench}
+models:
+  - name: bench
+    provider: fake
+    upstream: "bench?ttft_ms=0&tps=0&tokens=16"
+    price: {input: 0.05, output: 0.08}
+    tier: 1
+    context: 131072
+    latency: {ttft_ms: 1, tokens_per_s: 10000}
+CONF
+    valgrind --tool=callgrind --callgrind-out-file="$TMP/$name.cg.%p" \
+        "$bin" serve --config "$TMP/$name.yaml" </dev/null >"$TMP/$name.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$TMP/$name.pid"
+    wait_http "http://127.0.0.1:$port/readyz" 60 "$pid" \
+        || die "$bin did not start under valgrind: $(tail -n 5 "$TMP/$name.log")"
+    python3 "$ROOT/bench/instructions_load.py" "$port" "$KEY" 300 both
+    local out=()
+    for mode in nonstream stream; do
+        callgrind_control -z "$pid" >/dev/null 2>&1
+        python3 "$ROOT/bench/instructions_load.py" "$port" "$KEY" "$N" "$mode"
+        callgrind_control -d "$mode" "$pid" >/dev/null 2>&1
+        local f total
+        f="$(ls -t "$TMP/$name".cg.* | head -n1)"
+        total="$(callgrind_annotate "$f" 2>/dev/null |
+            awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')"
+        out+=("$((total / N))")
+        if [[ -n "${BENCH_TOP:-}" ]]; then
+            say "$name $mode: top functions (instructions over $N requests)"
+            callgrind_annotate --inclusive=no "$f" 2>/dev/null |
+                grep -E '^ *[0-9,]+ \(' | grep -v 'PROGRAM TOTALS' |
+                sed -n "2,$((BENCH_TOP + 1))p" >&2
+        fi
+    done
+    stop_pid "$TMP/$name.pid" 20
+    echo "${out[*]}"
+}
+
+say "instructions per request: $N requests of each kind, one worker, callgrind"
+read -r NS ST < <(measure relay "$RELAY_BIN")
+printf '\n| instructions per request | non-stream | stream |\n|---|---:|---:|\n'
+printf '| relay (%s) | %d | %d |\n' "$RELAY_BIN" "$NS" "$ST"
+if [[ -n "$BASE" ]]; then
+    read -r BNS BST < <(measure baseline "$BASE")
+    printf '| baseline (%s) | %d | %d |\n' "$BASE" "$BNS" "$BST"
+    awk -v a="$NS" -v b="$BNS" -v c="$ST" -v d="$BST" \
+        'BEGIN { printf "| relay / baseline | %.3f | %.3f |\n", a / b, c / d }'
+fi
