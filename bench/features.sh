@@ -66,10 +66,7 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 RAW="$ROOT/bench/results/features-$STAMP.txt"
 
 cleanup() {
-    local f
-    for f in "$TMP"/*.pid; do
-        [[ -f "$f" ]] && stop_pid "$f" 10
-    done
+    stop_pids "$TMP"
     bash "$ROOT/scripts/services.sh" stop "$SVC" >/dev/null 2>&1 || true
     rm -rf "$TMP"
 }

@@ -49,10 +49,7 @@ TMP="$(mktemp -d /tmp/relay-instr.XXXXXX)"
 KEY="glw_benchbenchbenchbenchbenchbench00"
 
 cleanup() {
-    local f
-    for f in "$TMP"/*.pid; do
-        [[ -f "$f" ]] && stop_pid "$f" 10
-    done
+    stop_pids "$TMP"
     rm -rf "$TMP"
 }
 trap cleanup EXIT

@@ -47,7 +47,7 @@ done
 
 TMP="$(mktemp -d /tmp/relay-bench-metrics.XXXXXX)"
 # Only what this script started (its pid files) is stopped.
-trap 'for f in "$TMP"/*.pid; do stop_pid "$f" 10; done; rm -rf "$TMP"' EXIT
+trap 'stop_pids "$TMP"; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 start() {
     "${@:2}" </dev/null >>"$TMP/$1.log" 2>&1 &

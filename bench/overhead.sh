@@ -73,10 +73,7 @@ RAW="$ROOT/bench/results/overhead-$STAMP.txt"
 PIDS=()
 
 cleanup() {
-    local f
-    for f in "$TMP"/*.pid; do
-        [[ -f "$f" ]] && stop_pid "$f" 10
-    done
+    stop_pids "$TMP"
     rm -rf "$TMP"
 }
 trap cleanup EXIT

@@ -65,6 +65,16 @@ stop_pid() {
     rm -f "$file"
 }
 
+# Stop every process with a pid file DIR/*.pid (a script's own children):
+# what a benchmark's EXIT trap does before removing DIR.
+stop_pids() {
+    local f
+    for f in "$1"/*.pid; do
+        [[ -f "$f" ]] && stop_pid "$f" 10
+    done
+    return 0
+}
+
 # wait_http URL SECONDS [PID]: poll until URL answers 200; fails early when
 # PID (if given) has exited.
 wait_http() {
