@@ -71,7 +71,7 @@ test-e2e: all
 	@bash scripts/test.sh e2e
 
 bench: bench-overhead bench-features bench-routing bench-analytics \
-       bench-metrics
+       bench-metrics bench-instructions
 
 bench-overhead: all
 	@bash bench/overhead.sh
