@@ -106,7 +106,11 @@ static bool write_out(struct conn *c, const char *p, size_t n)
     if (n == 0) {
         return true;
     }
-    if (c->pending_out + n > CONN_MAX_PENDING_OUT) {
+    /* A client that lets output pile up is dropped. A whole response
+     * larger than the allowance, written when nothing is queued, is queued
+     * once: its size is bounded where it was made (a completion by the
+     * transport's cap), and cutting it would only lose it. */
+    if (c->pending_out > 0 && c->pending_out + n > CONN_MAX_PENDING_OUT) {
         log_write(LOG_WARN, "closing a client that does not read",
                   "\"pending_bytes\":%zu", c->pending_out);
         conn_close(c);
