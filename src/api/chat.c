@@ -309,8 +309,10 @@ static enum rl_err check_message(const struct jscan_item *m, size_t i,
     struct jscan_item id;
     if (strcmp(role, "tool") == 0 &&
         (!member(m->value, "tool_call_id", &id) || id.type != '"')) {
-        return problem_set(p, param, "Missing required parameter: "
-                           "'%s.tool_call_id'.", param);
+        char iparam[80];
+        snprintf(iparam, sizeof(iparam), "%s.tool_call_id", param);
+        return problem_set(p, iparam, "Missing required parameter: '%s'.",
+                           iparam);
     }
     return RL_OK;
 }
