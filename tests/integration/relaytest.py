@@ -431,8 +431,8 @@ def read_rows(store, ids):
     if store.startswith("postgres"):
         sql = ("SELECT row_to_json(r) FROM request_log r WHERE request_id IN (%s)"
                % ",".join("'%s'" % i.replace("'", "") for i in ids))
-        r = subprocess.run(["psql", store, "-Atqc", sql], capture_output=True,
-                           text=True, timeout=30)
+        r = subprocess.run(["psql", store, "-Atq", "-f", "-"], input=sql,
+                           capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             fail("reading the request log: psql: %s" % r.stderr.strip())
         rows = [json.loads(line) for line in r.stdout.splitlines() if line]
