@@ -175,7 +175,7 @@ def main():
                 print(verdict["trace"])
             failures.append(p.stem)
     # Test scripts for what a case cannot express (test_store_*.py: stopping
-    # PostgreSQL mid-load; test_keys.py: `relay keys`, the admin API, two
+    # PostgreSQL; test_keys.py: `relay keys`, the admin API, two
     # gateways on one PostgreSQL; test_limits.py: limits in Redis across two
     # gateways, Redis stopped); each prints its own "N passed, N failed".
     if not args.cases:
