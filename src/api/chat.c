@@ -288,13 +288,17 @@ static enum rl_err check_message(const struct jscan_item *m, size_t i,
     }
     if (!role) {
         char given[80];
+        char shown[STR_SHOWN_MAX + 4];
         size_t len;
         if (!jscan_string(rv.value, given, sizeof(given), &len)) {
             snprintf(given, sizeof(given), "(too long)");
+            len = strlen(given);
         }
         return problem_set(p, rparam, "Invalid value: '%s'. Supported "
                            "values are: 'system', 'developer', 'user', "
-                           "'assistant', 'tool' and 'function'.", given);
+                           "'assistant', 'tool' and 'function'.",
+                           str_shown((struct str){given, len}, shown,
+                                     sizeof(shown)));
     }
     char cparam[80];
     snprintf(cparam, sizeof(cparam), "%s.content", param);
