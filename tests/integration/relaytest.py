@@ -538,7 +538,7 @@ class Conn:
         if self.eof:
             return False
         try:
-            d = self.sock.recv(262144)
+            d = self.sock.recv(65536)
         except ConnectionResetError:
             d = b""
         if not d:
