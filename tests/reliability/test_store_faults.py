@@ -37,15 +37,10 @@ import test_keys as tk  # noqa: E402
 import test_limits as tl  # noqa: E402
 import test_store_pg as sp  # noqa: E402
 
-VERBOSE = False
 check = tk.check
+say = tl.say
 LOAD = 3000
 THREADS = 8
-
-
-def say(*a):
-    if VERBOSE:
-        print("   ", *a, flush=True)
 
 
 def load(port, key, n, during, body):
@@ -258,13 +253,7 @@ TESTS = [
 ]
 
 
-def set_verbose(v):
-    global VERBOSE
-    VERBOSE = v
-    tl.set_verbose(v)
-
-
 if __name__ == "__main__":
     # test_limits' runner: a temp folder, the gateways stopped and their
     # logs checked for keys, `ok`/`FAIL` lines.
-    sys.exit(rt.script_main(__doc__, TESTS, tl.run_one, set_verbose))
+    sys.exit(rt.script_main(__doc__, TESTS, tl.run_one, tl.set_verbose))
