@@ -254,6 +254,9 @@ TESTS = [
 
 
 if __name__ == "__main__":
+    for var in ("RELAY_BIN", "RELAY_FAKE_BIN"):  # a gateway runs in its tmp
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).resolve())
     # test_limits' runner: a temp folder, the gateways stopped and their
     # logs checked for keys, `ok`/`FAIL` lines.
     sys.exit(rt.script_main(__doc__, TESTS, tl.run_one, tl.set_verbose))
