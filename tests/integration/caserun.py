@@ -438,6 +438,16 @@ class Ctx:
             why = match(exp["json"], r.json())
             if why:
                 fail("%s: body: %s" % (where, why))
+        if "text_fake" in exp:
+            # A whole answer's text is exactly the fake's (the stream's
+            # counterpart is sse.text_fake).
+            tf = exp["text_fake"]
+            want = fake_words(tf["prompt"], tf["tokens"])
+            choices = r.json().get("choices") or [{}]
+            got = (choices[0].get("message") or {}).get("content")
+            if got != want:
+                fail("%s: the answer's text is %r, expected the fake's answer %r"
+                     % (where, (got or "")[:300], want[:300]))
         if "body_regex" in exp:
             text = r.body.decode("utf-8", "replace")
             if not re.search(exp["body_regex"], text):
