@@ -28,9 +28,7 @@ Run by tests/integration/run.py --dir tests/reliability, or alone:
 Prints `ok NAME` / `FAIL NAME: why` per entry and test, then
 `N passed, N failed`.
 """
-import argparse
 import json
-import os
 import shutil
 import socket
 import sys
@@ -43,6 +41,8 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import caserun  # noqa: E402
 import relaytest as rt  # noqa: E402
+import test_keys as tk  # noqa: E402
+import test_limits as tl  # noqa: E402
 
 CORPUS = HERE / "bad_requests.jsonl"
 READ_TIMEOUT_MS = 1500
@@ -51,17 +51,8 @@ CONFIG = {
     "server": {"max_body_bytes": 65536, "max_header_bytes": 8192,
                "read_timeout_ms": READ_TIMEOUT_MS},
 }
-VERBOSE = False
-
-
-def say(*a):
-    if VERBOSE:
-        print("   ", *a, flush=True)
-
-
-def check(cond, msg):
-    if not cond:
-        raise rt.CaseFailure(msg)
+check = tk.check
+say = tl.say
 
 
 def load_corpus():
@@ -237,60 +228,61 @@ def t_after_everything_the_gateway_serves_and_holds_nothing(st, ctx):
 
 # ------------------------------------------------------------ main
 
-def main():
-    global VERBOSE
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("-k", default="", help="run entries and tests whose name contains this")
-    args = ap.parse_args()
-    VERBOSE = args.verbose
-    os.environ.setdefault("RELAY_MIGRATIONS", str(ROOT / "migrations"))
-    passed = failed = 0
+class Run:
+    """The one gateway every entry and test of this script shares, started
+    by the first test that runs."""
+    st = None
+    ctx = None
+    failed = False
 
-    def report(name, fn):
-        nonlocal passed, failed
-        t0 = time.time()
-        try:
-            fn()
-            passed += 1
-            print("ok   %s  (%d ms)" % (name, (time.time() - t0) * 1000), flush=True)
-        except Exception as e:  # noqa: BLE001
-            failed += 1
-            print("FAIL %s: %s" % (name, e), flush=True)
+    @classmethod
+    def start(cls):
+        if cls.st is None:
+            cls.st = rt.Stack(CONFIG)
+            cls.ctx = caserun.Ctx(cls.st, {"description": "bad input"}, tl.VERBOSE)
+            cls.ctx.note_baseline()
+        return cls.st, cls.ctx
 
+
+def named(name, fn):
+    fn.__name__ = name
+    return fn
+
+
+def t_one_log_line_and_one_row_per_request_and_no_key_in_the_log(st, ctx):
+    code = st.relay.stop()
+    check(code == 0, "relay exited %s:\n%s" % (code, rt.tail(st.relay.output())))
+    ctx.check_log()
+    ctx.check_rows()
+
+
+def run_one(t):
+    t0 = time.time()
     try:
-        entries = load_corpus()
-        st = rt.Stack(CONFIG)
+        t(*Run.start())
+        print("ok   %s  (%d ms)" % (t.__name__, (time.time() - t0) * 1000), flush=True)
+        return True
     except Exception as e:  # noqa: BLE001
-        print("FAIL bad_input_setup: %s" % e)
-        print("0 passed, 1 failed")
-        return 1
-    ctx = caserun.Ctx(st, {"description": "bad input"}, VERBOSE)
-    try:
-        ctx.note_baseline()
-        for e in entries:
-            if args.k in "bad_request[%s]" % e["name"]:
-                report("bad_request[%s]" % e["name"], lambda e=e: run_entry(st, ctx, e))
-        for t in (t_slow_clients_are_cut_and_others_served,
-                  t_after_everything_the_gateway_serves_and_holds_nothing):
-            if args.k in t.__name__:
-                report(t.__name__, lambda t=t: t(st, ctx))
+        Run.failed = True
+        print("FAIL %s: %s" % (t.__name__, e), flush=True)
+        return False
 
-        def stopped_cleanly():
-            code = st.relay.stop()
-            check(code == 0, "relay exited %s:\n%s" % (code, rt.tail(st.relay.output())))
-            ctx.check_log()
-            ctx.check_rows()
-        report("t_one_log_line_and_one_row_per_request_and_no_key_in_the_log",
-               stopped_cleanly)
+
+def main():
+    tests = [named("bad_request[%s]" % e["name"],
+                   lambda st, ctx, e=e: run_entry(st, ctx, e)) for e in load_corpus()]
+    tests += [t_slow_clients_are_cut_and_others_served,
+              t_after_everything_the_gateway_serves_and_holds_nothing,
+              t_one_log_line_and_one_row_per_request_and_no_key_in_the_log]
+    try:
+        return rt.script_main(__doc__, tests, run_one, tl.set_verbose)
     finally:
-        st.close()
-    if not failed:
-        shutil.rmtree(st.tmp, ignore_errors=True)
-    else:
-        print("   (kept %s)" % st.tmp)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+        if Run.st:
+            Run.st.close()
+            if Run.failed:
+                print("   (kept %s)" % Run.st.tmp)
+            else:
+                shutil.rmtree(Run.st.tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
