@@ -23,7 +23,8 @@ FAKE_LIB := $(filter $(BUILD)/obj/src/util/%,$(LIB_OBJ))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all asan asan-unit unit test test-unit test-integration test-e2e bench \
+.PHONY: all asan asan-unit unit test test-unit test-integration test-reliability \
+        test-e2e bench \
         bench-overhead bench-features bench-routing bench-cache bench-analytics \
         bench-metrics bench-instructions \
         dashboard up down status logs \
@@ -66,6 +67,10 @@ test-unit: unit
 
 test-integration: all
 	@bash scripts/test.sh integration
+
+# Provider and store faults, bad input, security (docs/reliability.md).
+test-reliability: all
+	@bash scripts/test.sh reliability
 
 test-e2e: all
 	@bash scripts/test.sh e2e
@@ -132,7 +137,8 @@ clean:
 help:
 	@echo "make              build build/relay and build/relay-fake"
 	@echo "make up | down    start | stop the local stack (status, logs too)"
-	@echo "make test         the whole suite: unit, integration, end-to-end"
+	@echo "make test         the whole suite: unit, integration, reliability, end-to-end"
+	@echo "make test-reliability  faults, bad input, security (docs/reliability.md)"
 	@echo "make asan         sanitizer build in build-asan/"
 	@echo "make asan-unit    the unit tests under ASan+UBSan"
 	@echo "make bench        every benchmark below, one after another"

@@ -5,15 +5,18 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-usage: scripts/test.sh [unit|integration|e2e|all] [--help]
+usage: scripts/test.sh [unit|integration|reliability|e2e|all ...] [--help]
 
-Runs the chosen level (default: all, in that order) and ends with exactly
+Runs the chosen levels (default: all, in that order) and ends with exactly
 one line, "N passed, N failed", summed over every level that ran. Exits 1
 when anything failed (a crashed test binary or runner counts as a failure).
 
   unit         each build/tests/test_* (cmocka; build them with `make unit`)
   integration  python3 tests/integration/run.py, against $RELAY_BIN and
                $RELAY_FAKE_BIN (default build/relay and build/relay-fake)
+  reliability  python3 tests/integration/run.py --dir tests/reliability:
+               provider and store faults, bad input, security
+               (docs/reliability.md)
   e2e          python3 -m pytest -q tests/e2e/python tests/e2e/provider_sdks
                node --test --test-reporter=tap tests/e2e/node/
                the dashboard: scripts/dashboard.sh build, then Vitest
@@ -22,7 +25,7 @@ when anything failed (a crashed test binary or runner counts as a failure).
                tests/e2e/dashboard/artifacts/)
 
 A level whose runner or folder does not exist yet is reported as skipped
-and not counted. Integration and e2e need PostgreSQL and Redis: when
+and not counted. Integration, reliability and e2e need PostgreSQL and Redis: when
 DATABASE_URL / REDIS_URL are not set, throw-away ones are started with
 scripts/services.sh in a temporary folder and stopped at the end.
 
@@ -35,14 +38,15 @@ Environment:
 USAGE
 }
 
-level=all
+levels=()
 for arg in "$@"; do
     case "$arg" in
         -h|--help) usage; exit 0 ;;
-        unit|integration|e2e|all) level="$arg" ;;
-        *) usage >&2; die "unknown level '$arg' (unit, integration, e2e or all)" ;;
+        unit|integration|reliability|e2e|all) levels+=("$arg") ;;
+        *) usage >&2; die "unknown level '$arg' (unit, integration, reliability, e2e or all)" ;;
     esac
 done
+((${#levels[@]})) || levels=(all)
 
 cd "$ROOT"
 export RELAY_BIN="${RELAY_BIN:-build/relay}"
@@ -131,33 +135,42 @@ run_unit() {
     add unit "$p" "$f"
 }
 
-# ---- integration ---------------------------------------------------------
-run_integration() {
+# ---- integration, reliability ----------------------------------------------
+# run_cases LEVEL DIR: python3 tests/integration/run.py --dir DIR.
+run_cases() {
+    local name="$1" dir="$2"
     if [[ ! -f tests/integration/run.py ]]; then
-        skip integration "tests/integration/run.py does not exist yet"
+        skip "$name" "tests/integration/run.py does not exist yet"
+        return
+    fi
+    if [[ ! -d "$dir" ]]; then
+        skip "$name" "$dir does not exist yet"
         return
     fi
     need_services
-    say "integration: python3 tests/integration/run.py (RELAY_BIN=$RELAY_BIN RELAY_FAKE_BIN=$RELAY_FAKE_BIN)"
-    local log="$TMP/integration.log" rc=0 line p f
+    say "$name: python3 tests/integration/run.py --dir $dir (RELAY_BIN=$RELAY_BIN RELAY_FAKE_BIN=$RELAY_FAKE_BIN)"
+    local log="$TMP/$name.log" rc=0 line p f
     set +e
-    timeout -k 10 "$T_LEVEL" python3 tests/integration/run.py 2>&1 | tee "$log"
+    timeout -k 10 "$T_LEVEL" python3 tests/integration/run.py --dir "$dir" 2>&1 | tee "$log"
     rc="${PIPESTATUS[0]}"
     set -e
     line="$(grep -E '^([A-Za-z]+: )?[0-9]+ passed, [0-9]+ failed' "$log" | tail -n1 || true)"
     if [[ -z "$line" ]]; then
-        echo "  the integration runner printed no 'N passed, N failed' line (exit $rc)"
-        add integration 0 1
+        echo "  the $name runner printed no 'N passed, N failed' line (exit $rc)"
+        add "$name" 0 1
         return
     fi
     p="$(sed -E 's/^([A-Za-z]+: )?([0-9]+) passed.*/\2/' <<<"$line")"
     f="$(sed -E 's/^([A-Za-z]+: )?[0-9]+ passed, ([0-9]+) failed.*/\2/' <<<"$line")"
     if ((rc != 0 && f == 0)); then
-        echo "  the integration runner exited $rc"
+        echo "  the $name runner exited $rc"
         f=1
     fi
-    add integration "$p" "$f"
+    add "$name" "$p" "$f"
 }
+
+run_integration() { run_cases integration tests/integration; }
+run_reliability() { run_cases reliability tests/reliability; }
 
 # ---- e2e -----------------------------------------------------------------
 # count WORD LINE: the number before WORD in pytest's summary line.
@@ -287,12 +300,16 @@ run_e2e_dashboard() {
     add "e2e chromium" "$p" "$f"
 }
 
-case "$level" in
-    unit) run_unit ;;
-    integration) run_integration ;;
-    e2e) run_e2e_python; run_e2e_node; run_e2e_dashboard ;;
-    all) run_unit; run_integration; run_e2e_python; run_e2e_node; run_e2e_dashboard ;;
-esac
+for level in "${levels[@]}"; do
+    case "$level" in
+        unit) run_unit ;;
+        integration) run_integration ;;
+        reliability) run_reliability ;;
+        e2e) run_e2e_python; run_e2e_node; run_e2e_dashboard ;;
+        all) run_unit; run_integration; run_reliability; run_e2e_python; run_e2e_node
+             run_e2e_dashboard ;;
+    esac
+done
 
 echo "$TOTAL_P passed, $TOTAL_F failed"
 ((TOTAL_F == 0)) || exit 1

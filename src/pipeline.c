@@ -261,13 +261,28 @@ bool pipeline_authenticate(struct req *r, const struct http_request *http)
 }
 
 /* A concrete model the key may not use: 403 naming what it may use. */
+/* The requested model as messages, the log line and the row name it: a
+ * configured name (or "auto") whole, anything else cut short, as it may be
+ * a key pasted into the wrong field (str_shown). Returns memory from
+ * r->arena, or model itself. */
+static const char *requested_name(struct req *r, const char *model)
+{
+    struct str m = str_from(model);
+    if (str_eq_lit(m, "auto") || config_model(r->cfg, m.p, m.len)) {
+        return model;
+    }
+    char shown[STR_SHOWN_MAX + 4];
+    str_shown(m, shown, sizeof(shown));
+    return arena_strndup(&r->arena, shown, strlen(shown));
+}
+
 static void refuse_model(struct req *r, const char *model)
 {
     struct api_error e;
     errors_from_rl(RL_E_FORBIDDEN, NULL, "model", &e);
     e.code = "model_not_allowed";
     int k = snprintf(e.message, sizeof(e.message), "This API key may not "
-                     "use the model '%.100s'. It may use: ", model);
+                     "use the model '%s'. It may use: ", model);
     for (size_t i = 0; i < r->nkey_models && k > 0 &&
                        (size_t)k < sizeof(e.message); i++) {
         k += snprintf(e.message + k, sizeof(e.message) - (size_t)k, "%s%s",
@@ -435,9 +450,9 @@ static bool route(struct req *r, const char *model)
     }
     if (err != RL_OK) {
         char msg[400];
-        snprintf(msg, sizeof(msg), "The model '%.200s' does not exist. "
+        snprintf(msg, sizeof(msg), "The model '%s' does not exist. "
                  "GET /v1/models lists the models this gateway serves; "
-                 "\"auto\" lets it choose.", model);
+                 "\"auto\" lets it choose.", r->model_requested);
         reply_error(r, err, msg, "model");
         return false;
     }
@@ -473,11 +488,11 @@ void pipeline_chat(struct gw_worker *w, struct conn *c,
         return;
     }
     const char *model = r->chat.model;
-    r->model_requested = model;
+    r->model_requested = requested_name(r, model);
     /* The key's allow list: a model by name is checked here; for "auto"
      * the routing step filters its candidates with r->key_models. */
     if (!auth_model_allowed(r->who, model)) {
-        refuse_model(r, model);
+        refuse_model(r, r->model_requested);
         req_free(r);
         return;
     }

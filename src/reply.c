@@ -311,6 +311,12 @@ static int rebrand(struct req *r, struct str obj, bool chunk,
     if (r->brand.len == 0) {
         make_brand(r);
     }
+    /* Every append below fits once this does (the object, with id and
+     * model replaced by the brand, usage perhaps dropped, and at most the
+     * brand and "created" added): a capped out never takes a cut answer. */
+    if (buf_reserve(out, obj.len + 2 * r->brand.len + 64) != RL_OK) {
+        return -1;
+    }
     /* The text is copied in runs between the few places that change: the
      * values of id and model, and the usage member when it is dropped
      * (with the comma before it, or after it when it comes first). */
@@ -342,8 +348,12 @@ static int rebrand(struct req *r, struct str obj, bool chunk,
 
 void reply_completion(struct req *r, struct str completion)
 {
-    buf_reset(&r->out);
-    if (rebrand(r, completion, false, NULL, 0, &r->out) < 0) {
+    /* The whole answer, as long as the transport let it be: r->out is
+     * sized for one stream chunk. */
+    struct buf body;
+    buf_init(&body, completion.len + 4096);
+    if (rebrand(r, completion, false, NULL, 0, &body) < 0) {
+        buf_free(&body);
         reply_error(r, RL_E_UPSTREAM_PROTOCOL, NULL, NULL);
         return;
     }
@@ -352,6 +362,7 @@ void reply_completion(struct req *r, struct str completion)
         r->output_tokens_est = accounting_tokens_output(completion);
     }
     if (!r->conn) {
+        buf_free(&body);
         return;
     }
     accounting_price(r);
@@ -363,9 +374,9 @@ void reply_completion(struct req *r, struct str completion)
     buf_append_cstr(&h, "\r\n");
     server_on_abort(r->conn, NULL, NULL);
     server_respond(r->conn, 200, "application/json",
-                   (struct str){h.p, h.len},
-                   (struct str){r->out.p, r->out.len});
+                   (struct str){h.p, h.len}, (struct str){body.p, body.len});
     buf_free(&h);
+    buf_free(&body);
 }
 
 void reply_stream_begin(struct req *r)

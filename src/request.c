@@ -83,6 +83,21 @@ struct req *req_new(struct gw_worker *w, struct conn *c,
     return r;
 }
 
+void req_hide_path(struct req *r, size_t keep)
+{
+    size_t len = strlen(r->path);
+    if (keep > len) {
+        keep = len;
+    }
+    char shown[STR_SHOWN_MAX + 4];
+    str_shown((struct str){r->path + keep, len - keep}, shown, sizeof(shown));
+    size_t n = strlen(shown);
+    char *p = arena_alloc(&r->arena, keep + n + 1);
+    memcpy(p, r->path, keep);
+    memcpy(p + keep, shown, n + 1);
+    r->path = p;
+}
+
 const char *req_route_text(struct req *r)
 {
     if (!r->route_text) {

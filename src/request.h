@@ -103,6 +103,11 @@ struct req {
  * a reference to the worker's current config. */
 struct req *req_new(struct gw_worker *w, struct conn *c,
                     const struct http_request *http);
+/* Cuts the part of r's logged path after its first keep bytes (the
+ * route's own) short, as str_shown does: that part is the client's choice
+ * (an unknown path, a model nobody has, an unauthorized admin call) and may
+ * be a key sent to the wrong place. */
+void req_hide_path(struct req *r, size_t keep);
 /* Returns routing_explain() of r->route, computed on the first call and
  * kept in r's arena; "" when r was not routed. */
 const char *req_route_text(struct req *r);

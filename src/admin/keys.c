@@ -190,7 +190,11 @@ void admin_serve(struct gw_worker *w, struct conn *c,
     struct req *r = req_new(w, c, http);
     struct job *j = rl_calloc(1, sizeof(*j));
     j->base.r = r;
-    if (!admin_authorized(r, http) || !route(r, http, j)) {
+    bool allowed = admin_authorized(r, http);
+    if (!allowed) {
+        req_hide_path(r, strlen("/admin/keys")); /* it may hold anything */
+    }
+    if (!allowed || !route(r, http, j)) {
         free(j);
         req_free(r);
         return;

@@ -324,14 +324,18 @@ static enum rl_err check_message(const struct jscan_item *m, size_t i,
     }
     if (!role) {
         char given[80];
+        char shown[STR_SHOWN_MAX + 4];
         size_t len;
         if (!jscan_string(rv.value, given, sizeof(given), &len)) {
             snprintf(given, sizeof(given), "(too long)");
+            len = strlen(given);
         }
         return problem_set(p, msg_name(param, sizeof(param), i, ".role"),
                            "Invalid value: '%s'. Supported values are: "
                            "'system', 'developer', 'user', 'assistant', "
-                           "'tool' and 'function'.", given);
+                           "'tool' and 'function'.",
+                           str_shown((struct str){given, len}, shown,
+                                     sizeof(shown)));
     }
     struct jscan_item content;
     bool has = member(m->value, "content", &content);
@@ -343,9 +347,9 @@ static enum rl_err check_message(const struct jscan_item *m, size_t i,
     struct jscan_item id;
     if (strcmp(role, "tool") == 0 &&
         (!member(m->value, "tool_call_id", &id) || id.type != '"')) {
-        msg_name(param, sizeof(param), i, "");
-        return problem_set(p, param, "Missing required parameter: "
-                           "'%s.tool_call_id'.", param);
+        msg_name(param, sizeof(param), i, ".tool_call_id");
+        return problem_set(p, param, "Missing required parameter: '%s'.",
+                           param);
     }
     return RL_OK;
 }

@@ -183,9 +183,11 @@ static void serve_models(struct req *r, const struct http_request *http)
             reply_json(r, 200, (struct str){body.p, body.len});
         } else {
             char msg[400];
-            snprintf(msg, sizeof(msg), "The model '%.*s' does not exist. "
+            char shown[STR_SHOWN_MAX + 4];
+            snprintf(msg, sizeof(msg), "The model '%s' does not exist. "
                      "GET /v1/models lists the models this gateway serves.",
-                     (int)(id.len > 200 ? 200 : id.len), id.p);
+                     str_shown(id, shown, sizeof(shown)));
+            req_hide_path(r, prefix + 1);
             reply_error(r, RL_E_MODEL_NOT_FOUND, msg, "model");
         }
     }
@@ -265,9 +267,12 @@ static void serve_static(struct req *r, const struct http_request *http,
                        (struct str){body.p ? body.p : "", body.len});
     } else if (status != 200) {
         char msg[2200];
-        snprintf(msg, sizeof(msg), status == 413 ? "%s is over the size cap."
-                 : "No file %s: is the dashboard built? Run make dashboard "
-                 "(or set dashboard.dir in relay.yaml).", path);
+        char shown[STR_SHOWN_MAX + 4];
+        snprintf(msg, sizeof(msg), status == 413
+                 ? "%s/%s is over the size cap."
+                 : "No file %s/%s: is the dashboard built? Run make "
+                 "dashboard (or set dashboard.dir in relay.yaml).",
+                 r->cfg->dashboard_dir, str_shown(rel, shown, sizeof(shown)));
         reply_error(r, status == 413 ? RL_E_BODY_TOO_LARGE : RL_E_NOT_FOUND,
                     msg, NULL);
     }
@@ -342,6 +347,7 @@ static void on_request(void *wctx, struct conn *c, struct http_request *http)
             reply_error(r, RL_E_METHOD, NULL, NULL);
         }
     } else {
+        req_hide_path(r, 0);
         reply_error(r, RL_E_NOT_FOUND, NULL, NULL);
     }
     req_free(r);

@@ -33,14 +33,6 @@ static enum rl_err bad(struct routing_plan *plan, const char *field,
     return RL_E_INVALID_REQUEST;
 }
 
-/* A copy of v's text for a message, cut short. */
-static const char *shown(struct str v, char *buf, size_t len)
-{
-    snprintf(buf, len, "%.*s%s", v.len > 24 ? 24 : (int)v.len, v.p,
-             v.len > 24 ? "..." : "");
-    return buf;
-}
-
 /* Reads a whole number from lo to hi; null leaves *out alone. */
 static enum rl_err read_int(const struct jscan_item *it, const char *field,
                             int lo, int hi, int *out,
@@ -61,7 +53,7 @@ static enum rl_err read_int(const struct jscan_item *it, const char *field,
         char fmt[96];
         snprintf(fmt, sizeof(fmt), "must be a whole number from %d to %d "
                  "(got %%s).", lo, hi);
-        return bad(plan, field, fmt, shown(it->value, buf, sizeof(buf)));
+        return bad(plan, field, fmt, str_shown(it->value, buf, sizeof(buf)));
     }
     *out = (int)v;
     return RL_OK;
@@ -86,11 +78,12 @@ static enum rl_err read_names(const struct config *cfg,
         char buf[32];
         if (!jscan_string(items[i].value, name, sizeof(name), &len)) {
             return bad(plan, field, "must hold model names as strings (got "
-                       "%s).", shown(items[i].value, buf, sizeof(buf)));
+                       "%s).", str_shown(items[i].value, buf, sizeof(buf)));
         }
         if (!config_model(cfg, name, len)) {
-            return bad(plan, field, "names no configured model: '%.60s' (GET "
-                       "/v1/models lists them).", name);
+            return bad(plan, field, "names no configured model: '%s' (GET "
+                       "/v1/models lists them).",
+                       str_shown((struct str){name, len}, buf, sizeof(buf)));
         }
         names[i] = arena_strndup(a, name, len);
     }
@@ -120,7 +113,7 @@ static enum rl_err read_member(const struct config *cfg,
         if (it->type != 't' && it->type != 'f' && !jscan_is_null(it)) {
             char buf[32];
             return bad(plan, "hedge", "must be true or false (got %s).",
-                       shown(it->value, buf, sizeof(buf)));
+                       str_shown(it->value, buf, sizeof(buf)));
         }
         o->hedge = jscan_is_null(it) ? o->hedge : it->type == 't';
         return RL_OK;
@@ -139,7 +132,7 @@ static enum rl_err read_member(const struct config *cfg,
     char buf[40];
     return bad(plan, NULL, "has no field '%s' (max_latency_ms, max_ttft_ms, "
                "min_quality_tier, allow, deny, hedge).",
-               shown(k, buf, sizeof(buf)));
+               str_shown(k, buf, sizeof(buf)));
 }
 
 enum rl_err routing_opts_read(const struct config *cfg,

@@ -106,7 +106,11 @@ static bool write_out(struct conn *c, const char *p, size_t n)
     if (n == 0) {
         return true;
     }
-    if (c->pending_out + n > CONN_MAX_PENDING_OUT) {
+    /* A client that lets output pile up is dropped. A whole response
+     * larger than the allowance, written when nothing is queued, is queued
+     * once: its size is bounded where it was made (a completion by the
+     * transport's cap), and cutting it would only lose it. */
+    if (c->pending_out > 0 && c->pending_out + n > CONN_MAX_PENDING_OUT) {
         log_write(LOG_WARN, "closing a client that does not read",
                   "\"pending_bytes\":%zu", c->pending_out);
         conn_close(c);
@@ -485,12 +489,24 @@ static void split_url(struct conn *c)
 static int on_headers_complete(http_parser *p)
 {
     struct conn *c = p->data;
+    /* HTTP/1.0 and 1.1 only: http-parser also takes a line without a
+     * version (0.9) and any digits. */
+    bool bad = p->http_major != 1 || p->http_minor > 1;
     /* The head buffer no longer grows: views into it are stable now. */
     for (size_t i = 0; i < c->req.nheaders; i++) {
         size_t *o = c->hdr_off[i];
         c->req.headers[i].name = (struct str){c->head.p + o[0], o[1]};
         c->req.headers[i].value =
             str_trim((struct str){c->head.p + o[2], o[3]});
+        /* http-parser lets "Name : value" through with the space in the
+         * name; RFC 9112 (5.1) says refuse it, lest a proxy in front read
+         * the header (say Content-Length) as we do not. */
+        struct str n = c->req.headers[i].name;
+        bad = bad || memchr(n.p, ' ', n.len) || memchr(n.p, '\t', n.len);
+    }
+    if (bad) {
+        c->reject = RL_E_BAD_HTTP;
+        return -1;
     }
     split_url(c);
     switch (p->method) {

@@ -34,7 +34,40 @@ static const unsigned char special[256] = {
     ['\\'] = 1,
 };
 
-/* Checks a \ escape at c->p (just past the backslash). */
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+static bool hex4(const char *p, const char *end, unsigned *out)
+{
+    if (end - p < 4) {
+        return false;
+    }
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0) {
+            return false;
+        }
+        v = v * 16 + (unsigned)h;
+    }
+    *out = v;
+    return true;
+}
+
+/* Checks a \ escape at c->p (just past the backslash). A \u escape of a
+ * UTF-16 surrogate must be a high one followed by a low one: a lone one
+ * names no character (jansson, and so many providers, refuse it). */
 static bool skip_escape(struct cursor *c)
 {
     if (c->p >= c->end) {
@@ -42,12 +75,21 @@ static bool skip_escape(struct cursor *c)
     }
     char e = *c->p++;
     if (e == 'u') {
-        for (int i = 0; i < 4; i++) {
-            if (c->p >= c->end || !strchr("0123456789abcdefABCDEF", *c->p) ||
-                !*c->p) {
+        unsigned cp;
+        if (!hex4(c->p, c->end, &cp)) {
+            return false;
+        }
+        c->p += 4;
+        if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            return false;
+        }
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            unsigned lo;
+            if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u' ||
+                !hex4(c->p + 2, c->end, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
                 return false;
             }
-            c->p++;
+            c->p += 6;
         }
         return true;
     }
@@ -339,37 +381,6 @@ bool jscan_utf8_valid(const char *s, size_t n, size_t *bad_at)
         }
         i += need + 1;
     }
-    return true;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-static bool hex4(const char *p, const char *end, unsigned *out)
-{
-    if (end - p < 4) {
-        return false;
-    }
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
-        if (h < 0) {
-            return false;
-        }
-        v = v * 16 + (unsigned)h;
-    }
-    *out = v;
     return true;
 }
 

@@ -61,4 +61,37 @@ static inline struct str str_trim(struct str a)
     return a;
 }
 
+/* Bytes of a client's text that may be repeated in an error message or a
+ * log line (str_shown). Keys are 16 characters or more, and are logged by
+ * their first 8 only: a key sent in the wrong field is not repeated
+ * either. */
+#define STR_SHOWN_MAX 8
+
+/*
+ * Writes s into out (n bytes, NUL-terminated) as a message or a log line
+ * may repeat a client's text: whole up to STR_SHOWN_MAX bytes, else its
+ * first STR_SHOWN_MAX bytes (not cutting a UTF-8 sequence) and "...".
+ * Returns out; n >= STR_SHOWN_MAX + 4 holds any s.
+ */
+static inline const char *str_shown(struct str s, char *out, size_t n)
+{
+    size_t k = s.len <= STR_SHOWN_MAX ? s.len : STR_SHOWN_MAX;
+    while (k > 0 && k < s.len && ((unsigned char)s.p[k] & 0xC0) == 0x80) {
+        k--; /* s.p[k] goes on a sequence: cut before that sequence */
+    }
+    const char *more = k < s.len ? "..." : "";
+    size_t m = strlen(more);
+    if (n == 0) {
+        return out;
+    }
+    if (k + m + 1 > n) {
+        k = 0;
+        m = n > 3 ? 3 : 0;
+    }
+    memcpy(out, s.p, k);
+    memcpy(out + k, more, m);
+    out[k + m] = '\0';
+    return out;
+}
+
 #endif

@@ -15,12 +15,14 @@ from pathlib import Path
 import yaml
 
 from relaytest import (CaseFailure, Conn, Stack, build_request, check_headers,
-                       deep_merge, fail, match, parse_sse, short, sse_text,
-                       subst, tail)
+                       deep_merge, fail, http_request, match, open_fds,
+                       parse_sse, read_rows, short, sse_text, subst, tail,
+                       tcp_sockets)
 
 CASE_KEYS = {"description", "config", "request", "raw", "expect", "responses",
              "closed", "steps", "upstream", "after", "log", "timeout_s",
-             "closed_within_s"}
+             "closed_within_s", "fds", "rows", "memory"}
+DIRECT = "x-relaytest-direct"  # marks the runner's own calls to the fake
 SANITIZER = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|"
                        r"runtime error:|SUMMARY: \w+Sanitizer")
 SIGNALS = {"HUP": signal.SIGHUP, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
@@ -36,6 +38,12 @@ def load_case(path):
         raise CaseFailure("unknown keys in case file: %s" % sorted(unknown))
     if not case.get("description"):
         raise CaseFailure("case file has no description")
+    # suite.yaml beside the case files: a config merged under each case's.
+    suite = Path(path).resolve().parent / "suite.yaml"
+    if suite.exists():
+        with open(suite, "rb") as f:
+            base = (yaml.safe_load(f) or {}).get("config") or {}
+        case["config"] = deep_merge(base, case.get("config") or {})
     return case
 
 
@@ -65,6 +73,9 @@ class Ctx:
         self.background = {}
         self.exited = False
         self.notes = []
+        self.row_expect = []   # (request id, expected row subset, where)
+        self.fd_base = {}      # the gateway's descriptors once it serves
+        self.rss_base_kb = 0
 
     def v(self, x):
         return subst(x, self.stack.vars())
@@ -92,7 +103,38 @@ class Ctx:
 
     def step_request(self, step, where):
         r = self.do_request(step["request"], where)
-        self.check_response(step.get("expect", {}), r, where)
+        exp = step.get("expect", {}) or {}
+        self.check_response(exp, r, where)
+        if "same_as_fake" in exp:
+            self.check_same_as_fake(step["request"], exp["same_as_fake"], r, where)
+
+    def check_same_as_fake(self, req, upstream_model, r, where):
+        """The answer's text and completion tokens are the fake's own for
+        the same body sent to it directly with model upstream_model (for
+        answers too long to compute here)."""
+        body = dict(req["body"])
+        body["model"] = upstream_model
+        direct = http_request(self.stack.fake_port, "POST", "/v1/chat/completions",
+                              headers=[(DIRECT, "1")], body=body,
+                              auth="Bearer " + self.stack.fake_key, timeout=60)
+        if direct.status != 200:
+            fail("%s: the fake answered the direct call %s" % (where, direct.status))
+
+        def text_and_tokens(resp):
+            if body.get("stream"):
+                events = parse_sse(resp.body)
+                usage = [e["usage"] for e in events
+                         if isinstance(e, dict) and e.get("usage")]
+                return sse_text(events), usage[-1]["completion_tokens"] if usage else None
+            j = json.loads(resp.body)
+            return (j["choices"][0]["message"]["content"],
+                    j["usage"]["completion_tokens"])
+        want, got = text_and_tokens(direct), text_and_tokens(r)
+        if got != want:
+            fail("%s: the client got %d bytes of text and %s completion tokens, the "
+                 "fake's own answer is %d bytes and %s tokens"
+                 % (where, len(got[0]), got[1], len(want[0]), want[1]))
+        self.say("%s: %d bytes of text, as the fake's own answer" % (where, len(got[0])))
 
     def do_request(self, req, where):
         req = dict(req)
@@ -346,6 +388,8 @@ class Ctx:
     def check_response(self, exp, r, where):
         exp = dict(exp or {})
         exp.pop("method", None)
+        if "row" in exp:
+            self.row_expect.append((r.header("x-request-id"), exp["row"], where))
         if "status" in exp and match(exp["status"], r.status) is not None:
             fail("%s: status %s, expected %s; got %s"
                  % (where, r.status, exp["status"], r.describe()))
@@ -394,6 +438,16 @@ class Ctx:
             why = match(exp["json"], r.json())
             if why:
                 fail("%s: body: %s" % (where, why))
+        if "text_fake" in exp:
+            # A whole answer's text is exactly the fake's (the stream's
+            # counterpart is sse.text_fake).
+            tf = exp["text_fake"]
+            want = fake_words(tf["prompt"], tf["tokens"])
+            choices = r.json().get("choices") or [{}]
+            got = (choices[0].get("message") or {}).get("content")
+            if got != want:
+                fail("%s: the answer's text is %r, expected the fake's answer %r"
+                     % (where, (got or "")[:300], want[:300]))
         if "body_regex" in exp:
             text = r.body.decode("utf-8", "replace")
             if not re.search(exp["body_regex"], text):
@@ -532,6 +586,7 @@ class Ctx:
         if "open_connections" in exp:
             self.check_upstream_open(exp["open_connections"], where)
         recs = [normalise_record(r) for r in self.stack.fake_requests()]
+        recs = [r for r in recs if DIRECT not in r["headers"]]
         summary = short([{"path": r["path"], "model": (r["body"] or {}).get("model")
                           if isinstance(r["body"], dict) else None} for r in recs], 600)
         if "count" in exp:
@@ -584,6 +639,79 @@ class Ctx:
                 fail("%s: %d connection(s) to the fake still open %d ms after the client left"
                      % (where, n, within_ms))
             time.sleep(0.05)
+
+    def note_baseline(self):
+        """The gateway's connections and files, and its memory, once it
+        serves, before the case's first request."""
+        self.fd_base = held_fds(self.stack.relay.pid)
+        self.rss_base_kb = proc_status_kb(self.stack.relay.pid, "VmRSS")
+
+    def check_fds(self):
+        """No connection is left behind: the fake has no answer under way
+        (every attempt the gateway gave up on was closed), and once the fake
+        closes its idle keep-alive connections, the gateway holds the TCP
+        connections and files it held before the case, no more."""
+        st = self.stack
+        deadline = time.time() + 3
+        while True:
+            busy = st.fake_connections()["busy"]
+            if busy == 0:
+                break
+            if time.time() > deadline:
+                fail("fds: %d connection(s) to the fake still wait for an answer 3 s "
+                     "after the case: an attempt given up on was not closed" % busy)
+            time.sleep(0.05)
+        st.fake_drop()
+        deadline = time.time() + 3
+        while True:
+            now = held_fds(st.relay.pid)
+            if len(now) <= len(self.fd_base):
+                return
+            if time.time() > deadline:
+                extra = sorted("%d: %s" % (fd, what) for fd, what in now.items()
+                               if self.fd_base.get(fd) != what)
+                fail("fds: the gateway holds %d connections and files, %d before the "
+                     "case; not there before: %s" % (len(now), len(self.fd_base), extra[:8]))
+            time.sleep(0.05)
+
+    def check_memory(self):
+        """The gateway's peak resident memory grew by at most the case's
+        bound over its memory before the case (memory: {peak_mb: M})."""
+        want = self.case.get("memory")
+        if not want:
+            return
+        peak = proc_status_kb(self.stack.relay.pid, "VmHWM")
+        grown = (peak - self.rss_base_kb) / 1024.0
+        self.say("memory: peak %.1f MB over the %.1f MB before the case"
+                 % (grown, self.rss_base_kb / 1024.0))
+        why = match(want.get("peak_mb"), round(grown, 1), "peak growth (MB)")
+        if why:
+            fail("memory: %s" % why)
+
+    def check_rows(self):
+        """Each request has exactly one row in the request log, with the
+        status its client saw (499 for a client that left), and the rows a
+        case expects (expect: {row: {...}}) match."""
+        store = self.stack.store()
+        if self.case.get("rows") is False or not (
+                store.startswith("sqlite:") or store.startswith("postgres")):
+            return
+        logged = [(rid, status) for rid, status, logged in self.request_ids if logged]
+        rows = read_rows(store, [rid for rid, _ in logged])
+        for rid, status in logged:
+            got = rows.get(rid, [])
+            if len(got) != 1:
+                fail("the request log has %d rows for request %s (status %s), "
+                     "expected 1" % (len(got), rid, status))
+            row = got[0]
+            left = row["status"] == 499 and row.get("client_gone")
+            if row["status"] != status and not left:
+                fail("the request log says status %s for request %s, the client got %s"
+                     % (row["status"], rid, status))
+        for rid, want, where in self.row_expect:
+            why = match(want, rows[rid][0], "row")
+            if why:
+                fail("%s: request log: %s; the row: %s" % (where, why, short(rows[rid][0], 900)))
 
     def check_log(self):
         text = self.stack.relay.output()
@@ -640,6 +768,27 @@ class Ctx:
                     fail("relay log has %d request lines for x-request-id %s (status %s), "
                          "expected 1; lines naming it: %s; request ids in the log: %s"
                          % (len(access), rid, status, mentions[:4], ids[:6]))
+
+
+def held_fds(pid):
+    """The descriptors of pid that a request may leave behind: TCP sockets
+    and files. Pipes, eventfds, epoll and socketpairs belong to the event
+    loops and libcurl, made once per worker (the second worker may still be
+    making them when the first answers /healthz)."""
+    return {fd: what for fd, what in open_fds(pid).items()
+            if what.startswith("socket ") or
+            (what.startswith("/") and not what.startswith("/dev/"))}
+
+
+def proc_status_kb(pid, field):
+    """A kB figure of /proc/PID/status (VmRSS, VmHWM), 0 if unreadable."""
+    try:
+        for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def connect(port, timeout, where):
@@ -714,18 +863,8 @@ def normalise_record(r):
 
 def established_to(port):
     """Counts ESTABLISHED TCP connections whose remote port is port."""
-    n = 0
-    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(f).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            parts = row.split()
-            rem, state = parts[2], parts[3]
-            if state == "01" and int(rem.rsplit(":", 1)[1], 16) == port:
-                n += 1
-    return n
+    return sum(1 for _, remote, state in tcp_sockets().values()
+               if state == "ESTABLISHED" and remote == port)
 
 
 def after_checks(ctx):
@@ -755,17 +894,22 @@ def run_case(path, verbose=0):
     ctx = Ctx(stack, case, verbose)
     try:
         ctx.say("tmp %s, relay :%d, fake :%d" % (stack.tmp, stack.relay_port, stack.fake_port))
+        ctx.note_baseline()
         for i, step in enumerate(steps):
             ctx.run_step(step, "step %d" % (i + 1) if len(steps) > 1 else "request")
         if case.get("upstream"):
             ctx.check_upstream(ctx.v(case["upstream"]))
         if not ctx.exited:
             after_checks(ctx)
+            ctx.check_memory()
+            if case.get("fds", True):
+                ctx.check_fds()
         code = stack.relay.stop()
         if code is not None and code < 0 and code != -signal.SIGKILL:
             fail("relay died of signal %d when stopped; its log ends:\n%s"
                  % (-code, tail(stack.relay.output())))
         ctx.check_log()
+        ctx.check_rows()
     except CaseFailure:
         if verbose:
             print("    relay log: %s/relay.log, fake log: %s/fake.log" % (stack.tmp, stack.tmp))

@@ -202,17 +202,8 @@ def wait_port(port, proc, timeout=10.0):
 
 def listening_inodes(port):
     """Inodes of the TCP sockets listening on port (any address)."""
-    out = set()
-    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(f).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            parts = row.split()
-            if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                out.add(parts[9])
-    return out
+    return {inode for inode, (local, _, state) in tcp_sockets().items()
+            if state == "LISTEN" and local == port}
 
 
 def foreign_listeners(port, pid):
@@ -269,6 +260,9 @@ class Stack:
             "RELAY_PORT": str(self.relay_port),
             "FAKE_PORT": str(self.fake_port),
             "FAKE_URL": "http://127.0.0.1:%d/v1" % self.fake_port,
+            # The request log a case may ask for: PostgreSQL when the
+            # environment has one (as scripts/test.sh sets), else SQLite.
+            "STORE": pg_url() or "sqlite:" + os.path.join(self.tmp, "relay.db"),
         }
 
     def start_fake(self):
@@ -340,6 +334,27 @@ class Stack:
             data = data["requests"]
         return data
 
+    def fake_connections(self):
+        """{"open": N, "busy": M}: the fake's connections, and those with an
+        answer under way (a hung or stalled one the gateway still holds)."""
+        r = http_request(self.fake_port, "GET", "/_fake/connections", auth=None,
+                         timeout=5)
+        if r.status != 200:
+            fail("GET /_fake/connections answered %d" % r.status)
+        return json.loads(r.body)
+
+    def fake_drop(self):
+        """Makes the fake close every other connection: the gateway's pooled
+        keep-alive connections see their end and close."""
+        r = http_request(self.fake_port, "POST", "/_fake/drop", auth=None,
+                         body=b"", timeout=5)
+        if r.status != 200:
+            fail("POST /_fake/drop answered %d" % r.status)
+
+    def store(self):
+        """The gateway's request log: the config's store, as written."""
+        return self.config.get("store") or ""
+
     def fake_reset(self):
         r = http_request(self.fake_port, "POST", "/_fake/reset", auth=None,
                          body=b"", timeout=5)
@@ -352,6 +367,102 @@ class Stack:
             if p is not None:
                 codes[p.name] = p.stop()
         return codes
+
+
+# ------------------------------------------------- descriptors, rows
+
+def pg_url():
+    """DATABASE_URL when it names a PostgreSQL, else None."""
+    url = os.environ.get("DATABASE_URL", "")
+    return url if url.startswith("postgres") else None
+
+
+def tcp_sockets():
+    """{inode: (local port, remote port, state)} of every TCP socket."""
+    states = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT",
+              "0A": "LISTEN", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+              "09": "LAST_ACK", "07": "CLOSE", "0B": "CLOSING",
+              "02": "SYN_SENT", "03": "SYN_RECV"}
+    out = {}
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(f).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            p = row.split()
+            out[p[9]] = (int(p[1].rsplit(":", 1)[1], 16),
+                         int(p[2].rsplit(":", 1)[1], 16),
+                         states.get(p[3], p[3]))
+    return out
+
+
+def open_fds(pid):
+    """{fd: what it is} for process pid; a TCP socket is described by its
+    ports and state ("socket 41234->5432 ESTABLISHED")."""
+    out = {}
+    try:
+        names = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return out
+    socks = None
+    for fd in names:
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            if socks is None:
+                socks = tcp_sockets()
+            s = socks.get(link[8:-1])
+            if s:
+                link = "socket %d->%d %s" % s
+        out[int(fd)] = link
+    return out
+
+
+def read_rows(store, ids):
+    """{request_id: [row, ...]} of the request log in store (postgres://
+    or sqlite:PATH) for the given ids; attempt_log parsed to a list."""
+    ids = sorted(set(ids))
+    rows = []
+    if not ids:
+        return {}
+    if store.startswith("postgres"):
+        sql = ("SELECT row_to_json(r) FROM request_log r WHERE request_id IN (%s)"
+               % ",".join("'%s'" % i.replace("'", "") for i in ids))
+        r = subprocess.run(["psql", store, "-Atq", "-f", "-"], input=sql,
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            fail("reading the request log: psql: %s" % r.stderr.strip())
+        rows = [json.loads(line) for line in r.stdout.splitlines() if line]
+    elif store.startswith("sqlite:"):
+        import sqlite3
+        db = sqlite3.connect(store[len("sqlite:"):])
+        db.row_factory = sqlite3.Row
+        try:
+            got = db.execute("SELECT * FROM request_log WHERE request_id IN (%s)"
+                             % ",".join("?" * len(ids)), ids).fetchall()
+        except sqlite3.Error as e:
+            fail("reading the request log %s: %s" % (store, e))
+        finally:
+            db.close()
+        rows = [dict(x) for x in got]
+        for row in rows:
+            for k in ("stream", "usage_estimated", "client_gone"):
+                if k in row and row[k] in (0, 1):
+                    row[k] = bool(row[k])
+    else:
+        fail("cannot read the request log of store %r" % store)
+    out = {}
+    for row in rows:
+        text = row.get("attempt_log") or ""
+        try:
+            row["attempt_log"] = json.loads(text) if text else []
+        except ValueError:
+            fail("request %s: attempt_log is not JSON: %r" % (row["request_id"], text[:200]))
+        out.setdefault(row["request_id"], []).append(row)
+    return out
 
 
 # --------------------------------------------------------------------- HTTP
@@ -391,12 +502,16 @@ class Response:
 
 
 class Conn:
-    """A client connection that reads responses with their framing."""
+    """A client connection that reads responses with their framing.
+
+    Bytes read wait in self.buf from self.pos on; reading moves pos and
+    compacts now and then, so a long stream costs linear time."""
 
     def __init__(self, port, timeout=15.0):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+        self.buf = bytearray()
+        self.pos = 0
         self.eof = False
         self.last_send = time.monotonic()
         self.send_error = None
@@ -429,24 +544,45 @@ class Conn:
         if not d:
             self.eof = True
             return False
+        if self.pos > 1 << 20:
+            del self.buf[:self.pos]
+            self.pos = 0
         self.buf += d
         return True
 
-    def _read_until(self, sep):
-        while sep not in self.buf:
-            if not self._fill():
-                return None
-        i = self.buf.index(sep)
-        out, self.buf = self.buf[:i], self.buf[i + len(sep):]
+    def _take(self, n):
+        out = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += len(out)
         return out
 
-    def _read_n(self, n):
-        while len(self.buf) < n:
-            if not self._fill():
-                out, self.buf = self.buf, b""
-                return out
-        out, self.buf = self.buf[:n], self.buf[n:]
+    def _rest(self):
+        """Takes every byte read and not yet consumed."""
+        out = bytes(self.buf[self.pos:])
+        self.buf = bytearray()
+        self.pos = 0
         return out
+
+    def pending(self):
+        """The bytes read and not yet consumed (a copy)."""
+        return bytes(self.buf[self.pos:])
+
+    def _read_until(self, sep):
+        seen = 0  # bytes after pos already searched (_fill may compact)
+        while True:
+            i = self.buf.find(sep, self.pos + seen)
+            if i >= 0:
+                out = bytes(self.buf[self.pos:i])
+                self.pos = i + len(sep)
+                return out
+            seen = max(0, len(self.buf) - self.pos - len(sep) + 1)
+            if not self._fill():
+                return None
+
+    def _read_n(self, n):
+        while len(self.buf) - self.pos < n:
+            if not self._fill():
+                return self._rest()
+        return self._take(n)
 
     def closed_by_peer(self, timeout):
         """(closed, extra): closed is True when the server closes (EOF)
@@ -458,8 +594,7 @@ class Conn:
             closed = True
         except socket.timeout:
             closed = False
-        extra, self.buf = self.buf, b""
-        return closed, extra
+        return closed, self._rest()
 
     def read_response(self, method="GET", on_data=None):
         """Reads one response; on_data(bytes_so_far) may return True to stop.
@@ -469,8 +604,8 @@ class Conn:
         r = Response()
         head = self._read_until(b"\r\n\r\n")
         if head is None:
-            if self.buf:
-                fail("connection closed inside a response head: %r" % self.buf[:200])
+            if self.pending():
+                fail("connection closed inside a response head: %r" % self.pending()[:200])
             return None
         r.first_byte_ms = (time.monotonic() - self.last_send) * 1000
         lines = head.decode("latin-1").split("\r\n")
@@ -487,7 +622,7 @@ class Conn:
             return r
         te = (r.header("transfer-encoding") or "").lower()
         cl = r.header("content-length")
-        body = b""
+        body = bytearray()
         stopped = False
         if "chunked" in te:
             while True:
@@ -498,7 +633,7 @@ class Conn:
                 try:
                     size = int(size_line.split(b";")[0].strip(), 16)
                 except ValueError:
-                    fail("bad chunk size line %r" % size_line)
+                    fail("bad chunk size line %r" % size_line[:200])
                 if size == 0:
                     # trailers, then an empty line
                     while True:
@@ -525,11 +660,11 @@ class Conn:
                 r.truncated = True
         else:
             while self._fill():
-                if on_data and on_data(self.buf):
+                if on_data and on_data(self.pending()):
                     stopped = True
                     break
-            body, self.buf = self.buf, b""
-        r.body = body
+            body = self._rest()
+        r.body = bytes(body)
         r.stopped = stopped
         r.elapsed_ms = (time.monotonic() - self.last_send) * 1000
         conn_hdr = (r.header("connection") or "").lower()

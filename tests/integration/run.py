@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Integration test runner: every tests/integration/cases/*.case against the
 real gateway (RELAY_BIN, default build/relay) and the fake provider
-(RELAY_FAKE_BIN, default build/relay-fake).
+(RELAY_FAKE_BIN, default build/relay-fake), then every test_*.py script
+beside them. `--dir DIR` runs another level the same way: DIR/cases/*.case,
+then DIR/test_*.py (tests/reliability).
 
 Each case runs in its own process (its own fake and gateway, on free ports)
 with a timeout, so a hung case fails and the suite goes on. Prints one line
@@ -105,6 +107,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=CASE_TIMEOUT_S,
                     help="seconds before a case is killed and failed (default %d)" % CASE_TIMEOUT_S)
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--dir", metavar="DIR", default=str(HERE),
+                    help="the level to run: DIR/cases/*.case, then DIR/test_*.py "
+                         "(default: this folder; tests/reliability)")
     ap.add_argument("--run-one", metavar="CASE", help=argparse.SUPPRESS)
     ap.add_argument("cases", nargs="*", help="case files (default: all in cases/)")
     args = ap.parse_args()
@@ -113,13 +118,17 @@ def main():
         run_one(args.run_one, args.verbose)
         return 0
 
-    paths = [Path(c) for c in args.cases] or sorted((HERE / "cases").glob("*.case"))
+    level = Path(args.dir).resolve()
+    paths = [Path(c) for c in args.cases] or sorted((level / "cases").glob("*.case"))
     if args.filter:
         subs = args.filter.split(",")
         paths = [p for p in paths if any(s in p.stem for s in subs)]
     if args.list:
         for p in paths:
             print(p.stem)
+        if not args.cases:
+            for script in sorted(level.glob("test_*.py")):
+                print(script.name)
         return 0
 
     from relaytest import fake_bin, relay_bin
@@ -166,11 +175,11 @@ def main():
                 print(verdict["trace"])
             failures.append(p.stem)
     # Test scripts for what a case cannot express (test_store_*.py: stopping
-    # PostgreSQL mid-load; test_keys.py: `relay keys`, the admin API, two
+    # PostgreSQL; test_keys.py: `relay keys`, the admin API, two
     # gateways on one PostgreSQL; test_limits.py: limits in Redis across two
     # gateways, Redis stopped); each prints its own "N passed, N failed".
     if not args.cases:
-        for script in sorted(HERE.glob("test_*.py")):
+        for script in sorted(level.glob("test_*.py")):
             if args.filter and not any(s in script.stem for s in args.filter.split(",")):
                 continue
             p_, f_ = run_script(script, args.verbose)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Integration tests of the request log (src/store/) that the declarative
 cases cannot express: a private PostgreSQL (scripts/services.sh in a temp
-folder) that is stopped in the middle of a load and started again, and a
-gateway restarted with a non-empty journal.
+folder) that is stopped and started again, and a gateway restarted with a
+non-empty journal. (PostgreSQL stopped in the middle of a load:
+tests/reliability/test_store_faults.py, which uses the helpers here.)
 
 Run by tests/integration/run.py (after the cases) or alone:
     python3 tests/integration/test_store_pg.py [-v] [-k NAME]
@@ -19,7 +20,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -145,43 +145,6 @@ def cost_nusd(prompt, completion):
     return (nusd + 500000) // 1000000
 
 
-def load(st, n, threads=8, during=None):
-    """n requests over `threads` keep-alive connections; calls during()
-    once a third of them are done. Returns {request_id: status}."""
-    ids = {}
-    lock = threading.Lock()
-    done = [0]
-    errors = []
-
-    def worker(k):
-        conn = http.client.HTTPConnection("127.0.0.1", st.relay_port, timeout=30)
-        try:
-            for i in range(k, n, threads):
-                status, rid, _ = request(conn, st.relay_key, body(i, stream=i % 3 == 0))
-                with lock:
-                    ids[rid] = status
-                    done[0] += 1
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(repr(e))
-        finally:
-            conn.close()
-
-    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in ts:
-        t.start()
-    if during:
-        while done[0] < n // 3 and any(t.is_alive() for t in ts):
-            time.sleep(0.01)
-        during()
-    for t in ts:
-        t.join()
-    if errors:
-        raise rt.CaseFailure("load: %d client errors, first: %s" % (len(errors), errors[0]))
-    if len(ids) != n:
-        raise rt.CaseFailure("load: %d distinct request ids for %d requests" % (len(ids), n))
-    return ids
-
-
 def wait_rows(pg, n, timeout=30):
     deadline = time.time() + timeout
     got = -1
@@ -265,38 +228,6 @@ def test_sqlite_is_the_default_store(pg, tmp):
         want = (200, prompt, 12, cost_nusd(prompt, 12), 1 if i % 2 == 0 else 0)
         if rows[rid] != want:
             raise rt.CaseFailure("%s: %s, expected %s" % (rid, rows[rid], want))
-
-
-def test_pg_stopped_mid_load_loses_and_doubles_nothing(pg, tmp):
-    pg.reset()
-    st = stack(pg.url, tmp)
-    n = 3000
-
-    def outage():
-        say("stopping postgresql after", n // 3, "requests")
-        pg.stop()
-        time.sleep(1.5)
-        pg.start()
-        say("postgresql started again")
-
-    t0 = time.time()
-    ids = load(st, n, during=outage)
-    say("%d requests in %.1f s" % (n, time.time() - t0))
-    got = wait_rows(pg, n, timeout=30)
-    out = stop(st)
-    check_exactly(pg, ids)
-    check_rollup(pg)
-    if got != n:
-        raise rt.CaseFailure("%d rows before shutdown, expected %d" % (got, n))
-    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    closed = [x for x in lines if x.get("msg") == "request log closed"]
-    if not closed or closed[-1]["lost"] != 0 or closed[-1]["enqueued"] != n:
-        raise rt.CaseFailure("close line: %s" % closed)
-    if closed[-1]["journaled"] == 0:
-        raise rt.CaseFailure("the outage journaled nothing: the test did not test it (%s)" % closed)
-    if any(Path(tmp, ".relay", "journal").rglob("j-*.jsonl")):
-        raise rt.CaseFailure("journal files left after replay")
-    say("close line:", closed[-1])
 
 
 def test_a_restart_replays_the_journal(pg, tmp):
@@ -443,7 +374,6 @@ def test_relay_migrate_is_idempotent(pg, tmp):
 
 TESTS = [test_pg_one_row_per_request_with_the_right_fields,
          test_sqlite_is_the_default_store,
-         test_pg_stopped_mid_load_loses_and_doubles_nothing,
          test_a_restart_replays_the_journal,
          test_pg_a_rejected_row_is_set_aside_and_its_batch_stored,
          test_pg_a_journal_of_rows_stored_already_adds_only_the_new,

@@ -288,7 +288,7 @@ static void test_missing_or_wrong_content_is_refused(void **state)
            RL_E_INVALID_REQUEST, "messages[0].content[0]", "image_url.url");
     refuse("{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":"
            "\"18C\"}]}",
-           RL_E_INVALID_REQUEST, "messages[0]", "tool_call_id");
+           RL_E_INVALID_REQUEST, "messages[0].tool_call_id", "tool_call_id");
 }
 
 struct wrong {

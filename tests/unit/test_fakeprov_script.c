@@ -122,6 +122,8 @@ static void test_bad_keys_and_values_are_refused(void **state)
     assert_parse_fails("m?p=nan");
     assert_parse_fails("m?fault=explode");
     assert_parse_fails("m?first=0");
+    assert_parse_fails("m?flap=0");
+    assert_parse_fails("m?tokens=16000001");
     assert_parse_fails("m?ttft_ms=99999999999999999999999");
     assert_parse_fails("m?code=");
 }
@@ -139,6 +141,23 @@ static void test_first_counts_each_exact_model_string(void **state)
     assert_true(fake_script_failure_applies(&sc, b));
     fake_script_reset(1);
     assert_true(fake_script_failure_applies(&sc, a));
+    fake_script_reset(1);
+}
+
+static void test_flap_fails_and_recovers_in_stretches_of_n(void **state)
+{
+    (void)state;
+    fake_script_reset(1);
+    struct script sc = parse_ok("m?status=503&flap=2");
+    struct str m = str_from("m?status=503&flap=2");
+    const bool want[] = {true, true, false, false, true, true, false};
+    for (size_t i = 0; i < sizeof(want) / sizeof(*want); i++) {
+        assert_int_equal(fake_script_failure_applies(&sc, m), want[i]);
+    }
+    struct script healthy = parse_ok("m?flap=2");
+    assert_false(fake_script_failure_applies(&healthy, m)); /* no failure */
+    fake_script_reset(1);
+    assert_true(fake_script_failure_applies(&sc, m));
     fake_script_reset(1);
 }
 
@@ -455,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_a_2xx_status_means_healthy),
         cmocka_unit_test(test_bad_keys_and_values_are_refused),
         cmocka_unit_test(test_first_counts_each_exact_model_string),
+        cmocka_unit_test(test_flap_fails_and_recovers_in_stretches_of_n),
         cmocka_unit_test(test_p_is_deterministic_for_a_seed),
         cmocka_unit_test(test_fnv1a_matches_the_reference_vectors),
         cmocka_unit_test(test_words_depend_on_prompt_and_index_only),

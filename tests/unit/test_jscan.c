@@ -85,7 +85,13 @@ static void test_it_accepts_what_jansson_accepts_and_nothing_else(
         "{}", "[]", "{\"a\":1}", "[1,2,3]", " \n\t{\"a\" : [ ] }\r\n",
         "{\"a\":\"\\u00e9\\n\\t\\\\\\/\"}", "[0, -0, 0.5, 1e5, 1E-5, -2.5e+3]",
         "[true,false,null]", "{\"a\":{\"b\":{\"c\":[[[]]]}}}",
+        "[\"\\ud83d\\ude00\"]", /* a surrogate pair */
         /* refused */
+        /* Regression (issue 9, the bad-input corpus): a lone UTF-16
+         * surrogate escape passed jscan, so a request with one went to the
+         * provider, which refused it; jansson refuses it at once. */
+        "[\"\\ud800\"]", "[\"\\udc00\"]", "[\"\\ud800\\u0041\"]",
+        "[\"\\ud800x\"]", "[\"\\ud800\\\"]",
         "", " ", "1", "\"s\"", "null", "{", "}", "[", "]", "{\"a\"}",
         "{\"a\":}", "{\"a\":1,}", "[1,]", "[,1]", "{a:1}", "{'a':1}",
         "[1 2]", "{\"a\":1 \"b\":2}", "[1.]", "[.5]", "[+1]",

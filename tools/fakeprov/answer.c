@@ -21,7 +21,7 @@ void fake_answer_init(struct answer *a)
 {
     *a = (struct answer){0};
     buf_init(&a->model, 64 << 10);
-    buf_init(&a->content, 8u << 20);
+    buf_init(&a->content, 256u << 20); /* FAKE_MAX_TOKENS words */
     buf_init(&a->tool_name, 4 << 10);
     buf_init(&a->err_code, 1 << 10);
     buf_init(&a->err_msg, 4 << 10);

@@ -19,6 +19,7 @@
 #include "fakeprov.h"
 
 #include <http_parser.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -76,6 +77,20 @@ struct wreq {
 static void pump(struct conn *c);
 static void job_tick(uv_timer_t *t);
 
+/* Connections open and connections with an answer under way, across
+ * workers (GET /_fake/connections): a test sees whether its client left a
+ * hung or stalled request open. */
+static atomic_long nconns_open;
+static atomic_long nconns_busy;
+
+static void set_busy(struct conn *c, bool busy)
+{
+    if (c->busy != busy) {
+        atomic_fetch_add(&nconns_busy, busy ? 1 : -1);
+    }
+    c->busy = busy;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Closing and writing                                                    */
 
@@ -85,6 +100,8 @@ static void on_close(uv_handle_t *h)
     if (--c->nopen > 0) {
         return;
     }
+    set_busy(c, false);
+    atomic_fetch_sub(&nconns_open, 1);
     buf_free(&c->in);
     buf_free(&c->head);
     buf_free(&c->body);
@@ -270,7 +287,7 @@ static void go_forever(struct conn *c)
 /* Ends the current answer and goes on with the next request, if any. */
 static void job_done(struct conn *c)
 {
-    c->busy = false;
+    set_busy(c, false);
     if (!c->keep_alive) {
         conn_end(c);
         return;
@@ -293,13 +310,13 @@ static void quick_error(struct conn *c, int status, const char *type,
 {
     fake_answer_reset(&c->ans);
     fake_answer_error(&c->ans, status, type, code, msg);
-    c->busy = true;
+    set_busy(c, true);
     send_error(c);
 }
 
 static void quick_json(struct conn *c, int status)
 {
-    c->busy = true;
+    set_busy(c, true);
     send_tmp(c, status, "application/json");
     job_done(c);
 }
@@ -414,7 +431,7 @@ static void job_tick(uv_timer_t *t)
 static void job_start(struct conn *c)
 {
     struct answer *a = &c->ans;
-    c->busy = true;
+    set_busy(c, true);
     c->forever = false;
     c->t0_ms = uv_now(c->tcp.loop);
     c->next_piece = 0;
@@ -619,6 +636,22 @@ static void models(struct conn *c, struct str path)
     quick_json(c, 200);
 }
 
+/* uv_walk callback: closes every connection but arg's (POST /_fake/drop). */
+static void drop_other(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_TCP && h->data && h->data != arg) {
+        conn_close(h->data, false);
+    }
+}
+
+/* GET /_fake/connections: counts across workers; this one is not busy. */
+static void connections(struct conn *c)
+{
+    (void)buf_printf(&c->tmp, "{\"open\":%ld,\"busy\":%ld}",
+                     atomic_load(&nconns_open), atomic_load(&nconns_busy));
+    quick_json(c, 200);
+}
+
 /* Answers the complete request in c->head and c->body. */
 static void dispatch(struct conn *c)
 {
@@ -674,6 +707,12 @@ static void dispatch(struct conn *c)
         quick_json(c, 200);
     } else if (get && str_eq_lit(path, "/_fake/requests")) {
         fake_record_dump(&c->tmp);
+        quick_json(c, 200);
+    } else if (get && str_eq_lit(path, "/_fake/connections")) {
+        connections(c);
+    } else if (post && str_eq_lit(path, "/_fake/drop")) {
+        uv_walk(c->tcp.loop, drop_other, c);
+        (void)buf_append_cstr(&c->tmp, "{\"ok\":true}");
         quick_json(c, 200);
     } else if (post && str_eq_lit(path, "/_fake/reset")) {
         fake_record_clear();
@@ -866,9 +905,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         pump(c);
     } else if (n == UV_EOF) {
         c->eof = true;
-        if (c->forever) {
+        if (c->forever || c->busy) {
+            /* The client left before its answer: nobody reads the rest
+             * (a hang, a stall, a first token or pacing still due). */
             conn_close(c, false);
-        } else if (!c->busy) {
+        } else {
             pump(c);
         }
     } else if (n < 0) {
@@ -884,6 +925,7 @@ void fake_conn_accept(uv_stream_t *server)
     c->tcp.data = c;
     c->timer.data = c;
     c->nopen = 2;
+    atomic_fetch_add(&nconns_open, 1);
     buf_init(&c->in, IN_MAX);
     buf_init(&c->head, FAKE_MAX_HEADERS);
     buf_init(&c->body, FAKE_MAX_BODY);

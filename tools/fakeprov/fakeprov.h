@@ -24,7 +24,8 @@
 #include "util/err.h"
 #include "util/str.h"
 
-#define FAKE_MAX_TOKENS 100000     /* largest completion length allowed */
+#define FAKE_MAX_TOKENS 16000000   /* largest completion length allowed:
+                                      about 80 MB of text (huge answers) */
 #define FAKE_MAX_BODY (16u << 20)  /* largest request body, bytes */
 #define FAKE_MAX_HEADERS (64u << 10) /* largest request head, bytes */
 
@@ -73,6 +74,9 @@ struct script {
     enum fake_fault fault; /* failure to stage */
     int64_t after;         /* tokens before a mid-stream fault; -1 = half */
     int64_t first;         /* failures only for the first N; 0 = all */
+    int64_t flap;          /* failures for requests 1..N, 2N+1..3N, ...
+                              of this model string, healthy between;
+                              0 = no flapping */
     double p;              /* probability the failure applies, 0..1 */
     int64_t retry_after_s; /* Retry-After of a 429, s; 0 = no header */
     int64_t cache_read;    /* cached prompt tokens read (`cached`) */

@@ -75,6 +75,9 @@ static const char usage[] =
 "  after=N        tokens before a mid-stream fault (default half)\n"
 "  first=N        status/fault only for the first N requests with this\n"
 "                 exact model string; later ones are healthy\n"
+"  flap=N         status/fault for requests 1..N, 2N+1..3N, ... of this\n"
+"                 model string, healthy for N+1..2N, ... (a flapping\n"
+"                 provider)\n"
 "  p=X            probability 0..1 that status/fault applies (seeded)\n"
 "  cached=N       cached prompt tokens in usage (alias cache_read)\n"
 "  cache_write=N  cache-creation tokens (Anthropic usage only)\n"
@@ -91,7 +94,9 @@ static const char usage[] =
 "POST /api/chat, GET /api/tags, GET /api/version (Ollama),\n"
 "GET /v1/models, GET /healthz, GET /_fake/requests (last 1000 chat\n"
 "requests, oldest first), POST /_fake/reset (clears them, the `first`\n"
-"counters and reseeds the PRNG).\n";
+"counters and reseeds the PRNG), GET /_fake/connections (open and busy\n"
+"connections), POST /_fake/drop (closes every other connection of the\n"
+"worker that answers).\n";
 
 /* ---------------------------------------------------------------------- */
 /* Command line                                                           */

@@ -119,6 +119,8 @@ static bool apply_pair(struct script *sc, struct str k, struct str v)
         return parse_int(v, 0, FAKE_MAX_TOKENS, &sc->after);
     } else if (str_eq_lit(k, "first")) {
         return parse_int(v, 1, INT64_MAX / 2, &sc->first);
+    } else if (str_eq_lit(k, "flap")) {
+        return parse_int(v, 1, INT64_MAX / 2, &sc->flap);
     } else if (str_eq_lit(k, "p")) {
         return parse_num(v, 0, 1, &sc->p);
     } else if (str_eq_lit(k, "retry_after")) {
@@ -249,13 +251,19 @@ bool fake_script_failure_applies(const struct script *sc, struct str model)
     if (!fake_script_has_failure(sc)) {
         return false;
     }
-    if (sc->first == 0 && sc->p >= 1.0) {
+    if (sc->first == 0 && sc->flap == 0 && sc->p >= 1.0) {
         return true;
     }
     pthread_mutex_lock(&state_mu);
     bool applies = true;
+    uint64_t seen = sc->first > 0 || sc->flap > 0 ? counter_bump(model) : 0;
     if (sc->first > 0) {
-        applies = counter_bump(model) <= (uint64_t)sc->first;
+        applies = seen <= (uint64_t)sc->first;
+    }
+    if (sc->flap > 0) {
+        /* Stretches of flap requests, failing first: 1..N fail, N+1..2N
+         * are healthy, and so on. */
+        applies = applies && (seen - 1) / (uint64_t)sc->flap % 2 == 0;
     }
     if (applies && sc->p < 1.0) {
         /* 53 random bits as a double in [0, 1). */

@@ -429,6 +429,31 @@ def check_first_and_p(port):
                      for _ in range(20)])
     check("p=0.5 is deterministic after reset and mixed", seqs[0] == seqs[1]
           and 3 <= seqs[0].count(500) <= 17, seqs)
+    sts = [chat(port, {"model": "m?status=503&flap=2", "messages": MSGS})[0]
+           for _ in range(7)]
+    check("flap=2: fails, recovers and fails again in stretches of 2",
+          sts == [503, 503, 200, 200, 503, 503, 200], sts)
+
+
+def check_connections(port):
+    """GET /_fake/connections counts a hanging request as busy until its
+    client leaves; POST /_fake/drop closes the other connections."""
+    base = json.loads(request(port, "GET", "/_fake/connections")[2])
+    s = socket.create_connection(("127.0.0.1", port))
+    body = json.dumps({"model": "m?fault=hang", "messages": MSGS}).encode()
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    time.sleep(0.2)
+    got = json.loads(request(port, "GET", "/_fake/connections")[2])
+    check("a hanging request is busy", got["busy"] == base["busy"] + 1
+          and got["open"] >= 2, (base, got))
+    request(port, "POST", "/_fake/drop")
+    s.settimeout(2)
+    check("drop closes the other connections", s.recv(100) == b"")
+    s.close()
+    time.sleep(0.1)
+    got = json.loads(request(port, "GET", "/_fake/connections")[2])
+    check("nothing busy once it is gone", got["busy"] == 0, got)
 
 
 def check_timing(port):
@@ -738,7 +763,8 @@ def main():
     f = Fake(args.bin)
     try:
         for fn in (check_text, check_stream, check_tools, check_json_modes, check_statuses,
-                   check_faults, check_first_and_p, check_timing, check_pipelining,
+                   check_faults, check_first_and_p, check_connections, check_timing,
+                   check_pipelining,
                    check_log, check_misc, check_sdk, check_formats_faults,
                    check_tps_formats):
             fn(f.port)
