@@ -120,6 +120,7 @@ void cache_free(struct cache *c)
 static bool decode(struct str value, struct cache_hit *hit, char *model,
                    size_t model_len)
 {
+    memset(hit, 0, sizeof(*hit));
     const char *nl = value.p ? memchr(value.p, '\n', value.len) : NULL;
     if (!nl || value.len < 3 || memcmp(value.p, "v1 ", 3) != 0) {
         return false;
