@@ -188,7 +188,7 @@ static float *vectors(const char *path)
     return v;
 }
 
-/* ---- the index ------------------------------------------------------------ */
+/* ---- the index ------------------------------------------------------ */
 
 static void bench_index(const float *v, size_t n)
 {

@@ -202,3 +202,18 @@ void cache_sha256_hex(const char *p, size_t len, char out[65])
     }
     out[64] = '\0';
 }
+
+bool cache_hex_to_32(const char *hex, unsigned char out[32])
+{
+    for (size_t i = 0; i < 64; i++) {
+        char c = hex[i];
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16;
+        if (d > 15) {
+            return false;
+        }
+        out[i / 2] = (unsigned char)(i % 2 ? (out[i / 2] << 4) | d : d);
+    }
+    return true;
+}

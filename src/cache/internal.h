@@ -67,6 +67,9 @@ json_t *cache_key_json(json_t *req, const char *model_class);
 enum rl_err cache_key_text(json_t *key, struct buf *out);
 /* Writes SHA-256(p, len) as 64 lower-case hex digits and a NUL. */
 void cache_sha256_hex(const char *p, size_t len, char out[65]);
+/* Reads 64 lower-case hex digits into 32 bytes; false on another
+ * character. */
+bool cache_hex_to_32(const char *hex, unsigned char out[32]);
 
 /* ---- index.c: one HNSW graph ---------------------------------------- */
 

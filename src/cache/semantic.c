@@ -95,25 +95,6 @@ static int64_t now_s(void)
     return (int64_t)time(NULL);
 }
 
-static bool hex_to_32(const char *hex, unsigned char out[32])
-{
-    for (size_t i = 0; i < 32; i++) {
-        unsigned v = 0;
-        for (size_t j = 0; j < 2; j++) {
-            char ch = hex[2 * i + j];
-            unsigned d = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
-                         : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
-                                                  : 16;
-            if (d > 15) {
-                return false;
-            }
-            v = v * 16 + d;
-        }
-        out[i] = (unsigned char)v;
-    }
-    return true;
-}
-
 /* ---------------------------------------------------------------------
  * Preparing a request (pure but for the encoder's presence)
  * ------------------------------------------------------------------- */
@@ -526,7 +507,8 @@ void cache_semantic_lookup(struct cache *c, const struct cache_key *k,
     *pending = NULL;
     struct cache_semw *w = c->sem;
     unsigned char ctx_hash[32];
-    if (!w || !w->c || !k->semantic || !hex_to_32(k->ctx, ctx_hash)) {
+    if (!w || !w->c || !k->semantic ||
+        !cache_hex_to_32(k->ctx, ctx_hash)) {
         cb(ctx, NULL, NULL, 0);
         return;
     }
@@ -643,7 +625,8 @@ void cache_semantic_insert(struct cache *c, const struct cache_key *k,
         .text = {k->text, k->text_len},
         .expires_s = now_s() + (int64_t)k->ttl_s,
     };
-    if (!hex_to_32(k->name + nl - 64, it.id) || !hex_to_32(k->ctx, it.ctx)) {
+    if (!cache_hex_to_32(k->name + nl - 64, it.id) ||
+        !cache_hex_to_32(k->ctx, it.ctx)) {
         return;
     }
     cache_semsync_put(&it);

@@ -87,24 +87,6 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool unhex(const char *p, size_t len, unsigned char out[32])
-{
-    if (len != 64) {
-        return false;
-    }
-    for (size_t i = 0; i < 64; i++) {
-        char c = p[i];
-        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                                            : 16;
-        if (d > 15) {
-            return false;
-        }
-        out[i / 2] = (unsigned char)(i % 2 ? (out[i / 2] << 4) | d : d);
-    }
-    return true;
-}
-
 /* ---------------------------------------------------------------------
  * Messages from the workers
  * ------------------------------------------------------------------- */
@@ -253,8 +235,8 @@ static void take(const char *scope, const redisReply *f, float *vec)
     struct cache_semset_item it = {.scope = scope, .vec = vec};
     if (!fp || !id || !ctx || !exp || !v || !text || fp->len != 16 ||
         memcmp(fp->str, Y.fp, 16) != 0 || v->len != Y.dim * sizeof(float) ||
-        !unhex(id->str, id->len, it.id) ||
-        !unhex(ctx->str, ctx->len, it.ctx)) {
+        id->len != 64 || !cache_hex_to_32(id->str, it.id) ||
+        ctx->len != 64 || !cache_hex_to_32(ctx->str, it.ctx)) {
         return; /* another model, or not a record of ours */
     }
     memcpy(vec, v->str, v->len);

@@ -50,8 +50,9 @@ static void test_the_last_user_message_is_embedded_and_the_rest_is_context(
     void **st)
 {
     (void)st;
-    struct split a = split_of("{\"model\":\"auto\",\"messages\":[" SYS("be brief")
-                              "," USER("What is the capital of France?") "]}");
+    struct split a = split_of("{\"model\":\"auto\",\"messages\":["
+                              SYS("be brief") ","
+                              USER("What is the capital of France?") "]}");
     struct split b = split_of("{\"messages\":[" SYS("be brief") ","
                               USER("What's France's capital city?") "],"
                               "\"model\":\"auto\",\"user\":\"u1\","
