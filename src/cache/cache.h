@@ -166,6 +166,18 @@ void cache_semantic_prepare(const struct config *cfg, struct cache_key *k,
                             struct str raw, const char *model_class,
                             double key_threshold, struct arena *arena);
 
+/* The semantic part's figures, for the metrics. */
+struct cache_semantic_stats {
+    bool on;             /* an encoder is loaded */
+    uint64_t entries;    /* in the index */
+    uint64_t queue_full; /* lookups refused by a full queue */
+    uint64_t timeouts;   /* lookups answered late (exact-only) */
+    uint64_t too_long;   /* prompts longer than the encoder's window */
+};
+
+/* Fills out (thread-safe; the index's count takes its read lock). */
+void cache_semantic_stats(struct cache_semantic_stats *out);
+
 /* Whether this process embeds prompts (a model was loaded). */
 bool cache_semantic_enabled(void);
 

@@ -15,6 +15,7 @@
  */
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,9 @@ static struct {
     struct cache_sem_pending **queue; /* ring */
     size_t qcap, qhead, qlen;
     bool stop;
+    atomic_uint_fast64_t queue_full; /* lookups refused: queue full */
+    atomic_uint_fast64_t timeouts;   /* lookups answered late */
+    atomic_uint_fast64_t too_long;   /* prompts past the window */
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static int64_t now_s(void)
@@ -102,6 +106,22 @@ static int64_t now_s(void)
 bool cache_semantic_enabled(void)
 {
     return S.enc != NULL;
+}
+
+void cache_semantic_stats(struct cache_semantic_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&S.mu);
+    out->on = S.enc != NULL;
+    if (S.set) {
+        struct cache_semset_stats st;
+        cache_semset_stats(S.set, &st);
+        out->entries = st.entries;
+    }
+    pthread_mutex_unlock(&S.mu);
+    out->queue_full = atomic_load(&S.queue_full);
+    out->timeouts = atomic_load(&S.timeouts);
+    out->too_long = atomic_load(&S.too_long);
 }
 
 void cache_semantic_prepare(const struct config *cfg, struct cache_key *k,
@@ -141,6 +161,7 @@ static void process(struct cache_sem_pending *j, int32_t *ids)
         snprintf(j->found.reason, sizeof(j->found.reason),
                  "the prompt is longer than the encoder's %zu tokens",
                  S.max_tokens);
+        atomic_fetch_add(&S.too_long, 1);
         return; /* not embedded: exact only */
     }
     if (encoder_embed(S.enc, j->text, j->text_len, j->vec) != RL_OK) {
@@ -288,8 +309,11 @@ static void stop(void)
     }
     S.nthreads = 0;
     cache_semsync_stop();
-    cache_semset_free(S.set);
+    pthread_mutex_lock(&S.mu);
+    struct cache_semset *set = S.set;
     S.set = NULL;
+    pthread_mutex_unlock(&S.mu);
+    cache_semset_free(set);
     free(S.queue);
     S.queue = NULL;
     encoder_close(S.enc);
@@ -356,6 +380,7 @@ static void on_timer(uv_timer_t *t)
         wait_unlink(w, j);
         cache_semantic_fn cb = j->cb;
         j->cb = NULL; /* freed when the pool gives it back */
+        atomic_fetch_add(&S.timeouts, 1);
         cb(j->ctx, NULL, NULL, 0);
     }
     arm(w);
@@ -533,6 +558,7 @@ void cache_semantic_lookup(struct cache *c, const struct cache_key *k,
     w->all = j;
     j->deadline_ms = uv_now(w->done_async.loop) + w->timeout_ms;
     if (!enqueue(j)) {
+        atomic_fetch_add(&S.queue_full, 1);
         job_free(j);
         cb(ctx, NULL, NULL, 0); /* busy: exact only */
         return;

@@ -250,6 +250,43 @@ def t_a_semantic_hit_is_replayed_as_a_stream(tmp, gws):
     check(upstream_count(gw) == n, "the stream reached the provider")
 
 
+def stream_of(gw, key, b):
+    r = rt.http_request(gw.port, "POST", "/v1/chat/completions",
+                        auth="Bearer " + key, body=json.dumps(b).encode())
+    return r, r.header("x-relay-cache")
+
+
+def t_errors_and_cut_streams_are_never_cached(tmp, gws):
+    models = [tl.PRICED,
+              {"name": "refusing", "upstream": "up-r?status=400&tokens=5"},
+              {"name": "cutting",
+               "upstream": "up-cut?fault=cut&after=3&tokens=10&ttft_ms=0&tps=0"}]
+    gw = tl.gateway(tmp, gws, extra=dict(semantic(), models=models))
+    key, _ = tk.create_cli(gw, "--name", "sem-errors")
+    status, h, _ = tl.first_call(gw, key, dict(body(FRANCE), model="refusing"))
+    check(status == 400, "refusing: %d" % status)
+    status, h, _ = ask(gw, key, dict(body(FRANCE2), model="refusing"))
+    check(status == 400 and h.get("x-relay-cache") == "miss",
+          "after an error: %d %r" % (status, h.get("x-relay-cache")))
+    r, cache = stream_of(gw, key, dict(body(FRANCE), model="cutting", stream=True))
+    check(r.status == 200 and b"[DONE]" not in r.body, "the cut stream: %s" % r.describe())
+    time.sleep(0.3)
+    r, cache = stream_of(gw, key, dict(body(FRANCE2), model="cutting", stream=True))
+    check(cache == "miss", "after a cut stream: %r" % cache)
+    n = upstream_count(gw)
+    check(n == 4, "each of the four reached the provider: %d" % n)
+
+
+def t_without_redis_the_semantic_cache_works_in_process(tmp, gws):
+    gw = tl.gateway(tmp, gws, redis="redis://127.0.0.1:1/0", extra=semantic())
+    key, _ = tk.create_cli(gw, "--name", "sem-noredis")
+    status, h, _ = tl.first_call(gw, key, body(FRANCE))
+    check(status == 200 and h.get("x-relay-cache") == "miss", "first: %d %r" % (status, h))
+    status, h, _ = ask(gw, key, body(FRANCE2))
+    check(status == 200 and h.get("x-relay-cache") == "semantic",
+          "Redis down: %d %r" % (status, h.get("x-relay-cache")))
+
+
 def t_without_a_model_the_cache_is_exact_only_and_says_so(tmp, gws):
     gw = tl.gateway(tmp, gws, extra={"cache": {"enabled": True}})
     key, _ = tk.create_cli(gw, "--name", "sem-none")
@@ -277,6 +314,8 @@ TESTS = [
     t_two_gateways_share_an_entry_within_a_second,
     t_a_restarted_gateway_rebuilds_its_index_from_redis,
     t_a_semantic_hit_is_replayed_as_a_stream,
+    t_errors_and_cut_streams_are_never_cached,
+    t_without_redis_the_semantic_cache_works_in_process,
     t_without_a_model_the_cache_is_exact_only_and_says_so,
 ]
 
