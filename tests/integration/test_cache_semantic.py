@@ -273,8 +273,10 @@ def t_errors_and_cut_streams_are_never_cached(tmp, gws):
     time.sleep(0.3)
     r, cache = stream_of(gw, key, dict(body(FRANCE2), model="cutting", stream=True))
     check(cache == "miss", "after a cut stream: %r" % cache)
+    # Each reached the provider (a cut deterministic stream is also
+    # retried by the stream rescue: more than one request each).
     n = upstream_count(gw)
-    check(n == 4, "each of the four reached the provider: %d" % n)
+    check(n >= 4, "each of the four reached the provider: %d" % n)
 
 
 def t_without_redis_the_semantic_cache_works_in_process(tmp, gws):
