@@ -142,6 +142,14 @@ def t_the_threshold_of_the_request_and_of_the_key_decide(tmp, gws):
     listed = [k for k in json.loads(r.stdout) if strict.startswith(k["prefix"])]
     check(listed and listed[0].get("cache") == {"threshold": 0.99},
           "relay keys list shows %r" % (listed[0] if listed else None))
+    # The same through the admin API.
+    status, b = gw.admin("POST", "/admin/keys", {"name": "sem-admin",
+                                                 "cache": {"threshold": 0.97}})
+    check(status == 201 and b.get("cache") == {"threshold": 0.97}, "POST: %s %s" % (status, b))
+    tk.SECRETS.append(b["key"])
+    status, b = gw.admin("POST", "/admin/keys", {"name": "x", "cache": {"threshold": 1.5}})
+    check(status == 400 and tk.error_of(b)["param"] == "cache", "bad threshold: %s %s"
+          % (status, b))
 
 
 def t_entries_are_scoped_to_the_key(tmp, gws):
