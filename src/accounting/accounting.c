@@ -127,6 +127,9 @@ void accounting_row(const struct req *r, int64_t now_wall_us,
     store_copy_text(row->cache_status, sizeof(row->cache_status),
                     r->cache_status ? r->cache_status : "miss");
     row->savings_nusd = r->savings_nusd;
+    row->has_similarity = r->cache_status &&
+                          strcmp(r->cache_status, "semantic") == 0;
+    row->cache_similarity = row->has_similarity ? r->cache_similarity : 0;
     row->status = r->status;
     row->attempts = r->attempts;
     row->prompt_tokens = r->usage.prompt_tokens;
@@ -249,6 +252,11 @@ static void log_line(const struct req *r, const struct store_row *row)
     raw(&b, "cost_usd", "");
     buf_append_fixed(&b, r->cost_nusd, 9);
     text(&b, "cache_status", row->cache_status);
+    if (row->has_similarity) {
+        raw(&b, "cache_similarity", "");
+        buf_append_fixed(&b, (int64_t)(row->cache_similarity * 10000 + 0.5),
+                         4);
+    }
     raw(&b, "savings_usd", "");
     buf_append_fixed(&b, row->savings_nusd, 9);
     ms(&b, "latency_ms", row->latency_us);

@@ -40,6 +40,10 @@ bool admin_spec_routing_pairs(struct store_key *spec, const char *pairs,
 /* Sets spec->models from "a,b" (empty: every model). */
 bool admin_spec_models_csv(struct store_key *spec, const char *csv,
                            char *err, size_t n);
+/* Sets spec->cache to {"threshold": T} from "0.95" (above 0, at most 1):
+ * the key's least similarity of a semantic cache hit. */
+bool admin_spec_cache_threshold(struct store_key *spec, const char *text,
+                                char *err, size_t n);
 /* Parses "50" or "0.25" USD into spec->budget_nusd, exactly. */
 bool admin_spec_budget_usd(struct store_key *spec, const char *usd,
                            char *err, size_t n);

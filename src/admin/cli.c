@@ -27,6 +27,7 @@ static const char usage_keys[] =
     "         [--budget-usd USD --period day|week|month|total]\n"
     "         [--models a,b]\n"
     "         [--routing max_latency_ms=600,min_quality_tier=2]\n"
+    "         [--cache-threshold 0.95]\n"
     "                     makes a key and prints it once, alone on the last\n"
     "                     line (0 for a limit: none; no --models:\n"
     "                     every model)\n"
@@ -113,6 +114,9 @@ static bool create_opt(int argc, char **argv, int *i, struct admin_cli *out,
     if (opt_value(argc, argv, i, "--routing", &v)) {
         return admin_spec_routing_pairs(k, v, err, n);
     }
+    if (opt_value(argc, argv, i, "--cache-threshold", &v)) {
+        return admin_spec_cache_threshold(k, v, err, n);
+    }
     *known = false;
     return true;
 }
@@ -172,6 +176,7 @@ int admin_cli_parse(int argc, char **argv, struct admin_cli *out, char *err,
     memset(out, 0, sizeof(*out));
     snprintf(out->spec.models, sizeof(out->spec.models), "[]");
     snprintf(out->spec.routing, sizeof(out->spec.routing), "{}");
+    snprintf(out->spec.cache, sizeof(out->spec.cache), "{}");
     if (argc < 2 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "--help") == 0) {
         out->help = true;
@@ -287,9 +292,9 @@ static int cmd_create(struct store_db *db, struct admin_cli *cli)
     } else {
         printf("none\n");
     }
-    printf("models:  %s\nrouting: %s\n", strcmp(k->models, "[]") ? k->models
-                                                                  : "all",
-           k->routing);
+    printf("models:  %s\nrouting: %s\ncache:   %s\n",
+           strcmp(k->models, "[]") ? k->models : "all", k->routing,
+           k->cache);
     printf("The key is shown once, on the next line: keep it now.\n%s\n",
            nk.key);
     explicit_bzero(&nk, sizeof(nk));

@@ -161,6 +161,22 @@ bool admin_spec_routing_pairs(struct store_key *spec, const char *pairs,
     return ok;
 }
 
+bool admin_spec_cache_threshold(struct store_key *spec, const char *text,
+                                char *err, size_t n)
+{
+    char *end = NULL;
+    double t = text ? strtod(text, &end) : 0;
+    if (!text || end == text || *end || !(t > 0 && t <= 1) ||
+        strlen(text) > 20) {
+        snprintf(err, n, "cache_threshold: expected a cosine similarity "
+                 "above 0 and at most 1, like 0.95, not '%.40s'",
+                 text ? text : "");
+        return false;
+    }
+    snprintf(spec->cache, sizeof(spec->cache), "{\"threshold\":%s}", text);
+    return true;
+}
+
 bool admin_spec_budget_usd(struct store_key *spec, const char *usd,
                            char *err, size_t n)
 {
@@ -280,13 +296,38 @@ static bool body_routing(const struct jscan_item *it, struct store_key *spec,
     return ok;
 }
 
+/* "cache": {"threshold": 0.95} (or null: none). */
+static bool body_cache(const struct jscan_item *it, struct store_key *spec,
+                       char *err, size_t n)
+{
+    if (jscan_is_null(it)) {
+        snprintf(spec->cache, sizeof(spec->cache), "{}");
+        return true;
+    }
+    json_t *in = json_loadb(it->value.p, it->value.len, JSON_DECODE_ANY,
+                            NULL);
+    json_t *th = json_object_get(in, "threshold");
+    bool ok = json_is_object(in) && json_object_size(in) == (th ? 1 : 0);
+    if (ok && th) {
+        char text[32];
+        snprintf(text, sizeof(text), "%.6g", json_number_value(th));
+        ok = json_is_number(th) &&
+             admin_spec_cache_threshold(spec, text, err, n);
+    } else if (!ok) {
+        snprintf(err, n, "cache: expected an object such as "
+                 "{\"threshold\": 0.95}");
+    }
+    json_decref(in);
+    return ok;
+}
+
 /* Reads one member of the body into spec; sets *param to its name. */
 static bool body_member(const struct jscan_item *it, struct store_key *spec,
                         char *err, size_t n, const char **param)
 {
     static const char *const names[] = {
         "name", "rpm", "tpm", "max_concurrent", "budget_usd", "period",
-        "models", "routing", NULL,
+        "models", "routing", "cache", NULL,
     };
     *param = NULL;
     for (int i = 0; names[i]; i++) {
@@ -298,7 +339,8 @@ static bool body_member(const struct jscan_item *it, struct store_key *spec,
     const char *p = *param ? *param : "";
     if (!*param) {
         snprintf(err, n, "unknown field '%.*s'; the fields are name, rpm, "
-                 "tpm, max_concurrent, budget_usd, period, models, routing",
+                 "tpm, max_concurrent, budget_usd, period, models, routing, "
+                 "cache",
                  (int)(it->key.len > 40 ? 40 : it->key.len), it->key.p);
         *param = "body";
         return false;
@@ -315,6 +357,9 @@ static bool body_member(const struct jscan_item *it, struct store_key *spec,
     }
     if (strcmp(p, "routing") == 0) {
         return body_routing(it, spec, err, n);
+    }
+    if (strcmp(p, "cache") == 0) {
+        return body_cache(it, spec, err, n);
     }
     if (strcmp(p, "budget_usd") == 0) {
         /* The number's own digits, so 0.1 is exactly 100,000,000. */
@@ -351,6 +396,7 @@ bool admin_body_parse(struct str body, struct store_key *spec, char *err,
     memset(spec, 0, sizeof(*spec));
     snprintf(spec->models, sizeof(spec->models), "[]");
     snprintf(spec->routing, sizeof(spec->routing), "{}");
+    snprintf(spec->cache, sizeof(spec->cache), "{}");
     *param = NULL;
     struct jscan_item items[16];
     size_t nitems = 0;
@@ -383,6 +429,11 @@ json_t *admin_key_json(const struct store_key *k)
 {
     json_t *models = json_loads(k->models, 0, NULL);
     json_t *routing = json_loads(k->routing, 0, NULL);
+    json_t *cache = json_loads(k->cache, 0, NULL);
+    if (!json_is_object(cache)) {
+        json_decref(cache);
+        cache = json_object();
+    }
     if (!json_is_array(models)) {
         json_decref(models);
         models = json_array();
@@ -396,7 +447,7 @@ json_t *admin_key_json(const struct store_key *k)
              k->budget_nusd / 1000000000, k->budget_nusd % 1000000000);
     return json_pack(
         "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s?, s:s?, s:o, s:o, s:s, "
-        "s:s?, s:I}",
+        "s:s?, s:I, s:o}",
         "id", k->id, "name", k->name, "prefix", k->prefix, "rpm",
         (json_int_t)k->rpm, "tpm", (json_int_t)k->tpm, "max_concurrent",
         (json_int_t)k->max_concurrent, "budget_nusd",
@@ -405,5 +456,5 @@ json_t *admin_key_json(const struct store_key *k)
         k->budget_period ? store_period_name(k->budget_period) : NULL,
         "models", models, "routing", routing, "created_at",
         k->created_at, "revoked_at", k->revoked_at[0] ? k->revoked_at : NULL,
-        "version", (json_int_t)k->version);
+        "version", (json_int_t)k->version, "cache", cache);
 }

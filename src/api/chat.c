@@ -429,9 +429,41 @@ static enum rl_err check_stop(const struct jscan_item *stop,
     return RL_OK;
 }
 
+/* Relay's own cache object: {mode, ttl, threshold} (docs/cache.md). */
+static enum rl_err check_cache(const struct jscan_item *c,
+                               struct api_problem *p)
+{
+    struct jscan_item v;
+    if (member(c->value, "mode", &v) && !string_is(&v, "off") &&
+        !string_is(&v, "exact") && !string_is(&v, "semantic")) {
+        return problem_set(p, "cache.mode", "Invalid 'cache.mode': "
+                           "expected 'off', 'exact' or 'semantic'.");
+    }
+    if (member(c->value, "threshold", &v) &&
+        (!is_number(&v) || !(number_of(&v) > 0 && number_of(&v) <= 1))) {
+        return problem_set(p, "cache.threshold", "Invalid "
+                           "'cache.threshold': expected a cosine "
+                           "similarity above 0 and at most 1, like 0.95.");
+    }
+    if (member(c->value, "ttl", &v) &&
+        (!is_integer(&v) || number_of(&v) < 1 ||
+         number_of(&v) > 86400.0 * 365)) {
+        return problem_set(p, "cache.ttl", "Invalid 'cache.ttl': expected "
+                           "whole seconds from 1 to 31536000.");
+    }
+    return RL_OK;
+}
+
 static enum rl_err check_misc(const struct jscan_item *items, size_t n,
                               struct api_problem *p)
 {
+    const struct jscan_item *cache = jscan_find(items, n, "cache");
+    if (cache && cache->type == '{') {
+        enum rl_err err = check_cache(cache, p);
+        if (err != RL_OK) {
+            return err;
+        }
+    }
     const struct jscan_item *stop = jscan_find(items, n, "stop");
     if (stop) {
         enum rl_err err = check_stop(stop, p);

@@ -67,6 +67,8 @@ struct auth_result {
     const char *const *models;   /* allowed model names, in the arena */
     size_t nmodels;              /* 0: every model */
     struct auth_routing routing; /* the key's routing defaults */
+    double cache_threshold;      /* the key's semantic cache threshold;
+                                    0: cache.threshold */
 };
 
 /*

@@ -178,6 +178,10 @@ static void fill(struct keycache_key *k, const struct held *h)
     k->spent_nusd = h->spent_nusd;
     parse_models(row->models, k);
     parse_routing(row->routing, &k->routing);
+    json_t *cache = json_loads(row->cache, 0, NULL);
+    json_t *th = json_object_get(cache, "threshold");
+    k->cache_threshold = json_is_number(th) ? json_number_value(th) : 0;
+    json_decref(cache);
 }
 
 static struct snap *build(void)

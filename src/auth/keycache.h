@@ -24,6 +24,7 @@ struct keycache_key {
     char **models;               /* allowed names; owned by the snapshot */
     size_t nmodels;              /* 0: all */
     struct auth_routing routing; /* defaults */
+    double cache_threshold;      /* semantic cache; 0: the configured one */
 };
 
 /*

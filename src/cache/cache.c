@@ -55,13 +55,6 @@ static void lru_put(const char *key, struct str v, uint64_t ttl_ms)
     pthread_mutex_unlock(&lru_lock);
 }
 
-struct cache {
-    struct uv_loop_s *loop;
-    struct redis *redis;    /* NULL without redis: */
-    size_t max_entry_bytes;
-    bool down_logged;       /* one line per outage */
-};
-
 struct cache_pending {
     struct cache *c;
     cache_lookup_fn cb;     /* NULL once cancelled */
@@ -94,6 +87,7 @@ struct cache *cache_new(struct uv_loop_s *loop, const struct config *cfg)
     }
     pthread_mutex_unlock(&lru_lock);
     c->max_entry_bytes = cfg->cache.max_entry_bytes;
+    c->sem = cache_semw_new(c, loop, cfg);
     if (cfg->redis && *cfg->redis) {
         struct redis_opts ro = {
             .command_timeout_ms = cfg->cache.redis_timeout_ms,
@@ -111,6 +105,7 @@ void cache_free(struct cache *c)
         return;
     }
     redis_free(c->redis); /* a pending lookup answers a miss */
+    cache_semw_free(c->sem);
     pthread_mutex_lock(&lru_lock);
     if (--lru_users == 0) {
         cache_lru_free(lru);
@@ -125,6 +120,7 @@ void cache_free(struct cache *c)
 static bool decode(struct str value, struct cache_hit *hit, char *model,
                    size_t model_len)
 {
+    memset(hit, 0, sizeof(*hit));
     const char *nl = value.p ? memchr(value.p, '\n', value.len) : NULL;
     if (!nl || value.len < 3 || memcmp(value.p, "v1 ", 3) != 0) {
         return false;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cache/cache.h"
+#include "cache/internal.h"
 #include "config/config.h"
 
 /* Members copied into the key as they are (canonically serialised). */
@@ -74,14 +75,8 @@ static json_t *messages_of(json_t *messages)
     return out;
 }
 
-enum rl_err cache_normalise(struct str raw, const char *model_class,
-                            struct buf *out)
+json_t *cache_key_json(json_t *req, const char *model_class)
 {
-    json_t *req = json_loadb(raw.p, raw.len, 0, NULL);
-    if (!json_is_object(req)) {
-        json_decref(req);
-        return RL_E_INVALID_REQUEST;
-    }
     json_t *key = json_object();
     json_object_set_new(key, "model", json_string(model_class));
     json_object_set_new(key, "messages",
@@ -105,19 +100,38 @@ enum rl_err cache_normalise(struct str raw, const char *model_class,
     if (json_is_integer(mt)) {
         json_object_set(key, "max_tokens", mt);
     }
+    return key;
+}
+
+enum rl_err cache_key_text(json_t *key, struct buf *out)
+{
     char *text = json_dumps(key, JSON_COMPACT | JSON_SORT_KEYS |
                                      JSON_ENSURE_ASCII);
     enum rl_err err = text ? buf_append_cstr(out, text) : RL_E_INTERNAL;
     free(text);
+    return err;
+}
+
+enum rl_err cache_normalise(struct str raw, const char *model_class,
+                            struct buf *out)
+{
+    json_t *req = json_loadb(raw.p, raw.len, 0, NULL);
+    if (!json_is_object(req)) {
+        json_decref(req);
+        return RL_E_INVALID_REQUEST;
+    }
+    json_t *key = cache_key_json(req, model_class);
+    enum rl_err err = cache_key_text(key, out);
     json_decref(key);
     json_decref(req);
     return err;
 }
 
-/* The request's own cache object: mode and ttl (seconds). */
+/* The request's own cache object: mode, ttl (seconds), threshold. */
 struct own {
     const char *mode; /* "off", "exact", "semantic", or NULL */
     int64_t ttl_s;    /* 0: the configured one */
+    double threshold; /* 0: the key's or the configured one */
     double temperature; /* -1: not set */
 };
 
@@ -127,6 +141,11 @@ static void read_own(json_t *req, struct own *o)
     o->mode = json_string_value(json_object_get(c, "mode"));
     json_t *ttl = json_object_get(c, "ttl");
     o->ttl_s = json_is_integer(ttl) ? json_integer_value(ttl) : 0;
+    json_t *th = json_object_get(c, "threshold");
+    o->threshold = json_is_number(th) ? json_number_value(th) : 0;
+    if (!(o->threshold > 0 && o->threshold <= 1)) {
+        o->threshold = 0; /* api_chat_parse refused other values */
+    }
     json_t *t = json_object_get(req, "temperature");
     o->temperature = json_is_number(t) ? json_number_value(t) : -1;
 }
@@ -141,8 +160,9 @@ bool cache_key_make(const struct config *cfg, struct str raw,
     json_t *req = json_loadb(raw.p, raw.len, 0, NULL);
     struct own o;
     read_own(req, &o);
-    bool explicit_mode = o.mode && (strcmp(o.mode, "exact") == 0 ||
-                                    strcmp(o.mode, "semantic") == 0);
+    bool exact_only = o.mode && strcmp(o.mode, "exact") == 0;
+    bool explicit_mode = exact_only ||
+                         (o.mode && strcmp(o.mode, "semantic") == 0);
     bool off = o.mode && strcmp(o.mode, "off") == 0;
     json_decref(req);
     if (off || (!explicit_mode &&
@@ -155,17 +175,45 @@ bool cache_key_make(const struct config *cfg, struct str raw,
         buf_free(&text);
         return false;
     }
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)text.p, text.len, md);
+    char hex[65];
+    cache_sha256_hex(text.p, text.len, hex);
     buf_free(&text);
-    char hex[2 * SHA256_DIGEST_LENGTH + 1];
-    for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    }
-    snprintf(out->name, sizeof(out->name), "relay:{c:%.40s}:%s",
-             cfg->cache.scope_global ? "global" : scope, hex);
+    memset(out, 0, sizeof(*out));
+    snprintf(out->scope, sizeof(out->scope), "%.40s",
+             cfg->cache.scope_global ? "global" : scope);
+    snprintf(out->name, sizeof(out->name), "relay:{c:%s}:%s", out->scope,
+             hex);
     out->ttl_s = o.ttl_s > 0 && o.ttl_s <= 86400 * 365 ? (uint64_t)o.ttl_s
                                                         : cfg->cache.ttl_s;
     out->explicit_mode = explicit_mode;
+    out->semantic = !exact_only;
+    out->threshold = o.threshold;
+    return true;
+}
+
+void cache_sha256_hex(const char *p, size_t len, char out[65])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)p, len, md);
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+bool cache_hex_to_32(const char *hex, unsigned char out[32])
+{
+    for (size_t i = 0; i < 64; i++) {
+        char c = hex[i];
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16;
+        if (d > 15) {
+            return false;
+        }
+        out[i / 2] = (unsigned char)(i % 2 ? (out[i / 2] << 4) | d : d);
+    }
     return true;
 }

@@ -23,6 +23,10 @@ void config_cache_knobs_default(struct cache_knobs *k)
         .threshold = 0.90,
         .near_miss_guard = true,
         .max_entries = 100000,
+        .encoder_threads = 0,
+        .encoder_queue = 64,
+        .embed_timeout_ms = 250,
+        .sync_ms = 200,
     };
 }
 
@@ -83,6 +87,35 @@ static void model(struct loader *ld, yaml_node_t *v, struct cache_knobs *k)
     k->model = s[0] ? rl_strdup(s) : NULL;
 }
 
+/* The semantic part's sizes and times; false: not one of them. */
+static bool semantic_knob(struct loader *ld, const char *key, yaml_node_t *v,
+                          struct cache_knobs *k)
+{
+    int64_t n;
+    if (strcmp(key, "encoder_threads") == 0) {
+        if (config_scalar_int(ld, v, "cache.encoder_threads", 0, 64, &n)) {
+            k->encoder_threads = (int)n;
+        }
+    } else if (strcmp(key, "encoder_queue") == 0) {
+        if (config_scalar_int(ld, v, "cache.encoder_queue", 1, 100000,
+                              &n)) {
+            k->encoder_queue = (size_t)n;
+        }
+    } else if (strcmp(key, "embed_timeout_ms") == 0) {
+        if (config_scalar_int(ld, v, "cache.embed_timeout_ms", 1, 60000,
+                              &n)) {
+            k->embed_timeout_ms = (uint64_t)n;
+        }
+    } else if (strcmp(key, "sync_ms") == 0) {
+        if (config_scalar_int(ld, v, "cache.sync_ms", 10, 60000, &n)) {
+            k->sync_ms = (uint64_t)n;
+        }
+    } else {
+        return false;
+    }
+    return true;
+}
+
 void config_cache_section(struct loader *ld, const char *key,
                           yaml_node_t *kn, yaml_node_t *v, void *ctx)
 {
@@ -125,10 +158,11 @@ void config_cache_section(struct loader *ld, const char *key,
                               &n)) {
             k->max_entries = (size_t)n;
         }
-    } else {
+    } else if (!semantic_knob(ld, key, v, k)) {
         config_fail(ld, kn, "cache", "unknown field \"%s\" (enabled, scope, "
                     "ttl_s, memory_bytes, max_entry_bytes, max_temperature, "
                     "redis_timeout_ms, model, threshold, near_miss_guard, "
-                    "max_entries)", key);
+                    "max_entries, encoder_threads, encoder_queue, "
+                    "embed_timeout_ms, sync_ms)", key);
     }
 }

@@ -72,6 +72,14 @@ struct cache_knobs {
                                    pairs that differ in meaning */
     size_t max_entries;         /* cache.max_entries: semantic entries
                                    indexed per process (oldest evicted) */
+    int encoder_threads;        /* cache.encoder_threads: embedding
+                                   threads; 0: half the cores, at least 1 */
+    size_t encoder_queue;       /* cache.encoder_queue: embeds waiting at
+                                   most; a full queue: exact only */
+    uint64_t embed_timeout_ms;  /* cache.embed_timeout_ms: a slower embed
+                                   lets the request go on, exact only */
+    uint64_t sync_ms;           /* cache.sync_ms: how often Redis is read
+                                   for other gateways' semantic entries */
 };
 
 struct routing_knobs {

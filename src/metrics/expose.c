@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/cache.h"
 #include "providers/provider.h"
 #include "routing/routing.h"
 #include "store/store.h"
@@ -459,6 +460,19 @@ static void write_extra(struct buf *b, const struct metrics_extra *x)
         label_value(b, k->name);
         buf_printf(b, "\"} %d\n", st);
     }
+    if (x->semantic_on) {
+        single(b, "gateway_cache_semantic_entries", "gauge",
+               "Entries in this process's semantic cache index.",
+               x->semantic_entries);
+        family(b, "gateway_cache_semantic_skipped_total", "counter",
+               "Semantic lookups that went on exact-only, by reason.");
+        static const char *const why[] = {"queue_full", "timeout",
+                                          "too_long"};
+        for (size_t i = 0; i < 3; i++) {
+            buf_printf(b, "gateway_cache_semantic_skipped_total{reason=\"%s"
+                       "\"} %" PRIu64 "\n", why[i], x->semantic_skipped[i]);
+        }
+    }
     if (!x->store_open) {
         return;
     }
@@ -522,4 +536,11 @@ void metrics_extra_collect(struct metrics_extra *x,
     }
     x->breakers = space;
     x->nbreakers = n;
+    struct cache_semantic_stats cs;
+    cache_semantic_stats(&cs);
+    x->semantic_on = cs.on;
+    x->semantic_entries = cs.entries;
+    x->semantic_skipped[0] = cs.queue_full;
+    x->semantic_skipped[1] = cs.timeouts;
+    x->semantic_skipped[2] = cs.too_long;
 }

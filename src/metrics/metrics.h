@@ -175,6 +175,10 @@ struct metrics_extra {
     uint64_t rows_journaled;      /* rows written to the journal */
     const struct metrics_breaker *breakers;
     size_t nbreakers;
+    bool semantic_on;             /* the semantic cache has an encoder */
+    uint64_t semantic_entries;    /* entries in its index */
+    uint64_t semantic_skipped[3]; /* lookups gone on exact-only: queue
+                                     full, too slow, prompt too long */
 };
 
 /* Fills x from the store and the routing table (x->breakers points into

@@ -25,13 +25,14 @@
 /* The columns of a key, in the order row_key() reads them. */
 #define KEY_COLS(created, revoked)                                        \
     "id, name, prefix, sha256, rpm, tpm, max_concurrent, budget_nusd, "   \
-    "budget_period, models, routing, " created ", " revoked ", version"
+    "budget_period, models, routing, " created ", " revoked ", version, "  \
+    "cache"
 #define PG_TS(col) "to_char(" col " AT TIME ZONE 'UTC', " \
                    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define SQ_TS(col) "substr(" col ", 1, 19) || 'Z'"
 #define PG_KEY_COLS KEY_COLS(PG_TS("created_at"), PG_TS("revoked_at"))
 #define SQ_KEY_COLS KEY_COLS(SQ_TS("created_at"), SQ_TS("revoked_at"))
-#define KEY_NCOLS 14
+#define KEY_NCOLS 15
 
 /* ---------------------------------------------------------------------
  * Periods
@@ -191,6 +192,7 @@ static void row_key(void *arg, const char *const *cols, int ncols)
     store_copy_text(k->created_at, sizeof(k->created_at), cols[11]);
     store_copy_text(k->revoked_at, sizeof(k->revoked_at), cols[12]);
     k->version = num(cols[13]);
+    store_copy_text(k->cache, sizeof(k->cache), cols[14]);
 }
 
 static enum rl_err select_keys(struct store_db *db, const char *where,
@@ -319,14 +321,16 @@ enum rl_err store_key_insert(struct store_db *db, struct store_key *k,
         nums[2], nums[3], store_period_name(k->budget_period),
         k->models[0] ? k->models : "[]",
         k->routing[0] ? k->routing : "{}", now, nums[4],
+        k->cache[0] ? k->cache : "{}",
     };
     if (result == RL_OK) {
         result = run(db,
                      "INSERT INTO api_keys (id, name, prefix, sha256, rpm, "
                      "tpm, max_concurrent, budget_nusd, budget_period, "
-                     "models, routing, created_at, version) VALUES ($1, $2, "
-                     "$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                     params, 13, NULL, NULL, err, n);
+                     "models, routing, created_at, version, cache) VALUES "
+                     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+                     "$13, $14)",
+                     params, 14, NULL, NULL, err, n);
     }
     result = end_write(db, result, err, n);
     if (result == RL_OK) {

@@ -232,6 +232,7 @@ enum store_period {
 
 #define STORE_KEY_MODELS_MAX 1024 /* bytes of the models JSON text */
 #define STORE_KEY_ROUTING_MAX 256 /* bytes of the routing JSON text */
+#define STORE_KEY_CACHE_MAX 64    /* bytes of the cache JSON text */
 
 /* One row of api_keys. Fixed sizes, as store_row. */
 struct store_key {
@@ -249,6 +250,8 @@ struct store_key {
     char created_at[32];      /* "YYYY-MM-DDTHH:MM:SSZ" (UTC) */
     char revoked_at[32];      /* the same, or "" while the key is live */
     int64_t version;          /* of its last change */
+    char cache[STORE_KEY_CACHE_MAX]; /* JSON object: {"threshold": 0.95};
+                                        {}: the configured ones */
 };
 
 /* One key's spend over a period, from request_log. */
