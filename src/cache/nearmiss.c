@@ -6,7 +6,7 @@
  * a cosine of 0.95, closer than many true paraphrases, so no threshold
  * separates them. The guard compares the words instead. Each prompt is cut
  * into words (UTF-8, folded to lower case without accents with the
- * encoder's Unicode tables; CJK ideographs one word each), each word is
+ * encoder's Unicode tables; a run of CJK ideographs is one word), each is
  * classified (number, negation, function word, listed class, capitalised
  * name, code identifier) and stemmed lightly; then, in order:
  *
@@ -33,8 +33,8 @@
 
 #include "cache/nearmiss.h"
 
-#define MAX_SWAP 1      /* a substitution of at most this many words each
-                           way, with shared context, is a near miss */
+#define MAX_SWAP 2      /* one word replaced by at most this many (or the
+                           other way round) is a near miss */
 #define QUOTE_MAX 40    /* bytes of a word quoted in a reason */
 
 /* Per-thread scratch: the guard runs on any thread and allocates none. */
@@ -110,6 +110,14 @@ static const char *quote(const struct nm_text *t, const struct nm_word *w,
                          char *out)
 {
     size_t n = w->src_len;
+    const struct nm_word *last = w;
+    while ((w->flags & NM_W_CAP) && last + 1 < t->w + t->nw
+           && (last[1].flags & NM_W_CAP) && !(last[1].flags & NM_W_START)
+           && last[1].src - (last->src + last->src_len) == 1
+           && t->src[last->src + last->src_len] == ' ') {
+        last++; /* a name of several words: Barack Obama */
+    }
+    n = last->src + last->src_len - w->src;
     if (n > QUOTE_MAX) {
         n = QUOTE_MAX;
         while (n > 0 && ((unsigned char)t->src[w->src + n] & 0xC0) == 0x80) {
@@ -119,6 +127,24 @@ static const char *quote(const struct nm_text *t, const struct nm_word *w,
     memcpy(out, t->src + w->src, n);
     out[n] = '\0';
     return out;
+}
+
+/* Cuts a UTF-8 sequence that snprintf truncated off the end of s. */
+static void utf8_trim(char *s)
+{
+    size_t len = strlen(s);
+    size_t lead = len;
+    while (lead > 0 && ((unsigned char)s[lead - 1] & 0xC0) == 0x80) {
+        lead--;
+    }
+    if (lead == 0) {
+        return;
+    }
+    unsigned char c = (unsigned char)s[lead - 1];
+    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (len - (lead - 1) < need) {
+        s[lead - 1] = '\0';
+    }
 }
 
 static const char *side(bool stored)
@@ -369,12 +395,12 @@ enum name_kind {
 static enum name_kind name_kind(const struct nm_word *w)
 {
     enum nm_class cls = w->e != NULL ? w->e->cls : NM_NONE;
-    if (w->flags & NM_W_IDENT) {
-        return K_IDENT;
-    }
     if (cls == NM_LANGUAGE || cls == NM_UNIT || cls == NM_CURRENCY
         || cls == NM_DATE || cls == NM_RELATIVE) {
         return K_CLASS;
+    }
+    if (w->flags & NM_W_IDENT) {
+        return K_IDENT;
     }
     if (cls == NM_PLACE || (w->flags & NM_W_ACRONYM)
         || ((w->flags & NM_W_CAP) && !(w->flags & NM_W_START))) {
@@ -410,17 +436,19 @@ static bool same_root(const struct nm_text *x, const struct nm_word *p,
     return l >= 5 && l + 2 >= shorter;
 }
 
-/* Whether the words a and b joined have key in y. */
-static bool joined_key_in(const struct nm_text *x, const struct nm_word *a,
-                          const struct nm_word *b, struct nm_text *y)
+/* The key of words a and b of t written as one word (0 if too long). */
+static uint64_t joined_key(const struct nm_text *t, const struct nm_word *a,
+                           const struct nm_word *b)
 {
     char c[128];
-    if (a->canon_len + b->canon_len > sizeof(c)) {
-        return false;
+    char st[128];
+    size_t len = a->fold_len + b->fold_len;
+    if (len > sizeof(c)) {
+        return 0;
     }
-    memcpy(c, x->buf + a->canon, a->canon_len);
-    memcpy(c + a->canon_len, x->buf + b->canon, b->canon_len);
-    return count(y, false, nm_hash(c, a->canon_len + b->canon_len)) > 0;
+    memcpy(c, t->buf + a->fold, a->fold_len);
+    memcpy(c + a->fold_len, t->buf + b->fold, b->fold_len);
+    return nm_hash(st, nm_stem(c, len, st));
 }
 
 /* Whether word i of x is one of two words written as one in y, or one
@@ -429,18 +457,12 @@ static bool joined_key_in(const struct nm_text *x, const struct nm_word *a,
 static bool joined_in(struct nm_text *x, size_t i, struct nm_text *y)
 {
     const struct nm_word *w = &x->w[i];
-    if ((i + 1 < x->nw && joined_key_in(x, w, &x->w[i + 1], y))
-        || (i > 0 && joined_key_in(x, &x->w[i - 1], w, y))) {
+    if ((i + 1 < x->nw && count(y, false, joined_key(x, w, &x->w[i + 1])))
+        || (i > 0 && count(y, false, joined_key(x, &x->w[i - 1], w)))) {
         return true;
     }
-    const char *c = x->buf + w->canon;
     for (size_t k = 0; k + 1 < y->nw; k++) {
-        const struct nm_word *p = &y->w[k];
-        const struct nm_word *q = &y->w[k + 1];
-        if (p->canon_len + q->canon_len == w->canon_len
-            && memcmp(c, y->buf + p->canon, p->canon_len) == 0
-            && memcmp(c + p->canon_len, y->buf + q->canon, q->canon_len)
-                   == 0) {
+        if (joined_key(y, &y->w[k], &y->w[k + 1]) == w->key) {
             return true;
         }
     }
@@ -551,7 +573,9 @@ static bool words_differ(struct nm_text *a, struct nm_text *b, char *reason,
                 }
             }
         }
-        if (best >= 4 || (na <= MAX_SWAP && nb <= MAX_SWAP)) {
+        size_t lo = na < nb ? na : nb;
+        size_t hi = na < nb ? nb : na;
+        if (best >= 4 || (lo <= 1 && hi <= MAX_SWAP)) {
             replaced(a, bx, b, by, reason, n);
             return true;
         }
@@ -602,7 +626,11 @@ bool cache_nearmiss_differs(struct str stored, struct str asked, char *reason,
     }
     index_words(a);
     index_words(b);
-    return numbers_differ(a, b, reason, n) || negation_differs(a, b, reason, n)
-           || opposites_differ(a, b, reason, n)
-           || order_differs(a, b, reason, n) || words_differ(a, b, reason, n);
+    bool differs = numbers_differ(a, b, reason, n)
+                   || negation_differs(a, b, reason, n)
+                   || opposites_differ(a, b, reason, n)
+                   || order_differs(a, b, reason, n)
+                   || words_differ(a, b, reason, n);
+    utf8_trim(reason);
+    return differs;
 }

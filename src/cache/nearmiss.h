@@ -110,6 +110,7 @@ enum {
 /* One word of a prompt. */
 struct nm_word {
     uint32_t src, src_len;     /* as written: bytes of the prompt */
+    uint32_t fold, fold_len;   /* folded as written, in text.buf */
     uint32_t canon, canon_len; /* stem or number, in text.buf */
     uint64_t key;              /* hash of canon */
     uint64_t syn;              /* key of the synonym it is taken as */

@@ -1,7 +1,8 @@
 /*
  * nearmiss_split.c - cuts a prompt into the near-miss guard's words:
  * UTF-8 decoded, folded (lower case, no accents) with the encoder's
- * Unicode tables, CJK ideographs one word each; "it's", "3.5", "node.js",
+ * Unicode tables (a run of CJK ideographs is one word: the guard compares
+ * words, not WordPiece pieces); "it's", "3.5", "node.js",
  * "wi-fi", "1,000", "std::vector", "c++", "-r" kept whole; numbers put in
  * a normal form ("1,000.50" is 1000.5, "three" is 3, "7am" is 7 and am);
  * contractions undone ("don't" is do and n't); each word stemmed and
@@ -16,7 +17,7 @@
 #include "cache/tokenizer_table.h"
 
 /* What one code point is to the word splitter. */
-enum cp_kind { CP_SPACE, CP_DROP, CP_LETTER, CP_DIGIT, CP_CJK, CP_PUNCT };
+enum cp_kind { CP_SPACE, CP_DROP, CP_LETTER, CP_DIGIT, CP_PUNCT };
 
 static enum cp_kind kind_of(uint32_t cp)
 {
@@ -35,9 +36,6 @@ static enum cp_kind kind_of(uint32_t cp)
     }
     if (tokenizer_in_ranges(tokenizer_dropped, tokenizer_dropped_len, cp)) {
         return CP_DROP;
-    }
-    if (tokenizer_in_ranges(tokenizer_chinese, tokenizer_chinese_len, cp)) {
-        return CP_CJK;
     }
     if (cp == 0x20AC || cp == 0xA3 || cp == 0xA5 || cp == 0x20B9) {
         return CP_PUNCT; /* euro, pound, yen, rupee: currency words */
@@ -264,10 +262,14 @@ static void add_word(struct nm_text *t, size_t s, size_t slen, uint32_t fold,
     }
     struct nm_word *w = &t->w[t->nw];
     *w = (struct nm_word){.src = (uint32_t)s, .src_len = (uint32_t)slen,
+                       .fold = fold, .fold_len = (uint32_t)flen,
                        .canon = fold, .canon_len = (uint32_t)flen,
                        .flags = flags};
     const char *f = t->buf + fold;
-    if (!(flags & (NM_W_NUMBER | NM_W_IDENT))) {
+    if (flags & NM_W_IDENT) {
+        w->e = nm_lookup(nm_hash(f, flen)); /* c++, c#, objective-c */
+        w->e = w->e != NULL && w->e->cls == NM_LANGUAGE ? w->e : NULL;
+    } else if (!(flags & NM_W_NUMBER)) {
         char st[64];
         size_t n = flen < sizeof(st) ? nm_stem(f, flen, st) : 0;
         w->e = nm_lookup(nm_hash(f, flen));
@@ -539,14 +541,9 @@ void nm_split(struct nm_text *t, struct str src)
             continue;
         }
         const char *sym = k == CP_PUNCT ? symbol_word(cp) : NULL;
-        if (k == CP_CJK || sym != NULL) {
-            uint32_t f = (uint32_t)t->len;
-            if (sym != NULL) {
-                put_bytes(t, sym, strlen(sym));
-            } else {
-                put_folded(t, cp);
-            }
-            add_word(t, i, next - i, f, t->len - f, 0);
+        if (sym != NULL) {
+            uint32_t f = put_bytes(t, sym, strlen(sym));
+            add_word(t, i, next - i, f, strlen(sym), 0);
             start = false;
         } else if (cp == '.' || cp == '?' || cp == '!' || cp == ';'
                    || cp == ':' || cp == '\n' || cp == 0x3002) {

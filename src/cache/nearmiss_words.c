@@ -24,9 +24,8 @@ const struct nm_list nm_lists[] = {
      /* question phrasing and politeness: the same request either way */
      " please kindly tell explain describe define meaning mean means "
      "know want need like wondering wonder help question ask asking "
-     "way ways best good easiest easy simple simplest simply quick "
-     "quickly quickest proper properly correct correctly right "
-     "possible able exactly actually really basically usually "
+     "way ways simply possible able exactly actually really basically "
+     "usually "
      "typically generally normally tip tips step steps idea ideas "
      "method process guide thing things something anything anyone "
      "someone somebody hi hello hey thanks thank okay ok get got "
@@ -139,7 +138,7 @@ const char nm_opposites[] =
     "read/write sync/async synchronous/asynchronous public/private "
     "full/empty wide/narrow thick/thin heavy/light wet/dry "
     "inhale/exhale expand/collapse zoom/unzoom freeze/thaw "
-    "enter/exit entry/exit include/omit with/without "
+    "enter/exit entry/exit include/omit "
     /* asked first in both: "When did ..." and "Why did ..." */
     "when/where when/why where/why who/where who/when who/why";
 
