@@ -26,6 +26,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all asan asan-unit unit test test-unit test-integration test-reliability \
         test-e2e bench \
         bench-overhead bench-features bench-routing bench-cache bench-analytics \
+        bench-cache-accuracy \
         bench-metrics bench-instructions \
         dashboard up down status logs \
         check clean help deps
@@ -103,6 +104,11 @@ bench-analytics: all
 dashboard:
 	@bash scripts/dashboard.sh build
 
+# The semantic cache's precision/recall on tests/data/cache/ through
+# `relay cache compare` (needs the encoder model: scripts/deps.sh).
+bench-cache-accuracy: all
+	@python3 bench/cache_accuracy.py
+
 # The real routing engine (library objects) on a simulated workload.
 $(BUILD)/bench/routing: bench/routing.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -150,6 +156,7 @@ help:
 	@echo "make bench-routing  the routing engine on a simulated workload"
 	@echo "make bench-instructions  instructions per request (callgrind)"
 	@echo "make bench-metrics  rps with and without a 10 Hz /metrics scraper"
+	@echo "make bench-cache-accuracy  semantic cache precision/recall, near misses"
 	@echo "make check        style checks"
 	@echo "make deps         install system, Python and Node dependencies"
 

@@ -13,7 +13,9 @@ sources in tools/cache_pairs/ (no model, no network):
 
 "split" is "dev" (tune the threshold and the guard on these) or "test"
 (held out, only reported): by a hash of the group's first sentence, so
-every pair of one paraphrase group falls on the same side.
+every pair of one paraphrase group falls on the same side. The final_*.txt
+sources are split "final": a last hold-out written after the guard and
+the threshold were fixed (docs/decisions.md, 25), never tuned on.
 
     python3 tools/cache_pairs.py           # rewrite the two files
     python3 tools/cache_pairs.py --check   # exit 1 if they are stale
@@ -50,31 +52,44 @@ def split_of(text):
 
 
 def labelled():
+    rows = paraphrases(sorted(SRC.glob("para_*.txt")), None)
+    for topic, fields in sections(SRC / "hard_neg.txt"):
+        rows.append((fields[0], fields[1], False, topic, "hard",
+                     split_of(fields[0] + fields[1])))
+    rows += paraphrases([SRC / "final_para.txt"], "final")
+    for topic, fields in sections(SRC / "final_hard.txt"):
+        rows.append((fields[0], fields[1], False, topic, "hard", "final"))
+    return [{"a": a, "b": b, "same": s, "topic": t, "kind": k, "split": sp}
+            for a, b, s, t, k, sp in rows]
+
+
+def paraphrases(paths, fixed_split):
+    """Rows of the paraphrase groups in paths: two true pairs per group
+    and one against the next group of the topic."""
     groups = {}
-    for path in sorted(SRC.glob("para_*.txt")):
+    for path in paths:
         for topic, fields in sections(path):
             groups.setdefault(topic, []).append(fields)
     rows = []
     for topic, items in groups.items():
         for i, g in enumerate(items):
-            split = split_of(g[0])
+            split = fixed_split or split_of(g[0])
             rows.append((g[0], g[1], True, topic, "paraphrase", split))
             if len(g) > 2:
                 second = (g[1], g[2]) if i % 2 == 0 else (g[0], g[2])
                 rows.append(second + (True, topic, "paraphrase", split))
             other = items[(i + 1) % len(items)]
             rows.append((g[0], other[0], False, topic, "related", split))
-    for topic, fields in sections(SRC / "hard_neg.txt"):
-        rows.append((fields[0], fields[1], False, topic, "hard",
-                     split_of(fields[0] + fields[1])))
-    return [{"a": a, "b": b, "same": s, "topic": t, "kind": k, "split": sp}
-            for a, b, s, t, k, sp in rows]
+    return rows
 
 
 def nearmiss():
-    return [{"a": f[0], "b": f[1], "same": False, "category": c,
+    rows = [{"a": f[0], "b": f[1], "same": False, "category": c,
              "split": split_of(f[0] + f[1])}
             for c, f in sections(SRC / "nearmiss.txt")]
+    return rows + [{"a": f[0], "b": f[1], "same": False, "category": c,
+                    "split": "final"}
+                   for c, f in sections(SRC / "final_nearmiss.txt")]
 
 
 def text(rows):

@@ -219,21 +219,22 @@ static bool negation_differs(struct nm_text *a, struct nm_text *b, char *reason,
     return true;
 }
 
-/* Whether key is in y and not in x. */
-static bool only_in(struct nm_text *y, struct nm_text *x, uint64_t key)
+/* Whether y has more words with key than x ("turn on Bluetooth on my
+ * laptop" has one "on" more than "turn off Bluetooth on my laptop"). */
+static bool more_in(struct nm_text *y, struct nm_text *x, uint64_t key)
 {
-    return count(y, false, key) > 0 && count(x, false, key) == 0;
+    return count(y, false, key) > count(x, false, key);
 }
 
-/* The word of y whose key is only in y and is an opposite of w (a word
- * only in x): a listed opposite, or w with a negating prefix (safe and
+/* The word of y whose key y has more often than x and is an opposite of
+ * w (a word x has more often than y): a listed opposite, or w with a negating prefix (safe and
  * unsafe, legal and illegal, connect and disconnect). */
 static const struct nm_word *opposite_of(struct nm_text *x, struct nm_text *y,
                                       const struct nm_word *w)
 {
     const struct nm_entry *e = nm_lookup(w->key);
     for (unsigned k = 0; e != NULL && k < e->nopp; k++) {
-        if (only_in(y, x, e->opp[k])) {
+        if (more_in(y, x, e->opp[k])) {
             const struct nm_word *o =
                 &y->w[set_find(y->all, y->gen, e->opp[k], false)->first];
             if (!e->question || (w->flags & o->flags & NM_W_START)) {
@@ -252,7 +253,7 @@ static const struct nm_word *opposite_of(struct nm_text *x, struct nm_text *y,
         memcpy(p, prefixes[k], pl);
         memcpy(p + pl, x->buf + w->canon, w->canon_len);
         uint64_t key = nm_hash(p, pl + w->canon_len);
-        if (only_in(y, x, key)) {
+        if (more_in(y, x, key)) {
             return &y->w[set_find(y->all, y->gen, key, false)->first];
         }
     }
@@ -268,7 +269,7 @@ static bool opposites_differ(struct nm_text *a, struct nm_text *b, char *reason,
         struct nm_text *y = dir == 0 ? b : a;
         for (size_t i = 0; i < x->nw; i++) {
             const struct nm_word *w = &x->w[i];
-            if ((w->flags & NM_W_SKIP) || !only_in(x, y, w->key)) {
+            if ((w->flags & NM_W_SKIP) || !more_in(x, y, w->key)) {
                 continue;
             }
             const struct nm_word *o = opposite_of(x, y, w);

@@ -56,6 +56,10 @@ static void test_issue7_opposite_words_are_refused_with_both_words(void **s)
     static const struct row rows[] = {
         {"turn on dark mode", "turn off dark mode",
          "opposite words: 'on' vs 'off'"},
+        /* the final hold-out's one false hit: "on" twice in the first */
+        {"How do I turn on Bluetooth on my laptop?",
+         "How do I turn off Bluetooth on my laptop?",
+         "opposite words: 'on' vs 'off'"},
         {"How do I enable notifications?", "How do I disable notifications?",
          "opposite words: 'enable' vs 'disable'"},
         {"Is this mushroom edible?", "Is this mushroom inedible?",
