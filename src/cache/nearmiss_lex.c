@@ -152,8 +152,19 @@ static void build_table(void)
 
 static bool ends(const char *w, size_t len, const char *suffix)
 {
-    size_t n = strlen(suffix);
-    return len > n && memcmp(w + len - n, suffix, n) == 0;
+    size_t n = 0;
+    while (suffix[n] != '\0') {
+        n++;
+    }
+    if (len <= n) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (w[len - n + i] != suffix[i]) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static bool vowel(char c)
@@ -174,6 +185,9 @@ static size_t undouble(const char *w, size_t len)
 /* British -ise spellings as -ize: "caramelised" as "caramelized". */
 static void ize(char *w, size_t len)
 {
+    if (len < 6 || memchr(w + len - 6, 's', 6) == NULL) {
+        return; /* every form below has an s in its last 6 letters */
+    }
     static const char *const forms[] = {"ise", "ises", "ised", "iser",
                                         "isers", "ising", "isation"};
     for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {

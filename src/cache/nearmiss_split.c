@@ -71,6 +71,10 @@ static uint32_t cp_at(const struct cursor *c, size_t i, size_t *next)
         *next = i;
         return 0;
     }
+    if (c->s[i] < 0x80) {
+        *next = i + 1;
+        return c->s[i];
+    }
     if (!tokenizer_utf8_next(c->s, c->len, &j, &cp)) {
         cp = 0xFFFD;
         j = i + 1;
