@@ -26,19 +26,45 @@
  * figures; nearmiss_split.c cuts prompts into words and nearmiss_lex.c
  * holds the lexicon. Read cache_nearmiss_differs() first.
  */
+#include <assert.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache/nearmiss.h"
+#include "util/alloc.h"
 
 #define MAX_SWAP 2      /* one word replaced by at most this many (or the
                            other way round) is a near miss */
 #define QUOTE_MAX 40    /* bytes of a word quoted in a reason */
 
-/* Per-thread scratch: the guard runs on any thread and allocates none. */
-static _Thread_local struct nm_text scratch[2];
+/* Per-thread scratch (two prompts, about 170 KB): allocated at a
+ * thread's first call and freed when the thread ends, so the guard runs
+ * on any thread without allocating per call, and threads that never call
+ * it pay nothing (a static _Thread_local block of that size would be
+ * zeroed for every thread the process creates). */
+static _Thread_local struct nm_text *scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void make_scratch_key(void)
+{
+    int rc = pthread_key_create(&scratch_key, free);
+    assert(rc == 0);
+    (void)rc;
+}
+
+static struct nm_text *thread_scratch(void)
+{
+    if (scratch == NULL) {
+        pthread_once(&scratch_once, make_scratch_key);
+        scratch = rl_calloc(2, sizeof(*scratch));
+        pthread_setspecific(scratch_key, scratch);
+    }
+    return scratch;
+}
 
 /* ---------------------------------------------------------------------
  * Word sets
@@ -615,8 +641,8 @@ bool cache_nearmiss_differs(struct str stored, struct str asked, char *reason,
         return false;
     }
     nm_lexicon_init();
-    struct nm_text *a = &scratch[0];
-    struct nm_text *b = &scratch[1];
+    struct nm_text *a = &thread_scratch()[0];
+    struct nm_text *b = a + 1;
     nm_split(a, stored);
     nm_split(b, asked);
     if (a->overflow || b->overflow) {

@@ -19,8 +19,9 @@
  * named entity, a unit, a language, a code identifier or a close
  * substitution of a content word differs between them. On true writes why
  * to reason (n bytes, NUL-terminated, quoting the prompts' own words); on
- * false writes "". Pure, thread-safe, no allocation (per-thread scratch);
- * a few microseconds for prompts of a few dozen words. Texts of more than
+ * false writes "". Pure and thread-safe; allocates only at a thread's
+ * first call (its scratch, freed when the thread ends); a few
+ * microseconds for prompts of a few dozen words. Texts of more than
  * CACHE_NEARMISS_MAX_WORDS words differ unless they are byte-identical.
  */
 bool cache_nearmiss_differs(struct str stored, struct str asked, char *reason,
