@@ -3,8 +3,9 @@
  * function words, negations, number words, classes of names whose change
  * changes the question (languages, units, currencies, dates, places,
  * relatives), opposite pairs and synonyms. English only: in another
- * language every word counts as a content word, which makes the guard
- * stricter, never looser. Words are lower case and unaccented, as the
+ * language every word counts as a content word (numbers, names,
+ * identifiers and replaced words are still caught; negations and
+ * opposites are not known). Words are lower case and unaccented, as the
  * guard folds its input; the guard stems them as it stems the prompts.
  */
 #include "cache/nearmiss.h"
