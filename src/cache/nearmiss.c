@@ -13,7 +13,7 @@
  *   1. numbers (digits or number words) must be the same multiset;
  *   2. negations must be as many (not, never, n't, without, ...);
  *   3. no word of one may face its opposite in the other (on/off, max/min,
- *      before/after, ..., and un-/in-/dis-/de- prefixes);
+ *      before/after, ..., and the un-/in-/im-/il-/ir-/dis-/non- forms);
  *   4. shared words must not be reversed around a relation ("USD to EUR"
  *      against "EUR to USD"; "and", "or", "vs" keep the meaning);
  *   5. a content word replaced by another must not be a name, identifier,
@@ -70,8 +70,8 @@ static struct nm_text *thread_scratch(void)
  * Word sets
  * ------------------------------------------------------------------- */
 
-static struct nm_slot *set_find(struct nm_slot *set, uint32_t gen,
-                                 uint64_t key, bool add)
+static struct nm_slot *set_find(struct nm_slot *set, uint32_t gen, uint64_t key,
+                                bool add)
 {
     size_t i = (size_t)key & (NM_SET_SLOTS - 1);
     while (set[i].gen == gen && set[i].key != key) {
@@ -185,7 +185,7 @@ static const char *side(bool stored)
 
 /* The first word of x with flag whose key x has more often than y. */
 static const struct nm_word *excess(struct nm_text *x, struct nm_text *y,
-                                 unsigned flag)
+                                    unsigned flag)
 {
     for (size_t i = 0; i < x->nw; i++) {
         const struct nm_word *w = &x->w[i];
@@ -225,8 +225,8 @@ static size_t negations(const struct nm_text *t)
 }
 
 /* 2. As many negations. */
-static bool negation_differs(struct nm_text *a, struct nm_text *b, char *reason,
-                             size_t n)
+static bool negation_differs(struct nm_text *a, struct nm_text *b,
+                             char *reason, size_t n)
 {
     size_t na = negations(a);
     size_t nb = negations(b);
@@ -253,10 +253,11 @@ static bool more_in(struct nm_text *y, struct nm_text *x, uint64_t key)
 }
 
 /* The word of y whose key y has more often than x and is an opposite of
- * w (a word x has more often than y): a listed opposite, or w with a negating prefix (safe and
- * unsafe, legal and illegal, connect and disconnect). */
+ * w (a word x has more often than y): a listed opposite, or w with a
+ * negating prefix (safe and unsafe, legal and illegal, connect and
+ * disconnect). */
 static const struct nm_word *opposite_of(struct nm_text *x, struct nm_text *y,
-                                      const struct nm_word *w)
+                                         const struct nm_word *w)
 {
     const struct nm_entry *e = nm_lookup(w->key);
     for (unsigned k = 0; e != NULL && k < e->nopp; k++) {
@@ -287,8 +288,8 @@ static const struct nm_word *opposite_of(struct nm_text *x, struct nm_text *y,
 }
 
 /* 3. No word facing its opposite. */
-static bool opposites_differ(struct nm_text *a, struct nm_text *b, char *reason,
-                             size_t n)
+static bool opposites_differ(struct nm_text *a, struct nm_text *b,
+                             char *reason, size_t n)
 {
     for (int dir = 0; dir < 2; dir++) {
         struct nm_text *x = dir == 0 ? a : b;
@@ -320,7 +321,8 @@ static size_t shared_words(struct nm_text *x, struct nm_text *y, uint32_t *out)
     size_t k = 0;
     for (size_t i = 0; i < x->nw; i++) {
         const struct nm_word *w = &x->w[i];
-        if (!(w->flags & (NM_W_SKIP | NM_W_NEG)) && count(y, false, w->key) > 0) {
+        if (!(w->flags & (NM_W_SKIP | NM_W_NEG))
+            && count(y, false, w->key) > 0) {
             out[k++] = (uint32_t)i;
         }
     }
@@ -339,8 +341,8 @@ static bool same_keys(const struct nm_text *x, const uint32_t *p,
 }
 
 /* The first content word of x among p[0, len), or NULL. */
-static const struct nm_word *content_in(const struct nm_text *x, const uint32_t *p,
-                                     size_t len)
+static const struct nm_word *content_in(const struct nm_text *x,
+                                        const uint32_t *p, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         if (is_content(&x->w[p[i]]) || (x->w[p[i]].flags & NM_W_NUMBER)) {
@@ -545,8 +547,9 @@ static int pair_score(const struct nm_word *x, const struct nm_word *y)
 }
 
 /* Writes why x (in a) was replaced by y (in b). */
-static void replaced(struct nm_text *a, const struct nm_word *x, struct nm_text *b,
-                     const struct nm_word *y, char *reason, size_t n)
+static void replaced(struct nm_text *a, const struct nm_word *x,
+                     struct nm_text *b, const struct nm_word *y, char *reason,
+                     size_t n)
 {
     static const char *const label[] = {
         [NM_LANGUAGE] = "languages", [NM_UNIT] = "units",

@@ -68,15 +68,15 @@ extern const char nm_symmetric[];
 
 /* What the lists say about one word (by its folded form or its stem). */
 struct nm_entry {
-    uint64_t key;          /* hash of the form; 0: empty slot */
-    enum nm_class cls;     /* class, NM_NONE if only paired */
-    long value;            /* NM_NUMWORD: the number */
-    uint64_t syn;          /* key of the word it is taken as, or 0 */
+    uint64_t key;             /* hash of the form; 0: empty slot */
+    enum nm_class cls;        /* class, NM_NONE if only paired */
+    long value;               /* NM_NUMWORD: the number */
+    uint64_t syn;             /* key of the word it is taken as, or 0 */
     uint64_t opp[NM_MAX_OPP]; /* keys of its opposites */
-    unsigned nopp;
-    bool symmetric;        /* "and", "or": order around it is free */
-    bool question;         /* when, where, why, who: opposed only when
-                              both prompts open with them */
+    unsigned nopp;            /* opposites in opp */
+    bool symmetric;           /* "and", "or": order around it is free */
+    bool question;            /* when, where, why, who: opposed only when
+                                 both prompts open with them */
 };
 
 /* Reads the lists into the lexicon, once per process (thread-safe). */
@@ -95,7 +95,7 @@ size_t nm_stem(const char *w, size_t len, char *out);
 #define NM_MAX_BYTES 8192 /* folded bytes (words and stems) per prompt */
 #define NM_SET_SLOTS 1024 /* per-prompt word set: a power of two */
 
-
+/* What a word of a prompt is (struct nm_word.flags). */
 enum {
     NM_W_START = 1 << 0,   /* first word of a sentence */
     NM_W_CAP = 1 << 1,     /* capitalised as written */
@@ -115,7 +115,7 @@ struct nm_word {
     uint32_t canon, canon_len; /* stem or number, in text.buf */
     uint64_t key;              /* hash of canon */
     uint64_t syn;              /* key of the synonym it is taken as */
-    const struct nm_entry *e;     /* what the lists say, or NULL */
+    const struct nm_entry *e;  /* what the lists say, or NULL */
     unsigned flags;            /* NM_W_* */
 };
 
@@ -129,14 +129,14 @@ struct nm_slot {
 
 /* One prompt, cut into words. */
 struct nm_text {
-    const char *src;               /* the prompt (not owned) */
-    size_t src_len;
-    char buf[NM_MAX_BYTES];           /* folded words and their stems */
-    size_t len;                    /* bytes of buf used */
-    struct nm_word w[CACHE_NEARMISS_MAX_WORDS];
-    size_t nw;
-    bool overflow;                 /* more than fits: compared as bytes */
-    uint32_t gen;                  /* this call's set generation */
+    const char *src;        /* the prompt (not owned) */
+    size_t src_len;         /* its bytes */
+    char buf[NM_MAX_BYTES]; /* folded words and their stems */
+    size_t len;             /* bytes of buf used */
+    struct nm_word w[CACHE_NEARMISS_MAX_WORDS]; /* the words, in order */
+    size_t nw;              /* words in w */
+    bool overflow;          /* more than fits: compared as bytes */
+    uint32_t gen;           /* this call's set generation */
     struct nm_slot all[NM_SET_SLOTS];     /* every word, by key */
     struct nm_slot content[NM_SET_SLOTS]; /* content words, by synonym */
 };
