@@ -534,9 +534,12 @@ void nm_split(struct nm_text *t, struct str src)
         uint32_t cp = cp_at(&c, i, &next);
         enum cp_kind k = kind_of(cp);
         size_t after;
+        size_t run = next;
+        while (cp == '-' && run < c.len && c.s[run] == '-') {
+            run++; /* --force */
+        }
         bool dash = cp == '-' && (i == 0 || c.s[i - 1] <= ' ')
-                    && (alnum_kind(kind_of(cp_at(&c, next, &after)))
-                        || (next < c.len && c.s[next] == '-'));
+                    && alnum_kind(kind_of(cp_at(&c, run, &after)));
         if (alnum_kind(k) || dash) {
             size_t end = word_end(&c, i);
             add_token(t, &c, i, end, start);

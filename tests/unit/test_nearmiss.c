@@ -346,6 +346,71 @@ static void test_invalid_utf8_and_huge_prompts_are_safe(void **s)
     free(big);
 }
 
+/* A random prompt of up to 12 words drawn from a pool that mixes every
+ * kind the guard knows (xorshift: the same words on every run). */
+static void random_prompt(uint64_t *seed, char *out, size_t n)
+{
+    static const char *const pool[] = {
+        "how", "do", "I", "turn", "on", "off", "not", "never", "3", "three",
+        "1,000", "7am", "Paris", "Lyon", "python", "Rust", "useState",
+        "config.yaml", "-r", "C++", "don't", "it's", "USD", "to", "EUR",
+        "older", "than", "and", "km", "miles", "Monday", "back", "up",
+        "backup", "Z\xc3\xbcrich", "\xd0\x9c\xd0\xbe\xd1\x81\xd0\xba",
+        "\xe6\x9d\xb1\xe4\xba\xac", "?", ",", "\xff", "wi-fi", "--",
+        "twenty", "five", "hundred", "the", "best", "way", "thicker",
+        "thicken", "safe", "unsafe", "more", "less", "\xf0\x9f\x8d\x95",
+    };
+    size_t len = 0;
+    out[0] = '\0';
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    size_t words = 1 + *seed % 12;
+    for (size_t i = 0; i < words; i++) {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        const char *w = pool[*seed % (sizeof(pool) / sizeof(pool[0]))];
+        int k = snprintf(out + len, n - len, "%s%s", i ? " " : "", w);
+        len += (size_t)k < n - len ? (size_t)k : 0;
+    }
+}
+
+static void test_the_verdict_is_symmetric_and_spacing_changes_nothing(
+    void **s)
+{
+    (void)s;
+    uint64_t seed = 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < 5000; i++) {
+        char a[512];
+        char b[512];
+        char reason[128];
+        random_prompt(&seed, a, sizeof(a));
+        random_prompt(&seed, b, sizeof(b));
+        bool ab = cache_nearmiss_differs(str_from(a), str_from(b), reason,
+                                         sizeof(reason));
+        assert_true(valid_utf8(reason) || strchr(a, '\xff')
+                    || strchr(b, '\xff'));
+        bool ba = cache_nearmiss_differs(str_from(b), str_from(a), NULL, 0);
+        if (ab != ba) {
+            fail_msg("not symmetric: \"%s\" / \"%s\" (%s)", a, b, reason);
+        }
+        char spaced[1100]; /* the same words, spaced out */
+        size_t k = 0;
+        for (const char *p = a; *p; p++) {
+            spaced[k++] = *p;
+            if (*p == ' ') {
+                spaced[k++] = '\t';
+            }
+        }
+        memcpy(spaced + k, "  ", 3);
+        if (cache_nearmiss_differs(str_from(a), str_from(spaced), reason,
+                                   sizeof(reason))) {
+            fail_msg("\"%s\" differs from itself spaced out: %s", a, reason);
+        }
+    }
+}
+
 #define NTHREADS 4
 
 static void *guard_thread(void *arg)
@@ -421,6 +486,8 @@ int main(void)
         cmocka_unit_test(test_decide_applies_the_threshold_then_the_guard),
         cmocka_unit_test(test_a_reason_stays_valid_utf8_in_any_buffer),
         cmocka_unit_test(test_invalid_utf8_and_huge_prompts_are_safe),
+        cmocka_unit_test(
+            test_the_verdict_is_symmetric_and_spacing_changes_nothing),
         cmocka_unit_test(test_threads_get_the_same_answers),
         cmocka_unit_test(test_guard_time_per_pair_is_printed),
     };
