@@ -26,6 +26,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all asan asan-unit unit test test-unit test-integration test-reliability \
         test-e2e bench \
         bench-overhead bench-features bench-routing bench-cache bench-analytics \
+        bench-cache-accuracy \
         bench-metrics bench-instructions \
         dashboard up down status logs \
         check clean help deps
@@ -103,6 +104,11 @@ bench-analytics: all
 dashboard:
 	@bash scripts/dashboard.sh build
 
+# The semantic cache's precision/recall on tests/data/cache/ through
+# `relay cache compare` (needs the encoder model: scripts/deps.sh).
+bench-cache-accuracy: all
+	@python3 bench/cache_accuracy.py
+
 # The real routing engine (library objects) on a simulated workload.
 $(BUILD)/bench/routing: bench/routing.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -113,7 +119,7 @@ bench-routing: $(BUILD)/bench/routing
 
 # The semantic cache: the encoder and the index in process (bench/cache.c),
 # then semantic hits through the real gateway (bench/cache_e2e.py), then
-# the hit precision/recall part (bench/cache_accuracy.sh).
+# the hit precision/recall part (bench/cache_accuracy.py).
 $(BUILD)/bench/cache: bench/cache.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS)
@@ -161,6 +167,7 @@ help:
 	@echo "make bench-instructions  instructions per request (callgrind)"
 	@echo "make bench-metrics  rps with and without a 10 Hz /metrics scraper"
 	@echo "make bench-cache  semantic cache: embedding, index at 10k/100k, hits e2e"
+	@echo "make bench-cache-accuracy  semantic cache precision/recall, near misses"
 	@echo "make check        style checks"
 	@echo "make deps         install system, Python and Node dependencies"
 

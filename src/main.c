@@ -1,6 +1,6 @@
 /*
  * main.c - the `relay` command line: serve, migrate, config check, models,
- * keys (src/admin/cli.c).
+ * keys (src/admin/cli.c), cache compare (src/admin/cache_cli.c).
  *
  * Each command has --help. The configuration is --config FILE, else
  * $RELAY_CONFIG, else ./relay.yaml.
@@ -28,6 +28,9 @@ static const char usage_main[] =
     "  migrate        create or update the request log's tables\n"
     "  config check   validate the configuration and list every mistake\n"
     "  models         list the configured models with prices and tiers\n"
+    "  keys           create, list, revoke and check API keys\n"
+    "  cache compare  the semantic cache's decision for pairs of prompts\n"
+    "                 (JSON lines on standard input)\n"
     "\n"
     "Options for every command:\n"
     "  --config FILE  configuration (default: $RELAY_CONFIG, else "
@@ -280,6 +283,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "keys") == 0) {
         return admin_keys_main(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "cache") == 0) {
+        return admin_cache_main(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "models") == 0) {
         return cmd_models(argc - 1, argv + 1);

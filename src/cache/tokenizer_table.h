@@ -6,6 +6,7 @@
 #ifndef RL_CACHE_TOKENIZER_TABLE_H
 #define RL_CACHE_TOKENIZER_TABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,5 +43,21 @@ extern const struct tokenizer_range tokenizer_chinese[];
 extern const size_t tokenizer_chinese_len;
 extern const struct tokenizer_range tokenizer_punct[];
 extern const size_t tokenizer_punct_len;
+
+/* ---- tokenizer.c: lookups shared with the near-miss guard ----------- */
+
+/* Whether cp is in one of the n sorted, disjoint ranges r. */
+bool tokenizer_in_ranges(const struct tokenizer_range *r, size_t n,
+                         uint32_t cp);
+/* Decodes one code point at s[*i] into *cp and moves *i past it; false
+ * on malformed UTF-8 (*i unchanged). */
+bool tokenizer_utf8_next(const unsigned char *s, size_t len, size_t *i,
+                         uint32_t *cp);
+/* Writes cp as UTF-8 to p (room for 4 bytes); returns its length. */
+size_t tokenizer_utf8_put(uint32_t cp, unsigned char *p);
+/* How the uncased normaliser folds cp (NFD, marks dropped, lower case):
+ * true with *to (one code point) or *many (UTF-8, NUL-terminated) set;
+ * false when cp stays itself. */
+bool tokenizer_fold_cp(uint32_t cp, uint32_t *to, const char **many);
 
 #endif

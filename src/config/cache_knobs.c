@@ -20,7 +20,7 @@ void config_cache_knobs_default(struct cache_knobs *k)
         .max_temperature = 0.7,
         .redis_timeout_ms = 100,
         .model = NULL,
-        .threshold = 0.90,
+        .threshold = 0.70,
         .near_miss_guard = true,
         .max_entries = 100000,
         .encoder_threads = 0,
