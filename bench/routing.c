@@ -462,6 +462,8 @@ static void observe_abandoned(uint64_t arrival_us, double start,
                (struct routing_obs){.kind = ROUTING_OBS_ABANDONED,
                                     .ttft_us = q->stream ? w : 0,
                                     .total_us = w,
+                                    .bar_us = routing_plan_bar_us(
+                                        p, q->stream),
                                     .completion_tokens =
                                         p->cand[k].out_tokens});
 }

@@ -198,6 +198,9 @@ static void on_attempt(void *ctx, const struct model_cfg *model,
             .prompt_tokens = r->prompt_tokens_est,
             .max_tokens_set = r->chat.max_tokens > 0,
             .stream = a->streamed,
+            .bar_us = kind == ROUTING_OBS_ABANDONED
+                          ? routing_plan_bar_us(r->route, r->chat.stream)
+                          : 0,
             .provider = model->provider->name,
         };
         routing_observe(model->name, &o);

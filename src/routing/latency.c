@@ -443,11 +443,12 @@ void routing_latency_observe(struct routing_latency *l, uint64_t now_us,
     if (o->kind == ROUTING_OBS_ABANDONED) {
         /* Gave up waiting: what it waited is only a lower bound. Kept
          * (so that a model too slow to ever answer does not look fast),
-         * but counted a little over (ABANDONED_PCT): the wait usually ends
-         * at the target, and a value just at it would let the model look
-         * just fast enough, be chosen, and be abandoned there again. */
+         * but counted a little over (ABANDONED_PCT) the target it was
+         * waited for against, at least: a deadline before the target
+         * (leaving a fallback its time) would otherwise let the model
+         * look just fast enough, be chosen, and be abandoned again. */
         uint64_t w = o->stream && o->ttft_us ? o->ttft_us : o->total_us;
-        w = w * ABANDONED_PCT / 100;
+        w = (w > o->bar_us ? w : o->bar_us) * ABANDONED_PCT / 100;
         if (o->stream) {
             routing_ring_push(&l->ttft_us[cls], now_us, clamp_u32(w),
                               window_of(l));

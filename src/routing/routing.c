@@ -757,6 +757,13 @@ static bool append_item(char *out, size_t len, size_t *at, const char *item)
     return true;
 }
 
+uint64_t routing_plan_bar_us(const struct routing_plan *plan, bool stream)
+{
+    int ms = stream ? (plan->ttft_bound ? plan->max_ttft_ms : 0)
+                    : plan->max_latency_ms;
+    return ms > 0 ? (uint64_t)ms * 1000 : 0;
+}
+
 size_t routing_explain(const struct routing_plan *plan, char *out,
                        size_t len)
 {

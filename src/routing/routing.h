@@ -112,6 +112,15 @@ enum rl_err routing_plan(const struct config *cfg,
                          struct routing_plan *out);
 
 /*
+ * The bar the plan set for an attempt of a stream (stream true) or
+ * non-stream request, in microseconds: the first-token target of a
+ * first-token-bound stream, the latency target of a non-stream request,
+ * else 0. An attempt abandoned at the plan's deadline was waited for
+ * against it (routing_obs.bar_us).
+ */
+uint64_t routing_plan_bar_us(const struct routing_plan *plan, bool stream);
+
+/*
  * Writes the x-relay-route header value of plan into out (at most len
  * bytes with the NUL; cut at a whole item with "..." when longer), e.g.
  * "chosen=mid-cheap 320ms $0.000012; gemini-flash-lite: 480ms > 400ms;
@@ -149,6 +158,9 @@ struct routing_obs {
     bool stream;               /* the attempt was streamed */
     const char *provider;      /* the model's provider (config name), for
                                   its breaker; NULL: none */
+    uint64_t bar_us;           /* abandoned: what the plan allowed it
+                                  (routing_plan_bar_us); its wait counts as
+                                  at least this; 0: none */
 };
 
 /*

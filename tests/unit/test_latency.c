@@ -234,6 +234,24 @@ static void test_an_abandoned_stream_counts_as_slow_at_least(void **state)
     assert_int_equal(predict(f, 50).ttft_us, 1650 * MS);
 }
 
+/* An attempt given up at a deadline before the target (leaving the
+ * fallback its time) counts as at least the target it was waited for
+ * against, a tenth more: else it would look just fast enough again. */
+static void test_an_early_abandon_counts_as_the_target_missed(void **state)
+{
+    struct fixture *f = *state;
+    struct routing_obs o = {.kind = ROUTING_OBS_ABANDONED,
+                            .ttft_us = 300 * MS, .total_us = 300 * MS,
+                            .prompt_tokens = 100, .stream = true,
+                            .bar_us = 400 * MS};
+    routing_latency_observe(&f->l, f->now_us, &o);
+    assert_int_equal(predict(f, 50).ttft_us, 440 * MS);
+    /* A wait longer than the bar counts as itself, a tenth more. */
+    o.ttft_us = o.total_us = 1000 * MS;
+    routing_latency_observe(&f->l, f->now_us, &o);
+    assert_int_equal(predict(f, 50).ttft_us, 1100 * MS);
+}
+
 static void test_prompt_sizes_fall_in_classes(void **state)
 {
     (void)state;
@@ -318,6 +336,7 @@ int main(void)
         T(test_output_length_comes_from_similar_uncapped_answers),
         T(test_the_total_adds_deviations_in_quadrature),
         T(test_an_abandoned_stream_counts_as_slow_at_least),
+        T(test_an_early_abandon_counts_as_the_target_missed),
         T(test_prompt_sizes_fall_in_classes),
         T(test_the_kept_order_gives_the_sorted_percentiles),
 #undef T
