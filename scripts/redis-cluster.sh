@@ -149,13 +149,35 @@ start() {
     die "the cluster did not reach cluster_state:ok within 20 s (logs in $DIR/node*/)"
 }
 
+# TERM every node first (each takes about a second to exit, and removes
+# its pid file before it is gone), then wait for those pids, up to 10 s,
+# and KILL what is left of them.
 stop() {
-    local i
+    local i k pids=() pid left
     for ((i = 1; i <= N; i++)); do
         if node_running "$i"; then
-            log "stopping node $i (pid $(cat "$(node_dir "$i")/redis.pid"))"
+            pid="$(cat "$(node_dir "$i")/redis.pid")"
+            log "stopping node $i (pid $pid)"
+            pids+=("$pid")
+            kill -TERM "$pid" 2>/dev/null || true
         fi
-        stop_pid "$(node_dir "$i")/redis.pid" 10
+    done
+    for ((k = 0; k < 100; k++)); do
+        left=0
+        for pid in "${pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null && left=1
+        done
+        ((left)) || break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            warn "pid $pid did not stop within 10s; sending KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    for ((i = 1; i <= N; i++)); do
+        rm -f "$(node_dir "$i")/redis.pid"
     done
 }
 
