@@ -363,7 +363,7 @@ static void on_refresh(uv_timer_t *t)
     if (r->refreshing || !r->cluster || r->freeing) {
         return; /* on_slots asks again when it is due */
     }
-    for (size_t i = 0; i < r->capnodes; i++) {
+    for (size_t i = 0; i < r->capnodes; i++) { /* from another each time */
         struct redis_node *n = r->nodes[(i + r->stats.refreshes) %
                                         r->capnodes];
         if (n && redis_node_up(n) && ask_slots(r, n)) {
