@@ -26,6 +26,7 @@ Prints `ok NAME` / `FAIL NAME: why` per test and `N passed, N failed`.
 """
 import concurrent.futures
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -66,6 +67,7 @@ def stop_cluster():
     if CLUSTER.get("dir"):
         subprocess.run(["bash", str(ROOT / "scripts" / "redis-cluster.sh"),
                         "stop", CLUSTER["dir"]], capture_output=True, timeout=60)
+        shutil.rmtree(CLUSTER["dir"], ignore_errors=True)
 
 
 class Resp:
