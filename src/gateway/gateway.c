@@ -128,6 +128,8 @@ static void note_limits(struct gw_worker *w)
     bool configured = w->cfg->redis && *w->cfg->redis;
     metrics_limits_note(w->metrics, configured, limits_redis_up(w->limiter),
                         st.redis_decisions, st.local_decisions);
+    metrics_redis_note(w->metrics, st.redis_moved, st.redis_asked,
+                       st.redis_tryagain);
 }
 
 static void on_tick(void *wctx)

@@ -681,6 +681,13 @@ bool limits_redis_up(const struct limits *l)
 void limits_stats_get(const struct limits *l, struct limits_stats *out)
 {
     *out = l->stats;
+    if (l->redis) {
+        struct redis_stats rs;
+        redis_stats_get(l->redis, &rs);
+        out->redis_moved = rs.moved;
+        out->redis_asked = rs.asked;
+        out->redis_tryagain = rs.tryagain;
+    }
 }
 
 /* ---------------------------------------------------------------------

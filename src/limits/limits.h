@@ -116,6 +116,9 @@ struct limits_stats {
     uint64_t redis_failures;    /* script calls that failed or timed out */
     uint64_t redis_downs;       /* times Redis was seen going down */
     uint64_t reconciles_lost;   /* Redis reconciles given up (queue full) */
+    uint64_t redis_moved;       /* Redis Cluster MOVED answers followed */
+    uint64_t redis_asked;       /* ASK answers followed */
+    uint64_t redis_tryagain;    /* TRYAGAIN answers retried */
 };
 
 struct limits;         /* one per worker */

@@ -49,6 +49,7 @@ struct totals {
     uint64_t limits_redis, limits_local;
     int nredis;    /* workers with Redis configured */
     int nredis_up; /* of those, with their link up */
+    uint64_t redis_redirects[3]; /* MOVED, ASK, TRYAGAIN followed */
 };
 
 static const char *const status_names[METRICS_STATUS_N] = {
@@ -130,6 +131,9 @@ static void totals_add(struct totals *t, struct metrics *m)
     int rs = atomic_load_explicit(&m->redis_state, memory_order_relaxed);
     t->nredis += rs != 0;
     t->nredis_up += rs == 2;
+    for (int i = 0; i < 3; i++) {
+        t->redis_redirects[i] += ld(&m->redis_redirects[i]);
+    }
 }
 
 /* Fills *out with the groups (sorted by model, provider) of every table
@@ -445,6 +449,13 @@ static void write_totals(struct buf *b, const struct totals *t)
         single(b, "gateway_redis_up", "gauge",
                "1 when every worker's Redis connection is up.",
                t->nredis_up == t->nredis);
+        family(b, "gateway_redis_redirects_total", "counter",
+               "Redis Cluster answers the limiter followed, by kind.");
+        buf_printf(b, "gateway_redis_redirects_total{kind=\"moved\"} %" PRIu64
+                   "\ngateway_redis_redirects_total{kind=\"ask\"} %" PRIu64
+                   "\ngateway_redis_redirects_total{kind=\"tryagain\"} %"
+                   PRIu64 "\n", t->redis_redirects[0], t->redis_redirects[1],
+                   t->redis_redirects[2]);
     }
 }
 

@@ -212,6 +212,19 @@ void metrics_limits_note(struct metrics *m, bool redis_configured,
                           memory_order_relaxed);
 }
 
+void metrics_redis_note(struct metrics *m, uint64_t moved, uint64_t asked,
+                        uint64_t tryagain)
+{
+    if (!m) {
+        return;
+    }
+    uint64_t v[3] = {moved, asked, tryagain};
+    for (int i = 0; i < 3; i++) {
+        atomic_store_explicit(&m->redis_redirects[i], v[i],
+                              memory_order_relaxed);
+    }
+}
+
 /* Content-policy refusals are the key's (or the provider's) policy, not
  * a failure of the provider nor a mistake of the caller. */
 static bool policy_code(const char *code)

@@ -96,6 +96,8 @@ struct metrics {
     _Atomic uint64_t limits_redis;    /* decisions by the Redis script */
     _Atomic uint64_t limits_local;    /* decisions made in-process */
     _Atomic int redis_state;          /* 0: no Redis, 1: down, 2: up */
+    _Atomic uint64_t redis_redirects[3]; /* the limiter's Redis Cluster
+                                            MOVED, ASK, TRYAGAIN followed */
 };
 
 /* One finished request, as accounting_finish() reports it. Strings are
@@ -139,6 +141,11 @@ void metrics_in_flight_add(struct metrics *m, int delta);
 void metrics_limits_note(struct metrics *m, bool redis_configured,
                          bool redis_up, uint64_t redis_decisions,
                          uint64_t local_decisions);
+
+/* Notes the Redis Cluster answers the worker's limiter followed (MOVED,
+ * ASK, TRYAGAIN; from limits_stats). Called from the worker's tick. */
+void metrics_redis_note(struct metrics *m, uint64_t moved, uint64_t asked,
+                        uint64_t tryagain);
 
 /* The error class of an answer (docs/metrics.md has the table).
  * provider_failed: the answer is the provider's failure passed on;

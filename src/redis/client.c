@@ -1,24 +1,25 @@
 /*
- * client.c - one pipelined Redis connection on a libuv loop, with command
- * timeouts and reconnection by exponential backoff (see redis.h).
+ * client.c - the public struct redis of redis.h: one connection (node.c)
+ * to one server, or one per master of a Redis Cluster with each command
+ * sent to the master of its key's slot (slots.c).
  *
- * States: DOWN (waiting for the backoff timer), CONNECTING (TCP connect,
- * then AUTH and SELECT written as ordinary pipelined commands, all under
- * the connect timeout), UP. Commands are accepted only when UP. Pending
- * commands wait in a FIFO; since every command gets the same timeout, the
- * head always has the earliest deadline and one timer serves all of them.
- * Any failure (read error, EOF, protocol error, timeout, refused
- * handshake) goes through break_conn(): close, fail everything pending,
- * schedule a reconnect. Nothing here logs per command.
+ * One server: redis_command() formats straight into the node's buffer and
+ * costs no allocation. A cluster, and every script call: the command is
+ * kept (struct cmd, its RESP in one allocation) until its final reply, so
+ * that a MOVED, ASK, TRYAGAIN or NOSCRIPT answer can be followed by
+ * sending it again: on_cmd_reply() is the one place that decides. A
+ * command that must wait (its new node is still connecting, or TRYAGAIN)
+ * is parked on a list that one timer serves; it never waits past its
+ * deadline (sent + command timeout), nor follows more than
+ * REDIS_REDIRECTS_MAX answers. Connection errors are not resent (the
+ * command may have run): they fail, and the map is refreshed.
  *
- * Commands are formatted (RESP, by hand) into one output buffer and
- * written once per loop iteration, by a prepare handle that runs just
- * before the loop polls: the reserves of a batch of HTTP reads cost one
- * write(2), not one each. Pending callbacks live in a ring, so a command
- * costs no allocation (an EVALSHA one, for its NOSCRIPT copy).
- *
- * hiredis parses replies only. Read on_read(), flush() and break_conn()
- * first.
+ * Modes: ?cluster=yes learns the map (CLUSTER SLOTS) from the seeds
+ * first; the default (auto) connects to the first address as to a single
+ * server, then asks CLUSTER SLOTS once per connection: an error means a
+ * single server (served as before), a map means a cluster (the client
+ * switches); ?cluster=no never asks. Read redis_new(), on_cmd_reply() and
+ * on_slots() first.
  */
 #include <hiredis/hiredis.h>
 #include <netdb.h>
@@ -26,611 +27,674 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <uv.h>
 
-#include "redis/redis.h"
+#include "redis/internal.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
-#define READ_BUF 65536
-#define OUT_MAX (16u << 20) /* bytes formatted and not yet written */
-#define RING_MIN 64        /* first size of the pending ring */
+#define LATER_TICK_MS 5     /* how often parked commands are looked at */
+#define TRYAGAIN_MS 5       /* first TRYAGAIN delay, doubled each time */
+#define REFRESH_IDLE_MS 1000 /* between refreshes while the map is partial */
 
-enum state { ST_DOWN, ST_CONNECTING, ST_UP };
-
-/* One command waiting for its reply (a slot of the ring). */
-struct pending {
+/* A command kept until its final reply (see the file comment). */
+struct cmd {
+    struct redis *r;
     redis_reply_fn cb;
     void *ctx;
-    uint64_t deadline_ms; /* loop time (uv_now) after which it failed */
-};
-
-/* One TCP connection; freed in its close callback. */
-struct rconn {
-    uv_tcp_t tcp;          /* must be first */
-    uv_connect_t connect;
-    struct redis *r;
-    redisReader *reader;   /* RESP parser, hiredis */
-    bool closing;
-};
-
-/* What uv_try_write could not send at once: a copy, freed when done. */
-struct wreq {
-    uv_write_t req;
-    struct rconn *c;
-    char data[];           /* the unsent bytes */
+    const struct redis_script *s; /* NULL: a plain command */
+    bool eval_text;     /* send EVAL with the text (after NOSCRIPT) */
+    bool asking;        /* send ASKING first, to node ask_at */
+    int ask_at;         /* address index for ASK */
+    int slot;           /* -1: any master */
+    unsigned tries;     /* answers followed so far */
+    int argc;           /* arguments in all (for a script: with the head) */
+    uint64_t deadline_ms; /* loop time after which nothing is resent */
+    uint64_t due_ms;    /* parked: when to send again */
+    struct cmd *next;   /* in r->later */
+    size_t len;         /* bytes in tail */
+    char tail[];        /* RESP of the arguments after the head */
 };
 
 struct redis {
     uv_loop_t *loop;
     struct redis_opts opts;    /* with the defaults filled in */
     struct redis_url url;
-    struct sockaddr_storage addr;
-    uv_timer_t deadline;       /* the head command's timeout */
-    uv_timer_t retry;          /* connect timeout, or backoff when DOWN */
-    uv_prepare_t flusher;      /* active while out holds bytes */
-    struct rconn *conn;        /* the current connection, or NULL */
-    enum state state;
+    struct sockaddr_storage seed_addr[REDIS_SEEDS_MAX]; /* resolved */
+    bool cluster;              /* routing by slot */
+    struct redis_node *single; /* one server: its connection */
+    bool probing;              /* single awaits its CLUSTER SLOTS answer */
+    struct redis_slotmap *map; /* cluster: slots to address indices */
+    struct redis_node **nodes; /* cluster: per address index, or NULL */
+    size_t capnodes;           /* entries in nodes */
+    uv_timer_t refresh_timer;  /* the next CLUSTER SLOTS */
+    uv_timer_t later_timer;    /* parked commands */
+    struct cmd *later;         /* parked commands */
+    bool refreshing;           /* CLUSTER SLOTS in flight */
+    bool refresh_due;          /* another one is wanted */
+    uint64_t refresh_ms;       /* loop time of the last one */
+    bool not_cluster_logged;   /* cluster=yes on a single server, logged */
+    bool up;                   /* redis_up() */
     int reported;              /* -1 never, 0 down, 1 up: for on_state */
-    struct pending *ring;      /* pending commands, oldest at ring_head */
-    size_t ring_cap;           /* slots (a power of two), 0 before use */
-    size_t ring_head;          /* index of the oldest */
-    size_t ring_len;           /* slots in use */
-    char *out;                 /* formatted commands not yet written */
-    size_t out_len;            /* bytes in out */
-    size_t out_cap;            /* bytes allocated for out */
-    unsigned attempts;         /* failed attempts in a row, for backoff */
-    unsigned handshake_left;   /* handshake replies still awaited */
-    unsigned nopen;            /* handles not yet closed */
-    unsigned seed;             /* rand_r state for the jitter */
+    unsigned nopen;            /* timers and nodes not yet freed */
     bool freeing;
-    char rbuf[READ_BUF];
     struct redis_stats stats;
 };
 
-static void start_connect(struct redis *r);
-static void break_conn(struct redis *r, enum rl_err err);
+static void refresh_want(struct redis *r);
+static void update_state(struct redis *r, bool lost);
+static bool cmd_send(struct cmd *c);
 
 /* ---------------------------------------------------------------------
- * Handles and state reports
+ * Nodes: making them, which one serves a slot
  * ------------------------------------------------------------------- */
 
-static void maybe_free(struct redis *r)
+static void on_node_state(void *ctx, struct redis_node *n, bool up);
+
+static void on_node_freed(void *ctx)
 {
+    struct redis *r = ctx;
+    r->nopen--;
     if (r->freeing && r->nopen == 0) {
-        free(r->ring);
-        free(r->out);
+        if (r->map) {
+            redis_slotmap_free(r->map);
+            free(r->map);
+        }
+        free(r->nodes);
         free(r);
     }
 }
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    struct redis *r = h->data;
-    r->nopen--;
-    maybe_free(r);
+    on_node_freed(h->data);
 }
 
-static void on_conn_closed(uv_handle_t *h)
+/* Resolves host:port into a: a numeric address at once, a name with
+ * getaddrinfo (blocking: at start, or when a cluster names a master). */
+static bool resolve(const char *host, uint16_t port,
+                    struct sockaddr_storage *a)
 {
-    struct rconn *c = h->data;
-    struct redis *r = c->r;
-    redisReaderFree(c->reader);
-    free(c);
-    r->nopen--;
-    maybe_free(r);
-}
-
-static void conn_close(struct rconn *c)
-{
-    if (c->closing) {
-        return;
+    memset(a, 0, sizeof(*a));
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)a) == 0 ||
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)a) == 0) {
+        return true;
     }
-    c->closing = true;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-}
-
-static void report(struct redis *r, bool up)
-{
-    if (r->reported == (int)up || r->freeing) {
-        return;
-    }
-    r->reported = up;
-    if (r->opts.on_state) {
-        r->opts.on_state(r->opts.state_ctx, up);
-    }
-}
-
-/* ---------------------------------------------------------------------
- * The pending FIFO (a ring) and its one timer
- * ------------------------------------------------------------------- */
-
-static void on_deadline(uv_timer_t *t);
-
-static struct pending *ring_first(struct redis *r)
-{
-    return r->ring_len ? &r->ring[r->ring_head] : NULL;
-}
-
-/* Arms the deadline timer for the oldest command, or stops it. The timer
- * may fire early (the command it was armed for was answered): it then
- * re-arms for the new oldest, so replies never touch the timer. */
-static void arm_deadline(struct redis *r)
-{
-    struct pending *p = ring_first(r);
-    if (!p) {
-        uv_timer_stop(&r->deadline);
-        return;
-    }
-    uint64_t now = uv_now(r->loop);
-    uint64_t wait = p->deadline_ms > now ? p->deadline_ms - now : 0;
-    uv_timer_start(&r->deadline, on_deadline, wait, 0);
-}
-
-static void on_deadline(uv_timer_t *t)
-{
-    struct redis *r = t->data;
-    struct pending *p = ring_first(r);
-    if (!p) {
-        return;
-    }
-    if (p->deadline_ms <= uv_now(r->loop)) {
-        r->stats.timeouts++;
-        break_conn(r, RL_E_UPSTREAM_TIMEOUT);
-        return;
-    }
-    arm_deadline(r);
-}
-
-/* Appends a pending command; the ring doubles when full. */
-static void push(struct redis *r, redis_reply_fn cb, void *ctx)
-{
-    if (r->ring_len == r->ring_cap) {
-        size_t cap = r->ring_cap ? r->ring_cap * 2 : RING_MIN;
-        struct pending *ring = rl_malloc(cap * sizeof(*ring));
-        for (size_t i = 0; i < r->ring_len; i++) {
-            ring[i] = r->ring[(r->ring_head + i) & (r->ring_cap - 1)];
-        }
-        free(r->ring);
-        r->ring = ring;
-        r->ring_cap = cap;
-        r->ring_head = 0;
-    }
-    size_t at = (r->ring_head + r->ring_len) & (r->ring_cap - 1);
-    r->ring[at] = (struct pending){
-        cb, ctx, uv_now(r->loop) + r->opts.command_timeout_ms};
-    r->ring_len++;
-    if (r->ring_len == 1 && !uv_is_active((uv_handle_t *)&r->deadline)) {
-        arm_deadline(r);
-    }
-}
-
-/* Takes the oldest pending command into *out; false when there is none. */
-static bool pop(struct redis *r, struct pending *out)
-{
-    if (!r->ring_len) {
-        return false;
-    }
-    *out = r->ring[r->ring_head];
-    r->ring_head = (r->ring_head + 1) & (r->ring_cap - 1);
-    r->ring_len--;
-    return true;
-}
-
-/* Calls every pending callback with err; new commands fail meanwhile
- * because the state is no longer UP. */
-static void fail_all(struct redis *r, enum rl_err err)
-{
-    uv_timer_stop(&r->deadline);
-    struct pending p;
-    while (pop(r, &p)) {
-        r->stats.failures++;
-        p.cb(p.ctx, NULL, err);
-    }
-}
-
-/* ---------------------------------------------------------------------
- * Writing commands: RESP into one buffer, one write per loop iteration
- * ------------------------------------------------------------------- */
-
-static void on_written(uv_write_t *req, int status)
-{
-    struct wreq *w = (struct wreq *)req;
-    struct rconn *c = w->c;
-    free(w);
-    if (status < 0 && !c->closing && c->r->conn == c) {
-        break_conn(c->r, RL_E_IO);
-    }
-}
-
-/* Writes out what the iteration formatted: uv_try_write, and a copy of
- * the rest through uv_write when the socket takes only part of it (libuv
- * keeps the order: try_write refuses while a uv_write is queued). */
-static void flush(struct redis *r)
-{
-    uv_prepare_stop(&r->flusher);
-    size_t len = r->out_len;
-    r->out_len = 0;
-    if (!len || !r->conn) {
-        return;
-    }
-    uv_stream_t *s = (uv_stream_t *)&r->conn->tcp;
-    uv_buf_t b = uv_buf_init(r->out, (unsigned)len);
-    int n = uv_try_write(s, &b, 1);
-    if (n == UV_EAGAIN) {
-        n = 0;
-    }
-    r->stats.writes++;
-    if (n < 0) {
-        break_conn(r, RL_E_IO);
-        return;
-    }
-    if ((size_t)n == len) {
-        return;
-    }
-    struct wreq *w = rl_malloc(sizeof(*w) + len - (size_t)n);
-    w->c = r->conn;
-    memcpy(w->data, r->out + n, len - (size_t)n);
-    b = uv_buf_init(w->data, (unsigned)(len - (size_t)n));
-    if (uv_write(&w->req, s, &b, 1, on_written) != 0) {
-        free(w);
-        break_conn(r, RL_E_IO);
-    }
-}
-
-static void on_flush(uv_prepare_t *h)
-{
-    flush(h->data);
-}
-
-void redis_flush(struct redis *r)
-{
-    flush(r);
-}
-
-/* Writes "<prefix><n>\r\n" at p; returns the end. */
-static char *put_len(char *p, char prefix, size_t n)
-{
-    char digits[24];
-    int nd = 0;
-    do {
-        digits[nd++] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
-    *p++ = prefix;
-    while (nd) {
-        *p++ = digits[--nd];
-    }
-    *p++ = '\r';
-    *p++ = '\n';
-    return p;
-}
-
-/* Makes room for more bytes in out; false past OUT_MAX. */
-static bool out_room(struct redis *r, size_t more)
-{
-    if (r->out_len + more > OUT_MAX) {
-        return false;
-    }
-    if (r->out_len + more > r->out_cap) {
-        size_t cap = r->out_cap ? r->out_cap : 4096;
-        while (cap < r->out_len + more) {
-            cap *= 2;
-        }
-        r->out = rl_realloc(r->out, cap);
-        r->out_cap = cap;
-    }
-    return true;
-}
-
-/* Bytes of n arguments in RESP, with room for their length lines. */
-static size_t resp_room(int n, const char **v, const size_t *lens)
-{
-    size_t need = 0;
-    for (int i = 0; i < n; i++) {
-        need += 16 + (lens ? lens[i] : strlen(v[i]));
-    }
-    return need;
-}
-
-/* Writes n arguments in RESP at p; returns the end. */
-static char *resp_put(char *p, int n, const char **v, const size_t *lens)
-{
-    for (int i = 0; i < n; i++) {
-        size_t len = lens ? lens[i] : strlen(v[i]);
-        p = put_len(p, '$', len);
-        memcpy(p, v[i], len);
-        p += len;
-        *p++ = '\r';
-        *p++ = '\n';
-    }
-    return p;
-}
-
-/* Appends a RESP array header for ntotal elements and the first nfirst of
- * them, from argv (a caller may append the others after). */
-static bool put_args(struct redis *r, int ntotal, int nfirst,
-                     const char **argv, const size_t *lens)
-{
-    if (!out_room(r, 16 + resp_room(nfirst, argv, lens))) {
-        return false;
-    }
-    char *p = put_len(r->out + r->out_len, '*', (size_t)ntotal);
-    p = resp_put(p, nfirst, argv, lens);
-    r->out_len = (size_t)(p - r->out);
-    return true;
-}
-
-/* Appends bytes already in RESP form. */
-static bool put_raw(struct redis *r, const char *data, size_t len)
-{
-    if (!out_room(r, len)) {
-        return false;
-    }
-    memcpy(r->out + r->out_len, data, len);
-    r->out_len += len;
-    return true;
-}
-
-/* Queues cb for the command just appended and schedules the flush. */
-static void sent(struct redis *r, redis_reply_fn cb, void *ctx)
-{
-    push(r, cb, ctx);
-    if (!uv_is_active((uv_handle_t *)&r->flusher)) {
-        uv_prepare_start(&r->flusher, on_flush);
-    }
-}
-
-/* Formats one command into the output buffer and queues its callback;
- * used for the handshake too, so it does not check UP. */
-static enum rl_err send_cmd(struct redis *r, int argc, const char **argv,
-                            const size_t *argvlen, redis_reply_fn cb,
-                            void *ctx)
-{
-    size_t mark = r->out_len;
-    if (!r->conn || argc <= 0 ||
-        !put_args(r, argc, argc, argv, argvlen)) {
-        r->out_len = mark;
-        return RL_E_IO;
-    }
-    sent(r, cb, ctx);
-    return RL_OK;
-}
-
-enum rl_err redis_command(struct redis *r, int argc, const char **argv,
-                          const size_t *argvlen, redis_reply_fn cb,
-                          void *ctx)
-{
-    if (r->state != ST_UP || r->freeing) {
-        r->stats.failures++;
-        return RL_E_IO;
-    }
-    enum rl_err err = send_cmd(r, argc, argv, argvlen, cb, ctx);
-    if (err == RL_OK) {
-        r->stats.commands++;
-    } else {
-        r->stats.failures++;
-    }
-    return err;
-}
-
-/* ---------------------------------------------------------------------
- * Reading replies
- * ------------------------------------------------------------------- */
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
-{
-    (void)suggested;
-    struct rconn *c = h->data;
-    *out = uv_buf_init(c->r->rbuf, READ_BUF);
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
-{
-    struct rconn *c = s->data;
-    struct redis *r = c->r;
-    if (n == 0 || c->closing) {
-        return;
-    }
-    if (n < 0 || redisReaderFeed(c->reader, b->base, (size_t)n) !=
-                     REDIS_OK) {
-        break_conn(r, RL_E_IO);
-        return;
-    }
-    for (;;) {
-        void *reply = NULL;
-        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
-            break_conn(r, RL_E_IO); /* malformed RESP */
-            return;
-        }
-        if (!reply) {
-            return;
-        }
-        struct pending p;
-        if (!pop(r, &p)) {
-            freeReplyObject(reply);
-            break_conn(r, RL_E_IO); /* a reply nobody asked for */
-            return;
-        }
-        p.cb(p.ctx, reply, RL_OK);
-        freeReplyObject(reply);
-        if (c->closing) {
-            return; /* the callback broke or freed the client */
-        }
-        if (!r->ring_len) {
-            uv_timer_stop(&r->deadline);
-        }
-    }
-}
-
-/* ---------------------------------------------------------------------
- * Connecting, the handshake, backoff
- * ------------------------------------------------------------------- */
-
-static void became_up(struct redis *r)
-{
-    uv_timer_stop(&r->retry);
-    r->state = ST_UP;
-    r->attempts = 0;
-    report(r, true);
-}
-
-static void on_handshake(void *ctx, struct redisReply *reply,
-                         enum rl_err err)
-{
-    struct redis *r = ctx;
-    if (err != RL_OK) {
-        return; /* the connection broke; break_conn has run */
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        if (r->attempts == 0) {
-            log_write(LOG_WARN, "redis refused the handshake",
-                      "\"host\":\"%s\",\"port\":%u", r->url.host,
-                      (unsigned)r->url.port);
-        }
-        break_conn(r, RL_E_IO);
-        return;
-    }
-    if (--r->handshake_left == 0) {
-        became_up(r);
-    }
-}
-
-/* Writes AUTH and SELECT as needed; up at once when neither is. */
-static void handshake(struct redis *r)
-{
-    r->handshake_left = 0;
-    if (r->url.password[0]) {
-        const char *argv[] = {"AUTH", r->url.password};
-        if (send_cmd(r, 2, argv, NULL, on_handshake, r) == RL_OK) {
-            r->handshake_left++;
-        }
-    }
-    if (r->url.db != 0) {
-        char db[16];
-        snprintf(db, sizeof(db), "%d", r->url.db);
-        const char *argv[] = {"SELECT", db};
-        if (send_cmd(r, 2, argv, NULL, on_handshake, r) == RL_OK) {
-            r->handshake_left++;
-        }
-    }
-    if (r->handshake_left == 0) {
-        became_up(r);
-    }
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    struct rconn *c = req->data;
-    struct redis *r = c->r;
-    if (c->closing) {
-        return;
-    }
-    if (status < 0) {
-        break_conn(r, RL_E_IO);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
-        break_conn(r, RL_E_IO);
-        return;
-    }
-    handshake(r);
-}
-
-/* Backoff for the n-th failure in a row: min * 2^n capped at max, then a
- * uniform pick in [d/2, d] so that workers do not reconnect in step. */
-static uint64_t backoff_ms(struct redis *r)
-{
-    uint64_t d = r->opts.backoff_min_ms;
-    for (unsigned i = 0; i < r->attempts && d < r->opts.backoff_max_ms;
-         i++) {
-        d *= 2;
-    }
-    if (d > r->opts.backoff_max_ms) {
-        d = r->opts.backoff_max_ms;
-    }
-    uint64_t half = d / 2;
-    return half + (uint64_t)rand_r(&r->seed) % (d - half + 1);
-}
-
-static void on_retry(uv_timer_t *t)
-{
-    struct redis *r = t->data;
-    if (r->state == ST_CONNECTING) {
-        break_conn(r, RL_E_IO); /* connect timeout */
-        return;
-    }
-    r->stats.reconnects++;
-    start_connect(r);
-}
-
-static void schedule_retry(struct redis *r)
-{
-    uint64_t d = backoff_ms(r);
-    r->attempts++;
-    uv_timer_start(&r->retry, on_retry, d, 0);
-}
-
-static void start_connect(struct redis *r)
-{
-    struct rconn *c = rl_calloc(1, sizeof(*c));
-    c->r = r;
-    c->reader = redisReaderCreate();
-    uv_tcp_init(r->loop, &c->tcp);
-    c->tcp.data = c;
-    c->connect.data = c;
-    r->nopen++;
-    r->conn = c;
-    r->state = ST_CONNECTING;
-    int rc = uv_tcp_connect(&c->connect, &c->tcp,
-                            (const struct sockaddr *)&r->addr, on_connect);
-    if (rc != 0) {
-        break_conn(r, RL_E_IO);
-        return;
-    }
-    uv_timer_start(&r->retry, on_retry, r->opts.connect_timeout_ms, 0);
-}
-
-/* The one way down: close, fail what is pending, plan a reconnect. */
-static void break_conn(struct redis *r, enum rl_err err)
-{
-    if (r->conn) {
-        conn_close(r->conn);
-        r->conn = NULL;
-    }
-    r->state = ST_DOWN;
-    r->out_len = 0; /* unsent commands fail with the rest */
-    uv_prepare_stop(&r->flusher);
-    uv_timer_stop(&r->retry);
-    report(r, false);
-    fail_all(r, err);
-    if (!r->freeing) {
-        schedule_retry(r);
-    }
-}
-
-/* ---------------------------------------------------------------------
- * Creating and freeing
- * ------------------------------------------------------------------- */
-
-/* Resolves host:port into addr (blocking; at worker start only). */
-static bool resolve(const struct redis_url *u, struct sockaddr_storage *a)
-{
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)u->port);
+    char p[8];
+    snprintf(p, sizeof(p), "%u", (unsigned)port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL;
-    if (getaddrinfo(u->host, port, &hints, &res) != 0 || !res) {
+    if (getaddrinfo(host, p, &hints, &res) != 0 || !res) {
         return false;
     }
     memcpy(a, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     return true;
 }
+
+static struct redis_node *node_make(struct redis *r, const char *host,
+                                    uint16_t port, int db,
+                                    const struct sockaddr_storage *a)
+{
+    struct redis_node_cfg cfg = {
+        .loop = r->loop,
+        .opts = &r->opts,
+        .password = r->url.password,
+        .db = db,
+        .host = host,
+        .port = port,
+        .stats = &r->stats,
+        .on_state = on_node_state,
+        .on_freed = on_node_freed,
+        .ctx = r,
+    };
+    r->nopen++;
+    return redis_node_new(&cfg, a);
+}
+
+/* Makes r->nodes hold index at. */
+static void nodes_grow(struct redis *r, int at)
+{
+    if ((size_t)at < r->capnodes) {
+        return;
+    }
+    size_t cap = r->capnodes ? r->capnodes : 8;
+    while (cap <= (size_t)at) {
+        cap *= 2;
+    }
+    r->nodes = rl_realloc(r->nodes, cap * sizeof(*r->nodes));
+    memset(r->nodes + r->capnodes, 0,
+           (cap - r->capnodes) * sizeof(*r->nodes));
+    r->capnodes = cap;
+}
+
+/* The connection for address index at, made when missing; NULL when the
+ * address does not resolve. */
+static struct redis_node *node_at(struct redis *r, int at)
+{
+    if (at < 0) {
+        return NULL;
+    }
+    nodes_grow(r, at);
+    if (!r->nodes[at] && !r->freeing) {
+        const struct redis_addr *a = &r->map->addrs[at];
+        struct sockaddr_storage sa;
+        if (!resolve(a->host, a->port, &sa)) {
+            return NULL;
+        }
+        r->nodes[at] = node_make(r, a->host, a->port, 0, &sa);
+    }
+    return r->nodes[at];
+}
+
+/* The node a command for slot goes to (any master for -1); NULL when the
+ * map does not know it. */
+static struct redis_node *route(struct redis *r, int slot)
+{
+    if (!r->cluster) {
+        return r->single;
+    }
+    if (slot >= 0) {
+        uint16_t at = r->map->owner[slot];
+        return at == REDIS_NO_NODE ? NULL : node_at(r, at);
+    }
+    for (size_t i = 0; i < r->capnodes; i++) {
+        if (r->nodes[i] && redis_node_up(r->nodes[i])) {
+            return r->nodes[i];
+        }
+    }
+    return NULL;
+}
+
+/* Every master of the map connected, every slot served. */
+static bool cluster_ready(struct redis *r)
+{
+    bool *seen = rl_calloc(r->map->naddrs + 1, sizeof(*seen));
+    bool ok = true;
+    for (int s = 0; s < REDIS_SLOTS && ok; s++) {
+        uint16_t at = r->map->owner[s];
+        if (at == REDIS_NO_NODE) {
+            ok = false;
+        } else if (!seen[at]) {
+            seen[at] = true;
+            ok = (size_t)at < r->capnodes && r->nodes[at] &&
+                 redis_node_up(r->nodes[at]);
+        }
+    }
+    free(seen);
+    return ok;
+}
+
+/* Recomputes redis_up() and reports a change to opts.on_state; a "down"
+ * only when lost says a connection was (a probe or a map in the making
+ * is no outage). */
+static void update_state(struct redis *r, bool lost)
+{
+    if (r->freeing) {
+        return;
+    }
+    if (r->cluster) {
+        r->up = cluster_ready(r);
+    } else {
+        r->up = r->single && redis_node_up(r->single) && !r->probing;
+    }
+    if (r->reported == (int)r->up || (!r->up && !lost)) {
+        return;
+    }
+    r->reported = r->up;
+    if (r->opts.on_state) {
+        r->opts.on_state(r->opts.state_ctx, r->up);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * The slot map: CLUSTER SLOTS, the probe, the switch to cluster mode
+ * ------------------------------------------------------------------- */
+
+/* After a new map: a connection for each master, none for an address
+ * that serves nothing (unless commands still wait on it). */
+static void sync_nodes(struct redis *r)
+{
+    bool *serves = rl_calloc(r->map->naddrs + 1, sizeof(*serves));
+    for (int s = 0; s < REDIS_SLOTS; s++) {
+        if (r->map->owner[s] != REDIS_NO_NODE) {
+            serves[r->map->owner[s]] = true;
+        }
+    }
+    for (size_t i = 0; i < r->map->naddrs; i++) {
+        if (serves[i]) {
+            node_at(r, (int)i);
+        } else if (i < r->capnodes && r->nodes[i] &&
+                   redis_node_pending(r->nodes[i]) == 0) {
+            struct redis_node *n = r->nodes[i];
+            r->nodes[i] = NULL;
+            redis_node_free(n, RL_E_IO);
+        }
+    }
+    free(serves);
+}
+
+/* Becomes a cluster client; the single connection serves on under the
+ * address it was given. */
+static void become_cluster(struct redis *r)
+{
+    r->cluster = true;
+    r->map = rl_malloc(sizeof(*r->map));
+    redis_slotmap_init(r->map);
+    int at = redis_slotmap_addr(r->map, r->url.seeds[0].host,
+                                r->url.seeds[0].port);
+    nodes_grow(r, at);
+    r->nodes[at] = r->single;
+    r->single = NULL;
+}
+
+static void on_slots(void *ctx, struct redisReply *reply, enum rl_err err);
+
+/* Sends CLUSTER SLOTS to n (cb on_slots with n as context). */
+static bool ask_slots(struct redis *r, struct redis_node *n)
+{
+    const char *argv[] = {"CLUSTER", "SLOTS"};
+    if (!redis_node_send(n, 2, argv, NULL, on_slots, n)) {
+        return false;
+    }
+    r->stats.refreshes++;
+    r->refresh_ms = uv_now(r->loop);
+    return true;
+}
+
+static void on_slots(void *ctx, struct redisReply *reply, enum rl_err err)
+{
+    struct redis_node *n = ctx;
+    struct redis *r = redis_node_ctx(n); /* n waits on no other command */
+    if (r->freeing) {
+        return;
+    }
+    if (!r->cluster) { /* the probe of a single server */
+        r->probing = false;
+        if (err == RL_OK && reply->type == REDIS_REPLY_ARRAY) {
+            become_cluster(r);
+        } else {
+            update_state(r, false);
+            return;
+        }
+    } else {
+        r->refreshing = false;
+    }
+    bool ok = err == RL_OK &&
+              redis_slotmap_from_reply(r->map, reply, redis_node_host(n));
+    if (ok) {
+        sync_nodes(r);
+    } else if (err == RL_OK && reply->type == REDIS_REPLY_ERROR &&
+               !r->not_cluster_logged) {
+        r->not_cluster_logged = true;
+        log_write(LOG_ERROR, "redis URL says cluster=yes, but the server "
+                             "does not serve a cluster map",
+                  "\"host\":\"%s\",\"port\":%u", redis_node_host(n),
+                  (unsigned)redis_node_port(n));
+    }
+    if (!ok || redis_slotmap_uncovered(r->map) > 0) {
+        r->refresh_due = true; /* again, REFRESH_IDLE_MS from now */
+    }
+    update_state(r, false);
+    refresh_want(r);
+}
+
+/* Connects the seeds that have no connection (nothing else is up). */
+static void connect_seeds(struct redis *r)
+{
+    for (int i = 0; i < r->url.nseeds; i++) {
+        const struct redis_seed *s = &r->url.seeds[i];
+        int at = redis_slotmap_addr(r->map, s->host, s->port);
+        if (at < 0) {
+            continue;
+        }
+        nodes_grow(r, at);
+        if (!r->nodes[at]) { /* the address resolved at start */
+            r->nodes[at] = node_make(r, s->host, s->port, 0,
+                                     &r->seed_addr[i]);
+        }
+    }
+}
+
+static void on_refresh(uv_timer_t *t)
+{
+    struct redis *r = t->data;
+    if (r->refreshing || !r->cluster || r->freeing) {
+        return; /* on_slots asks again when it is due */
+    }
+    for (size_t i = 0; i < r->capnodes; i++) { /* from another each time */
+        struct redis_node *n = r->nodes[(i + r->stats.refreshes) %
+                                        r->capnodes];
+        if (n && redis_node_up(n) && ask_slots(r, n)) {
+            r->refreshing = true;
+            r->refresh_due = false;
+            return;
+        }
+    }
+    connect_seeds(r); /* their coming up asks for the map */
+}
+
+/* Asks for a refresh: at once when none was sent lately, else when
+ * REDIS_REFRESH_MIN_MS (REFRESH_IDLE_MS for a partial map) have passed
+ * since the last; never two at a time. */
+static void refresh_want(struct redis *r)
+{
+    if (!r->cluster || r->freeing) {
+        return;
+    }
+    if (!r->refresh_due && r->up) {
+        return;
+    }
+    r->refresh_due = true;
+    if (r->refreshing || uv_is_active((uv_handle_t *)&r->refresh_timer)) {
+        return;
+    }
+    uint64_t gap = r->up ? REDIS_REFRESH_MIN_MS : REFRESH_IDLE_MS;
+    uint64_t now = uv_now(r->loop);
+    uint64_t next = r->stats.refreshes ? r->refresh_ms + gap : now;
+    uv_timer_start(&r->refresh_timer, on_refresh, next > now ? next - now : 0,
+                   0);
+}
+
+static void on_node_state(void *ctx, struct redis_node *n, bool up)
+{
+    struct redis *r = ctx;
+    if (r->freeing) {
+        return;
+    }
+    if (!r->cluster) {
+        if (up && r->url.cluster == REDIS_CLUSTER_AUTO) {
+            r->probing = ask_slots(r, n);
+        }
+        update_state(r, !up);
+        return;
+    }
+    if (!up || !r->stats.refreshes) {
+        r->refresh_due = true;
+    }
+    update_state(r, !up);
+    refresh_want(r);
+}
+
+/* ---------------------------------------------------------------------
+ * Commands kept until their final reply
+ * ------------------------------------------------------------------- */
+
+static void finish(struct cmd *c, struct redisReply *reply, enum rl_err err)
+{
+    c->cb(c->ctx, reply, err);
+    free(c);
+}
+
+static void on_later(uv_timer_t *t);
+
+/* Parks c until due (loop time); it fails when its deadline passes. */
+static void park(struct cmd *c, uint64_t due_ms)
+{
+    struct redis *r = c->r;
+    c->due_ms = due_ms;
+    c->next = r->later;
+    r->later = c;
+    if (!uv_is_active((uv_handle_t *)&r->later_timer)) {
+        uv_timer_start(&r->later_timer, on_later, LATER_TICK_MS,
+                       LATER_TICK_MS);
+    }
+}
+
+static void on_later(uv_timer_t *t)
+{
+    struct redis *r = t->data;
+    struct cmd *list = r->later;
+    r->later = NULL;
+    uint64_t now = uv_now(r->loop);
+    while (list) {
+        struct cmd *c = list;
+        list = c->next;
+        if (c->due_ms > now) {
+            park(c, c->due_ms);
+        } else if (cmd_send(c)) {
+            continue; /* the node's now */
+        } else if (now < c->deadline_ms) {
+            park(c, now);
+        } else {
+            r->stats.failures++;
+            finish(c, NULL, RL_E_IO);
+        }
+    }
+    if (!r->later) {
+        uv_timer_stop(&r->later_timer);
+    }
+}
+
+static void on_cmd_reply(void *ctx, struct redisReply *reply,
+                         enum rl_err err);
+
+static void on_asking(void *ctx, struct redisReply *reply, enum rl_err err)
+{
+    (void)ctx;
+    (void)reply;
+    (void)err; /* the command after it answers for both */
+}
+
+/* Sends c to the node its slot (or ASK) names; false when that node is
+ * not up (c is still the caller's). */
+static bool cmd_send(struct cmd *c)
+{
+    struct redis *r = c->r;
+    if (r->freeing) {
+        return false;
+    }
+    struct redis_node *n = c->asking ? node_at(r, c->ask_at)
+                                     : route(r, c->slot);
+    if (!n || !redis_node_up(n)) {
+        return false;
+    }
+    if (c->asking) {
+        const char *argv[] = {"ASKING"};
+        if (!redis_node_send(n, 1, argv, NULL, on_asking, NULL)) {
+            return false;
+        }
+    }
+    const char *head[2] = {NULL, NULL};
+    size_t lens[2] = {0, 0};
+    int nhead = 0;
+    if (c->s) {
+        head[0] = c->eval_text ? "EVAL" : "EVALSHA";
+        head[1] = c->eval_text ? c->s->text : c->s->sha1_hex;
+        lens[0] = strlen(head[0]);
+        lens[1] = strlen(head[1]);
+        nhead = 2;
+    }
+    return redis_node_send_tail(n, c->argc, nhead, head, lens, c->tail,
+                                c->len, on_cmd_reply, c);
+}
+
+/* Follows one redirection or retry answer of a cluster: true when c was
+ * sent again or parked (the reply is then not the caller's). */
+static bool follow(struct cmd *c, const struct redisReply *reply)
+{
+    struct redis *r = c->r;
+    uint64_t now = uv_now(r->loop);
+    if (c->tries >= REDIS_REDIRECTS_MAX || now >= c->deadline_ms) {
+        return false;
+    }
+    struct redis_redirect rd;
+    bool tryagain = reply->len >= 8 && memcmp(reply->str, "TRYAGAIN", 8) == 0;
+    if (!tryagain && !redis_redirect_parse(reply->str, reply->len, &rd)) {
+        return false;
+    }
+    c->tries++;
+    if (tryagain) {
+        r->stats.tryagain++;
+        c->asking = false;
+        park(c, now + ((uint64_t)TRYAGAIN_MS << (c->tries - 1)));
+        return true;
+    }
+    struct redis_node *from = route(r, rd.slot);
+    const char *self = from ? redis_node_host(from) : r->url.seeds[0].host;
+    if (rd.kind == REDIS_REDIRECT_MOVED) {
+        r->stats.moved++;
+        c->asking = false;
+        if (redis_slotmap_moved(r->map, &rd, self) < 0) {
+            return false;
+        }
+        r->refresh_due = true;
+        refresh_want(r);
+    } else {
+        r->stats.asked++;
+        c->asking = true;
+        c->ask_at = redis_slotmap_addr(r->map, rd.host[0] ? rd.host : self,
+                                       rd.port);
+        if (c->ask_at < 0) {
+            return false;
+        }
+    }
+    if (!cmd_send(c)) {
+        park(c, now); /* a new node still connecting */
+    }
+    return true;
+}
+
+static void on_cmd_reply(void *ctx, struct redisReply *reply,
+                         enum rl_err err)
+{
+    struct cmd *c = ctx;
+    struct redis *r = c->r;
+    if (err != RL_OK || r->freeing) {
+        if (r->cluster && err == RL_E_IO) {
+            r->refresh_due = true;
+            refresh_want(r);
+        }
+        finish(c, reply, err);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (c->s && !c->eval_text && reply->len >= 8 &&
+            memcmp(reply->str, "NOSCRIPT", 8) == 0) {
+            c->eval_text = true; /* this node lacks it: load it there */
+            if (cmd_send(c)) {
+                return;
+            }
+            r->stats.failures++;
+            finish(c, NULL, RL_E_IO);
+            return;
+        }
+        if (r->cluster && follow(c, reply)) {
+            return;
+        }
+    }
+    finish(c, reply, RL_OK);
+}
+
+/* A kept command: argc arguments, the first nhead of which cmd_send
+ * writes itself, the rest given in RESP (tail, tail_len bytes). */
+static struct cmd *cmd_new(struct redis *r, int argc, int slot,
+                           size_t tail_len, redis_reply_fn cb, void *ctx)
+{
+    struct cmd *c = rl_malloc(sizeof(*c) + tail_len);
+    *c = (struct cmd){.r = r, .cb = cb, .ctx = ctx, .slot = slot,
+                      .argc = argc, .len = tail_len,
+                      .deadline_ms = uv_now(r->loop) +
+                                     r->opts.command_timeout_ms};
+    return c;
+}
+
+/* The first send of a kept command: RL_E_IO (and c freed) when its node
+ * is not up, as redis_command() promises. */
+static enum rl_err cmd_start(struct cmd *c)
+{
+    struct redis *r = c->r;
+    if (!cmd_send(c)) {
+        r->stats.failures++;
+        free(c);
+        return RL_E_IO;
+    }
+    r->stats.commands++;
+    return RL_OK;
+}
+
+/* The slot of argv's key, -1 for none. */
+static int slot_of(int argc, const char **argv, const size_t *lens)
+{
+    const char *key;
+    size_t len;
+    if (!redis_command_key(argc, argv, lens, &key, &len)) {
+        return -1;
+    }
+    return redis_key_slot(key, len);
+}
+
+enum rl_err redis_command(struct redis *r, int argc, const char **argv,
+                          const size_t *argvlen, redis_reply_fn cb,
+                          void *ctx)
+{
+    if (r->freeing || argc <= 0 || (!r->cluster && r->probing)) {
+        r->stats.failures++;
+        return RL_E_IO;
+    }
+    if (!r->cluster) {
+        if (!r->single ||
+            !redis_node_send(r->single, argc, argv, argvlen, cb, ctx)) {
+            r->stats.failures++;
+            return RL_E_IO;
+        }
+        r->stats.commands++;
+        return RL_OK;
+    }
+    size_t room = redis_resp_room(argc, argv, argvlen);
+    struct cmd *c = cmd_new(r, argc, slot_of(argc, argv, argvlen), room, cb,
+                            ctx);
+    c->len = (size_t)(redis_resp_put(c->tail, argc, argv, argvlen) - c->tail);
+    return cmd_start(c);
+}
+
+/* ---------------------------------------------------------------------
+ * Scripts: EVALSHA, then EVAL on NOSCRIPT (per node)
+ * ------------------------------------------------------------------- */
+
+void redis_script_init(struct redis_script *s, const char *text)
+{
+    unsigned char md[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)text, strlen(text), md);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++) {
+        snprintf(s->sha1_hex + 2 * i, 3, "%02x", md[i]);
+    }
+    s->text = text;
+}
+
+enum rl_err redis_eval(struct redis *r, const struct redis_script *s,
+                       int nkeys, const char **keys, const size_t *keylens,
+                       int nargs, const char **args, const size_t *arglens,
+                       redis_reply_fn cb, void *ctx)
+{
+    if (r->freeing || (!r->cluster && r->probing)) {
+        r->stats.failures++;
+        return RL_E_IO;
+    }
+    char nk[16];
+    const char *nkv[1] = {nk};
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    size_t room = redis_resp_room(1, nkv, NULL) +
+                  redis_resp_room(nkeys, keys, keylens) +
+                  redis_resp_room(nargs, args, arglens);
+    int slot = -1;
+    if (nkeys > 0) {
+        slot = redis_key_slot(keys[0],
+                              keylens ? keylens[0] : strlen(keys[0]));
+    }
+    struct cmd *c = cmd_new(r, 3 + nkeys + nargs, slot, room, cb, ctx);
+    c->s = s;
+    char *p = redis_resp_put(c->tail, 1, nkv, NULL);
+    p = redis_resp_put(p, nkeys, keys, keylens);
+    p = redis_resp_put(p, nargs, args, arglens);
+    c->len = (size_t)(p - c->tail);
+    return cmd_start(c);
+}
+
+/* ---------------------------------------------------------------------
+ * Creating and freeing
+ * ------------------------------------------------------------------- */
 
 static uint64_t or_default(uint64_t v, uint64_t d)
 {
@@ -648,11 +712,13 @@ struct redis *redis_new(struct uv_loop_s *loop, const char *url,
         return NULL;
     }
     struct redis *r = rl_calloc(1, sizeof(*r));
-    if (!resolve(&u, &r->addr)) {
-        log_write(LOG_ERROR, "cannot resolve the redis host",
-                  "\"port\":%u", (unsigned)u.port);
-        free(r);
-        return NULL;
+    for (int i = 0; i < u.nseeds; i++) {
+        if (!resolve(u.seeds[i].host, u.seeds[i].port, &r->seed_addr[i])) {
+            log_write(LOG_ERROR, "cannot resolve the redis host",
+                      "\"port\":%u", (unsigned)u.seeds[i].port);
+            free(r);
+            return NULL;
+        }
     }
     r->loop = loop;
     r->url = u;
@@ -667,15 +733,20 @@ struct redis *redis_new(struct uv_loop_s *loop, const char *url,
     o->backoff_min_ms = or_default(o->backoff_min_ms, REDIS_BACKOFF_MIN_MS);
     o->backoff_max_ms = or_default(o->backoff_max_ms, REDIS_BACKOFF_MAX_MS);
     r->reported = -1;
-    r->seed = (unsigned)(uintptr_t)r ^ (unsigned)time(NULL);
-    uv_timer_init(loop, &r->deadline);
-    uv_timer_init(loop, &r->retry);
-    uv_prepare_init(loop, &r->flusher);
-    r->deadline.data = r;
-    r->retry.data = r;
-    r->flusher.data = r;
-    r->nopen = 3;
-    start_connect(r);
+    uv_timer_init(loop, &r->refresh_timer);
+    uv_timer_init(loop, &r->later_timer);
+    r->refresh_timer.data = r;
+    r->later_timer.data = r;
+    r->nopen = 2;
+    if (u.cluster == REDIS_CLUSTER_YES) {
+        r->cluster = true;
+        r->map = rl_malloc(sizeof(*r->map));
+        redis_slotmap_init(r->map);
+        connect_seeds(r);
+    } else {
+        r->single = node_make(r, u.seeds[0].host, u.seeds[0].port, u.db,
+                              &r->seed_addr[0]);
+    }
     return r;
 }
 
@@ -685,127 +756,52 @@ void redis_free(struct redis *r)
         return;
     }
     r->freeing = true;
-    if (r->conn) {
-        conn_close(r->conn);
-        r->conn = NULL;
+    struct cmd *list = r->later;
+    r->later = NULL;
+    while (list) {
+        struct cmd *c = list;
+        list = c->next;
+        r->stats.failures++;
+        finish(c, NULL, RL_E_SHUTTING_DOWN);
     }
-    r->state = ST_DOWN;
-    r->out_len = 0;
-    fail_all(r, RL_E_SHUTTING_DOWN);
-    uv_close((uv_handle_t *)&r->flusher, on_handle_closed);
-    uv_close((uv_handle_t *)&r->deadline, on_handle_closed);
-    uv_close((uv_handle_t *)&r->retry, on_handle_closed);
+    if (r->single) {
+        redis_node_free(r->single, RL_E_SHUTTING_DOWN);
+        r->single = NULL;
+    }
+    for (size_t i = 0; i < r->capnodes; i++) {
+        if (r->nodes[i]) {
+            struct redis_node *n = r->nodes[i];
+            r->nodes[i] = NULL;
+            redis_node_free(n, RL_E_SHUTTING_DOWN);
+        }
+    }
+    uv_close((uv_handle_t *)&r->refresh_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&r->later_timer, on_handle_closed);
+}
+
+void redis_flush(struct redis *r)
+{
+    if (r->single) {
+        redis_node_flush(r->single);
+    }
+    for (size_t i = 0; i < r->capnodes; i++) {
+        if (r->nodes[i]) {
+            redis_node_flush(r->nodes[i]);
+        }
+    }
 }
 
 bool redis_up(const struct redis *r)
 {
-    return r && r->state == ST_UP && !r->freeing;
+    return r && r->up && !r->freeing;
+}
+
+bool redis_is_cluster(const struct redis *r)
+{
+    return r->cluster;
 }
 
 void redis_stats_get(const struct redis *r, struct redis_stats *out)
 {
     *out = r->stats;
-}
-
-/* ---------------------------------------------------------------------
- * Scripts: EVALSHA, then EVAL on NOSCRIPT
- * ------------------------------------------------------------------- */
-
-void redis_script_init(struct redis_script *s, const char *text)
-{
-    unsigned char md[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)text, strlen(text), md);
-    for (int i = 0; i < SHA_DIGEST_LENGTH; i++) {
-        snprintf(s->sha1_hex + 2 * i, 3, "%02x", md[i]);
-    }
-    s->text = text;
-}
-
-/* A script call in flight, with its keys and arguments in RESP (one
- * allocation) for the EVAL resend after NOSCRIPT. */
-struct eval {
-    struct redis *r;
-    const struct redis_script *s;
-    redis_reply_fn cb;
-    void *ctx;
-    int argc;           /* 3 + nkeys + nargs */
-    bool retried;       /* EVAL was sent after NOSCRIPT */
-    size_t tail_len;    /* bytes in tail */
-    char tail[];        /* RESP of nkeys, the keys and the arguments */
-};
-
-/* Appends "EVALSHA sha" (or "EVAL text" when eval) and e's tail. */
-static enum rl_err eval_send(struct eval *e, bool eval)
-{
-    struct redis *r = e->r;
-    if (r->state != ST_UP || r->freeing || !r->conn) {
-        r->stats.failures++;
-        return RL_E_IO;
-    }
-    const char *argv[2] = {"EVALSHA", e->s->sha1_hex};
-    size_t lens[2] = {7, 40};
-    if (eval) {
-        argv[0] = "EVAL";
-        argv[1] = e->s->text;
-        lens[0] = 4;
-        lens[1] = strlen(e->s->text);
-    }
-    size_t mark = r->out_len;
-    if (!put_args(r, e->argc, 2, argv, lens) ||
-        !put_raw(r, e->tail, e->tail_len)) {
-        r->out_len = mark;
-        r->stats.failures++;
-        return RL_E_IO;
-    }
-    r->stats.commands++;
-    return RL_OK;
-}
-
-static void on_eval_reply(void *ctx, struct redisReply *reply,
-                          enum rl_err err)
-{
-    struct eval *e = ctx;
-    if (err == RL_OK && !e->retried && reply->type == REDIS_REPLY_ERROR &&
-        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
-        e->retried = true;
-        err = eval_send(e, true);
-        if (err == RL_OK) {
-            sent(e->r, on_eval_reply, e);
-            return;
-        }
-        reply = NULL;
-    }
-    e->cb(e->ctx, reply, err);
-    free(e);
-}
-
-enum rl_err redis_eval(struct redis *r, const struct redis_script *s,
-                       int nkeys, const char **keys, const size_t *keylens,
-                       int nargs, const char **args, const size_t *arglens,
-                       redis_reply_fn cb, void *ctx)
-{
-    if (!redis_up(r)) {
-        r->stats.failures++;
-        return RL_E_IO;
-    }
-    char nk[16];
-    const char *nkv[1] = {nk};
-    snprintf(nk, sizeof(nk), "%d", nkeys);
-    size_t room = resp_room(1, nkv, NULL) +
-                  resp_room(nkeys, keys, keylens) +
-                  resp_room(nargs, args, arglens);
-    struct eval *e = rl_malloc(sizeof(*e) + room);
-    *e = (struct eval){.r = r, .s = s, .cb = cb, .ctx = ctx,
-                       .argc = 3 + nkeys + nargs};
-    char *p = resp_put(e->tail, 1, nkv, NULL);
-    p = resp_put(p, nkeys, keys, keylens);
-    p = resp_put(p, nargs, args, arglens);
-    e->tail_len = (size_t)(p - e->tail);
-    enum rl_err err = eval_send(e, false);
-    if (err != RL_OK) {
-        free(e);
-        return err;
-    }
-    sent(r, on_eval_reply, e);
-    return RL_OK;
 }

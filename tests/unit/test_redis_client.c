@@ -19,6 +19,7 @@
 
 #include "redis/redis.h"
 #include "redis_harness.h"
+#include "redis_seen.h"
 
 static struct harness_redis srv;
 
@@ -94,39 +95,6 @@ static void test_bad_urls_are_config_errors_with_a_message(void **state)
 }
 
 /* ---- the client ---------------------------------------------------- */
-
-/* What one callback saw. */
-struct seen {
-    int calls;
-    enum rl_err err;
-    long long integer;
-    char str[128];
-    int type;
-};
-
-static void on_reply(void *ctx, struct redisReply *reply, enum rl_err err)
-{
-    struct seen *s = ctx;
-    s->calls++;
-    s->err = err;
-    if (reply) {
-        s->type = reply->type;
-        s->integer = reply->integer;
-        if (reply->str) {
-            snprintf(s->str, sizeof(s->str), "%s", reply->str);
-        }
-    }
-}
-
-static bool client_up(void *arg)
-{
-    return redis_up(arg);
-}
-
-static bool seen_called(void *arg)
-{
-    return ((struct seen *)arg)->calls > 0;
-}
 
 static struct redis *connect_to(uv_loop_t *loop, const char *url)
 {
