@@ -25,7 +25,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all asan asan-unit unit test test-unit test-integration test-e2e bench \
         bench-overhead bench-features bench-routing bench-cache bench-analytics \
-        bench-metrics \
+        bench-metrics fuzz fuzz-build fuzz-bins soak \
         dashboard up down status logs \
         check clean help deps
 
@@ -52,6 +52,41 @@ ASAN_VARS := BUILD=build-asan OPT=-O1 \
 
 asan:
 	$(MAKE) $(ASAN_VARS)
+
+# libFuzzer targets (tests/fuzz/) against the real library objects, built
+# by clang with ASan+UBSan into build-fuzz/; `make fuzz` builds them and runs
+# each for FUZZ_SECONDS (scripts/fuzz.sh, docs/reliability.md).
+FUZZ_CC    ?= $(shell command -v clang-14 || command -v clang || echo clang)
+FUZZ_KINDS := openai anthropic gemini ollama
+FUZZ_BIN   := $(BUILD)/fuzz/fuzz_http $(BUILD)/fuzz/fuzz_chat \
+              $(FUZZ_KINDS:%=$(BUILD)/fuzz/fuzz_stream_%) \
+              $(FUZZ_KINDS:%=$(BUILD)/fuzz/fuzz_response_%)
+FUZZ_LINK  := -fsanitize=fuzzer,address,undefined
+FUZZ_VARS  := BUILD=build-fuzz CC=$(FUZZ_CC) OPT=-O1 \
+    SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FUZZ_LINK) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS)
+
+$(BUILD)/fuzz/fuzz_stream_%: tests/fuzz/fuzz_stream.c tests/fuzz/fuzz.h $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DFUZZ_KIND='"$*"' $(FUZZ_LINK) -o $@ $< $(LIB_OBJ) \
+	    $(LDFLAGS) $(LIBS)
+
+$(BUILD)/fuzz/fuzz_response_%: tests/fuzz/fuzz_response.c tests/fuzz/fuzz.h $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DFUZZ_KIND='"$*"' $(FUZZ_LINK) -o $@ $< $(LIB_OBJ) \
+	    $(LDFLAGS) $(LIBS)
+
+# Builds the fuzz targets only (in build-fuzz/fuzz/).
+fuzz-build:
+	$(MAKE) $(FUZZ_VARS) fuzz-bins
+
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@bash scripts/fuzz.sh
 
 # The unit tests under the sanitizers (built into build-asan/tests).
 asan-unit:
@@ -123,7 +158,7 @@ check:
 	@bash scripts/check.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 help:
 	@echo "make              build build/relay and build/relay-fake"
@@ -131,6 +166,8 @@ help:
 	@echo "make test         the whole suite: unit, integration, end-to-end"
 	@echo "make asan         sanitizer build in build-asan/"
 	@echo "make asan-unit    the unit tests under ASan+UBSan"
+	@echo "make fuzz         build the libFuzzer targets, run each FUZZ_SECONDS (20)"
+	@echo "make soak         1M+ mixed requests with faults; RSS, fds, log rows"
 	@echo "make bench        every benchmark below, one after another"
 	@echo "make bench-overhead  direct vs nginx vs relay, one run"
 	@echo "make bench-features  keys + Redis limits + PostgreSQL log on vs off"
