@@ -25,7 +25,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all asan asan-unit unit test test-unit test-integration test-e2e bench \
         bench-overhead bench-features bench-routing bench-cache bench-analytics \
-        bench-metrics fuzz fuzz-build fuzz-bins soak \
+        bench-metrics bench-logwriter fuzz fuzz-build fuzz-bins soak \
         dashboard up down status logs \
         check clean help deps
 
@@ -137,6 +137,14 @@ $(BUILD)/bench/routing: bench/routing.c $(LIB_OBJ)
 bench-routing: $(BUILD)/bench/routing
 	@$(BUILD)/bench/routing
 
+# The request log's insert path (COPY + rollup) against DATABASE_URL.
+$(BUILD)/bench/logwriter: bench/logwriter.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS)
+
+bench-logwriter: $(BUILD)/bench/logwriter
+	@$(BUILD)/bench/logwriter
+
 # up.sh installs what is missing first, then builds (a fresh machine lacks
 # the -dev packages that `make` needs).
 up:
@@ -175,6 +183,7 @@ help:
 	@echo "make dashboard    build dashboard/dist (npm ci + vite build)"
 
 	@echo "make bench-routing  the routing engine on a simulated workload"
+	@echo "make bench-logwriter  request log COPY rows/s against DATABASE_URL"
 	@echo "make bench-metrics  rps with and without a 10 Hz /metrics scraper"
 	@echo "make check        style checks"
 	@echo "make deps         install system, Python and Node dependencies"
