@@ -88,6 +88,11 @@ fuzz-bins: $(FUZZ_BIN)
 fuzz: fuzz-build
 	@bash scripts/fuzz.sh
 
+# 1M+ mixed requests with injected faults against PostgreSQL + Redis; RSS,
+# fds and request log rows (tests/soak/soak.sh; ~10-20 min; not in CI).
+soak: all
+	@bash tests/soak/soak.sh
+
 # The unit tests under the sanitizers (built into build-asan/tests).
 asan-unit:
 	$(MAKE) $(ASAN_VARS) unit
