@@ -166,7 +166,6 @@ typedef void (*store_row_fn)(void *arg, const char *const *cols, int ncols);
 struct store_maintenance {
     int created;        /* partitions made */
     int dropped;        /* partitions dropped by retention */
-    int64_t moved_rows; /* rows moved out of the default partition */
     int64_t deleted_rows; /* rows past retention deleted from it */
     char dropped_first[64]; /* the oldest partition dropped, or "" */
 };

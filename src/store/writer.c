@@ -225,7 +225,7 @@ static void maintain(void)
                    "again later", err);
         return;
     }
-    if (m.created || m.dropped || m.moved_rows || m.deleted_rows) {
+    if (m.created || m.dropped || m.deleted_rows) {
         log_write(LOG_INFO, "request log partitions kept",
                   "\"created\":%d,\"dropped\":%d,\"oldest_dropped\":\"%s\","
                   "\"deleted_rows\":%lld,\"retention_days\":%u", m.created,
