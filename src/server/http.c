@@ -92,12 +92,24 @@ static void split_url(struct http_in *h)
 static int on_headers_complete(http_parser *p)
 {
     struct http_in *h = p->data;
+    /* HTTP/1.0 and 1.1 only: http-parser also takes a line without a
+     * version (0.9) and any digits. */
+    bool bad = p->http_major != 1 || p->http_minor > 1;
     /* The head buffer no longer grows: views into it are stable now. */
     for (size_t i = 0; i < h->req.nheaders; i++) {
         size_t *o = h->hdr_off[i];
         h->req.headers[i].name = (struct str){h->head.p + o[0], o[1]};
         h->req.headers[i].value =
             str_trim((struct str){h->head.p + o[2], o[3]});
+        /* http-parser lets "Name : value" through with the space in the
+         * name; RFC 9112 (5.1) says refuse it, lest a proxy in front read
+         * the header (say Content-Length) as we do not. */
+        struct str n = h->req.headers[i].name;
+        bad = bad || memchr(n.p, ' ', n.len) || memchr(n.p, '\t', n.len);
+    }
+    if (bad) {
+        h->reject = RL_E_BAD_HTTP;
+        return -1;
     }
     split_url(h);
     switch (p->method) {

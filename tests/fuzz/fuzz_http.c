@@ -8,8 +8,10 @@
  *
  * Contracts checked besides "no crash, no leak, no undefined behaviour":
  * the path, query, header names and values of a request all lie inside
- * its head buffer; a body is never over max_body_bytes; an error is one
- * of the three a connection answers (400, 413, 431) and ends the parsing.
+ * its head buffer, and no header name holds a space or a tab; only
+ * HTTP/1.0 and 1.1 pass; a body is never over max_body_bytes; an error is
+ * one of the three a connection answers (400, 413, 431) and ends the
+ * parsing.
  */
 #include "auth/auth.h"
 #include "fuzz.h"
@@ -50,9 +52,14 @@ static void look_at(const struct http_in *h)
     FUZZ_CHECK(inside(r->query, &h->head));
     FUZZ_CHECK(r->nheaders <= SERVER_MAX_HEADERS);
     for (size_t i = 0; i < r->nheaders; i++) {
-        FUZZ_CHECK(inside(r->headers[i].name, &h->head));
+        struct str n = r->headers[i].name;
+        FUZZ_CHECK(inside(n, &h->head));
         FUZZ_CHECK(inside(r->headers[i].value, &h->head));
+        /* RFC 9112 5.1: no space between a name and its colon. */
+        FUZZ_CHECK(n.len > 0 && !memchr(n.p, ' ', n.len) &&
+                   !memchr(n.p, '\t', n.len));
     }
+    FUZZ_CHECK(h->parser.http_major == 1 && h->parser.http_minor <= 1);
     FUZZ_CHECK(r->body.len <= limits.max_body_bytes);
     static struct config cfg; /* no static keys, no key cache */
     struct arena a;
