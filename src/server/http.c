@@ -27,6 +27,7 @@ static int on_message_begin(http_parser *p)
     h->req.start_us = clock_now_us();
     h->url_len = 0;
     h->in_value = false;
+    h->head_done = false;
     buf_reset(&h->head);
     buf_free(&h->req.body);
     buf_init(&h->req.body, h->limits->max_body_bytes);
@@ -52,6 +53,9 @@ static int on_url(http_parser *p, const char *at, size_t len)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct http_in *h = p->data;
+    if (h->head_done) {
+        return 0; /* a trailer: ignored (see on_headers_complete) */
+    }
     if (h->in_value || h->req.nheaders == 0) {
         if (h->req.nheaders == SERVER_MAX_HEADERS) {
             h->reject = RL_E_HEADERS_TOO_LARGE;
@@ -72,6 +76,9 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct http_in *h = p->data;
+    if (h->head_done) {
+        return 0;
+    }
     h->in_value = true;
     h->hdr_off[h->req.nheaders - 1][3] += len;
     return head_append(h, at, len);
@@ -95,7 +102,13 @@ static int on_headers_complete(http_parser *p)
     /* HTTP/1.0 and 1.1 only: http-parser also takes a line without a
      * version (0.9) and any digits. */
     bool bad = p->http_major != 1 || p->http_minor > 1;
-    /* The head buffer no longer grows: views into it are stable now. */
+    /* The head buffer no longer grows: views into it are stable now.
+     * http-parser hands a chunked body's trailers to the same header
+     * callbacks after this; they are ignored (Relay reads none), since
+     * appending them to head could move it under the views, and counting
+     * them would add headers without a view (issue 9: a use after free
+     * before any authentication, found by fuzz_http). */
+    h->head_done = true;
     for (size_t i = 0; i < h->req.nheaders; i++) {
         size_t *o = h->hdr_off[i];
         h->req.headers[i].name = (struct str){h->head.p + o[0], o[1]};

@@ -50,6 +50,8 @@ struct http_in {
     size_t hdr_off[SERVER_MAX_HEADERS][4]; /* name/value offsets in head */
     size_t url_len;            /* bytes of URL at the start of head */
     bool in_value;             /* the parser is inside a header value */
+    bool head_done;            /* the head is complete: later header
+                                  fields are a chunked body's trailers */
     bool receiving;            /* a request has started arriving */
     bool complete;             /* req is whole; parsing waits for the
                                   next http_in_execute() */
