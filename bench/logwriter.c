@@ -4,7 +4,7 @@
  * transaction) from the library objects, against the PostgreSQL of
  * DATABASE_URL, in batches of 2000 rows as the writer sends them. Prints
  * rows per second. It says what the store costs, not the gateway: run it
- * against a flat log (RELAY_MIGRATIONS of migrations up to 006) and a
+ * against a flat log (RELAY_MIGRATIONS of every migration but 008) and a
  * partitioned one (all migrations) to compare (docs/decisions.md, 27).
  *
  * BENCH_ROWS (default 200000) rows, ts spread over the last hour, ids

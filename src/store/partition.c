@@ -3,7 +3,7 @@
  * PostgreSQL, and which of them retention drops. Pure: no I/O, no clock;
  * pg.c runs the SQL (pg_maintain) and tests/unit/test_store.c checks this.
  *
- * request_log is partitioned by range of ts in UTC days (migration 007):
+ * request_log is partitioned by range of ts in UTC days (migration 008):
  * request_log_YYYYMMDD holds [that day 00:00 UTC, the next day 00:00 UTC);
  * request_log_before_YYYYMMDD is the table that existed before the
  * migration, holding everything before that day; request_log_default takes

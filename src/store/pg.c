@@ -6,7 +6,7 @@
  * if a request id is there already, the transaction fails and the batch is
  * sent again through a TEMP staging table, INSERT ... SELECT ... ON
  * CONFLICT DO NOTHING (the unique key is (request_id, ts) since the log is
- * partitioned by ts, migration 007; ts travels with the row, so a replayed
+ * partitioned by ts, migration 008; ts travels with the row, so a replayed
  * row conflicts with its first try). So a batch is stored whole or not at
  * all, and sending it again (journal replay) adds nothing. COPY costs the
  * server a fraction of a 13,000-parameter INSERT (docs/decisions.md).

@@ -1,4 +1,4 @@
--- 007 (PostgreSQL only): request_log becomes a table partitioned by range
+-- 008 (PostgreSQL only): request_log becomes a table partitioned by range
 -- of ts, one partition per UTC day, so that retention drops whole days
 -- (request_log.retention_days; docs/internals/request-log.md) instead of
 -- deleting rows, and a ts range reads only its days.
