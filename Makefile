@@ -26,8 +26,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all asan asan-unit unit test test-unit test-integration test-reliability \
         test-e2e bench \
         bench-overhead bench-features bench-routing bench-cache bench-analytics \
-        bench-cache-accuracy \
-        bench-metrics bench-instructions \
+        bench-cache-accuracy bench-metrics bench-instructions \
+        bench-logwriter fuzz fuzz-build fuzz-bins soak \
         dashboard up down status logs \
         check clean help deps
 
@@ -54,6 +54,46 @@ ASAN_VARS := BUILD=build-asan OPT=-O1 \
 
 asan:
 	$(MAKE) $(ASAN_VARS)
+
+# libFuzzer targets (tests/fuzz/) against the real library objects, built
+# by clang with ASan+UBSan into build-fuzz/; `make fuzz` builds them and runs
+# each for FUZZ_SECONDS (scripts/fuzz.sh, docs/reliability.md).
+FUZZ_CC    ?= $(shell command -v clang-14 || command -v clang || echo clang)
+FUZZ_KINDS := openai anthropic gemini ollama
+FUZZ_BIN   := $(BUILD)/fuzz/fuzz_http $(BUILD)/fuzz/fuzz_chat \
+              $(FUZZ_KINDS:%=$(BUILD)/fuzz/fuzz_stream_%) \
+              $(FUZZ_KINDS:%=$(BUILD)/fuzz/fuzz_response_%)
+FUZZ_LINK  := -fsanitize=fuzzer,address,undefined
+FUZZ_VARS  := BUILD=build-fuzz CC=$(FUZZ_CC) OPT=-O1 \
+    SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FUZZ_LINK) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS)
+
+$(BUILD)/fuzz/fuzz_stream_%: tests/fuzz/fuzz_stream.c tests/fuzz/fuzz.h $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DFUZZ_KIND='"$*"' $(FUZZ_LINK) -o $@ $< $(LIB_OBJ) \
+	    $(LDFLAGS) $(LIBS)
+
+$(BUILD)/fuzz/fuzz_response_%: tests/fuzz/fuzz_response.c tests/fuzz/fuzz.h $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DFUZZ_KIND='"$*"' $(FUZZ_LINK) -o $@ $< $(LIB_OBJ) \
+	    $(LDFLAGS) $(LIBS)
+
+# Builds the fuzz targets only (in build-fuzz/fuzz/).
+fuzz-build:
+	$(MAKE) $(FUZZ_VARS) fuzz-bins
+
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@bash scripts/fuzz.sh
+
+# 1M+ mixed requests with injected faults against PostgreSQL + Redis; RSS,
+# fds and request log rows (tests/soak/soak.sh; ~10-20 min; not in CI).
+soak: all
+	@bash tests/soak/soak.sh
 
 # The unit tests under the sanitizers (built into build-asan/tests).
 asan-unit:
@@ -127,6 +167,14 @@ $(BUILD)/bench/cache: bench/cache.c $(LIB_OBJ)
 bench-cache: all $(BUILD)/bench/cache
 	@bash bench/cache.sh
 
+# The request log's insert path (COPY + rollup) against DATABASE_URL.
+$(BUILD)/bench/logwriter: bench/logwriter.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS)
+
+bench-logwriter: $(BUILD)/bench/logwriter
+	@$(BUILD)/bench/logwriter
+
 # up.sh installs what is missing first, then builds (a fresh machine lacks
 # the -dev packages that `make` needs).
 up:
@@ -148,7 +196,7 @@ check:
 	@bash scripts/check.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 help:
 	@echo "make              build build/relay and build/relay-fake"
@@ -157,6 +205,8 @@ help:
 	@echo "make test-reliability  faults, bad input, security (docs/reliability.md)"
 	@echo "make asan         sanitizer build in build-asan/"
 	@echo "make asan-unit    the unit tests under ASan+UBSan"
+	@echo "make fuzz         build the libFuzzer targets, run each FUZZ_SECONDS (20)"
+	@echo "make soak         1M+ mixed requests with faults; RSS, fds, log rows"
 	@echo "make bench        every benchmark below, one after another"
 	@echo "make bench-overhead  direct vs nginx vs relay, one run"
 	@echo "make bench-features  keys + Redis limits + PostgreSQL log on vs off"
@@ -165,6 +215,7 @@ help:
 
 	@echo "make bench-routing  the routing engine on a simulated workload"
 	@echo "make bench-instructions  instructions per request (callgrind)"
+	@echo "make bench-logwriter  request log COPY rows/s against DATABASE_URL"
 	@echo "make bench-metrics  rps with and without a 10 Hz /metrics scraper"
 	@echo "make bench-cache  semantic cache: embedding, index at 10k/100k, hits e2e"
 	@echo "make bench-cache-accuracy  semantic cache precision/recall, near misses"

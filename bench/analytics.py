@@ -125,6 +125,16 @@ def fill_pg(base_url, tmp, now_s):
         psql(base_url, "DROP DATABASE relay_bench")
     psql(base_url, "CREATE DATABASE relay_bench")
     migrate(url, tmp)
+    # The log is partitioned by UTC day (migration 007): the writer makes
+    # today's and the next days' partitions; the days of the synthetic
+    # past are made here, as they would exist after a month of serving.
+    today = now_s // 86400
+    for day in range(today - SPAN_S // 86400 - 1, today):
+        lo = time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
+        hi = time.strftime("%Y-%m-%d", time.gmtime((day + 1) * 86400))
+        psql(url, "CREATE TABLE IF NOT EXISTS request_log_%s PARTITION OF "
+             "request_log FOR VALUES FROM ('%s 00:00:00+00') TO "
+             "('%s 00:00:00+00')" % (lo.replace("-", ""), lo, hi))
     say("PostgreSQL: inserting %d rows (generate_series)" % ROWS)
     t0 = time.time()
     ts = ("to_timestamp(%d - (%d - i)::float8 * %d / %d)"

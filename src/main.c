@@ -15,6 +15,7 @@
 #include "gateway/gateway.h"
 #include "providers/provider.h"
 #include "store/store.h"
+#include "util/clock.h"
 
 #define RELAY_VERSION "0.1.0"
 
@@ -238,6 +239,7 @@ static int cmd_migrate(int argc, char **argv)
     struct store_target t;
     char err[1024] = "";
     enum rl_err e = store_target_parse(cfg->store, &t, err, sizeof(err));
+    uint32_t retention_days = cfg->log_retention_days;
     config_unref(cfg);
     if (e != RL_OK) {
         fprintf(stderr, "relay: %s\n", err);
@@ -254,6 +256,14 @@ static int cmd_migrate(int argc, char **argv)
     }
     int napplied = 0;
     e = store_migrate(t.engine, c, &napplied, err, sizeof(err));
+    struct store_maintenance m = {0};
+    if (e == RL_OK && t.engine == &store_pg) {
+        /* What the writer does at each connect: the coming days'
+         * partitions, and retention. */
+        e = store_partitions_maintain(t.engine, c,
+                                      (int64_t)(clock_wall_ms() / 1000),
+                                      retention_days, &m, err, sizeof(err));
+    }
     t.engine->disconnect(c);
     if (e != RL_OK) {
         fprintf(stderr, "relay: %s\n", err);
@@ -261,6 +271,11 @@ static int cmd_migrate(int argc, char **argv)
     }
     printf("%s: %d migration%s applied; up to date\n", t.shown, napplied,
            napplied == 1 ? "" : "s");
+    if (m.created || m.dropped) {
+        printf("request_log: %d partition%s made, %d dropped (retention "
+               "%u days)\n", m.created, m.created == 1 ? "" : "s",
+               m.dropped, retention_days);
+    }
     return 0;
 }
 

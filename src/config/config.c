@@ -660,6 +660,22 @@ static void metrics_pair(struct loader *ld, const char *key, yaml_node_t *k,
     }
 }
 
+static void request_log_pair(struct loader *ld, const char *key,
+                             yaml_node_t *k, yaml_node_t *v, void *ctx)
+{
+    struct config *c = ctx;
+    int64_t n;
+    if (strcmp(key, "retention_days") == 0) {
+        if (config_scalar_int(ld, v, "request_log.retention_days", 0, 36500,
+                              &n)) {
+            c->log_retention_days = (uint32_t)n;
+        }
+    } else {
+        config_fail(ld, k, "request_log", "unknown field \"%s\" "
+                    "(retention_days)", key);
+    }
+}
+
 static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
                      yaml_node_t *v, void *ctx)
 {
@@ -697,6 +713,8 @@ static void top_pair(struct loader *ld, const char *key, yaml_node_t *k,
         c->admin_key = scalar_dup(ld, v, "admin_key");
     } else if (strcmp(key, "log_prompts") == 0) {
         config_scalar_bool(ld, v, "log_prompts", &c->log_prompts);
+    } else if (strcmp(key, "request_log") == 0) {
+        config_each_pair(ld, v, "request_log", request_log_pair, c);
     } else if (strcmp(key, "metrics") == 0) {
         config_each_pair(ld, v, "metrics", metrics_pair, c);
     } else if (strcmp(key, "dashboard") == 0) {

@@ -122,6 +122,9 @@ struct config {
     char (*key_prefix)[16];     /* display prefix of each key */
     size_t nkeys;
     char *store;                /* DATABASE_URL, unused by the core */
+    uint32_t log_retention_days; /* request_log.retention_days: PostgreSQL
+                                   drops the log's day partitions older
+                                   than this; 0 keeps every row */
     char *redis;                /* REDIS_URL, unused by the core */
     char *admin_key;            /* for the admin API, unused by the core */
     char *dashboard_host;       /* dashboard.listen's address; NULL: no

@@ -491,10 +491,10 @@ int gateway_serve(struct config *cfg, const char *listen_override)
      * answers must drain, not kill. */
     uv_loop_t *loop = uv_default_loop();
     watch_signals(loop);
-    /* The request log before the workers: migrations are applied and a
-     * journal left by an earlier run is replayed. A store that is down is
-     * no reason not to serve (rows wait in the journal); a bad URL is. */
-    if (store_open(cfg->store, NULL) != RL_OK) {
+    /* The request log before the workers (migrations, a journal left by
+     * an earlier run); a store that is down is no reason not to serve. */
+    if (store_open(cfg->store, &(struct store_opts){
+                       .retention_days = cfg->log_retention_days}) != RL_OK) {
         return 1;
     }
     /* The keys of the store, loaded before the first request; a store

@@ -459,8 +459,7 @@ static enum rl_err parse_response(struct str body, struct buf *out,
             has_text = true;
         } else if (type && !strcmp(type, "tool_use")) {
             json_t *input = json_object_get(block, "input");
-            char *args = json_dumps(input ? input : json_object(),
-                                    JSON_COMPACT | JSON_ENCODE_ANY);
+            char *args = native_args_text(input);
             json_array_append_new(
                 calls, json_pack("{s:s?,s:s,s:{s:s?,s:s}}", "id",
                                  json_string_value(json_object_get(block,

@@ -3,7 +3,10 @@
  *
  * The SSE rules followed are the WHATWG ones: lines end in CRLF, LF or CR;
  * a line starting with ':' is a comment; "field: value" drops one space
- * after the colon; data lines join with LF; a blank line dispatches. Read
+ * after the colon; data lines join with LF; a blank line dispatches. An
+ * event whose data is not valid UTF-8 is a protocol error: adapters copy
+ * upstream text into the chunks the client parses as JSON, which must be
+ * UTF-8 (found by tests/fuzz: every adapter passed such bytes on). Read
  * framer_feed() first.
  */
 #include "providers/framing.h"
@@ -39,6 +42,17 @@ static enum rl_err keep_view(struct framer *f)
                : RL_E_UPSTREAM_PROTOCOL;
 }
 
+/* Hands one event on, if its data is text a JSON parser accepts. */
+static enum rl_err deliver(framer_event_fn fn, void *ctx, struct str event,
+                           struct str data)
+{
+    size_t bad;
+    if (!jscan_utf8_valid(data.p, data.len, &bad)) {
+        return RL_E_UPSTREAM_PROTOCOL;
+    }
+    return fn(ctx, event, data);
+}
+
 static enum rl_err dispatch(struct framer *f, framer_event_fn fn, void *ctx)
 {
     enum rl_err err = RL_OK;
@@ -48,7 +62,7 @@ static enum rl_err dispatch(struct framer *f, framer_event_fn fn, void *ctx)
                               ? f->view
                               : (struct str){f->data.p ? f->data.p : "",
                                              f->data.len};
-        err = fn(ctx, ev, data);
+        err = deliver(fn, ctx, ev, data);
     }
     buf_reset(&f->event);
     buf_reset(&f->data);
@@ -118,7 +132,7 @@ static enum rl_err on_line(struct framer *f, struct str line, bool in_input,
     if (t.len && t.p[t.len - 1] == '\r') {
         t.len--;
     }
-    return t.len ? fn(ctx, (struct str){"", 0}, t) : RL_OK;
+    return t.len ? deliver(fn, ctx, (struct str){"", 0}, t) : RL_OK;
 }
 
 enum rl_err framer_feed(struct framer *f, const char *p, size_t n,

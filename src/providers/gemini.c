@@ -492,8 +492,7 @@ static void usage_set(struct usage *u, int64_t prompt, int64_t candidates,
 static void add_call(json_t *calls, json_t *fc)
 {
     json_t *args = json_object_get(fc, "args");
-    char *text = json_dumps(args ? args : json_object(),
-                            JSON_COMPACT | JSON_ENCODE_ANY);
+    char *text = native_args_text(args);
     const char *name = json_string_value(json_object_get(fc, "name"));
     const char *given = json_string_value(json_object_get(fc, "id"));
     char id[24];

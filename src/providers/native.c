@@ -6,6 +6,7 @@
  * reads the same way. Read native_chunk_emit() first.
  */
 #include "providers/native.h"
+#include "util/alloc.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -292,6 +293,16 @@ json_t *native_tool_args(json_t *tool_call)
         return NULL;
     }
     return obj;
+}
+
+char *native_args_text(json_t *args)
+{
+    if (!args) {
+        /* No json_object() here: json_dumps does not take ownership, so a
+         * fresh {} would leak (found by fuzz_response_*). */
+        return rl_strndup("{}", 2);
+    }
+    return json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
 enum rl_err native_body_dump(json_t *body, struct upstream_req *out,

@@ -100,6 +100,10 @@ const char *native_tool_name(json_t *messages, size_t before,
 /* Returns the tool call's arguments (a JSON object text) parsed into a new
  * object; "" or absent gives {}. NULL if it is not a JSON object. */
 json_t *native_tool_args(json_t *tool_call);
+/* Returns a provider's tool arguments (any JSON value, or NULL when the
+ * call has none) as compact JSON text for OpenAI's "arguments": "{}" when
+ * absent. The caller frees it; NULL only if args cannot be encoded. */
+char *native_args_text(json_t *args);
 
 /* Serialises body into out->body (compact), 413 if over its cap. */
 enum rl_err native_body_dump(json_t *body, struct upstream_req *out,

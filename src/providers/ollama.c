@@ -334,8 +334,7 @@ static enum rl_err parse_response(struct str body, struct buf *out,
     json_array_foreach(json_object_get(msg, "tool_calls"), i, call) {
         json_t *fn = json_object_get(call, "function");
         json_t *args = json_object_get(fn, "arguments");
-        char *text = json_dumps(args ? args : json_object(),
-                                JSON_COMPACT | JSON_ENCODE_ANY);
+        char *text = native_args_text(args);
         const char *name = json_string_value(json_object_get(fn, "name"));
         const char *given = json_string_value(json_object_get(call, "id"));
         char id[24];

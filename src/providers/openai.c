@@ -141,7 +141,10 @@ static enum rl_err parse_response(struct str body, struct buf *out,
     if (jscan(body, items, OPENAI_MAX_MEMBERS, &n)) {
         choices = jscan_find(items, n, "choices");
     }
-    if (!choices || choices->type != '[' || body.p[0] == '[') {
+    size_t bad;
+    if (!choices || choices->type != '[' || body.p[0] == '[' ||
+        !jscan_utf8_valid(body.p, body.len, &bad)) {
+        /* Passed on as it is, so it must be UTF-8 the client can parse. */
         provider_error_set(err, 502, "api_error", "upstream_protocol_error",
                            true, "the provider's answer is not a chat "
                            "completion");

@@ -9,7 +9,6 @@
  * request is being served is reported once through the abort hook. Read
  * on_read() and complete_response() first.
  */
-#include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,23 +27,14 @@ struct conn {
     int listener;              /* SERVER_MAIN or SERVER_EXTRA */
     struct conn *prev;         /* in w->conns */
     struct conn *next;
-    http_parser parser;
     struct buf in;             /* received bytes not parsed yet */
-    struct buf head;           /* URL and header bytes of the request */
-    struct http_request req;   /* being received or served */
-    size_t hdr_off[SERVER_MAX_HEADERS][4]; /* name/value offsets in head */
-    size_t url_len;            /* bytes of URL at the start of head */
-    bool in_value;             /* the parser is inside a header value */
-    bool receiving;            /* a request has started arriving */
+    struct http_in http;       /* the request being received or served */
     bool busy;                 /* a request is being served */
     bool streaming;            /* a streamed response is open */
-    bool http10;               /* the request was HTTP/1.0: no chunking */
-    bool keep_alive;           /* the client allows another request */
     bool closing;              /* uv_close was called */
     bool close_after_flush;    /* close once pending output is written */
     bool reading;              /* uv_read_start is in effect */
     bool in_parse;             /* parse_buffered is on the stack */
-    enum rl_err reject;        /* why parsing stopped, RL_OK if it did not */
     size_t pending_out;        /* bytes handed to uv_write, not yet done */
     struct buf held;           /* stream bytes gathered this iteration */
     bool flush_queued;         /* c is on w->flush */
@@ -158,7 +148,7 @@ static void head(struct conn *c, struct buf *b, int status,
                  const char *content_type, struct str headers)
 {
     if (c->w->draining) {
-        c->keep_alive = false;
+        c->http.keep_alive = false;
     }
     buf_append_cstr(b, "HTTP/1.1 ");
     buf_append_u64(b, (uint64_t)status);
@@ -166,7 +156,7 @@ static void head(struct conn *c, struct buf *b, int status,
     buf_append_cstr(b, reason(status));
     buf_append_cstr(b, "\r\nContent-Type: ");
     buf_append_cstr(b, content_type);
-    buf_append_cstr(b, c->keep_alive ? "\r\n" : "\r\nConnection: close\r\n");
+    buf_append_cstr(b, c->http.keep_alive ? "\r\n" : "\r\nConnection: close\r\n");
     buf_append_str(b, headers);
 }
 
@@ -178,7 +168,7 @@ static void complete_response(struct conn *c)
     c->abort_fn = NULL;
     c->abort_ctx = NULL;
     c->last_active_us = clock_now_us();
-    if (!c->keep_alive || c->w->draining) {
+    if (!c->http.keep_alive || c->w->draining) {
         if (c->pending_out == 0) {
             conn_close(c);
         } else {
@@ -201,7 +191,7 @@ void server_respond(struct conn *c, int status, const char *content_type,
     buf_append_cstr(&b, "Content-Length: ");
     buf_append_u64(&b, body.len);
     buf_append(&b, "\r\n\r\n", 4);
-    if (c->req.method != SERVER_HEAD) {
+    if (c->http.req.method != SERVER_HEAD) {
         buf_append_str(&b, body); /* HEAD: the length, not the bytes */
     }
     write_out(c, b.p, b.len);
@@ -270,12 +260,12 @@ void server_stream_begin(struct conn *c, int status, struct str headers)
 {
     struct buf b;
     buf_init(&b, 16384);
-    if (c->http10) {
+    if (c->http.http10) {
         /* HTTP/1.0 has no chunks: the end of the stream is the close. */
-        c->keep_alive = false;
+        c->http.keep_alive = false;
     }
     head(c, &b, status, "text/event-stream", headers);
-    buf_append_cstr(&b, c->http10 ? "Cache-Control: no-cache\r\n\r\n"
+    buf_append_cstr(&b, c->http.http10 ? "Cache-Control: no-cache\r\n\r\n"
                                   : "Cache-Control: no-cache\r\n"
                                     "Transfer-Encoding: chunked\r\n\r\n");
     c->streaming = true;
@@ -288,7 +278,7 @@ bool server_stream_write(struct conn *c, struct str data)
     if (!c->streaming || c->closing || data.len == 0) {
         return !c->closing;
     }
-    if (c->http10) {
+    if (c->http.http10) {
         return hold(c, data.p, data.len);
     }
     /* The chunk-size line, in hex, without printf on this per-token path,
@@ -320,7 +310,7 @@ void server_stream_end(struct conn *c)
     if (c->closing) {
         return;
     }
-    bool ok = c->http10 || hold(c, "0\r\n\r\n", 5);
+    bool ok = c->http.http10 || hold(c, "0\r\n\r\n", 5);
     if (ok && flush_held(c)) {
         complete_response(c);
     }
@@ -378,8 +368,7 @@ static void on_closed(uv_handle_t *handle)
     }
     buf_free(&c->held);
     buf_free(&c->in);
-    buf_free(&c->head);
-    buf_free(&c->req.body);
+    http_in_free(&c->http);
     free(c);
 }
 
@@ -401,14 +390,14 @@ static void conn_close(struct conn *c)
 /* Answers a request that could not be read, then closes. */
 static void reject(struct conn *c, enum rl_err err)
 {
-    c->keep_alive = false;
-    c->receiving = false;
+    c->http.keep_alive = false;
+    c->http.receiving = false;
     c->busy = true;
     c->w->hooks->on_reject(c->w->wctx, c, err);
 }
 
 /* ---------------------------------------------------------------------
- * Parsing
+ * Parsing (the request itself is read by http.c)
  * ------------------------------------------------------------------- */
 
 static const struct server_limits *limits_of(struct conn *c)
@@ -416,149 +405,11 @@ static const struct server_limits *limits_of(struct conn *c)
     return c->w->hooks->limits(c->w->wctx);
 }
 
-static int on_message_begin(http_parser *p)
+/* The head asked for 100 Continue: say it before the body comes. */
+static void send_continue(void *ctx)
 {
-    struct conn *c = p->data;
-    c->receiving = true;
-    c->req.nheaders = 0;
-    c->req.start_us = clock_now_us();
-    c->url_len = 0;
-    c->in_value = false;
-    buf_reset(&c->head);
-    buf_free(&c->req.body);
-    buf_init(&c->req.body, limits_of(c)->max_body_bytes);
-    return 0;
+    write_out(ctx, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 }
-
-static int head_append(struct conn *c, const char *at, size_t len)
-{
-    if (buf_append(&c->head, at, len) != RL_OK) {
-        c->reject = RL_E_HEADERS_TOO_LARGE;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    c->url_len += len;
-    return head_append(c, at, len);
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    if (c->in_value || c->req.nheaders == 0) {
-        if (c->req.nheaders == SERVER_MAX_HEADERS) {
-            c->reject = RL_E_HEADERS_TOO_LARGE;
-            return -1;
-        }
-        size_t *o = c->hdr_off[c->req.nheaders++];
-        o[0] = c->head.len;
-        o[1] = 0;
-        o[2] = c->head.len;
-        o[3] = 0;
-        c->in_value = false;
-    }
-    c->hdr_off[c->req.nheaders - 1][1] += len;
-    c->hdr_off[c->req.nheaders - 1][2] += len;
-    return head_append(c, at, len);
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    c->in_value = true;
-    c->hdr_off[c->req.nheaders - 1][3] += len;
-    return head_append(c, at, len);
-}
-
-static void split_url(struct conn *c)
-{
-    struct str url = {c->head.p ? c->head.p : "", c->url_len};
-    const char *q = memchr(url.p, '?', url.len);
-    c->req.path = url;
-    c->req.query = (struct str){"", 0};
-    if (q) {
-        c->req.path.len = (size_t)(q - url.p);
-        c->req.query = (struct str){q + 1, url.len - c->req.path.len - 1};
-    }
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    struct conn *c = p->data;
-    /* HTTP/1.0 and 1.1 only: http-parser also takes a line without a
-     * version (0.9) and any digits. */
-    bool bad = p->http_major != 1 || p->http_minor > 1;
-    /* The head buffer no longer grows: views into it are stable now. */
-    for (size_t i = 0; i < c->req.nheaders; i++) {
-        size_t *o = c->hdr_off[i];
-        c->req.headers[i].name = (struct str){c->head.p + o[0], o[1]};
-        c->req.headers[i].value =
-            str_trim((struct str){c->head.p + o[2], o[3]});
-        /* http-parser lets "Name : value" through with the space in the
-         * name; RFC 9112 (5.1) says refuse it, lest a proxy in front read
-         * the header (say Content-Length) as we do not. */
-        struct str n = c->req.headers[i].name;
-        bad = bad || memchr(n.p, ' ', n.len) || memchr(n.p, '\t', n.len);
-    }
-    if (bad) {
-        c->reject = RL_E_BAD_HTTP;
-        return -1;
-    }
-    split_url(c);
-    switch (p->method) {
-    case HTTP_GET: c->req.method = SERVER_GET; break;
-    case HTTP_HEAD: c->req.method = SERVER_HEAD; break;
-    case HTTP_POST: c->req.method = SERVER_POST; break;
-    case HTTP_DELETE: c->req.method = SERVER_DELETE; break;
-    default: c->req.method = SERVER_OTHER; break;
-    }
-    c->keep_alive = http_should_keep_alive(p);
-    c->http10 = p->http_major == 1 && p->http_minor == 0;
-    size_t max = limits_of(c)->max_body_bytes;
-    if ((p->flags & F_CONTENTLENGTH) && p->content_length > max) {
-        c->reject = RL_E_BODY_TOO_LARGE;
-        return -1;
-    }
-    struct str expect = server_header(&c->req, "expect");
-    if (str_case_eq(expect, "100-continue")) {
-        write_out(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    }
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    if (buf_append(&c->req.body, at, len) != RL_OK) {
-        c->reject = RL_E_BODY_TOO_LARGE;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    struct conn *c = p->data;
-    c->receiving = false;
-    c->busy = true;
-    c->req.complete_us = clock_now_us();
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
 
 /* Parses what is buffered and dispatches complete requests, one at a time.
  * A response completed from inside on_request lands back in this loop
@@ -571,26 +422,21 @@ static void parse_buffered(struct conn *c)
     }
     c->in_parse = true;
     while (!c->busy && !c->closing && c->in.len > 0) {
-        size_t used = http_parser_execute(&c->parser, &settings, c->in.p,
-                                          c->in.len);
-        enum http_errno herr = HTTP_PARSER_ERRNO(&c->parser);
-        if (herr == HPE_PAUSED) {
-            http_parser_pause(&c->parser, 0);
-        } else if (herr != HPE_OK) {
-            enum rl_err why = c->reject;
-            if (why == RL_OK) {
-                why = herr == HPE_HEADER_OVERFLOW ? RL_E_HEADERS_TOO_LARGE
-                                                  : RL_E_BAD_HTTP;
-            }
+        size_t used = 0;
+        c->http.limits = limits_of(c);
+        enum rl_err err = http_in_execute(&c->http, c->in.p, c->in.len,
+                                          &used);
+        if (err != RL_OK) {
             buf_reset(&c->in);
-            reject(c, why);
+            reject(c, err);
             break;
         }
         /* The head buffer holds what the request needs, so the consumed
          * bytes can go; the rest are later requests. */
         buf_consume(&c->in, used);
-        if (c->busy) {
-            c->w->hooks->on_request(c->w->wctx, c, &c->req);
+        if (c->http.complete) {
+            c->busy = true;
+            c->w->hooks->on_request(c->w->wctx, c, &c->http.req);
             continue;
         }
         if (used == 0) {
@@ -672,11 +518,10 @@ void conn_accept(struct worker *w, int listener)
     /* The input may hold one whole request plus a pipelined head. */
     buf_init(&c->in, lim->max_body_bytes + 2 * lim->max_header_bytes +
                          CONN_READ_CHUNK);
-    buf_init(&c->head, lim->max_header_bytes);
     buf_init(&c->held, CONN_MAX_PENDING_OUT);
-    buf_init(&c->req.body, lim->max_body_bytes);
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
+    http_in_init(&c->http, lim);
+    c->http.on_continue = send_continue;
+    c->http.ctx = c;
     c->last_active_us = clock_now_us();
     c->reading = true;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -698,12 +543,12 @@ void conn_sweep(struct worker *w, uint64_t now_us)
         if (c->busy) {
             continue;
         }
-        if (c->receiving &&
-            now_us - c->req.start_us > lim->read_timeout_ms * 1000) {
+        if (c->http.receiving &&
+            now_us - c->http.req.start_us > lim->read_timeout_ms * 1000) {
             reject(c, RL_E_TIMEOUT);
             continue;
         }
-        bool idle = !c->receiving && c->in.len == 0 && c->pending_out == 0 &&
+        bool idle = !c->http.receiving && c->in.len == 0 && c->pending_out == 0 &&
                     c->held.len == 0;
         if (idle && (w->draining || now_us - c->last_active_us >
                                         lim->idle_timeout_ms * 1000)) {

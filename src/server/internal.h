@@ -4,6 +4,7 @@
 #ifndef RL_SERVER_INTERNAL_H
 #define RL_SERVER_INTERNAL_H
 
+#include <http_parser.h>
 #include <pthread.h>
 #include <uv.h>
 
@@ -39,6 +40,43 @@ struct worker {
     void *wctx;                   /* from hooks.worker_start */
     const struct server_hooks *hooks;
 };
+
+/* One request being read out of received bytes (http.c). */
+struct http_in {
+    http_parser parser;
+    const struct server_limits *limits; /* applied to the next request */
+    struct buf head;           /* URL and header bytes of the request */
+    struct http_request req;   /* being received, or complete */
+    size_t hdr_off[SERVER_MAX_HEADERS][4]; /* name/value offsets in head */
+    size_t url_len;            /* bytes of URL at the start of head */
+    bool in_value;             /* the parser is inside a header value */
+    bool head_done;            /* the head is complete: later header
+                                  fields are a chunked body's trailers */
+    bool receiving;            /* a request has started arriving */
+    bool complete;             /* req is whole; parsing waits for the
+                                  next http_in_execute() */
+    bool http10;               /* the request was HTTP/1.0: no chunking */
+    bool keep_alive;           /* the client allows another request */
+    enum rl_err reject;        /* why parsing stopped, RL_OK if it did not */
+    void (*on_continue)(void *ctx); /* the head asked for 100 Continue:
+                                       called before its body is read */
+    void *ctx;                 /* for on_continue */
+};
+
+/* Initialises h for a new connection; limits must outlive h (the pointer
+ * may be changed between calls to apply new limits). */
+void http_in_init(struct http_in *h, const struct server_limits *limits);
+void http_in_free(struct http_in *h);
+/*
+ * Parses n bytes, stopping after the end of a request: *used says how many
+ * were taken, and h->complete whether h->req is now a whole request (the
+ * bytes after it belong to later ones: pass them in the next call, which
+ * starts the next request). Returns RL_OK, or why the bytes cannot be a
+ * request (RL_E_BAD_HTTP, RL_E_HEADERS_TOO_LARGE, RL_E_BODY_TOO_LARGE):
+ * then nothing more can be parsed on this connection.
+ */
+enum rl_err http_in_execute(struct http_in *h, const char *p, size_t n,
+                            size_t *used);
 
 /* Accepts one pending connection on w's listener (SERVER_MAIN) or its
  * second one (SERVER_EXTRA). */

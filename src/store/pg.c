@@ -5,7 +5,9 @@
  * A batch is one transaction: COPY (text format) straight into request_log;
  * if a request id is there already, the transaction fails and the batch is
  * sent again through a TEMP staging table, INSERT ... SELECT ... ON
- * CONFLICT (request_id) DO NOTHING. So a batch is stored whole or not at
+ * CONFLICT DO NOTHING (the unique key is (request_id, ts) since the log is
+ * partitioned by ts, migration 008; ts travels with the row, so a replayed
+ * row conflicts with its first try). So a batch is stored whole or not at
  * all, and sending it again (journal replay) adds nothing. COPY costs the
  * server a fraction of a 13,000-parameter INSERT (docs/decisions.md).
  * Migrations take an advisory lock so that gateways starting together
@@ -127,7 +129,7 @@ static bool stage_ready(struct store_conn *c, char *err, size_t n)
     res = PQprepare(c->pg, "rl_merge",
                     "INSERT INTO request_log (" STORE_COLUMNS ") SELECT "
                     STORE_COLUMNS " FROM request_log_stage"
-                    " ON CONFLICT (request_id) DO NOTHING"
+                    " ON CONFLICT DO NOTHING"
                     " RETURNING request_id", 0, NULL);
     ok = pg_ok(c->pg, res, PGRES_COMMAND_OK, err, n);
     PQclear(res);
@@ -268,9 +270,9 @@ static enum rl_err merge_stage(struct store_conn *c,
 
 /* One transaction. Direct: COPY into request_log, then the rollup of the
  * whole batch (a direct COPY stores every row or fails). Merged: COPY into
- * the empty stage, INSERT ... SELECT ... ON CONFLICT (request_id) DO
- * NOTHING into request_log and the rollup of what it inserted, COMMIT
- * (which empties the stage). Rolls back on failure, so either way the
+ * the empty stage, INSERT ... SELECT ... ON CONFLICT DO NOTHING into
+ * request_log and the rollup of what it inserted, COMMIT (which empties
+ * the stage). Rolls back on failure, so either way the
  * batch and its rollup are stored whole or not at all. */
 static enum rl_err copy_batch(struct store_conn *c, bool merge,
                               const struct store_row *rows, size_t n,

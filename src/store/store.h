@@ -115,6 +115,9 @@ struct store_opts {
     uint64_t batch_wait_ms; /* longest wait for a full batch (default 50) */
     uint64_t retry_max_ms; /* longest reconnect backoff (default 5000) */
     const char *journal_dir; /* default: beside the store (see store.c) */
+    uint32_t retention_days; /* request_log.retention_days; 0: keep all */
+    uint64_t maintain_every_ms; /* between partition passes (default one
+                                   hour; one also runs at each connect) */
 };
 
 /*
@@ -158,6 +161,14 @@ struct store_conn;
 /* Called by an engine's query for each result row: cols[i] is the text of
  * column i, or NULL for an SQL null; valid only during the call. */
 typedef void (*store_row_fn)(void *arg, const char *const *cols, int ncols);
+
+/* What one maintenance pass did (store_partitions_maintain). */
+struct store_maintenance {
+    int created;        /* partitions made */
+    int dropped;        /* partitions dropped by retention */
+    int64_t deleted_rows; /* rows past retention deleted from it */
+    char dropped_first[64]; /* the oldest partition dropped, or "" */
+};
 
 struct store_engine {
     const char *name; /* "postgresql" or "sqlite" */
@@ -455,5 +466,48 @@ typedef enum rl_err (*journal_sink_fn)(void *arg, const struct store_row *rows,
 enum rl_err journal_replay(struct journal *j, size_t batch,
                            journal_sink_fn sink, void *arg, uint64_t *nrows,
                            uint64_t *nbad);
+
+/* ----- request_log partitions (partition.c; PostgreSQL only) ------- */
+
+/* What a partition's name says about the days it holds. */
+struct store_partition {
+    int64_t from_day;     /* first day held (days since 1970-01-01 UTC) */
+    int64_t end_day;      /* first day not held */
+    bool unbounded_below; /* request_log_before_*: everything before end */
+};
+
+#define STORE_PARTITIONS_AHEAD 2 /* days made ahead of today */
+
+/* The UTC day number of a unix time (floor). */
+int64_t store_partition_day(int64_t unix_s);
+/* Writes "request_log_YYYYMMDD", the partition of day. */
+void store_partition_name(int64_t day, char *out, size_t n);
+/* Writes "YYYY-MM-DD 00:00:00+00", day's start as a timestamptz. */
+void store_partition_bound(int64_t day, char *out, size_t n);
+/* Reads a partition's name (request_log_YYYYMMDD or
+ * request_log_before_YYYYMMDD); false for any other name (the default). */
+bool store_partition_parse(const char *name, struct store_partition *out);
+/* Whether retention drops p today: all its days are older than
+ * retention_days before today (0: never). */
+bool store_partition_expired(const struct store_partition *p, int64_t today,
+                             uint32_t retention_days);
+/*
+ * Keeps request_log's partitions in PostgreSQL through c (e must be
+ * &store_pg; the writer thread or `relay migrate` only): makes the day
+ * partitions of today and the STORE_PARTITIONS_AHEAD next days (moving in
+ * any rows the default partition holds for them), and with
+ * retention_days > 0 drops the partitions wholly older than that and
+ * deletes such rows from the default one. request_rollup is never
+ * touched. now_s is the unix time. Each change is its own short
+ * transaction under a 2 s lock_timeout, so it never queues the writer's
+ * inserts behind a long read for more than that. Does nothing on a
+ * request_log that is not partitioned. Fills *out; on failure writes why
+ * into err and returns RL_E_IO, with the failed step rolled back.
+ */
+enum rl_err store_partitions_maintain(const struct store_engine *e,
+                                      struct store_conn *c, int64_t now_s,
+                                      uint32_t retention_days,
+                                      struct store_maintenance *out,
+                                      char *err, size_t errn);
 
 #endif

@@ -56,6 +56,7 @@ static struct {
     uint64_t backoff_ms;
     uint64_t down_logged_ms;  /* when "still unreachable" was logged */
     uint64_t replayed_ms;     /* when the journal was last replayed */
+    uint64_t maintained_ms;   /* when the partitions were last kept */
     pthread_t thread;
 } S = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -205,9 +206,38 @@ static void replay(void)
     }
 }
 
+/* PostgreSQL: makes the coming days' partitions of request_log and drops
+ * those past retention (partition.c), on this thread between batches, so
+ * the workers never wait for it: their rows wait in the ring meanwhile. */
+static void maintain(void)
+{
+    S.maintained_ms = now_ms();
+    if (S.target.engine != &store_pg) {
+        return; /* SQLite keeps one flat table */
+    }
+    struct store_maintenance m;
+    char err[512] = "";
+    if (store_partitions_maintain(S.target.engine, S.conn,
+                                  (int64_t)(clock_wall_ms() / 1000),
+                                  S.opts.retention_days, &m, err,
+                                  sizeof(err)) != RL_OK) {
+        log_detail(LOG_WARN, "request log partition upkeep failed; trying "
+                   "again later", err);
+        return;
+    }
+    if (m.created || m.dropped || m.deleted_rows) {
+        log_write(LOG_INFO, "request log partitions kept",
+                  "\"created\":%d,\"dropped\":%d,\"oldest_dropped\":\"%s\","
+                  "\"deleted_rows\":%lld,\"retention_days\":%u", m.created,
+                  m.dropped, m.dropped_first, (long long)m.deleted_rows,
+                  S.opts.retention_days);
+    }
+}
+
 /* Connects (if the backoff allows) and migrates; then, at most once a
  * second, replays the journal if it holds rows (a failed batch, or rows
- * that overflowed the queue while connected). */
+ * that overflowed the queue while connected), and every
+ * maintain_every_ms keeps the partitions. */
 static void ensure_connected(void)
 {
     if (S.conn) {
@@ -215,6 +245,9 @@ static void ensure_connected(void)
         if (now - S.replayed_ms >= 1000 && journal_pending(S.journal)) {
             S.replayed_ms = now;
             replay();
+        }
+        if (S.conn && now - S.maintained_ms >= S.opts.maintain_every_ms) {
+            maintain();
         }
         return;
     }
@@ -248,6 +281,9 @@ static void ensure_connected(void)
         log_write(LOG_INFO, "migrations applied", "\"count\":%d", napplied);
     }
     S.down_logged_ms = 0;
+    /* Partitions before the replay, so that replayed rows of today find
+     * theirs. */
+    maintain();
     if (journal_pending(S.journal)) {
         S.replayed_ms = now_ms();
         replay();
@@ -377,6 +413,8 @@ static void set_defaults(const struct store_opts *o)
     S.opts.batch_rows = S.opts.batch_rows ? S.opts.batch_rows : 2000;
     S.opts.batch_wait_ms = S.opts.batch_wait_ms ? S.opts.batch_wait_ms : 50;
     S.opts.retry_max_ms = S.opts.retry_max_ms ? S.opts.retry_max_ms : 5000;
+    S.opts.maintain_every_ms =
+        S.opts.maintain_every_ms ? S.opts.maintain_every_ms : 3600000;
 }
 
 enum rl_err store_open(const char *url, const struct store_opts *opts)

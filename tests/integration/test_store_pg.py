@@ -380,9 +380,12 @@ TESTS = [test_pg_one_row_per_request_with_the_right_fields,
          test_relay_migrate_is_idempotent]
 
 
-def main():
+def run_with_pg(doc, tests):
+    """The command line of a PostgreSQL test script ([-v] [-k NAME]): one
+    private PostgreSQL for all of tests, each test(pg, tmp) in its own
+    temp folder; prints `N passed, N failed`, returns the exit status."""
     global VERBOSE
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("-k", default="", help="run tests whose name contains this")
     args = ap.parse_args()
@@ -391,7 +394,7 @@ def main():
     for var in ("RELAY_BIN", "RELAY_FAKE_BIN"):  # the gateways run elsewhere
         if os.environ.get(var):
             os.environ[var] = str(Path(os.environ[var]).resolve())
-    tests = [t for t in TESTS if args.k in t.__name__]
+    tests = [t for t in tests if args.k in t.__name__]
     passed = failed = 0
     try:
         pg = Pg()
@@ -417,6 +420,10 @@ def main():
         pg.close()
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
+
+
+def main():
+    return run_with_pg(__doc__, TESTS)
 
 
 if __name__ == "__main__":

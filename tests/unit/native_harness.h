@@ -126,6 +126,26 @@ static enum rl_err parse_with(const struct provider_ops *ops,
     return err;
 }
 
+/* Parses a whole answer and returns the "function" of its first tool call
+ * (a new reference: the caller decrefs it). */
+static json_t *first_call_function(const struct provider_ops *ops,
+                                   const char *body)
+{
+    struct buf out;
+    struct usage u;
+    struct provider_error pe;
+    json_t *got = NULL;
+    assert_int_equal(parse_with(ops, body, &out, &u, &pe, &got), RL_OK);
+    json_t *msg = json_object_get(
+        json_array_get(json_object_get(got, "choices"), 0), "message");
+    json_t *fn = json_object_get(
+        json_array_get(json_object_get(msg, "tool_calls"), 0), "function");
+    json_incref(fn);
+    json_decref(got);
+    buf_free(&out);
+    return fn;
+}
+
 /* ---------------------------------------------------------------------
  * on_event through the framer
  * ------------------------------------------------------------------- */

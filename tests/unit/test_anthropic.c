@@ -462,6 +462,21 @@ static void test_a_prompt_too_long_is_context_length_exceeded(void **state)
     assert_true(pe.retryable);
 }
 
+/* Regression (issue 9, found by tests/fuzz/fuzz_response_*): a
+ * Messages tool_use block without arguments leaked the {} made for it (ASan's
+ * leak check in make asan-unit fails without the fix). */
+static void test_a_tool_call_without_arguments_is_empty_issue_9(void **state)
+{
+    (void)state;
+    json_t *fn = first_call_function(
+        OPS, "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\","
+             "\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name"
+             "\":\"f\"}],\"stop_reason\":\"tool_use\",\"usage\":{\"input_tok"
+             "ens\":3,\"output_tokens\":2}}");
+    assert_json(fn, "{\"name\":\"f\",\"arguments\":\"{}\"}");
+    json_decref(fn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +496,8 @@ int main(void)
         cmocka_unit_test(test_error_events_keep_the_message_and_status),
         cmocka_unit_test(test_error_answers_map_to_openai_errors),
         cmocka_unit_test(test_a_prompt_too_long_is_context_length_exceeded),
+        cmocka_unit_test(
+            test_a_tool_call_without_arguments_is_empty_issue_9),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -480,6 +480,39 @@ static void test_every_fixture_gives_the_same_events_however_split(
     globfree(&g);
 }
 
+/* Regression (issue 9, found by tests/fuzz/fuzz_stream_*): bytes that
+ * are not UTF-8 reached the adapters, which copied them into chunks the
+ * client must parse as JSON. Such an event is a protocol error, however
+ * the bytes were split, in both framings. */
+static void test_an_event_that_is_not_utf8_is_an_error_issue_9(void **state)
+{
+    (void)state;
+    static const struct {
+        enum framing_kind kind;
+        const char *s;
+    } cases[] = {
+        {FRAMING_SSE, "data: ok\n\ndata: {\"a\":\"\xff\"}\n\n"},
+        {FRAMING_SSE, "data: {\"a\":\"\xe1" "b\"}\n\n"},
+        {FRAMING_SSE, "data: x\ndata: \xc3\n\n"},
+        {FRAMING_NDJSON, "{\"a\":1}\n{\"b\":\"\x97\x9b\"}\n"},
+        {FRAMING_NDJSON, "{\"b\":\"\xf0\x9f\x98\"}"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (size_t step = 0; step <= 1; step++) {
+            struct events ev = {0};
+            assert_int_equal(feed_all(cases[i].kind, cases[i].s,
+                                      strlen(cases[i].s), step, MAX_EVENT,
+                                      &ev),
+                             RL_E_UPSTREAM_PROTOCOL);
+            events_free(&ev);
+        }
+    }
+    /* Valid multi-byte text still passes, split inside a character. */
+    const char *want[] = {"|h\xc3\xa9 \xf0\x9f\x98\x80"};
+    assert_events(FRAMING_SSE, "data: h\xc3\xa9 \xf0\x9f\x98\x80\n\n", want,
+                  1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +537,7 @@ int main(void)
             test_ndjson_a_line_larger_than_the_cap_fed_whole_is_an_error),
         cmocka_unit_test(
             test_every_fixture_gives_the_same_events_however_split),
+        cmocka_unit_test(test_an_event_that_is_not_utf8_is_an_error_issue_9),
     };
     return cmocka_run_group_tests_name("framing", tests, NULL, NULL);
 }

@@ -400,6 +400,20 @@ static void test_bad_keys_and_long_prompts_are_recognised(void **state)
     assert_non_null(strstr(pe.message, "1048576"));
 }
 
+/* Regression (issue 9, found by tests/fuzz/fuzz_response_*): a
+ * GenerateContentResponse functionCall without arguments leaked the {} made for it (ASan's
+ * leak check in make asan-unit fails without the fix). */
+static void test_a_tool_call_without_arguments_is_empty_issue_9(void **state)
+{
+    (void)state;
+    json_t *fn = first_call_function(
+        OPS, "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{"
+             "\"name\":\"f\"}}],\"role\":\"model\"},\"finishReason\":\"STOP"
+             "\",\"index\":0}]}");
+    assert_json(fn, "{\"name\":\"f\",\"arguments\":\"{}\"}");
+    json_decref(fn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,6 +432,8 @@ int main(void)
         cmocka_unit_test(test_malformed_events_are_protocol_errors),
         cmocka_unit_test(test_error_answers_map_to_openai_errors),
         cmocka_unit_test(test_bad_keys_and_long_prompts_are_recognised),
+        cmocka_unit_test(
+            test_a_tool_call_without_arguments_is_empty_issue_9),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -360,6 +360,31 @@ static void test_a_chunked_body_is_decoded(void **state)
     assert_string_equal(h->seen[0].body, "hello world");
 }
 
+/* Regression (issue 9, found by tests/fuzz/fuzz_http): a chunked body's
+ * trailers went through the header callbacks after the head was complete:
+ * appended to the head buffer they could move it under the header views
+ * (a use after free, before any authentication, under ASan), and each was
+ * counted as a header without a view. They are ignored now. */
+static void test_trailers_do_not_touch_the_request_s_headers_issue_9(
+    void **state)
+{
+    struct harness *h = *state;
+    char req[4096];
+    char pad[3001];
+    memset(pad, 'a', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    snprintf(req, sizeof(req),
+             "POST /p HTTP/1.1\r\nAuthorization: Bearer k-123\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+             "X-Trailer: %s\r\nX-Other: 1\r\n\r\n", pad);
+    send_str(h, req);
+    assert_true(pump(h, one_response));
+    assert_int_equal(h->nseen, 1);
+    assert_string_equal(h->seen[0].body, "hello");
+    assert_string_equal(h->seen[0].authorization, "Bearer k-123");
+    assert_int_equal(h->seen[0].nheaders, 2);
+}
+
 static void test_pipelined_requests_are_served_one_at_a_time_in_order(
     void **state)
 {
@@ -660,6 +685,7 @@ int main(void)
         T(test_a_get_request_is_parsed_and_answered),
         T(test_a_post_body_is_read_by_content_length),
         T(test_a_chunked_body_is_decoded),
+        T(test_trailers_do_not_touch_the_request_s_headers_issue_9),
         T(test_pipelined_requests_are_served_one_at_a_time_in_order),
         T(test_keep_alive_serves_a_second_request),
         T(test_connection_close_is_honoured),

@@ -292,6 +292,20 @@ static void test_error_answers_map_to_openai_errors(void **state)
     assert_string_equal(pe.code, "rate_limit_exceeded");
 }
 
+/* Regression (issue 9, found by tests/fuzz/fuzz_response_*): a
+ * /api/chat tool call without arguments leaked the {} made for it (ASan's
+ * leak check in make asan-unit fails without the fix). */
+static void test_a_tool_call_without_arguments_is_empty_issue_9(void **state)
+{
+    (void)state;
+    json_t *fn = first_call_function(
+        OPS, "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content"
+             "\":\"\",\"tool_calls\":[{\"function\":{\"name\":\"f\"}}]},\"do"
+             "ne\":true,\"done_reason\":\"stop\"}");
+    assert_json(fn, "{\"name\":\"f\",\"arguments\":\"{}\"}");
+    json_decref(fn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +321,8 @@ int main(void)
         cmocka_unit_test(test_streamed_chunks_have_openai_shape),
         cmocka_unit_test(test_malformed_lines_are_protocol_errors),
         cmocka_unit_test(test_error_answers_map_to_openai_errors),
+        cmocka_unit_test(
+            test_a_tool_call_without_arguments_is_empty_issue_9),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
