@@ -3,7 +3,7 @@
  * against another in the same run (part of `make bench-cache`).
  *
  * Opens the model once per kernel the CPU can run (blas, the code before
- * the strip kernels; avx2; avx512) and, for each prompt, runs ROUNDS
+ * the strip kernels; avx2; avx512; amx) and, for each prompt, runs ROUNDS
  * rounds in which every kernel embeds the prompt once, the kernel that
  * goes first rotating from round to round: on a loaded machine the
  * kernels then see the same load. Prints p50/p99 per prompt and kernel,
@@ -23,8 +23,8 @@
 
 #define MAX_ROUNDS 5000
 
-static struct encoder *encs[3];
-static enum encoder_kernel kinds[3];
+static struct encoder *encs[4];
+static enum encoder_kernel kinds[4];
 static size_t nencs;
 
 static double now_ms(void)
@@ -79,8 +79,8 @@ static double cosine(const float *a, const float *b, size_t n)
 /* One table row per kernel for text. */
 static void bench_prompt(const char *label, const char *text, size_t rounds)
 {
-    static double ms[3][MAX_ROUNDS];
-    float v[3][1024];
+    static double ms[4][MAX_ROUNDS];
+    float v[4][1024];
     size_t len = strlen(text);
     int32_t ids[512];
     size_t ntok = 0;
@@ -137,8 +137,8 @@ int main(int argc, char **argv)
     size_t rounds = argc > 2 ? (size_t)strtoul(argv[2], NULL, 10) : 300;
     rounds = rounds < 10 ? 10 : rounds > MAX_ROUNDS ? MAX_ROUNDS : rounds;
     enum encoder_kernel all[] = {ENCODER_KERNEL_BLAS, ENCODER_KERNEL_AVX2,
-                                 ENCODER_KERNEL_AVX512};
-    for (size_t i = 0; i < 3; i++) {
+                                 ENCODER_KERNEL_AVX512, ENCODER_KERNEL_AMX};
+    for (size_t i = 0; i < 4; i++) {
         char err[512];
         if (!encoder_kernel_supported(all[i])) {
             continue;

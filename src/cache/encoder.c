@@ -104,26 +104,6 @@ static void add_norm(float *x, const float *add, size_t n, size_t hsz,
     }
 }
 
-static void softmax_rows(float *s, size_t n)
-{
-    for (size_t r = 0; r < n; r++) {
-        float *row = s + r * n;
-        float max = row[0];
-        for (size_t c = 1; c < n; c++) {
-            max = row[c] > max ? row[c] : max;
-        }
-        double sum = 0;
-        for (size_t c = 0; c < n; c++) {
-            row[c] = expf(row[c] - max);
-            sum += row[c];
-        }
-        float inv = (float)(1.0 / sum);
-        for (size_t c = 0; c < n; c++) {
-            row[c] *= inv;
-        }
-    }
-}
-
 /* Multi-head self-attention of s->h into s->ctx (before the output). */
 static void attention(const struct encoder *e, const struct layer *l,
                       struct scratch *s, size_t n)
@@ -138,7 +118,7 @@ static void attention(const struct encoder *e, const struct layer *l,
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n,
                     (int)hd, scale, s->q + h * hd, (int)hsz, s->k + h * hd,
                     (int)hsz, 0.0f, s->scores, (int)n);
-        softmax_rows(s->scores, n);
+        encoder_softmax(e->kernel, s->scores, n);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n,
                     (int)hd, (int)n, 1.0f, s->scores, (int)n, s->v + h * hd,
                     (int)hsz, 0.0f, s->ctx + h * hd, (int)hsz);

@@ -81,13 +81,14 @@ enum encoder_kernel {
     ENCODER_KERNEL_BLAS,   /* cblas_sgemm on the fp32 weights, libm erff */
     ENCODER_KERNEL_AVX2,   /* fp16 strips, AVX2 + FMA + F16C */
     ENCODER_KERNEL_AVX512, /* fp16 strips, AVX-512F */
+    ENCODER_KERNEL_AMX,    /* bf16 tiles, AMX-BF16 (+ AVX-512 for GELU) */
 };
 
 /* True when this CPU (and OS) can run kernel k; AUTO and BLAS always. */
 bool encoder_kernel_supported(enum encoder_kernel k);
-/* The fastest supported kernel: AVX512, else AVX2, else BLAS. */
+/* The fastest supported kernel: AMX, else AVX512, else AVX2, else BLAS. */
 enum encoder_kernel encoder_kernel_best(void);
-/* "auto", "blas", "avx2" or "avx512" (a static string). */
+/* "auto", "blas", "avx2", "avx512" or "amx" (a static string). */
 const char *encoder_kernel_name(enum encoder_kernel k);
 /* Parses one of those names into *out; false for anything else. */
 bool encoder_kernel_parse(const char *s, enum encoder_kernel *out);
@@ -97,8 +98,9 @@ struct encoder_matrix;
 /*
  * A weight matrix w ([nout][nin], row-major) with its bias b ([nout]) for
  * kernel k (not AUTO; supported). w and b are not copied for BLAS and
- * must outlive the matrix; other kernels pack an fp16 copy (the matrix
- * owns it), and fall back to BLAS when a weight does not fit in fp16.
+ * must outlive the matrix; other kernels pack an fp16 (AMX: bf16) copy
+ * (the matrix owns it), and fall back to BLAS when a weight does not fit
+ * in fp16 (AMX: is not finite).
  * Returns a new matrix owned by the caller (encoder_matrix_free).
  */
 struct encoder_matrix *encoder_matrix_new(enum encoder_kernel k,
@@ -114,6 +116,9 @@ void encoder_matrix_apply(const struct encoder_matrix *m, const float *x,
 /* x[i] = x[i]/2 (1 + erf(x[i]/sqrt 2)) for i < len, with kernel k's erf
  * (libm erff for BLAS and AUTO, a rational approximation otherwise). */
 void encoder_gelu(enum encoder_kernel k, float *x, size_t len);
+/* Each row of s ([n][n]) becomes its softmax (libm expf for BLAS and
+ * AUTO; a vectorised exp, within 2e-7 relative, otherwise). */
+void encoder_softmax(enum encoder_kernel k, float *s, size_t n);
 
 /* ---- encoder.c: the kernel, chosen by the caller -------------------- */
 

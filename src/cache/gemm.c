@@ -2,6 +2,14 @@
  * gemm.c - the encoder's linear layers (out = x W^T + b) and its GELU,
  * for the few rows (tokens) of one prompt.
  *
+ * Where the CPU has AMX (Sapphire Rapids and later), the multiply runs on
+ * its bf16 tiles instead: the weights are packed at open into the tiles'
+ * pair-interleaved layout, each call rounds its rows to bf16, and a
+ * 16-row by 32-output block of sums lives in two tile registers (see
+ * "AMX" below). The rounding of the rows costs accuracy (cosine 1 - 5e-5
+ * with the reference, against 1 - 5e-7 for the fp16 strips); the tiles do
+ * about seven times the strips' arithmetic per cycle.
+ *
  * cblas_sgemm packs (copies) the whole weight matrix on every call, which
  * for a prompt of 15 tokens costs more than the arithmetic: 42 MB copied
  * per embed. Here each weight matrix is packed once, at encoder_open, into
@@ -20,10 +28,13 @@
 #include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "cache/encoder_internal.h"
 #include "util/alloc.h"
@@ -61,7 +72,9 @@ struct encoder_matrix {
     const float *b;             /* [nout] fp32, not owned */
     size_t width;               /* outputs per strip: 2 vectors */
     size_t nstrips;             /* ceil(nout / width) */
-    uint16_t *packed;           /* [nstrips][nin][width] fp16, owned */
+    size_t nin_pad;             /* AMX: nin rounded up to 32 */
+    uint16_t *packed;           /* [nstrips][nin][width] fp16, owned;
+                                   AMX: see amx_pack */
     float *bias;                /* [nstrips * width], zero padded, owned */
 };
 
@@ -90,6 +103,11 @@ struct encoder_matrix {
 #define V_DIV(a, b) _mm512_div_ps((a), (b))
 #define V_MIN(a, b) _mm512_min_ps((a), (b))
 #define V_MAX(a, b) _mm512_max_ps((a), (b))
+#define V_ADD(a, b) _mm512_add_ps((a), (b))
+#define V_SUB(a, b) _mm512_sub_ps((a), (b))
+#define V_ROUND(a)                                                         \
+    _mm512_roundscale_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define V_POW2(p, n) _mm512_scalef_ps((p), (n))
 #include "cache/gemm_simd.h"
 #undef SIMD_FN
 #undef SIMD_CASES
@@ -106,6 +124,10 @@ struct encoder_matrix {
 #undef V_DIV
 #undef V_MIN
 #undef V_MAX
+#undef V_ADD
+#undef V_SUB
+#undef V_ROUND
+#undef V_POW2
 
 #define SIMD_FN avx2
 #define SIMD_CASES SIMD_CASES_6
@@ -123,7 +145,183 @@ struct encoder_matrix {
 #define V_DIV(a, b) _mm256_div_ps((a), (b))
 #define V_MIN(a, b) _mm256_min_ps((a), (b))
 #define V_MAX(a, b) _mm256_max_ps((a), (b))
+#define V_ADD(a, b) _mm256_add_ps((a), (b))
+#define V_SUB(a, b) _mm256_sub_ps((a), (b))
+#define V_ROUND(a)                                                         \
+    _mm256_round_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+/* p 2^n: n (an integer in [-126, 0] here) into the exponent field. */
+#define V_POW2(p, n)                                                       \
+    _mm256_mul_ps((p), _mm256_castsi256_ps(_mm256_slli_epi32(              \
+                           _mm256_add_epi32(_mm256_cvtps_epi32(n),         \
+                                            _mm256_set1_epi32(127)),       \
+                           23)))
 #include "cache/gemm_simd.h"
+
+/* ---- AMX ------------------------------------------------------------- */
+
+/*
+ * A tile holds 16 rows of 64 bytes. TDPBF16PS C += A B takes A as 16 rows
+ * of 32 bf16 (16 tokens x 32 inputs) and B as 16 rows of 16 pairs (input
+ * pair p, output j: W[j][2p], W[j][2p+1]), and adds into C, 16 x 16
+ * floats. A matrix is packed as, for each block of 32 outputs and each
+ * step of 32 inputs, two B tiles (outputs 0-15, 16-31) of 1 KB each,
+ * zero-padded past nout and nin.
+ */
+#define AMX_K 32            /* inputs per tile step */
+#define AMX_ROWS 16         /* rows per tile */
+#define AMX_TILE_HALFS 512  /* bf16 in one B tile */
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+/* The tile registers' shapes (LDTILECFG's 64 bytes, palette 1). */
+struct amx_config {
+    uint8_t palette;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+static bool amx_granted; /* written once, under amx_once */
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_ask(void)
+{
+    amx_granted = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM,
+                          XFEATURE_XTILEDATA) == 0;
+}
+
+/* Linux hands AMX's 8 KB of tile state to a process only when asked
+ * (asked once; the answer holds for every thread). It refuses, for one,
+ * when a thread's signal stack is too small for that state. */
+static bool amx_permitted(void)
+{
+    pthread_once(&amx_once, amx_ask);
+    return amx_granted;
+}
+
+/* float to bf16, rounding to nearest even (weights are finite). */
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof(u));
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* Converts w to bf16 tiles in m->packed; false when a weight is not
+ * finite, and then the matrix stays on BLAS. */
+static bool amx_pack(struct encoder_matrix *m)
+{
+    size_t nsteps = m->nin_pad / AMX_K;
+    m->packed = rl_calloc(m->nstrips * nsteps * 2 * AMX_TILE_HALFS,
+                          sizeof(uint16_t));
+    m->bias = rl_calloc(m->nstrips * m->width, sizeof(float));
+    memcpy(m->bias, m->b, m->nout * sizeof(float));
+    for (size_t o = 0; o < m->nout; o++) {
+        size_t half = (o % 32) / 16;
+        size_t j = o % 16;
+        for (size_t k = 0; k < m->nin; k++) {
+            float v = m->w[o * m->nin + k];
+            if (!isfinite(v)) {
+                return false;
+            }
+            size_t tile = ((o / 32) * nsteps + k / AMX_K) * 2 + half;
+            size_t in_tile = ((k % AMX_K) / 2) * 32 + j * 2 + k % 2;
+            m->packed[tile * AMX_TILE_HALFS + in_tile] = to_bf16(v);
+        }
+    }
+    return true;
+}
+
+/* Rows [r0, r0 + 16) of x as bf16 into xb (16 x nin_pad, zero-padded). */
+static __attribute__((target("avx512f,avx512bf16,avx512vl"))) void
+amx_rows(const struct encoder_matrix *m, const float *x, size_t n,
+         size_t r0, uint16_t *xb)
+{
+    memset(xb, 0, AMX_ROWS * m->nin_pad * sizeof(uint16_t));
+    for (size_t r = r0; r < n && r < r0 + AMX_ROWS; r++) {
+        const float *src = x + r * m->nin;
+        uint16_t *dst = xb + (r - r0) * m->nin_pad;
+        size_t k = 0;
+        for (; k + 16 <= m->nin; k += 16) {
+            __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + k));
+            memcpy(dst + k, &h, sizeof(h));
+        }
+        for (; k < m->nin; k++) {
+            dst[k] = to_bf16(src[k]);
+        }
+    }
+}
+
+/* One block of 16 rows x 32 outputs into out (bias added, rows cut). */
+static __attribute__((target("amx-tile,amx-bf16"))) void
+amx_block(const struct encoder_matrix *m, const uint16_t *xb, size_t s,
+          size_t rows, float *out)
+{
+    size_t nsteps = m->nin_pad / AMX_K;
+    const uint16_t *w = m->packed + s * nsteps * 2 * AMX_TILE_HALFS;
+    size_t lda = m->nin_pad * sizeof(uint16_t);
+    _tile_zero(0);
+    _tile_zero(1);
+    /* Two steps at a time on alternate A and B tiles, so that the loads
+     * of one step go on while the other's products run. */
+    size_t t = 0;
+    for (; t + 2 <= nsteps; t += 2) {
+        _tile_loadd(2, xb + t * AMX_K, lda);
+        _tile_loadd(3, w + t * 2 * AMX_TILE_HALFS, 64);
+        _tile_loadd(4, w + (t * 2 + 1) * AMX_TILE_HALFS, 64);
+        _tile_loadd(5, xb + (t + 1) * AMX_K, lda);
+        _tile_loadd(6, w + (t * 2 + 2) * AMX_TILE_HALFS, 64);
+        _tile_loadd(7, w + (t * 2 + 3) * AMX_TILE_HALFS, 64);
+        _tile_dpbf16ps(0, 2, 3);
+        _tile_dpbf16ps(1, 2, 4);
+        _tile_dpbf16ps(0, 5, 6);
+        _tile_dpbf16ps(1, 5, 7);
+    }
+    if (t < nsteps) {
+        _tile_loadd(2, xb + t * AMX_K, lda);
+        _tile_loadd(3, w + t * 2 * AMX_TILE_HALFS, 64);
+        _tile_loadd(4, w + (t * 2 + 1) * AMX_TILE_HALFS, 64);
+        _tile_dpbf16ps(0, 2, 3);
+        _tile_dpbf16ps(1, 2, 4);
+    }
+    float c[2][AMX_ROWS * 16];
+    _tile_stored(0, c[0], 64);
+    _tile_stored(1, c[1], 64);
+    size_t col = s * 32;
+    size_t ncols = m->nout - col < 32 ? m->nout - col : 32;
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t j = 0; j < ncols; j++) {
+            out[r * m->nout + col + j] =
+                c[j / 16][r * 16 + j % 16] + m->bias[col + j];
+        }
+    }
+}
+
+static __attribute__((target("amx-tile,amx-bf16"))) void
+amx_apply(const struct encoder_matrix *m, const float *x, size_t n,
+          float *out)
+{
+    struct amx_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = AMX_ROWS;
+        cfg.colsb[t] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    uint16_t *xb = rl_malloc(AMX_ROWS * m->nin_pad * sizeof(uint16_t));
+    for (size_t r0 = 0; r0 < n; r0 += AMX_ROWS) {
+        amx_rows(m, x, n, r0, xb);
+        size_t rows = n - r0 < AMX_ROWS ? n - r0 : AMX_ROWS;
+        for (size_t s = 0; s < m->nstrips; s++) {
+            amx_block(m, xb, s, rows, out + r0 * m->nout);
+        }
+    }
+    free(xb);
+    _tile_release();
+}
 
 /* ---- choosing a kernel ---------------------------------------------- */
 
@@ -140,12 +338,20 @@ bool encoder_kernel_supported(enum encoder_kernel k)
         return avx2;
     case ENCODER_KERNEL_AVX512:
         return avx2 && __builtin_cpu_supports("avx512f");
+    case ENCODER_KERNEL_AMX:
+        return avx2 && __builtin_cpu_supports("avx512f")
+               && __builtin_cpu_supports("amx-tile")
+               && __builtin_cpu_supports("amx-bf16")
+               && __builtin_cpu_supports("avx512bf16") && amx_permitted();
     }
     return false;
 }
 
 enum encoder_kernel encoder_kernel_best(void)
 {
+    if (encoder_kernel_supported(ENCODER_KERNEL_AMX)) {
+        return ENCODER_KERNEL_AMX;
+    }
     if (encoder_kernel_supported(ENCODER_KERNEL_AVX512)) {
         return ENCODER_KERNEL_AVX512;
     }
@@ -166,13 +372,15 @@ const char *encoder_kernel_name(enum encoder_kernel k)
         return "avx2";
     case ENCODER_KERNEL_AVX512:
         return "avx512";
+    case ENCODER_KERNEL_AMX:
+        return "amx";
     }
     return "?";
 }
 
 bool encoder_kernel_parse(const char *s, enum encoder_kernel *out)
 {
-    for (int k = ENCODER_KERNEL_AUTO; k <= ENCODER_KERNEL_AVX512; k++) {
+    for (int k = ENCODER_KERNEL_AUTO; k <= ENCODER_KERNEL_AMX; k++) {
         if (strcmp(s, encoder_kernel_name((enum encoder_kernel)k)) == 0) {
             *out = (enum encoder_kernel)k;
             return true;
@@ -215,9 +423,10 @@ struct encoder_matrix *encoder_matrix_new(enum encoder_kernel k,
     if (k == ENCODER_KERNEL_BLAS) {
         return m;
     }
-    m->width = k == ENCODER_KERNEL_AVX512 ? 32 : 16;
+    m->width = k == ENCODER_KERNEL_AVX2 ? 16 : 32;
     m->nstrips = (nout + m->width - 1) / m->width;
-    if (!pack(m)) {
+    m->nin_pad = (nin + AMX_K - 1) / AMX_K * AMX_K;
+    if (!(k == ENCODER_KERNEL_AMX ? amx_pack(m) : pack(m))) {
         free(m->packed);
         free(m->bias);
         m->packed = NULL;
@@ -275,6 +484,10 @@ void encoder_matrix_apply(const struct encoder_matrix *m, const float *x,
         blas_apply(m, x, n, out);
         return;
     }
+    if (m->kernel == ENCODER_KERNEL_AMX) {
+        amx_apply(m, x, n, out);
+        return;
+    }
     /* Rows in even tiles (15 rows: 8 + 7, not 12 + 3). */
     size_t rmax = m->kernel == ENCODER_KERNEL_AVX512 ? 12 : 6;
     size_t ntiles = (n + rmax - 1) / rmax;
@@ -299,9 +512,37 @@ void encoder_matrix_apply(const struct encoder_matrix *m, const float *x,
     }
 }
 
+void encoder_softmax(enum encoder_kernel k, float *s, size_t n)
+{
+    if (k == ENCODER_KERNEL_AVX512 || k == ENCODER_KERNEL_AMX) {
+        softmax_avx512(s, n);
+        return;
+    }
+    if (k == ENCODER_KERNEL_AVX2) {
+        softmax_avx2(s, n);
+        return;
+    }
+    for (size_t r = 0; r < n; r++) {
+        float *row = s + r * n;
+        float max = row[0];
+        for (size_t c = 1; c < n; c++) {
+            max = row[c] > max ? row[c] : max;
+        }
+        double sum = 0;
+        for (size_t c = 0; c < n; c++) {
+            row[c] = expf(row[c] - max);
+            sum += row[c];
+        }
+        float inv = (float)(1.0 / sum);
+        for (size_t c = 0; c < n; c++) {
+            row[c] *= inv;
+        }
+    }
+}
+
 void encoder_gelu(enum encoder_kernel k, float *x, size_t len)
 {
-    if (k == ENCODER_KERNEL_AVX512) {
+    if (k == ENCODER_KERNEL_AVX512 || k == ENCODER_KERNEL_AMX) {
         gelu_avx512(x, len);
         return;
     }

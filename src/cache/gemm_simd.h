@@ -15,6 +15,8 @@
  *   per row.
  * - gelu: x/2 (1 + erf(x/sqrt 2)) with erf as a rational function (see
  *   GELU_P and GELU_Q in gemm.c), VW lanes at a time.
+ * - softmax: each row of attention scores, with exp as 2^n e^r (r within
+ *   ln2/2 of 0, e^r by its Taylor series to r^7).
  */
 
 #define SIMD_CAT2(a, b) a##_##b
@@ -103,6 +105,64 @@ SIMD_NAME(gelu)(float *x, size_t len)
         memcpy(tail, x + i, (len - i) * sizeof(float));
         V_STORE(tail, SIMD_NAME(gelu_v)(V_LOAD(tail)));
         memcpy(x + i, tail, (len - i) * sizeof(float));
+    }
+}
+
+/* e^x for x <= 0 (an attention score minus its row's maximum). */
+static inline __attribute__((always_inline, target(SIMD_TARGET))) VF
+SIMD_NAME(exp_v)(VF x)
+{
+    x = V_MAX(x, V_SET1(-87.0f));
+    VF n = V_ROUND(V_MUL(x, V_SET1(1.44269504088896341f)));
+    VF r = V_FMA(n, V_SET1(-0.693145751953125f), x);
+    r = V_FMA(n, V_SET1(-1.42860682030941723e-6f), r);
+    VF p = V_SET1(1.0f / 5040.0f);
+    static const float taylor[] = {1.0f / 720.0f, 1.0f / 120.0f,
+                                   1.0f / 24.0f,  1.0f / 6.0f,
+                                   0.5f,          1.0f,
+                                   1.0f};
+    for (size_t i = 0; i < sizeof(taylor) / sizeof(taylor[0]); i++) {
+        p = V_FMA(p, r, V_SET1(taylor[i]));
+    }
+    return V_POW2(p, n);
+}
+
+/* Each of the n rows of s ([n][n]) becomes its softmax. */
+static __attribute__((target(SIMD_TARGET))) void
+SIMD_NAME(softmax)(float *s, size_t n)
+{
+    float tail[VW];
+    for (size_t r = 0; r < n; r++) {
+        float *row = s + r * n;
+        float max = row[0];
+        for (size_t c = 1; c < n; c++) {
+            max = row[c] > max ? row[c] : max;
+        }
+        VF vmax = V_SET1(max);
+        VF vsum = V_SET1(0.0f);
+        size_t c = 0;
+        for (; c + VW <= n; c += VW) {
+            VF e = SIMD_NAME(exp_v)(V_SUB(V_LOAD(row + c), vmax));
+            V_STORE(row + c, e);
+            vsum = V_ADD(vsum, e);
+        }
+        V_STORE(tail, vsum);
+        double sum = 0;
+        for (size_t i = 0; i < VW; i++) {
+            sum += tail[i];
+        }
+        for (; c < n; c++) {
+            V_STORE(tail, SIMD_NAME(exp_v)(V_SET1(row[c] - max)));
+            row[c] = tail[0];
+            sum += row[c];
+        }
+        VF inv = V_SET1((float)(1.0 / sum));
+        for (c = 0; c + VW <= n; c += VW) {
+            V_STORE(row + c, V_MUL(V_LOAD(row + c), inv));
+        }
+        for (; c < n; c++) {
+            row[c] *= (float)(1.0 / sum);
+        }
     }
 }
 
