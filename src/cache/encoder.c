@@ -6,7 +6,9 @@
  * LayerNorm), N layers of post-norm self-attention and a GELU (erf) feed
  * forward, each with a residual and a LayerNorm, then mean pooling over
  * all tokens ([CLS] and [SEP] included, as sentence-transformers does) or
- * the [CLS] vector, then L2 normalisation. Every matrix product is one
+ * the [CLS] vector, then L2 normalisation. The linear layers, GELU and
+ * softmax run on the kernel chosen at open (gemm.c: AMX, AVX-512 or AVX2
+ * where the CPU has them, else OpenBLAS); the attention products are
  * cblas_sgemm. Weights are read-only after encoder_open, and
  * encoder_embed allocates its scratch per call, so calls may run
  * concurrently. Read encoder_embed first; the math is in
@@ -75,10 +77,16 @@ struct scratch {
 
 /* ---- the math ------------------------------------------------------- */
 
-/* x[n][H] = LayerNorm(x + add) with weight w and bias b (add may be NULL). */
-static void add_norm(float *x, const float *add, size_t n, size_t hsz,
-                     const float *w, const float *b, double eps)
+/* x[n][H] = LayerNorm(x + add) with weight w and bias b (add may be NULL),
+ * on e's kernel where it has one (gemm.c), else here, in double. */
+static void add_norm(const struct encoder *e, float *x, const float *add,
+                     size_t n, const float *w, const float *b)
 {
+    size_t hsz = e->hidden;
+    double eps = e->eps;
+    if (encoder_add_norm(e->kernel, x, add, n, hsz, w, b, eps)) {
+        return;
+    }
     for (size_t r = 0; r < n; r++) {
         float *row = x + r * hsz;
         if (add != NULL) {
@@ -129,14 +137,13 @@ static void attention(const struct encoder *e, const struct layer *l,
 static void layer_forward(const struct encoder *e, const struct layer *l,
                           struct scratch *s, size_t n)
 {
-    size_t hsz = e->hidden;
     attention(e, l, s, n);
     encoder_matrix_apply(l->o, s->ctx, n, s->tmp);
-    add_norm(s->h, s->tmp, n, hsz, l->ln1_w, l->ln1_b, e->eps);
+    add_norm(e, s->h, s->tmp, n, l->ln1_w, l->ln1_b);
     encoder_matrix_apply(l->i, s->h, n, s->ffn);
     encoder_gelu(e->kernel, s->ffn, n * e->inter);
     encoder_matrix_apply(l->f, s->ffn, n, s->tmp);
-    add_norm(s->h, s->tmp, n, hsz, l->ln2_w, l->ln2_b, e->eps);
+    add_norm(e, s->h, s->tmp, n, l->ln2_w, l->ln2_b);
 }
 
 static struct scratch *scratch_new(const struct encoder *e, size_t n)
@@ -176,7 +183,7 @@ enum rl_err encoder_embed(const struct encoder *e, const char *text,
             s->h[t * hsz + c] = w[c] + p[c] + e->type0[c];
         }
     }
-    add_norm(s->h, NULL, n, hsz, e->eln_w, e->eln_b, e->eps);
+    add_norm(e, s->h, NULL, n, e->eln_w, e->eln_b);
     for (size_t l = 0; l < e->nlayers; l++) {
         layer_forward(e, &e->layers[l], s, n);
     }

@@ -119,6 +119,12 @@ void encoder_gelu(enum encoder_kernel k, float *x, size_t len);
 /* Each row of s ([n][n]) becomes its softmax (libm expf for BLAS and
  * AUTO; a vectorised exp, within 2e-7 relative, otherwise). */
 void encoder_softmax(enum encoder_kernel k, float *s, size_t n);
+/* x[n][hsz] = LayerNorm(x + add) (add may be NULL) with weight w, bias b,
+ * on kernel k; false, and nothing done, for BLAS or a hsz that is not a
+ * multiple of the vector width (the caller's scalar code then runs). */
+bool encoder_add_norm(enum encoder_kernel k, float *x, const float *add,
+                      size_t n, size_t hsz, const float *w, const float *b,
+                      double eps);
 
 /* ---- encoder.c: the kernel, chosen by the caller -------------------- */
 

@@ -1,25 +1,25 @@
 /*
- * gemm.c - the encoder's linear layers (out = x W^T + b) and its GELU,
- * for the few rows (tokens) of one prompt.
- *
- * Where the CPU has AMX (Sapphire Rapids and later), the multiply runs on
- * its bf16 tiles instead: the weights are packed at open into the tiles'
- * pair-interleaved layout, each call rounds its rows to bf16, and a
- * 16-row by 32-output block of sums lives in two tile registers (see
- * "AMX" below). The rounding of the rows costs accuracy (cosine 1 - 5e-5
- * with the reference, against 1 - 5e-7 for the fp16 strips); the tiles do
- * about seven times the strips' arithmetic per cycle.
+ * gemm.c - the encoder's kernels: its linear layers (out = x W^T + b) for
+ * the few rows (tokens) of one prompt, and its GELU, softmax and
+ * LayerNorm, per instruction set.
  *
  * cblas_sgemm packs (copies) the whole weight matrix on every call, which
  * for a prompt of 15 tokens costs more than the arithmetic: 42 MB copied
  * per embed. Here each weight matrix is packed once, at encoder_open, into
  * strips of 2*VW outputs stored input-major in fp16, and the kernel
  * (gemm_simd.h) reads each strip once per call, with the rows' partial
- * sums in registers. The kernel is chosen once at run time from what the
- * CPU has (AVX-512F, else AVX2 + FMA + F16C, else OpenBLAS with the fp32
- * weights, exactly as before); functions carry their own target
+ * sums in registers. Where the CPU has AMX (Sapphire Rapids and later),
+ * the multiply runs on its bf16 tiles instead: the weights are packed into
+ * the tiles' pair-interleaved layout, each call rounds its rows to bf16,
+ * and 16 or 32 rows by 32 outputs of sums live in tile registers (see
+ * "AMX" below); rounding the rows costs accuracy (cosine 1 - 4e-5 with the
+ * reference, against 1 - 5e-7 for the fp16 strips).
+ *
+ * The kernel is chosen once at run time from what the CPU has (AMX, else
+ * AVX-512F, else AVX2 + FMA + F16C, else OpenBLAS with the fp32 weights
+ * and libm, exactly as before); functions carry their own target
  * attribute, so the build stays portable (-march is not raised). The
- * strips win at every prompt length up to the model's 256 tokens, so
+ * kernels win at every prompt length up to the model's 256 tokens, so
  * there is no switch back to OpenBLAS for long prompts. Read
  * encoder_matrix_apply first; docs/internals/encoder.md has the
  * measurements.
@@ -234,15 +234,15 @@ static bool amx_pack(struct encoder_matrix *m)
     return true;
 }
 
-/* Rows [r0, r0 + 16) of x as bf16 into xb (16 x nin_pad, zero-padded). */
+/* x's n rows as bf16 into xb (npad x nin_pad, zero-padded). */
 static __attribute__((target("avx512f,avx512bf16,avx512vl"))) void
 amx_rows(const struct encoder_matrix *m, const float *x, size_t n,
-         size_t r0, uint16_t *xb)
+         size_t npad, uint16_t *xb)
 {
-    memset(xb, 0, AMX_ROWS * m->nin_pad * sizeof(uint16_t));
-    for (size_t r = r0; r < n && r < r0 + AMX_ROWS; r++) {
+    memset(xb, 0, npad * m->nin_pad * sizeof(uint16_t));
+    for (size_t r = 0; r < n; r++) {
         const float *src = x + r * m->nin;
-        uint16_t *dst = xb + (r - r0) * m->nin_pad;
+        uint16_t *dst = xb + r * m->nin_pad;
         size_t k = 0;
         for (; k + 16 <= m->nin; k += 16) {
             __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + k));
@@ -254,18 +254,80 @@ amx_rows(const struct encoder_matrix *m, const float *x, size_t n,
     }
 }
 
-/* One block of 16 rows x 32 outputs into out (bias added, rows cut). */
+/* Tile c (16 x 16 floats, row stride 64 bytes) plus the bias into out's
+ * rows [0, rows) and columns [col, col + 16), cut at nout. */
+static void amx_store(const struct encoder_matrix *m, const float *c,
+                      size_t rows, size_t col, float *out)
+{
+    if (col >= m->nout) {
+        return;
+    }
+    size_t ncols = m->nout - col < 16 ? m->nout - col : 16;
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t j = 0; j < ncols; j++) {
+            out[r * m->nout + col + j] = c[r * 16 + j] + m->bias[col + j];
+        }
+    }
+}
+
+/* The B tiles of strip s, one pair per step of 32 inputs. */
+static const uint16_t *amx_strip(const struct encoder_matrix *m, size_t s)
+{
+    return m->packed + s * (m->nin_pad / AMX_K) * 2 * AMX_TILE_HALFS;
+}
+
+/* Rows [0, 32) of xb (rows of them real) times strip s, into out:
+ * four C tiles (2 row blocks x 2 halves of the strip), so each B tile
+ * loaded serves 32 rows. */
+static __attribute__((target("amx-tile,amx-bf16"))) void
+amx_block2(const struct encoder_matrix *m, const uint16_t *xb, size_t s,
+           size_t rows, float *out)
+{
+    size_t nsteps = m->nin_pad / AMX_K;
+    const uint16_t *w = amx_strip(m, s);
+    size_t lda = m->nin_pad * sizeof(uint16_t);
+    const uint16_t *xb1 = xb + AMX_ROWS * m->nin_pad;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (size_t t = 0; t < nsteps; t++) {
+        _tile_loadd(4, xb + t * AMX_K, lda);
+        _tile_loadd(5, xb1 + t * AMX_K, lda);
+        _tile_loadd(6, w + t * 2 * AMX_TILE_HALFS, 64);
+        _tile_loadd(7, w + (t * 2 + 1) * AMX_TILE_HALFS, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    float c[4][AMX_ROWS * 16];
+    _tile_stored(0, c[0], 64);
+    _tile_stored(1, c[1], 64);
+    _tile_stored(2, c[2], 64);
+    _tile_stored(3, c[3], 64);
+    size_t low = rows < AMX_ROWS ? rows : AMX_ROWS;
+    amx_store(m, c[0], low, s * 32, out);
+    amx_store(m, c[1], low, s * 32 + 16, out);
+    if (rows > AMX_ROWS) {
+        float *high = out + AMX_ROWS * m->nout;
+        amx_store(m, c[2], rows - AMX_ROWS, s * 32, high);
+        amx_store(m, c[3], rows - AMX_ROWS, s * 32 + 16, high);
+    }
+}
+
+/* Rows [0, 16) of xb (rows of them real) times strip s, into out;
+ * two input steps at a time on alternate A and B tiles, so that the loads
+ * of one step go on while the other's products run. */
 static __attribute__((target("amx-tile,amx-bf16"))) void
 amx_block(const struct encoder_matrix *m, const uint16_t *xb, size_t s,
           size_t rows, float *out)
 {
     size_t nsteps = m->nin_pad / AMX_K;
-    const uint16_t *w = m->packed + s * nsteps * 2 * AMX_TILE_HALFS;
+    const uint16_t *w = amx_strip(m, s);
     size_t lda = m->nin_pad * sizeof(uint16_t);
     _tile_zero(0);
     _tile_zero(1);
-    /* Two steps at a time on alternate A and B tiles, so that the loads
-     * of one step go on while the other's products run. */
     size_t t = 0;
     for (; t + 2 <= nsteps; t += 2) {
         _tile_loadd(2, xb + t * AMX_K, lda);
@@ -289,16 +351,12 @@ amx_block(const struct encoder_matrix *m, const uint16_t *xb, size_t s,
     float c[2][AMX_ROWS * 16];
     _tile_stored(0, c[0], 64);
     _tile_stored(1, c[1], 64);
-    size_t col = s * 32;
-    size_t ncols = m->nout - col < 32 ? m->nout - col : 32;
-    for (size_t r = 0; r < rows; r++) {
-        for (size_t j = 0; j < ncols; j++) {
-            out[r * m->nout + col + j] =
-                c[j / 16][r * 16 + j % 16] + m->bias[col + j];
-        }
-    }
+    amx_store(m, c[0], rows, s * 32, out);
+    amx_store(m, c[1], rows, s * 32 + 16, out);
 }
 
+/* All rows in bf16 first; then strip by strip (so a strip's weights are
+ * read from memory once), 32 rows at a time, 16 for the last odd block. */
 static __attribute__((target("amx-tile,amx-bf16"))) void
 amx_apply(const struct encoder_matrix *m, const float *x, size_t n,
           float *out)
@@ -311,12 +369,19 @@ amx_apply(const struct encoder_matrix *m, const float *x, size_t n,
         cfg.colsb[t] = 64;
     }
     _tile_loadconfig(&cfg);
-    uint16_t *xb = rl_malloc(AMX_ROWS * m->nin_pad * sizeof(uint16_t));
-    for (size_t r0 = 0; r0 < n; r0 += AMX_ROWS) {
-        amx_rows(m, x, n, r0, xb);
-        size_t rows = n - r0 < AMX_ROWS ? n - r0 : AMX_ROWS;
-        for (size_t s = 0; s < m->nstrips; s++) {
-            amx_block(m, xb, s, rows, out + r0 * m->nout);
+    size_t npad = (n + 2 * AMX_ROWS - 1) / (2 * AMX_ROWS) * 2 * AMX_ROWS;
+    uint16_t *xb = rl_malloc(npad * m->nin_pad * sizeof(uint16_t));
+    amx_rows(m, x, n, npad, xb);
+    for (size_t s = 0; s < m->nstrips; s++) {
+        for (size_t r0 = 0; r0 < n; r0 += 2 * AMX_ROWS) {
+            size_t rows = n - r0 < 2 * AMX_ROWS ? n - r0 : 2 * AMX_ROWS;
+            const uint16_t *a = xb + r0 * m->nin_pad;
+            float *o = out + r0 * m->nout;
+            if (rows > AMX_ROWS) {
+                amx_block2(m, a, s, rows, o);
+            } else {
+                amx_block(m, a, s, rows, o);
+            }
         }
     }
     free(xb);
@@ -510,6 +575,22 @@ void encoder_matrix_apply(const struct encoder_matrix *m, const float *x,
             }
         }
     }
+}
+
+bool encoder_add_norm(enum encoder_kernel k, float *x, const float *add,
+                      size_t n, size_t hsz, const float *w, const float *b,
+                      double eps)
+{
+    if ((k == ENCODER_KERNEL_AVX512 || k == ENCODER_KERNEL_AMX)
+        && hsz % 16 == 0) {
+        add_norm_avx512(x, add, n, hsz, w, b, eps);
+        return true;
+    }
+    if (k == ENCODER_KERNEL_AVX2 && hsz % 8 == 0) {
+        add_norm_avx2(x, add, n, hsz, w, b, eps);
+        return true;
+    }
+    return false;
 }
 
 void encoder_softmax(enum encoder_kernel k, float *s, size_t n)

@@ -17,6 +17,8 @@
  *   GELU_P and GELU_Q in gemm.c), VW lanes at a time.
  * - softmax: each row of attention scores, with exp as 2^n e^r (r within
  *   ln2/2 of 0, e^r by its Taylor series to r^7).
+ * - add_norm: the residual and LayerNorm, with the statistics summed in
+ *   VW float lanes and the lanes in double.
  */
 
 #define SIMD_CAT2(a, b) a##_##b
@@ -162,6 +164,51 @@ SIMD_NAME(softmax)(float *s, size_t n)
         }
         for (; c < n; c++) {
             row[c] *= (float)(1.0 / sum);
+        }
+    }
+}
+
+/* The sum of v's lanes, in double. */
+static inline __attribute__((always_inline, target(SIMD_TARGET))) double
+SIMD_NAME(lanes_sum)(VF v)
+{
+    float lanes[VW];
+    V_STORE(lanes, v);
+    double sum = 0;
+    for (size_t i = 0; i < VW; i++) {
+        sum += lanes[i];
+    }
+    return sum;
+}
+
+/* x[r] = LayerNorm(x[r] + add[r]) for n rows of hsz floats (hsz a
+ * multiple of VW; add may be NULL). */
+static __attribute__((target(SIMD_TARGET))) void
+SIMD_NAME(add_norm)(float *x, const float *add, size_t n, size_t hsz,
+                    const float *w, const float *b, double eps)
+{
+    for (size_t r = 0; r < n; r++) {
+        float *row = x + r * hsz;
+        VF sum = V_SET1(0.0f);
+        for (size_t c = 0; c < hsz; c += VW) {
+            VF v = V_LOAD(row + c);
+            if (add != NULL) {
+                v = V_ADD(v, V_LOAD(add + r * hsz + c));
+                V_STORE(row + c, v);
+            }
+            sum = V_ADD(sum, v);
+        }
+        VF mean = V_SET1((float)(SIMD_NAME(lanes_sum)(sum) / (double)hsz));
+        VF sq = V_SET1(0.0f);
+        for (size_t c = 0; c < hsz; c += VW) {
+            VF d = V_SUB(V_LOAD(row + c), mean);
+            sq = V_FMA(d, d, sq);
+        }
+        double var = SIMD_NAME(lanes_sum)(sq) / (double)hsz;
+        VF inv = V_SET1((float)(1.0 / sqrt(var + eps)));
+        for (size_t c = 0; c < hsz; c += VW) {
+            VF y = V_MUL(V_SUB(V_LOAD(row + c), mean), inv);
+            V_STORE(row + c, V_FMA(y, V_LOAD(w + c), V_LOAD(b + c)));
         }
     }
 }

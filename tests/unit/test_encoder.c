@@ -433,6 +433,64 @@ static void test_every_kernel_computes_softmax_to_1e_6(void **state)
     }
 }
 
+/* The SIMD LayerNorm (residual added) against double, 3 rows of 384;
+ * BLAS and a width that is not a multiple of 16 are left to the caller. */
+static void test_every_kernel_computes_layer_norm_to_1e_5(void **state)
+{
+    (void)state;
+    enum { N = 3, H = 384 };
+    static float x[N * H];
+    static float add[N * H];
+    static float w[H];
+    static float b[H];
+    srand(5);
+    for (size_t i = 0; i < H; i++) {
+        w[i] = (float)(rand() % 2001) / 1000.0f;
+        b[i] = (float)(rand() % 2001 - 1000) / 1000.0f;
+    }
+    for (size_t k = 0; k < sizeof(kernels) / sizeof(kernels[0]); k++) {
+        if (!encoder_kernel_supported(kernels[k])) {
+            continue;
+        }
+        for (size_t i = 0; i < N * H; i++) {
+            x[i] = (float)(rand() % 20001 - 10000) / 1000.0f;
+            add[i] = (float)(rand() % 2001 - 1000) / 100.0f;
+        }
+        static double want[N * H];
+        for (size_t r = 0; r < N; r++) {
+            double mean = 0;
+            double var = 0;
+            for (size_t c = 0; c < H; c++) {
+                mean += (double)x[r * H + c] + add[r * H + c];
+            }
+            mean /= H;
+            for (size_t c = 0; c < H; c++) {
+                double d = (double)x[r * H + c] + add[r * H + c] - mean;
+                var += d * d;
+            }
+            var /= H;
+            for (size_t c = 0; c < H; c++) {
+                double d = (double)x[r * H + c] + add[r * H + c] - mean;
+                want[r * H + c] = d / sqrt(var + 1e-12) * w[c] + b[c];
+            }
+        }
+        bool done = encoder_add_norm(kernels[k], x, add, N, H, w, b, 1e-12);
+        assert_true(done == (kernels[k] != ENCODER_KERNEL_BLAS));
+        assert_false(encoder_add_norm(kernels[k], x, NULL, 1, 100, w, b,
+                                      1e-12));
+        if (!done) {
+            continue;
+        }
+        double worst = 0;
+        for (size_t i = 0; i < N * H; i++) {
+            worst = fmax(worst, fabs(x[i] - want[i]));
+        }
+        printf("encoder: %s LayerNorm: largest error %.2e\n",
+               encoder_kernel_name(kernels[k]), worst);
+        assert_true(worst <= 1e-5);
+    }
+}
+
 /* RELAY_ENCODER_KERNEL picks the kernel; an unknown name is refused. */
 static void test_the_kernel_is_chosen_by_relay_encoder_kernel(void **state)
 {
@@ -790,6 +848,7 @@ int main(void)
         cmocka_unit_test(test_a_weight_too_large_for_fp16_keeps_blas),
         cmocka_unit_test(test_every_kernel_computes_gelu_to_1e_6),
         cmocka_unit_test(test_every_kernel_computes_softmax_to_1e_6),
+        cmocka_unit_test(test_every_kernel_computes_layer_norm_to_1e_5),
         cmocka_unit_test(test_the_kernel_is_chosen_by_relay_encoder_kernel),
         cmocka_unit_test(test_invalid_utf8_is_refused),
         cmocka_unit_test(test_a_long_text_is_cut_at_max_tokens_ending_in_sep),
