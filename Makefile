@@ -164,7 +164,12 @@ $(BUILD)/bench/cache: bench/cache.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS)
 
-bench-cache: all $(BUILD)/bench/cache
+# The encoder's kernels against each other (bench/encoder.c), alternating.
+$(BUILD)/bench/encoder: bench/encoder.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS)
+
+bench-cache: all $(BUILD)/bench/cache $(BUILD)/bench/encoder
 	@bash bench/cache.sh
 
 # The request log's insert path (COPY + rollup) against DATABASE_URL.

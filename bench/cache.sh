@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # make bench-cache: the semantic cache's figures (docs/cache.md, decisions 24).
+#   0. bench/encoder.c: embedding time per prompt with every encoder kernel
+#      the CPU has (blas, avx2, avx512), the kernels alternating;
 #   1. bench/cache.c: embedding time per prompt, the index at 10k and 100k
 #      entries (insert, lookup, recall, memory per entry);
 #   2. bench/cache_faiss.cpp, when libfaiss-dev is installed: FAISS HNSW on
 #      the same vectors (the comparison behind the index choice);
 #   3. bench/cache_e2e.py: semantic hits through the real gateway with 100k
-#      entries in the scope, and the rebuild from Redis;
+#      entries in the scope, and the rebuild from Redis (BENCH_KERNELS=blas,auto
+#      runs one gateway per encoder kernel, asked in turn);
 #   4. bench/cache_accuracy.py: hit precision and recall on labelled pairs.
 # PostgreSQL is not needed; Redis is a throw-away one (scripts/services.sh)
 # unless REDIS_URL is set. The model: $RELAY_ENCODER_MODEL, else the
@@ -24,6 +27,7 @@ TEXTS="$B/bench/cache_texts.txt"
 VECS="$B/bench/cache_vectors.f32"
 [[ -s "$TEXTS" ]] || python3 bench/cache_texts.py 20000 "$TEXTS"
 
+"$B/bench/encoder" "$MODEL"
 "$B/bench/cache" "$MODEL" "$TEXTS" "$VECS"
 
 if [[ -f /usr/include/faiss/IndexHNSW.h ]]; then

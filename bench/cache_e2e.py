@@ -14,6 +14,12 @@ index holding 100k entries of the hit's own scope and context.
    sent to the last byte received, one keep-alive connection, one at a
    time. The exact hits of the same sentences are timed for comparison.
 
+BENCH_KERNELS=blas,auto (names of RELAY_ENCODER_KERNEL, comma-separated)
+starts one gateway per encoder kernel in step 3, all reading the same
+Redis stream, and asks them in turn, the first of each round rotating, so
+that on a loaded machine every kernel sees the same load; a line per
+kernel is printed. Unset: one gateway with the default kernel.
+
 usage: cache_e2e.py MODEL_DIR TEXTS VECTORS   (REDIS_URL must be set)
 """
 import hashlib
@@ -95,7 +101,7 @@ def fingerprint(model):
 
 
 class Stack:
-    def __init__(self, tmp, model, redis_url, name):
+    def __init__(self, tmp, model, redis_url, name, kernel=None):
         self.tmp = tmp
         self.key = "glw_" + secrets.token_hex(20)
         self.fport, self.port = free_port(), free_port()
@@ -121,9 +127,12 @@ models:
     upstream: "bench?ttft_ms=0&tps=0&tokens=16"
     price: {input: 0.05, output: 0.08, cached_input: 0.0}
 """ % (self.port, tmp, redis_url, self.key, model, self.fport, MODEL))
+        env = dict(os.environ)
+        if kernel:
+            env["RELAY_ENCODER_KERNEL"] = kernel
         self.relay = subprocess.Popen([str(ROOT / "build/relay"), "serve", "--config", conf],
                                       stdout=subprocess.DEVNULL,
-                                      stderr=open(self.log, "w"))
+                                      stderr=open(self.log, "w"), env=env)
         deadline = time.time() + 15
         while True:
             try:
@@ -198,37 +207,56 @@ def main():
         r.pipeline(cmds)
     print("(%d records added to %s in %.1f s)" % (BIG, stream, time.time() - t0))
 
-    two = Stack(tmp, model, redis_url, "two")
+    kernels = [k for k in os.environ.get("BENCH_KERNELS", "").split(",") if k]
+    twos = [Stack(tmp, model, redis_url, "two-%s" % (k or "default"), k)
+            for k in (kernels or [None])]
+    rebuilt = [wait_rebuilt(two) for two in twos]
+    sem = [[] for _ in twos]
+    exact = [[] for _ in twos]
+    other = [{} for _ in twos]
+    load = [open("/proc/loadavg").read().split()[:3]]
+    for i, t in enumerate(texts):
+        for j in range(len(twos)):
+            g = (i + j) % len(twos)
+            status, cache, ms = twos[g].ask("Please tell me: " + t)
+            if status == 200 and cache == "semantic":
+                sem[g].append(ms)
+            else:
+                other[g][cache] = other[g].get(cache, 0) + 1
+    for i, t in enumerate(texts):
+        for j in range(len(twos)):
+            g = (i + j) % len(twos)
+            status, cache, ms = twos[g].ask(t)
+            if cache == "exact":
+                exact[g].append(ms)
+    load.append(open("/proc/loadavg").read().split()[:3])
+    for two in twos:
+        two.stop()
+    r.call("DEL", stream)
+    for g, k in enumerate(kernels or [None]):
+        label = " (kernel %s)" % k if k else ""
+        print("| rebuild from Redis at start%s | %s entries in %.1f s | |" % (
+            label, rebuilt[g]["entries"] if rebuilt[g] else "?",
+            rebuilt[g]["ms"] / 1000 if rebuilt[g] else float("nan")))
+        print("| semantic hit end to end%s, %dk entries in the scope, prompts of %.1f "
+              "words (%d of %d reworded prompts hit; others: %s) | p50 %.2f ms | p99 %.2f ms |" % (
+                  label, (BIG + BASE) // 1000, words, len(sem[g]), BASE,
+                  other[g] or "none", pct(sem[g], 50), pct(sem[g], 99)))
+        print("| exact hit end to end, same gateway | p50 %.2f ms | p99 %.2f ms |" % (
+            pct(exact[g], 50), pct(exact[g], 99)))
+    print("(load average %s before the hits, %s after)" % (
+        " ".join(load[0]), " ".join(load[1])))
+
+
+def wait_rebuilt(two):
+    """The gateway's log line saying its index was read from Redis."""
     t0 = time.time()
-    rebuilt = None
     while time.time() - t0 < 600:
         for line in open(two.log):
             if "semantic index read from redis" in line:
-                rebuilt = json.loads(line)
-        if rebuilt:
-            break
+                return json.loads(line)
         time.sleep(0.2)
-    sem, exact, other = [], [], {}
-    for t in texts:
-        status, cache, ms = two.ask("Please tell me: " + t)
-        if status == 200 and cache == "semantic":
-            sem.append(ms)
-        else:
-            other[cache] = other.get(cache, 0) + 1
-    for t in texts:
-        status, cache, ms = two.ask(t)
-        if cache == "exact":
-            exact.append(ms)
-    two.stop()
-    r.call("DEL", stream)
-    print("| rebuild from Redis at start | %s entries in %.1f s | |" % (
-        rebuilt["entries"] if rebuilt else "?", rebuilt["ms"] / 1000 if rebuilt else float("nan")))
-    print("| semantic hit end to end, %dk entries in the scope, prompts of %.1f "
-          "words (%d of %d reworded prompts hit; others: %s) | p50 %.2f ms | p99 %.2f ms |" % (
-              (BIG + BASE) // 1000, words, len(sem), BASE, other or "none",
-              pct(sem, 50), pct(sem, 99)))
-    print("| exact hit end to end, same gateway | p50 %.2f ms | p99 %.2f ms |" % (
-        pct(exact, 50), pct(exact, 99)))
+    return None
 
 
 if __name__ == "__main__":

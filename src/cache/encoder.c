@@ -6,7 +6,9 @@
  * LayerNorm), N layers of post-norm self-attention and a GELU (erf) feed
  * forward, each with a residual and a LayerNorm, then mean pooling over
  * all tokens ([CLS] and [SEP] included, as sentence-transformers does) or
- * the [CLS] vector, then L2 normalisation. Every matrix product is one
+ * the [CLS] vector, then L2 normalisation. The linear layers, GELU and
+ * softmax run on the kernel chosen at open (gemm.c: AMX, AVX-512 or AVX2
+ * where the CPU has them, else OpenBLAS); the attention products are
  * cblas_sgemm. Weights are read-only after encoder_open, and
  * encoder_embed allocates its scratch per call, so calls may run
  * concurrently. Read encoder_embed first; the math is in
@@ -35,6 +37,8 @@ struct layer {
     const float *i_w, *i_b;     /* intermediate: [I][H], [I] */
     const float *f_w, *f_b;     /* output: [H][I], [H] */
     const float *ln2_w, *ln2_b; /* LayerNorm after the FFN: [H] */
+    /* The six linear layers above, packed for the kernel (gemm.c). */
+    struct encoder_matrix *q, *k, *v, *o, *i, *f;
 };
 
 struct encoder {
@@ -54,6 +58,7 @@ struct encoder {
     const float *eln_w;  /* embedding LayerNorm: [H] */
     const float *eln_b;
     struct layer *layers; /* nlayers entries, owned */
+    enum encoder_kernel kernel; /* the multiply and GELU (gemm.c) */
     struct encoder_tokenizer *tok;  /* owned */
     struct encoder_safetensors *st; /* owned; weights point into it */
 };
@@ -72,21 +77,16 @@ struct scratch {
 
 /* ---- the math ------------------------------------------------------- */
 
-/* out[n][o] = in[n][i] * W^T + b, W being [o][i]. */
-static void linear(const float *in, size_t n, size_t ni, const float *w,
-                   const float *b, size_t no, float *out)
+/* x[n][H] = LayerNorm(x + add) with weight w and bias b (add may be NULL),
+ * on e's kernel where it has one (gemm.c), else here, in double. */
+static void add_norm(const struct encoder *e, float *x, const float *add,
+                     size_t n, const float *w, const float *b)
 {
-    for (size_t r = 0; r < n; r++) {
-        memcpy(out + r * no, b, no * sizeof(float));
+    size_t hsz = e->hidden;
+    double eps = e->eps;
+    if (encoder_add_norm(e->kernel, x, add, n, hsz, w, b, eps)) {
+        return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)no,
-                (int)ni, 1.0f, in, (int)ni, w, (int)ni, 1.0f, out, (int)no);
-}
-
-/* x[n][H] = LayerNorm(x + add) with weight w and bias b (add may be NULL). */
-static void add_norm(float *x, const float *add, size_t n, size_t hsz,
-                     const float *w, const float *b, double eps)
-{
     for (size_t r = 0; r < n; r++) {
         float *row = x + r * hsz;
         if (add != NULL) {
@@ -112,41 +112,21 @@ static void add_norm(float *x, const float *add, size_t n, size_t hsz,
     }
 }
 
-static void softmax_rows(float *s, size_t n)
-{
-    for (size_t r = 0; r < n; r++) {
-        float *row = s + r * n;
-        float max = row[0];
-        for (size_t c = 1; c < n; c++) {
-            max = row[c] > max ? row[c] : max;
-        }
-        double sum = 0;
-        for (size_t c = 0; c < n; c++) {
-            row[c] = expf(row[c] - max);
-            sum += row[c];
-        }
-        float inv = (float)(1.0 / sum);
-        for (size_t c = 0; c < n; c++) {
-            row[c] *= inv;
-        }
-    }
-}
-
 /* Multi-head self-attention of s->h into s->ctx (before the output). */
 static void attention(const struct encoder *e, const struct layer *l,
                       struct scratch *s, size_t n)
 {
     size_t hsz = e->hidden;
     size_t hd = hsz / e->nheads;
-    linear(s->h, n, hsz, l->q_w, l->q_b, hsz, s->q);
-    linear(s->h, n, hsz, l->k_w, l->k_b, hsz, s->k);
-    linear(s->h, n, hsz, l->v_w, l->v_b, hsz, s->v);
+    encoder_matrix_apply(l->q, s->h, n, s->q);
+    encoder_matrix_apply(l->k, s->h, n, s->k);
+    encoder_matrix_apply(l->v, s->h, n, s->v);
     float scale = (float)(1.0 / sqrt((double)hd));
     for (size_t h = 0; h < e->nheads; h++) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n,
                     (int)hd, scale, s->q + h * hd, (int)hsz, s->k + h * hd,
                     (int)hsz, 0.0f, s->scores, (int)n);
-        softmax_rows(s->scores, n);
+        encoder_softmax(e->kernel, s->scores, n);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n,
                     (int)hd, (int)n, 1.0f, s->scores, (int)n, s->v + h * hd,
                     (int)hsz, 0.0f, s->ctx + h * hd, (int)hsz);
@@ -157,17 +137,13 @@ static void attention(const struct encoder *e, const struct layer *l,
 static void layer_forward(const struct encoder *e, const struct layer *l,
                           struct scratch *s, size_t n)
 {
-    size_t hsz = e->hidden;
     attention(e, l, s, n);
-    linear(s->ctx, n, hsz, l->o_w, l->o_b, hsz, s->tmp);
-    add_norm(s->h, s->tmp, n, hsz, l->ln1_w, l->ln1_b, e->eps);
-    linear(s->h, n, hsz, l->i_w, l->i_b, e->inter, s->ffn);
-    for (size_t i = 0; i < n * e->inter; i++) {
-        float x = s->ffn[i];
-        s->ffn[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
-    }
-    linear(s->ffn, n, e->inter, l->f_w, l->f_b, hsz, s->tmp);
-    add_norm(s->h, s->tmp, n, hsz, l->ln2_w, l->ln2_b, e->eps);
+    encoder_matrix_apply(l->o, s->ctx, n, s->tmp);
+    add_norm(e, s->h, s->tmp, n, l->ln1_w, l->ln1_b);
+    encoder_matrix_apply(l->i, s->h, n, s->ffn);
+    encoder_gelu(e->kernel, s->ffn, n * e->inter);
+    encoder_matrix_apply(l->f, s->ffn, n, s->tmp);
+    add_norm(e, s->h, s->tmp, n, l->ln2_w, l->ln2_b);
 }
 
 static struct scratch *scratch_new(const struct encoder *e, size_t n)
@@ -207,7 +183,7 @@ enum rl_err encoder_embed(const struct encoder *e, const char *text,
             s->h[t * hsz + c] = w[c] + p[c] + e->type0[c];
         }
     }
-    add_norm(s->h, NULL, n, hsz, e->eln_w, e->eln_b, e->eps);
+    add_norm(e, s->h, NULL, n, e->eln_w, e->eln_b);
     for (size_t l = 0; l < e->nlayers; l++) {
         layer_forward(e, &e->layers[l], s, n);
     }
@@ -406,7 +382,21 @@ static bool load_layer(struct encoder *e, const char *pre, size_t i,
             return false;
         }
     }
+    l->q = encoder_matrix_new(e->kernel, l->q_w, l->q_b, h, h);
+    l->k = encoder_matrix_new(e->kernel, l->k_w, l->k_b, h, h);
+    l->v = encoder_matrix_new(e->kernel, l->v_w, l->v_b, h, h);
+    l->o = encoder_matrix_new(e->kernel, l->o_w, l->o_b, h, h);
+    l->i = encoder_matrix_new(e->kernel, l->i_w, l->i_b, in, h);
+    l->f = encoder_matrix_new(e->kernel, l->f_w, l->f_b, h, in);
     return true;
+}
+
+static void free_layer(struct layer *l)
+{
+    struct encoder_matrix *m[] = {l->q, l->k, l->v, l->o, l->i, l->f};
+    for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+        encoder_matrix_free(m[k]);
+    }
 }
 
 static enum rl_err load_weights(struct encoder *e, const char *dir,
@@ -450,7 +440,26 @@ static enum rl_err load_weights(struct encoder *e, const char *dir,
 enum rl_err encoder_open(const char *dir, struct encoder **out, char *err,
                          size_t n)
 {
+    enum encoder_kernel k = ENCODER_KERNEL_AUTO;
+    const char *want = getenv("RELAY_ENCODER_KERNEL");
+    if (want != NULL && want[0] != '\0' && !encoder_kernel_parse(want, &k)) {
+        snprintf(err, n, "RELAY_ENCODER_KERNEL is \"%s\": auto, blas, "
+                         "avx2 or avx512", want);
+        return RL_E_CONFIG;
+    }
+    return encoder_open_kernel(dir, k, out, err, n);
+}
+
+enum rl_err encoder_open_kernel(const char *dir, enum encoder_kernel kernel,
+                                struct encoder **out, char *err, size_t n)
+{
+    if (!encoder_kernel_supported(kernel)) {
+        snprintf(err, n, "this CPU cannot run the %s encoder kernel",
+                 encoder_kernel_name(kernel));
+        return RL_E_CONFIG;
+    }
     struct encoder *e = rl_calloc(1, sizeof(*e));
+    e->kernel = kernel == ENCODER_KERNEL_AUTO ? encoder_kernel_best() : kernel;
     char path[4096];
     enum rl_err result = read_config(e, dir, err, n);
     if (result == RL_OK) {
@@ -489,6 +498,11 @@ size_t encoder_max_tokens(const struct encoder *e)
     return e->max_tokens;
 }
 
+enum encoder_kernel encoder_kernel_of(const struct encoder *e)
+{
+    return e->kernel;
+}
+
 enum rl_err encoder_tokenize(const struct encoder *e, const char *text,
                              size_t len, int32_t *ids, size_t max_ids,
                              size_t *nids)
@@ -501,6 +515,9 @@ void encoder_close(struct encoder *e)
 {
     if (e == NULL) {
         return;
+    }
+    for (size_t i = 0; e->layers != NULL && i < e->nlayers; i++) {
+        free_layer(&e->layers[i]);
     }
     free(e->layers);
     encoder_tokenizer_free(e->tok);

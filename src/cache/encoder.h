@@ -2,7 +2,8 @@
  * encoder.h - the local sentence encoder of the semantic cache.
  *
  * A BERT-family encoder (all-MiniLM-L6-v2; bge-small-en-v1.5 and e5-small
- * share the architecture) run on the CPU with OpenBLAS: text in, one
+ * share the architecture) run on the CPU (SIMD kernels of our own where
+ * the CPU has AVX2, AVX-512 or AMX, else OpenBLAS): text in, one
  * L2-normalised vector of encoder_dim() floats out. See
  * docs/internals/encoder.md for the math, the files read and the limits.
  */
@@ -26,6 +27,9 @@ struct encoder;
  * writes a sentence to err (n bytes) and returns RL_E_IO (a file cannot be
  * read) or RL_E_CONFIG (a file is malformed or the model is unsupported).
  * Sets OpenBLAS to one thread per call: parallelism comes from the pool.
+ * The multiply kernel is the best the CPU has, or $RELAY_ENCODER_KERNEL
+ * (auto, blas, avx2, avx512, amx; RL_E_CONFIG when unknown or not
+ * runnable here).
  */
 enum rl_err encoder_open(const char *dir, struct encoder **out, char *err,
                          size_t n);

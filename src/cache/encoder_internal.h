@@ -7,6 +7,7 @@
 #ifndef RL_CACHE_ENCODER_INTERNAL_H
 #define RL_CACHE_ENCODER_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,5 +72,72 @@ enum rl_err encoder_safetensors_f32(struct encoder_safetensors *st,
                                     const char *name, const size_t *dims,
                                     size_t ndims, const float **out,
                                     char *err, size_t n);
+
+/* ---- gemm.c: the linear layers and GELU, per CPU kernel ------------- */
+
+/* How the linear layers multiply (docs/internals/encoder.md). */
+enum encoder_kernel {
+    ENCODER_KERNEL_AUTO,   /* the best the CPU has (encoder_kernel_best) */
+    ENCODER_KERNEL_BLAS,   /* cblas_sgemm on the fp32 weights, libm erff */
+    ENCODER_KERNEL_AVX2,   /* fp16 strips, AVX2 + FMA + F16C */
+    ENCODER_KERNEL_AVX512, /* fp16 strips, AVX-512F */
+    ENCODER_KERNEL_AMX,    /* bf16 tiles, AMX-BF16 (+ AVX-512 for GELU) */
+};
+
+/* True when this CPU (and OS) can run kernel k; AUTO and BLAS always. */
+bool encoder_kernel_supported(enum encoder_kernel k);
+/* The fastest supported kernel: AMX, else AVX512, else AVX2, else BLAS. */
+enum encoder_kernel encoder_kernel_best(void);
+/* "auto", "blas", "avx2", "avx512" or "amx" (a static string). */
+const char *encoder_kernel_name(enum encoder_kernel k);
+/* Parses one of those names into *out; false for anything else. */
+bool encoder_kernel_parse(const char *s, enum encoder_kernel *out);
+
+struct encoder_matrix;
+
+/*
+ * A weight matrix w ([nout][nin], row-major) with its bias b ([nout]) for
+ * kernel k (not AUTO; supported). w and b are not copied for BLAS and
+ * must outlive the matrix; other kernels pack an fp16 (AMX: bf16) copy
+ * (the matrix owns it), and fall back to BLAS when a weight does not fit
+ * in fp16 (AMX: is not finite).
+ * Returns a new matrix owned by the caller (encoder_matrix_free).
+ */
+struct encoder_matrix *encoder_matrix_new(enum encoder_kernel k,
+                                          const float *w, const float *b,
+                                          size_t nout, size_t nin);
+/* Frees m and its packed copy; NULL is a no-op. */
+void encoder_matrix_free(struct encoder_matrix *m);
+/* The kernel m multiplies with (BLAS after a failed pack). */
+enum encoder_kernel encoder_matrix_kernel(const struct encoder_matrix *m);
+/* out[n][nout] = x[n][nin] W^T + b. Only reads m: thread-safe. */
+void encoder_matrix_apply(const struct encoder_matrix *m, const float *x,
+                          size_t n, float *out);
+/* x[i] = x[i]/2 (1 + erf(x[i]/sqrt 2)) for i < len, with kernel k's erf
+ * (libm erff for BLAS and AUTO, a rational approximation otherwise). */
+void encoder_gelu(enum encoder_kernel k, float *x, size_t len);
+/* Each row of s ([n][n]) becomes its softmax (libm expf for BLAS and
+ * AUTO; a vectorised exp, within 2e-7 relative, otherwise). */
+void encoder_softmax(enum encoder_kernel k, float *s, size_t n);
+/* x[n][hsz] = LayerNorm(x + add) (add may be NULL) with weight w, bias b,
+ * on kernel k; false, and nothing done, for BLAS or a hsz that is not a
+ * multiple of the vector width (the caller's scalar code then runs). */
+bool encoder_add_norm(enum encoder_kernel k, float *x, const float *add,
+                      size_t n, size_t hsz, const float *w, const float *b,
+                      double eps);
+
+/* ---- encoder.c: the kernel, chosen by the caller -------------------- */
+
+struct encoder;
+
+/*
+ * encoder_open (encoder.h) with the kernel given here instead of from
+ * $RELAY_ENCODER_KERNEL: for the tests and benchmarks, which run every
+ * kernel the CPU has. RL_E_CONFIG when the CPU cannot run kernel.
+ */
+enum rl_err encoder_open_kernel(const char *dir, enum encoder_kernel kernel,
+                                struct encoder **out, char *err, size_t n);
+/* The kernel e runs (never AUTO). */
+enum encoder_kernel encoder_kernel_of(const struct encoder *e);
 
 #endif

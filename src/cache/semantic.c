@@ -25,6 +25,7 @@
 
 #include "cache/cache.h"
 #include "cache/encoder.h"
+#include "cache/encoder_internal.h"
 #include "cache/internal.h"
 #include "cache/semsync.h"
 #include "config/config.h"
@@ -291,9 +292,11 @@ static void start(const struct config *cfg)
     }
     cache_semsync_start(S.set, cfg->redis, S.fp, S.dim, cfg->cache.sync_ms);
     log_write(LOG_INFO, "semantic cache on", "\"dim\":%zu,\"threads\":%d,"
-              "\"queue\":%zu,\"max_entries\":%zu,\"threshold\":%.3f",
+              "\"queue\":%zu,\"max_entries\":%zu,\"threshold\":%.3f,"
+              "\"kernel\":\"%s\"",
               S.dim, S.nthreads, S.qcap, cfg->cache.max_entries,
-              cfg->cache.threshold);
+              cfg->cache.threshold,
+              encoder_kernel_name(encoder_kernel_of(S.enc)));
 }
 
 /* Stops the pool and the sync thread, frees the index (S.mu not held). */

@@ -215,6 +215,302 @@ static void test_every_vector_has_cosine_0_999_with_the_reference(void **state)
     assert_true(min >= 0.999);
 }
 
+/* ---- the kernels (gemm.c) ---------------------------------------------- */
+
+static const enum encoder_kernel kernels[] = {
+    ENCODER_KERNEL_BLAS, ENCODER_KERNEL_AVX2, ENCODER_KERNEL_AVX512,
+    ENCODER_KERNEL_AMX};
+
+/* Opens the model with kernel k into *e; false (and a line printed) when
+ * the CPU cannot run k, after checking that opening it says so. */
+static bool open_kernel(enum encoder_kernel k, struct encoder **e)
+{
+    char err[512] = "";
+    if (!encoder_kernel_supported(k)) {
+        assert_int_equal(encoder_open_kernel(model_dir, k, e, err,
+                                             sizeof(err)),
+                         RL_E_CONFIG);
+        assert_non_null(strstr(err, encoder_kernel_name(k)));
+        printf("encoder: this CPU cannot run the %s kernel: not tested\n",
+               encoder_kernel_name(k));
+        return false;
+    }
+    if (encoder_open_kernel(model_dir, k, e, err, sizeof(err)) != RL_OK) {
+        fail_msg("opening with the %s kernel: %s", encoder_kernel_name(k),
+                 err);
+    }
+    assert_int_equal(encoder_kernel_of(*e), k);
+    return true;
+}
+
+/* Every kernel the CPU has meets the bar on its own, and agrees with the
+ * BLAS one (fp32 weights) to 1e-5 (fp16 weights) or 2e-4 (AMX: bf16
+ * weights and rows): a kernel bug cannot hide under 0.999. */
+static void test_every_kernel_has_cosine_0_999_with_the_reference(void **state)
+{
+    (void)state;
+    need_model();
+    size_t ncase = json_array_size(cases);
+    assert_true(ncase <= 64);
+    static float blas[64][384];
+    for (size_t k = 0; k < sizeof(kernels) / sizeof(kernels[0]); k++) {
+        struct encoder *e = NULL;
+        if (!open_kernel(kernels[k], &e)) {
+            continue;
+        }
+        double min = 1.0;
+        double min_blas = 1.0;
+        for (size_t i = 0; i < ncase; i++) {
+            size_t len = 0;
+            const char *text = case_text(i, &len);
+            json_t *want = json_object_get(json_array_get(cases, i),
+                                           "vector");
+            float v[384];
+            assert_int_equal(encoder_embed(e, text, len, v), RL_OK);
+            double c = cosine(v, want, 384);
+            min = c < min ? c : min;
+            if (kernels[k] == ENCODER_KERNEL_BLAS) {
+                memcpy(blas[i], v, sizeof(v));
+                continue;
+            }
+            double dot = 0;
+            for (size_t d = 0; d < 384; d++) {
+                dot += (double)v[d] * blas[i][d];
+            }
+            min_blas = dot < min_blas ? dot : min_blas;
+        }
+        printf("encoder: %s kernel: minimum cosine with the reference "
+               "1 - %.2e, with the blas kernel 1 - %.2e\n",
+               encoder_kernel_name(kernels[k]), 1.0 - min, 1.0 - min_blas);
+        assert_true(min >= 0.999);
+        assert_true(min_blas >= 1.0 - (kernels[k] == ENCODER_KERNEL_AMX
+                                           ? 2e-4
+                                           : 1e-5));
+        encoder_close(e);
+    }
+}
+
+/* Weights and inputs that fp16 and float hold exactly (multiples of 1/16
+ * and 1/8 of small integers), so every kernel's product must equal the
+ * double one exactly: odd shapes (partial strips), every row count
+ * from 1 to 70 (one tile, several, uneven ones). */
+static void test_every_kernel_multiplies_odd_shapes_exactly(void **state)
+{
+    (void)state;
+    enum { NOUT = 50, NIN = 37, ROWS = 70 };
+    static float w[NOUT * NIN];
+    static float b[NOUT];
+    static float x[ROWS * NIN];
+    static float out[ROWS * NOUT];
+    srand(7);
+    for (size_t i = 0; i < NOUT * NIN; i++) {
+        w[i] = (float)(rand() % 33 - 16) / 16.0f;
+    }
+    for (size_t i = 0; i < NOUT; i++) {
+        b[i] = (float)(rand() % 9 - 4);
+    }
+    for (size_t i = 0; i < ROWS * NIN; i++) {
+        x[i] = (float)(rand() % 33 - 16) / 8.0f;
+    }
+    for (size_t k = 0; k < sizeof(kernels) / sizeof(kernels[0]); k++) {
+        if (!encoder_kernel_supported(kernels[k])) {
+            continue;
+        }
+        struct encoder_matrix *m =
+            encoder_matrix_new(kernels[k], w, b, NOUT, NIN);
+        assert_int_equal(encoder_matrix_kernel(m), kernels[k]);
+        for (size_t n = 1; n <= ROWS; n++) {
+            memset(out, 0xff, sizeof(out));
+            encoder_matrix_apply(m, x, n, out);
+            for (size_t r = 0; r < n; r++) {
+                for (size_t o = 0; o < NOUT; o++) {
+                    double want = b[o];
+                    for (size_t i = 0; i < NIN; i++) {
+                        want += (double)x[r * NIN + i] * w[o * NIN + i];
+                    }
+                    if (out[r * NOUT + o] != want) {
+                        fail_msg("%s, %zu rows: out[%zu][%zu] is %g, not %g",
+                                 encoder_kernel_name(kernels[k]), n, r, o,
+                                 (double)out[r * NOUT + o], want);
+                    }
+                }
+            }
+        }
+        encoder_matrix_free(m);
+    }
+}
+
+/* A weight beyond fp16's range keeps that matrix on BLAS (fp32). */
+static void test_a_weight_too_large_for_fp16_keeps_blas(void **state)
+{
+    (void)state;
+    enum encoder_kernel best = ENCODER_KERNEL_AVX2;
+    if (!encoder_kernel_supported(best)) {
+        printf("encoder: no fp16 kernel on this CPU: not tested\n");
+        return;
+    }
+    float w[4] = {1.0f, 2.0f, 70000.0f, 3.0f};
+    float b[2] = {0.5f, -0.5f};
+    float x[2] = {1.0f, 2.0f};
+    float out[2];
+    struct encoder_matrix *m = encoder_matrix_new(best, w, b, 2, 2);
+    assert_int_equal(encoder_matrix_kernel(m), ENCODER_KERNEL_BLAS);
+    encoder_matrix_apply(m, x, 1, out);
+    assert_true(out[0] == 5.5f);
+    assert_true(out[1] == 70005.5f);
+    encoder_matrix_free(m);
+}
+
+/* GELU on every kernel against x/2 (1 + erf(x/sqrt 2)) in double, from
+ * -12 to 12 (a length that leaves a tail): absolute error of erf at most
+ * 1e-6, i.e. GELU within 5e-7 |x| (libm erff itself: about 6e-8). */
+static void test_every_kernel_computes_gelu_to_1e_6(void **state)
+{
+    (void)state;
+    enum { N = 24001 };
+    static float x[N];
+    for (size_t k = 0; k < sizeof(kernels) / sizeof(kernels[0]); k++) {
+        if (!encoder_kernel_supported(kernels[k])) {
+            continue;
+        }
+        for (size_t i = 0; i < N; i++) {
+            x[i] = -12.0f + (float)i * 0.001f;
+        }
+        encoder_gelu(kernels[k], x, N);
+        double worst = 0;
+        for (size_t i = 0; i < N; i++) {
+            double in = (double)(-12.0f + (float)i * 0.001f);
+            double want = 0.5 * in * (1.0 + erf(in / sqrt(2.0)));
+            double e = fabs(x[i] - want) / fmax(1.0, fabs(in));
+            worst = e > worst ? e : worst;
+        }
+        printf("encoder: %s GELU: largest error %.2e (relative to "
+               "max(1, |x|))\n",
+               encoder_kernel_name(kernels[k]), worst);
+        assert_true(worst <= 5e-7);
+    }
+}
+
+/* Softmax on every kernel against double exp, for n from 1 to 40 (every
+ * tail length) and scores from -40 to 40: within 1e-6 relative (of the
+ * exact softmax of score - max as float computes it). */
+static void test_every_kernel_computes_softmax_to_1e_6(void **state)
+{
+    (void)state;
+    static float s[40 * 40];
+    static double in[40 * 40];
+    for (size_t k = 0; k < sizeof(kernels) / sizeof(kernels[0]); k++) {
+        if (!encoder_kernel_supported(kernels[k])) {
+            continue;
+        }
+        double worst = 0;
+        srand(11);
+        for (size_t n = 1; n <= 40; n++) {
+            for (size_t i = 0; i < n * n; i++) {
+                s[i] = (float)(rand() % 80001 - 40000) / 1000.0f;
+                in[i] = s[i];
+            }
+            encoder_softmax(kernels[k], s, n);
+            for (size_t r = 0; r < n; r++) {
+                double max = in[r * n];
+                for (size_t c = 1; c < n; c++) {
+                    max = fmax(max, in[r * n + c]);
+                }
+                double sum = 0;
+                for (size_t c = 0; c < n; c++) {
+                    sum += exp((float)(in[r * n + c] - max));
+                }
+                for (size_t c = 0; c < n; c++) {
+                    double want = exp((float)(in[r * n + c] - max)) / sum;
+                    double e = fabs(s[r * n + c] - want) / want;
+                    worst = want > 1e-30 && e > worst ? e : worst;
+                }
+            }
+        }
+        printf("encoder: %s softmax: largest relative error %.2e\n",
+               encoder_kernel_name(kernels[k]), worst);
+        assert_true(worst <= 1e-6);
+    }
+}
+
+/* The SIMD LayerNorm (residual added) against double, 3 rows of 384;
+ * BLAS and a width that is not a multiple of 16 are left to the caller. */
+static void test_every_kernel_computes_layer_norm_to_1e_5(void **state)
+{
+    (void)state;
+    enum { N = 3, H = 384 };
+    static float x[N * H];
+    static float add[N * H];
+    static float w[H];
+    static float b[H];
+    srand(5);
+    for (size_t i = 0; i < H; i++) {
+        w[i] = (float)(rand() % 2001) / 1000.0f;
+        b[i] = (float)(rand() % 2001 - 1000) / 1000.0f;
+    }
+    for (size_t k = 0; k < sizeof(kernels) / sizeof(kernels[0]); k++) {
+        if (!encoder_kernel_supported(kernels[k])) {
+            continue;
+        }
+        for (size_t i = 0; i < N * H; i++) {
+            x[i] = (float)(rand() % 20001 - 10000) / 1000.0f;
+            add[i] = (float)(rand() % 2001 - 1000) / 100.0f;
+        }
+        static double want[N * H];
+        for (size_t r = 0; r < N; r++) {
+            double mean = 0;
+            double var = 0;
+            for (size_t c = 0; c < H; c++) {
+                mean += (double)x[r * H + c] + add[r * H + c];
+            }
+            mean /= H;
+            for (size_t c = 0; c < H; c++) {
+                double d = (double)x[r * H + c] + add[r * H + c] - mean;
+                var += d * d;
+            }
+            var /= H;
+            for (size_t c = 0; c < H; c++) {
+                double d = (double)x[r * H + c] + add[r * H + c] - mean;
+                want[r * H + c] = d / sqrt(var + 1e-12) * w[c] + b[c];
+            }
+        }
+        bool done = encoder_add_norm(kernels[k], x, add, N, H, w, b, 1e-12);
+        assert_true(done == (kernels[k] != ENCODER_KERNEL_BLAS));
+        assert_false(encoder_add_norm(kernels[k], x, NULL, 1, 100, w, b,
+                                      1e-12));
+        if (!done) {
+            continue;
+        }
+        double worst = 0;
+        for (size_t i = 0; i < N * H; i++) {
+            worst = fmax(worst, fabs(x[i] - want[i]));
+        }
+        printf("encoder: %s LayerNorm: largest error %.2e\n",
+               encoder_kernel_name(kernels[k]), worst);
+        assert_true(worst <= 1e-5);
+    }
+}
+
+/* RELAY_ENCODER_KERNEL picks the kernel; an unknown name is refused. */
+static void test_the_kernel_is_chosen_by_relay_encoder_kernel(void **state)
+{
+    (void)state;
+    need_model();
+    struct encoder *e = NULL;
+    char err[512] = "";
+    setenv("RELAY_ENCODER_KERNEL", "blas", 1);
+    assert_int_equal(encoder_open(model_dir, &e, err, sizeof(err)), RL_OK);
+    assert_int_equal(encoder_kernel_of(e), ENCODER_KERNEL_BLAS);
+    encoder_close(e);
+    setenv("RELAY_ENCODER_KERNEL", "sse9", 1);
+    e = NULL;
+    assert_int_equal(encoder_open(model_dir, &e, err, sizeof(err)),
+                     RL_E_CONFIG);
+    assert_null(e);
+    assert_non_null(strstr(err, "RELAY_ENCODER_KERNEL"));
+    unsetenv("RELAY_ENCODER_KERNEL");
+}
+
 static void test_invalid_utf8_is_refused(void **state)
 {
     (void)state;
@@ -446,10 +742,21 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Prints p50/p99 of runs embeds of text, in microseconds. */
+/* Under ASan+UBSan (make asan-unit) every load the kernels make is checked
+ * and an embed is about 30 times slower: the figures mean nothing there,
+ * so the benchmark runs a tenth of its rounds. */
+#ifdef __SANITIZE_ADDRESS__
+#define BENCH_RUNS 20
+#define LOOP_RUNS 5
+#else
+#define BENCH_RUNS 200
+#define LOOP_RUNS 50
+#endif
+
+/* Prints p50/p99 of BENCH_RUNS embeds of text, in microseconds. */
 static void time_prompt(const char *label, const char *text)
 {
-    enum { RUNS = 200 };
+    enum { RUNS = BENCH_RUNS };
     static uint64_t t_us[RUNS];
     int32_t ids[512];
     size_t ntok = 0;
@@ -472,7 +779,7 @@ static void time_prompt(const char *label, const char *text)
 static void *embed_loop(void *arg)
 {
     const char *text = arg;
-    for (int r = 0; r < 50; r++) {
+    for (int r = 0; r < LOOP_RUNS; r++) {
         float v[384];
         if (encoder_embed(enc, text, strlen(text), v) != RL_OK) {
             return arg;
@@ -498,7 +805,7 @@ static void throughput(const char *text, size_t nthreads)
     }
     double s = (double)(now_us() - t0) / 1e6;
     printf("encoder bench: 100-token prompt, %zu thread(s): %.1f embeds/s\n",
-           nthreads, (double)(50 * nthreads) / s);
+           nthreads, (double)(LOOP_RUNS * nthreads) / s);
 }
 
 static void test_benchmark_prints_embed_time_per_prompt(void **state)
@@ -536,6 +843,13 @@ int main(void)
         cmocka_unit_test(test_token_ids_equal_the_reference_for_every_sentence),
         cmocka_unit_test(test_token_ids_equal_the_reference_for_random_strings),
         cmocka_unit_test(test_every_vector_has_cosine_0_999_with_the_reference),
+        cmocka_unit_test(test_every_kernel_has_cosine_0_999_with_the_reference),
+        cmocka_unit_test(test_every_kernel_multiplies_odd_shapes_exactly),
+        cmocka_unit_test(test_a_weight_too_large_for_fp16_keeps_blas),
+        cmocka_unit_test(test_every_kernel_computes_gelu_to_1e_6),
+        cmocka_unit_test(test_every_kernel_computes_softmax_to_1e_6),
+        cmocka_unit_test(test_every_kernel_computes_layer_norm_to_1e_5),
+        cmocka_unit_test(test_the_kernel_is_chosen_by_relay_encoder_kernel),
         cmocka_unit_test(test_invalid_utf8_is_refused),
         cmocka_unit_test(test_a_long_text_is_cut_at_max_tokens_ending_in_sep),
         cmocka_unit_test(test_a_missing_model_directory_is_an_io_error),
