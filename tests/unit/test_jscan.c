@@ -148,6 +148,29 @@ static void test_special_bytes_are_found_at_every_offset(void **state)
     }
 }
 
+/* ASCII is checked eight bytes at a time: a bad byte, or a character cut
+ * at the end, is found at every offset of a long text, where it is. */
+static void test_bad_utf8_is_found_at_every_offset(void **state)
+{
+    (void)state;
+    const char *bad[] = {"\xff", "\xc3", "\xe2\x82", "\xed\xa0\x80",
+                         "\xc0\xaf"};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        for (size_t at = 0; at < 40; at++) {
+            char text[64];
+            memset(text, 'a', at);
+            size_t blen = strlen(bad[k]);
+            memcpy(text + at, bad[k], blen);
+            size_t n = at + blen;
+            size_t where = 999;
+            assert_false(jscan_utf8_valid(text, n, &where));
+            assert_int_equal(where, at);
+            memcpy(text + at, "\xc3\xa9", 2); /* e acute: valid */
+            assert_true(jscan_utf8_valid(text, at + 2, &where));
+        }
+    }
+}
+
 /*
  * Regression (fixed; src/util/jscan.c, skip_number, low impact): a number with a
  * leading zero ("01", "-007") is not JSON (RFC 8259 6), but jscan accepts
@@ -207,6 +230,7 @@ int main(void)
         cmocka_unit_test(
             test_it_accepts_what_jansson_accepts_and_nothing_else),
         cmocka_unit_test(test_special_bytes_are_found_at_every_offset),
+        cmocka_unit_test(test_bad_utf8_is_found_at_every_offset),
         cmocka_unit_test(test_numbers_with_leading_zeros_are_refused),
         cmocka_unit_test(test_deep_nesting_is_refused_without_crashing),
         cmocka_unit_test(test_a_text_cut_anywhere_is_refused),
