@@ -392,7 +392,8 @@ static void cache_plan(struct req *r, const char *model)
     }
     struct cache_key *k = arena_alloc(&r->arena, sizeof(*k));
     const char *scope = r->key_id[0] ? r->key_id : r->key_prefix;
-    if (cache_key_make(r->cfg, r->chat.raw, cls, scope, k)) {
+    if (cache_key_make(r->cfg, r->chat.raw, cls, scope,
+                       r->who->cache_any_temperature, k)) {
         cache_semantic_prepare(r->cfg, k, r->chat.raw, cls,
                                r->who->cache_threshold, &r->arena);
         r->cache_key = k;

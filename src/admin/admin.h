@@ -43,6 +43,9 @@ bool admin_spec_models_csv(struct store_key *spec, const char *csv,
                            char *err, size_t n);
 /* Sets spec->cache to {"threshold": T} from "0.95" (above 0, at most 1):
  * the key's least similarity of a semantic cache hit. */
+/* Sets (yes) or clears the key's opt-in to the cache above
+ * cache.max_temperature ({"any_temperature": true} in its cache JSON). */
+bool admin_spec_cache_any_temperature(struct store_key *spec, bool yes);
 bool admin_spec_cache_threshold(struct store_key *spec, const char *text,
                                 char *err, size_t n);
 /* Parses "50" or "0.25" USD into spec->budget_nusd, exactly. */

@@ -27,7 +27,7 @@ static const char usage_keys[] =
     "         [--budget-usd USD --period day|week|month|total]\n"
     "         [--models a,b]\n"
     "         [--routing max_latency_ms=600,min_quality_tier=2]\n"
-    "         [--cache-threshold 0.95]\n"
+    "         [--cache-threshold 0.95] [--cache-any-temperature]\n"
     "                     makes a key and prints it once, alone on the last\n"
     "                     line (0 for a limit: none; no --models:\n"
     "                     every model)\n"
@@ -112,6 +112,9 @@ static bool create_opt(int argc, char **argv, int *i, struct admin_cli *out,
     }
     if (admin_opt_value(argc, argv, i, "--routing", &v)) {
         return admin_spec_routing_pairs(k, v, err, n);
+    }
+    if (strcmp(argv[*i], "--cache-any-temperature") == 0) {
+        return admin_spec_cache_any_temperature(k, true);
     }
     if (admin_opt_value(argc, argv, i, "--cache-threshold", &v)) {
         return admin_spec_cache_threshold(k, v, err, n);

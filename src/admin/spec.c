@@ -161,6 +161,15 @@ bool admin_spec_routing_pairs(struct store_key *spec, const char *pairs,
     return ok;
 }
 
+/* Writes the key's cache settings c (consumed) into spec as JSON text. */
+static void cache_json_store(struct store_key *spec, json_t *c)
+{
+    char *s = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(6));
+    snprintf(spec->cache, sizeof(spec->cache), "%s", s ? s : "{}");
+    free(s);
+    json_decref(c);
+}
+
 bool admin_spec_cache_threshold(struct store_key *spec, const char *text,
                                 char *err, size_t n)
 {
@@ -173,7 +182,29 @@ bool admin_spec_cache_threshold(struct store_key *spec, const char *text,
                  text ? text : "");
         return false;
     }
-    snprintf(spec->cache, sizeof(spec->cache), "{\"threshold\":%s}", text);
+    json_t *c = json_loads(spec->cache[0] ? spec->cache : "{}", 0, NULL);
+    if (!json_is_object(c)) {
+        json_decref(c);
+        c = json_object();
+    }
+    json_object_set_new(c, "threshold", json_real(t));
+    cache_json_store(spec, c);
+    return true;
+}
+
+bool admin_spec_cache_any_temperature(struct store_key *spec, bool yes)
+{
+    json_t *c = json_loads(spec->cache[0] ? spec->cache : "{}", 0, NULL);
+    if (!json_is_object(c)) {
+        json_decref(c);
+        c = json_object();
+    }
+    if (yes) {
+        json_object_set_new(c, "any_temperature", json_true());
+    } else {
+        json_object_del(c, "any_temperature");
+    }
+    cache_json_store(spec, c);
     return true;
 }
 
@@ -307,15 +338,23 @@ static bool body_cache(const struct jscan_item *it, struct store_key *spec,
     json_t *in = json_loadb(it->value.p, it->value.len, JSON_DECODE_ANY,
                             NULL);
     json_t *th = json_object_get(in, "threshold");
-    bool ok = json_is_object(in) && json_object_size(in) == (th ? 1 : 0);
+    json_t *any = json_object_get(in, "any_temperature");
+    bool ok = json_is_object(in) &&
+              json_object_size(in) == (th ? 1u : 0u) + (any ? 1u : 0u) &&
+              (!any || json_is_boolean(any));
+    snprintf(spec->cache, sizeof(spec->cache), "{}");
+    if (!ok) {
+        snprintf(err, n, "cache: expected an object such as "
+                 "{\"threshold\": 0.95, \"any_temperature\": true}");
+    }
     if (ok && th) {
         char text[32];
         snprintf(text, sizeof(text), "%.6g", json_number_value(th));
         ok = json_is_number(th) &&
              admin_spec_cache_threshold(spec, text, err, n);
-    } else if (!ok) {
-        snprintf(err, n, "cache: expected an object such as "
-                 "{\"threshold\": 0.95}");
+    }
+    if (ok && any) {
+        admin_spec_cache_any_temperature(spec, json_is_true(any));
     }
     json_decref(in);
     return ok;

@@ -87,6 +87,7 @@ static void from_cache(const struct keycache_key *k, struct arena *arena,
     out->spent_nusd = k->spent_nusd;
     out->routing = k->routing;
     out->cache_threshold = k->cache_threshold;
+    out->cache_any_temperature = k->cache_any_temperature;
     if (k->nmodels) {
         const char **m = arena_alloc(arena, k->nmodels * sizeof(*m));
         for (size_t i = 0; i < k->nmodels; i++) {

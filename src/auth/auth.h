@@ -69,6 +69,8 @@ struct auth_result {
     struct auth_routing routing; /* the key's routing defaults */
     double cache_threshold;      /* the key's semantic cache threshold;
                                     0: cache.threshold */
+    bool cache_any_temperature;  /* the key opts in to the cache above
+                                    cache.max_temperature */
 };
 
 /*

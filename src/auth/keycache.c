@@ -181,6 +181,8 @@ static void fill(struct keycache_key *k, const struct held *h)
     json_t *cache = json_loads(row->cache, 0, NULL);
     json_t *th = json_object_get(cache, "threshold");
     k->cache_threshold = json_is_number(th) ? json_number_value(th) : 0;
+    k->cache_any_temperature =
+        json_is_true(json_object_get(cache, "any_temperature"));
     json_decref(cache);
 }
 

@@ -25,6 +25,7 @@ struct keycache_key {
     size_t nmodels;              /* 0: all */
     struct auth_routing routing; /* defaults */
     double cache_threshold;      /* semantic cache; 0: the configured one */
+    bool cache_any_temperature;  /* cached above cache.max_temperature */
 };
 
 /*

@@ -74,12 +74,13 @@ enum rl_err cache_normalise(struct str raw, const char *model_class,
 /*
  * Decides whether the cache takes part in a request and fills out: false
  * when the cache is disabled, the request says cache.mode: off, or its
- * temperature is above cache.max_temperature without its own cache.mode.
+ * temperature is above cache.max_temperature without its own cache.mode
+ * or its key's opt-in (any_temperature).
  * scope: the key's id (or "global"). Pure.
  */
 bool cache_key_make(const struct config *cfg, struct str raw,
                     const char *model_class, const char *scope,
-                    struct cache_key *out);
+                    bool any_temperature, struct cache_key *out);
 
 /*
  * Creates a worker's cache on loop from cfg (its Redis connection when

@@ -152,7 +152,7 @@ static void read_own(json_t *req, struct own *o)
 
 bool cache_key_make(const struct config *cfg, struct str raw,
                     const char *model_class, const char *scope,
-                    struct cache_key *out)
+                    bool any_temperature, struct cache_key *out)
 {
     if (!cfg->cache.enabled) {
         return false;
@@ -165,7 +165,7 @@ bool cache_key_make(const struct config *cfg, struct str raw,
                          (o.mode && strcmp(o.mode, "semantic") == 0);
     bool off = o.mode && strcmp(o.mode, "off") == 0;
     json_decref(req);
-    if (off || (!explicit_mode &&
+    if (off || (!explicit_mode && !any_temperature &&
                 o.temperature > cfg->cache.max_temperature)) {
         return false;
     }

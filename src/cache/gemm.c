@@ -26,6 +26,7 @@
  */
 #include <assert.h>
 #include <cblas.h>
+#include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
@@ -159,6 +160,14 @@ struct encoder_matrix {
 
 /* ---- AMX ------------------------------------------------------------- */
 
+/* clang before 16 does not compile the AMX intrinsics in a function with
+ * a target attribute (the fuzz build is clang 14's): no AMX kernel there. */
+#if defined(__clang__) && __clang_major__ < 16
+#define GEMM_AMX 0
+#else
+#define GEMM_AMX 1
+#endif
+
 /*
  * A tile holds 16 rows of 64 bytes. TDPBF16PS C += A B takes A as 16 rows
  * of 32 bf16 (16 tokens x 32 inputs) and B as 16 rows of 16 pairs (input
@@ -200,6 +209,7 @@ static bool amx_permitted(void)
     return amx_granted;
 }
 
+#if GEMM_AMX
 /* float to bf16, rounding to nearest even (weights are finite). */
 static uint16_t to_bf16(float f)
 {
@@ -388,13 +398,42 @@ amx_apply(const struct encoder_matrix *m, const float *x, size_t n,
     _tile_release();
 }
 
+#else
+/* No AMX kernel in this build: never chosen (kernel_usable), never run. */
+static bool amx_pack(struct encoder_matrix *m)
+{
+    (void)m;
+    return false;
+}
+
+static void amx_apply(const struct encoder_matrix *m, const float *x,
+                      size_t n, float *out)
+{
+    (void)m;
+    (void)x;
+    (void)n;
+    (void)out;
+}
+#endif
+
 /* ---- choosing a kernel ---------------------------------------------- */
+
+/* CPUID leaf, subleaf: bit of register reg (0 eax, 1 ebx, 2 ecx, 3 edx).
+ * For the features clang 14's __builtin_cpu_supports does not name. */
+static bool cpuid_bit(unsigned leaf, unsigned sub, int reg, int bit)
+{
+    unsigned r[4] = {0, 0, 0, 0};
+    if (!__get_cpuid_count(leaf, sub, &r[0], &r[1], &r[2], &r[3])) {
+        return false;
+    }
+    return (r[reg] >> bit) & 1u;
+}
 
 bool encoder_kernel_supported(enum encoder_kernel k)
 {
     __builtin_cpu_init();
     bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-                && __builtin_cpu_supports("f16c");
+                && cpuid_bit(1, 0, 2, 29); /* f16c */
     switch (k) {
     case ENCODER_KERNEL_BLAS:
     case ENCODER_KERNEL_AUTO:
@@ -404,10 +443,11 @@ bool encoder_kernel_supported(enum encoder_kernel k)
     case ENCODER_KERNEL_AVX512:
         return avx2 && __builtin_cpu_supports("avx512f");
     case ENCODER_KERNEL_AMX:
-        return avx2 && __builtin_cpu_supports("avx512f")
-               && __builtin_cpu_supports("amx-tile")
-               && __builtin_cpu_supports("amx-bf16")
-               && __builtin_cpu_supports("avx512bf16") && amx_permitted();
+        return GEMM_AMX && avx2 && __builtin_cpu_supports("avx512f")
+               && cpuid_bit(7, 0, 3, 24)  /* amx-tile */
+               && cpuid_bit(7, 0, 3, 22)  /* amx-bf16 */
+               && cpuid_bit(7, 1, 0, 5)   /* avx512bf16 */
+               && amx_permitted();
     }
     return false;
 }

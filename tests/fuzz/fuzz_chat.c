@@ -118,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     route(&req, req.model);
     route(&req, "auto");
     struct cache_key key;
-    cache_key_make(&cfg, req.raw, "auto>=1", "key_fuzz", &key);
+    cache_key_make(&cfg, req.raw, "auto>=1", "key_fuzz", false, &key);
     for (int i = 0; i < NKINDS; i++) {
         build(&req, i);
     }

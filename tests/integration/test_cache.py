@@ -64,9 +64,31 @@ def t_two_gateways_share_entries_through_redis(tmp, gws):
     check(status == 200, "two: %d" % status)
 
 
+def t_a_key_opts_in_to_the_cache_above_the_temperature_bound(tmp, gws):
+    # cache.max_temperature is 0.7 by default: a request at 1.5 is neither
+    # served from nor stored in the cache, unless it sets cache.mode
+    # itself or its key was made with --cache-any-temperature.
+    gw = tl.gateway(tmp, gws, extra=CACHE)
+    plain, _ = tk.create_cli(gw, "--name", "plain")
+    hot, _ = tk.create_cli(gw, "--name", "hot", "--cache-any-temperature")
+    listed = gw.cli("list", "--json").stdout
+    check('"any_temperature":true' in listed.replace(" ", ""),
+          "the key's opt-in is not listed: %r" % listed)
+    prompt = "hot " + os.urandom(4).hex()
+    b = dict(body(prompt), temperature=1.5)
+    for key, want in ((plain, "miss"), (hot, "exact")):
+        status, h, _ = tl.first_call(gw, key, b)
+        check(status == 200 and h.get("x-relay-cache") == "miss",
+              "first: %s %r" % (status, h.get("x-relay-cache")))
+        status, h, _ = tl.call(gw.port, key, b)
+        check(h.get("x-relay-cache") == want,
+              "again: %r, expected %s" % (h.get("x-relay-cache"), want))
+
+
 TESTS = [
     t_entries_are_scoped_to_the_key,
     t_two_gateways_share_entries_through_redis,
+    t_a_key_opts_in_to_the_cache_above_the_temperature_bound,
 ]
 
 if __name__ == "__main__":

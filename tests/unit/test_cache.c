@@ -23,9 +23,9 @@ static bool same_key(const char *a, const char *b)
     cfg.cache.enabled = true;
     struct cache_key ka, kb;
     assert_true(cache_key_make(&cfg, (struct str){a, strlen(a)}, "m", "k",
-                               &ka));
+                               false, &ka));
     assert_true(cache_key_make(&cfg, (struct str){b, strlen(b)}, "m", "k",
-                               &kb));
+                               false, &kb));
     return strcmp(ka.name, kb.name) == 0;
 }
 
@@ -77,12 +77,15 @@ static void test_mode_off_and_hot_temperature_skip_the_cache(void **s)
     const char *hot_exact = "{" BASE ",\"temperature\":1.5,\"cache\":"
                             "{\"mode\":\"exact\",\"ttl\":9}}";
     assert_false(cache_key_make(&cfg, (struct str){off, strlen(off)}, "m",
-                                "k", &k));
+                                "k", true, &k));
     assert_false(cache_key_make(&cfg, (struct str){hot, strlen(hot)}, "m",
-                                "k", &k));
+                                "k", false, &k));
+    /* The key's opt-in caches it, as the request's own mode does. */
+    assert_true(cache_key_make(&cfg, (struct str){hot, strlen(hot)}, "m",
+                               "k", true, &k));
     assert_true(cache_key_make(&cfg, (struct str){hot_exact,
                                                   strlen(hot_exact)},
-                               "m", "k", &k));
+                               "m", "k", false, &k));
     assert_int_equal(k.ttl_s, 9);
     assert_non_null(strstr(k.name, "relay:{c:k}:"));
 }
