@@ -280,4 +280,6 @@ void attempt_report_fill(const struct attempt *a, enum rl_err err,
     r->rescue = a->rescue;
     r->won = a->call->winner == a;
     r->billable_prompt = a->sent;
+    r->wait = a->wait;
+    r->first_reported = a->first_reported;
 }

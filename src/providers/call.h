@@ -63,6 +63,8 @@ struct attempt {
     bool rescue;                 /* started to rescue a cut stream */
     bool caught_up;              /* rescue: the sent text is matched */
     bool doomed;                 /* lost: cancel at the next sweep */
+    uint32_t wait;               /* on_attempt_start's token */
+    bool first_reported;         /* on_attempt_first was called */
 };
 
 struct provider_call {

@@ -176,6 +176,8 @@ struct attempt_report {
     bool won;                 /* its answer reached the client */
     bool billable_prompt;     /* the request reached the provider, so its
                                  prompt is paid even if cancelled */
+    uint32_t wait;            /* what on_attempt_start returned for it */
+    bool first_reported;      /* on_attempt_first was called for it */
 };
 
 /* A compact line of the attempts summary, for the request log. */
@@ -226,6 +228,16 @@ struct provider_call_cbs {
      * is valid during the call. Must not cancel the call. */
     void (*on_attempt)(void *ctx, const struct model_cfg *model,
                        const struct attempt_report *r);
+    /* Optional: an attempt at plan[index] was sent; what it returns comes
+     * back in the attempt's attempt_report.wait (the router's token of
+     * its wait, opaque here). Must not cancel the call. */
+    uint32_t (*on_attempt_start)(void *ctx, const struct model_cfg *model,
+                                 int index);
+    /* Optional: a streamed attempt's first content event came, ttft_us
+     * after it was sent (a loser's too: the router learns from every
+     * attempt at once, not when the stream ends). Must not cancel. */
+    void (*on_attempt_first)(void *ctx, const struct model_cfg *model,
+                             uint32_t wait, uint64_t ttft_us);
 };
 
 /* Deadlines and retries of a call. Times are in milliseconds. */

@@ -284,6 +284,15 @@ static void note_failure(struct provider_call *call, struct attempt *a,
     }
 }
 
+/* Tells the caller that a was sent (its wait begins). */
+static void started(struct provider_call *call, struct attempt *a)
+{
+    if (call->cbs.on_attempt_start) {
+        a->wait = call->cbs.on_attempt_start(call->ctx, a->model,
+                                             (int)a->idx);
+    }
+}
+
 /* Starts one attempt at plan[idx]; false (the failure noted) if it could
  * not even be sent. */
 static bool launch(struct provider_call *call, size_t idx, bool hedge)
@@ -297,6 +306,7 @@ static bool launch(struct provider_call *call, size_t idx, bool hedge)
         return false;
     }
     a->hedge = hedge;
+    started(call, a);
     call->live[call->nlive++] = a;
     if (!hedge && call->limits.hedge_ms) {
         call->hedge_at_us = a->start_us + call->limits.hedge_ms * 1000;
@@ -468,6 +478,16 @@ static void rescue_chunk(struct provider_call *call, struct attempt *a,
     buf_free(&text);
 }
 
+/* Tells the caller that a's stream sent its first content event. */
+static void first_token(struct provider_call *call, struct attempt *a)
+{
+    if (call->cbs.on_attempt_first && call->req->stream) {
+        a->first_reported = true;
+        call->cbs.on_attempt_first(call->ctx, a->model, a->wait,
+                                   a->token_us - a->start_us);
+    }
+}
+
 void upstream_attempt_chunk(struct attempt *a, struct str chunk,
                             const struct chunk_members *members)
 {
@@ -482,7 +502,10 @@ void upstream_attempt_chunk(struct attempt *a, struct str chunk,
     bool content = !ok || look.text || look.other || look.finish;
     if (content) {
         a->events++;
-        a->token_us = a->token_us ? a->token_us : clock_now_us();
+        if (!a->token_us) {
+            a->token_us = clock_now_us();
+            first_token(call, a);
+        }
     }
     if (a->rescue) {
         rescue_chunk(call, a, chunk, members);
@@ -524,6 +547,7 @@ static bool rescue(struct provider_call *call)
             continue;
         }
         a->rescue = true;
+        started(call, a);
         call->live[call->nlive++] = a;
         call->winner = a;
         call->rescued = true;
