@@ -197,8 +197,9 @@ static void on_attempt_first(void *ctx, const struct model_cfg *model,
 }
 
 /* One upstream attempt ended: it is counted, the router learns from it,
- * and a prompt paid for by an attempt whose answer was not used (a
- * hedge's loser) is added to the request's cost. */
+ * and what an attempt whose answer was not used cost (a hedge's loser:
+ * its prompt; a cut stream that another attempt continued: its prompt
+ * and what it streamed) is added to the request's cost. */
 static void on_attempt(void *ctx, const struct model_cfg *model,
                        const struct attempt_report *a)
 {
@@ -241,9 +242,14 @@ static void on_attempt(void *ctx, const struct model_cfg *model,
         routing_wait_end(model->name, a->wait);
     }
     if (a->billable_prompt && !a->won) {
+        /* Its prompt, and what it streamed before it was cut (a rescued
+         * stream's first part; a hedge's loser streamed nothing). */
         struct usage u = {.prompt_tokens = a->usage.present
                                                ? a->usage.prompt_tokens
-                                               : r->prompt_tokens_est};
+                                               : r->prompt_tokens_est,
+                          .completion_tokens =
+                              a->usage.present ? a->usage.completion_tokens
+                                               : a->completion_events};
         r->unused_cost_nusd += price_cost_nusd(model, &u);
     }
 }

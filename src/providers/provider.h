@@ -91,6 +91,9 @@ struct provider_ops {
     const char *kind;        /* the `kind:` in relay.yaml */
     enum framing_kind framing;
     size_t stream_state_size; /* bytes the core zeroes for on_event */
+    bool prefill;            /* continues a final assistant message (the
+                                rescue of a cut stream sends the text
+                                already streamed as one) */
     /* Builds the upstream request for model. Pure. Returns
      * RL_E_INVALID_REQUEST (with msg filled) for a request the provider
      * cannot honour. */
