@@ -1015,6 +1015,10 @@ static void one(const struct config *cfg, int i)
         exit(1);
     }
     st.chosen[index_of(p.order[0])]++;
+    if (getenv("BENCH_EXPLAIN")) {
+        char why[512]; /* as the gateway's header: its cost, measured */
+        routing_explain(&p, why, sizeof(why));
+    }
     if (getenv("BENCH_TRACE") && atoi(getenv("BENCH_TRACE")) == i) {
         char why[1024];
         routing_explain(&p, why, sizeof(why));

@@ -105,12 +105,18 @@ struct routing_health {
 struct routing_waits {
     uint64_t used;                          /* bit i: slot i is a wait */
     uint64_t since_us[ROUTING_WAITS_MAX];   /* when each began */
-    uint32_t first_us[ROUTING_WAITS_MAX];   /* its predicted first token;
-                                               0: none (non-stream) or it
-                                               came */
-    uint32_t total_us[ROUTING_WAITS_MAX];   /* its predicted end */
+    uint64_t first_due_us[ROUTING_WAITS_MAX]; /* when its first token was
+                                               predicted; 0: none (not a
+                                               stream) or it came */
+    uint64_t end_due_us[ROUTING_WAITS_MAX]; /* when its end was */
+    uint64_t due_us[ROUTING_WAITS_MAX];     /* the sooner of the two that
+                                               has not passed or come */
     uint16_t gen[ROUTING_WAITS_MAX];        /* bumped per use: a token
                                                names one wait */
+    uint64_t quiet_until_us;                /* no wait is overdue before
+                                               then (0: look): most plans
+                                               read the evidence in one
+                                               comparison */
 };
 
 /* One model's (or one provider's) live state, keyed by name. */
@@ -235,8 +241,8 @@ void routing_waits_end(struct routing_waits *w, uint32_t token);
 /* The factor, in percent, by which the k-th most overdue wait of each
  * kind (first tokens, ends) has passed its prediction at now_us; 100
  * when fewer than k are overdue. */
-void routing_waits_evidence(const struct routing_waits *w, uint64_t now_us,
-                            int k, uint32_t *first_pct, uint32_t *total_pct);
+void routing_waits_evidence(struct routing_waits *w, uint64_t now_us, int k,
+                            uint32_t *first_pct, uint32_t *total_pct);
 
 /* ---- health.c ---- */
 

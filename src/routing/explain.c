@@ -20,29 +20,32 @@
 #include "routing/routing.h"
 #include "util/fmt.h"
 
-/* Writes cost nusd as dollars with two significant digits: $0.000012. */
+/* Writes cost nusd as dollars with two significant digits: $0.000012.
+ * Powers of ten are looked up, not divided out: this runs for every
+ * candidate of every request. */
 static void put_usd(struct fmt *f, int64_t nusd)
 {
+    static const int64_t pow10[] = {
+        1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000,
+        1000000000,
+    };
     if (nusd <= 0) {
         fmt_str(f, "$0");
         return;
     }
-    int64_t whole = nusd / 1000000000;
-    int64_t frac = nusd % 1000000000;
-    fmt_str(f, whole >= 1 ? "$" : "$0.");
-    if (whole >= 1) {
-        fmt_u64(f, (uint64_t)whole, 0);
+    if (nusd >= 1000000000) {
+        fmt_str(f, "$");
+        fmt_u64(f, (uint64_t)(nusd / 1000000000), 0);
         fmt_str(f, ".");
-        fmt_u64(f, (uint64_t)(frac / 10000000), 2);
+        fmt_u64(f, (uint64_t)(nusd % 1000000000 / 10000000), 2);
         return;
     }
-    unsigned digits = 9; /* fractional digits kept */
-    int64_t scale = 1;
-    while (nusd / scale >= 100) {
-        scale *= 10;
-        digits--;
+    unsigned d = 2; /* digits of nusd, at least the two kept */
+    while (d < 9 && nusd >= pow10[d]) {
+        d++;
     }
-    fmt_u64(f, (uint64_t)(frac / scale), digits);
+    fmt_str(f, "$0.");
+    fmt_u64(f, (uint64_t)(nusd / pow10[d - 2]), 11 - d);
 }
 
 /* Writes c's predicted latency (the bar's figure) and cost. */

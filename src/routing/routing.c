@@ -108,7 +108,7 @@ static void estimate(const struct planner *p, struct routing_entry *e,
     e->lat.window = (uint32_t)k->window;
     routing_latency_predict(&e->lat, p->lengths, m, k, p->now_us,
                             p->rq->prompt_tokens, p->rq->max_tokens, est);
-    if (k->overdue_waits > 0 && e->waits.used) {
+    if (k->overdue_waits > 0 && e->waits.used) { /* waits.c */
         uint32_t first_pct;
         uint32_t total_pct;
         routing_waits_evidence(&e->waits, p->now_us, k->overdue_waits,
@@ -938,6 +938,9 @@ void routing_observe(const char *model_name, const struct routing_obs *o)
     struct routing_entry *le = lengths_entry();
     if (le) {
         pthread_mutex_lock(&le->lock);
+        /* The pool is read over its whole ring (latency.c): its pushes
+         * keep that window in order, so the read is a lookup. */
+        le->lat.window = ROUTING_RING_MAX;
         routing_latency_observe_length(&le->lat, now_us, o);
         pthread_mutex_unlock(&le->lock);
     }

@@ -21,8 +21,9 @@
  *
  * Plain functions over struct routing_waits: no lock, no clock (the
  * caller holds the entry's lock and passes the time). Begin and end are a
- * few instructions; the evidence is one pass over the slots in use (the
- * attempts in flight on one model: a handful).
+ * few instructions; the evidence is one comparison while no wait is
+ * overdue and none is due yet (most plans), else one pass over the slots
+ * in use (the attempts in flight on one model: a few dozen at most).
  */
 #include <string.h>
 
@@ -49,11 +50,6 @@ static int slot_of(const struct routing_waits *w, uint32_t token)
     return slot;
 }
 
-static uint32_t clamp_us(uint64_t us)
-{
-    return us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-}
-
 uint32_t routing_waits_begin(struct routing_waits *w, uint64_t now_us,
                              uint64_t first_us, uint64_t total_us)
 {
@@ -71,9 +67,14 @@ uint32_t routing_waits_begin(struct routing_waits *w, uint64_t now_us,
     int slot = __builtin_ctzll(~w->used);
     w->used |= (uint64_t)1 << slot;
     w->since_us[slot] = now_us;
-    w->first_us[slot] = clamp_us(first_us);
-    w->total_us[slot] = total_us ? clamp_us(total_us) : 1;
+    w->first_due_us[slot] = first_us ? now_us + first_us : 0;
+    w->end_due_us[slot] = now_us + (total_us ? total_us : 1);
+    w->due_us[slot] = first_us && first_us < total_us ? w->first_due_us[slot]
+                                                      : w->end_due_us[slot];
     w->gen[slot]++;
+    if (w->due_us[slot] < w->quiet_until_us) {
+        w->quiet_until_us = w->due_us[slot];
+    }
     return token_of(w, slot);
 }
 
@@ -81,7 +82,8 @@ void routing_waits_first(struct routing_waits *w, uint32_t token)
 {
     int slot = slot_of(w, token);
     if (slot >= 0) {
-        w->first_us[slot] = 0;
+        w->first_due_us[slot] = 0;
+        w->due_us[slot] = w->end_due_us[slot];
     }
 }
 
@@ -107,30 +109,51 @@ static void keep_top(uint32_t *top, int k, uint32_t r)
     top[i] = r;
 }
 
-/* The ratio of age to expect_us in percent, or 0 when not past it. */
-static uint32_t overdue_pct(uint64_t age, uint32_t expect_us)
+/* By how much wait i, begun at since, has passed due (now_us past it), in
+ * percent of what was predicted for it. */
+static uint32_t overdue_pct(uint64_t since, uint64_t due, uint64_t now_us)
 {
-    if (!expect_us || age <= expect_us) {
-        return 0;
-    }
-    return clamp_us(age * 100 / expect_us);
+    uint64_t r = (now_us - since) * 100 / (due > since ? due - since : 1);
+    return r > UINT32_MAX ? UINT32_MAX : (uint32_t)r;
 }
 
-void routing_waits_evidence(const struct routing_waits *w, uint64_t now_us,
-                            int k, uint32_t *first_pct, uint32_t *total_pct)
+void routing_waits_evidence(struct routing_waits *w, uint64_t now_us, int k,
+                            uint32_t *first_pct, uint32_t *total_pct)
 {
-    uint32_t first[ROUTING_WAITS_MAX] = {0};
-    uint32_t total[ROUTING_WAITS_MAX] = {0};
+    *first_pct = 100;
+    *total_pct = 100;
+    if (now_us < w->quiet_until_us) {
+        return; /* nothing overdue, and nothing due yet */
+    }
+    uint32_t first[ROUTING_WAITS_MAX];
+    uint32_t total[ROUTING_WAITS_MAX];
     k = k < 1 ? 1 : k > ROUTING_WAITS_MAX ? ROUTING_WAITS_MAX : k;
+    memset(first, 0, (size_t)k * sizeof(first[0])); /* k is small: 2 */
+    memset(total, 0, (size_t)k * sizeof(total[0]));
+    bool overdue = false;
+    uint64_t quiet = UINT64_MAX;
     for (uint64_t m = w->used; m; m &= m - 1) {
         int i = __builtin_ctzll(m);
-        uint64_t age = now_us > w->since_us[i] ? now_us - w->since_us[i] : 0;
-        if (age > STALE_US) {
+        if (now_us < w->due_us[i]) {
+            quiet = w->due_us[i] < quiet ? w->due_us[i] : quiet;
+            continue; /* the common case: not due yet */
+        }
+        if (now_us - w->since_us[i] > STALE_US) {
             continue; /* its end was lost: taken back when needed */
         }
-        keep_top(first, k, overdue_pct(age, w->first_us[i]));
-        keep_top(total, k, overdue_pct(age, w->total_us[i]));
+        overdue = true;
+        uint64_t f = w->first_due_us[i];
+        if (f && now_us > f) {
+            keep_top(first, k, overdue_pct(w->since_us[i], f, now_us));
+        }
+        if (now_us > w->end_due_us[i]) {
+            keep_top(total, k,
+                     overdue_pct(w->since_us[i], w->end_due_us[i], now_us));
+        }
     }
+    /* Overdue ones are looked at again by every plan; else none until the
+     * next is due (a wait that begins sooner says so). */
+    w->quiet_until_us = overdue ? 0 : quiet;
     *first_pct = first[k - 1] > 100 ? first[k - 1] : 100;
     *total_pct = total[k - 1] > 100 ? total[k - 1] : 100;
 }
