@@ -18,6 +18,12 @@
  * chooses any more because it was slow goes back to its prior and is
  * tried, and measured, again.
  *
+ * First-token times are moved to the request's prompt size along the
+ * model's prefill rate, a least-squares fit over every first token
+ * (ttft_spread()): a long prompt is not predicted from short ones. A
+ * stream's first token is recorded when it comes
+ * (routing_latency_first_token()), not when the stream ends.
+ *
  * Cold start: with fewer than ROUTING_MIN_OBS fresh values the configured
  * prior counts as one more value, so the first answers move the estimate
  * only when they are slower than the prior (a p90 of a few values is

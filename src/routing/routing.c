@@ -8,9 +8,12 @@
  * quality floor, those whose context cannot hold the request and those
  * behind an open circuit (health.c), and orders the rest: the cheapest
  * that meets the latency bar first, then the others that meet it by cost,
- * then those over it, fastest first. routing_observe() feeds one upstream
- * attempt back. routing_explain() says it all in one header. Read
- * routing_plan() first; docs/routing.md has a worked example.
+ * then those over it, fastest first, with the adjustments of
+ * prefer_bargain(), prefer_safe(), maybe_explore() and long_shot().
+ * routing_observe() feeds one upstream attempt back, routing_wait_*() the
+ * attempts still in flight (waits.c); explain.c says it all in one
+ * header. Read routing_plan() first; docs/routing.md has a worked
+ * example.
  */
 #include "routing/routing.h"
 

@@ -59,8 +59,9 @@ struct routing_candidate {
                               than the one that meets it */
     bool long_shot;        /* primary behind an open circuit, as its
                               probe, because the plan misses anyway */
-    char why[96];          /* why it was passed over as primary
-                              ("tiny: tier 0 < 2"); "" for the primary */
+    char why[96];          /* why it was passed over as primary, always
+                              "<its name>: <reason>" ("tiny: tier 0 <
+                              2"); "" for the primary */
 };
 
 /* What routing_plan() decided. */
@@ -127,9 +128,11 @@ uint64_t routing_plan_bar_us(const struct routing_plan *plan, bool stream);
 /*
  * Writes the x-relay-route header value of plan into out (at most len
  * bytes with the NUL; cut at a whole item with "..." when longer), e.g.
- * "chosen=mid-cheap 320ms $0.000012; gemini-flash-lite: 480ms > 400ms;
- * big: $0.0021 dearer". The same text goes in the request log. Returns
- * the length written.
+ * "chosen=mid-cheap 320ms $0.000012; gemini-flash-lite 480ms $0.0000090:
+ * 480ms > 400ms; big 900ms $0.0021: dearer": every candidate with its
+ * predicted latency and cost, and why the others were passed over
+ * (explain.c, docs/routing.md "The header"). The same text goes in the
+ * request log. Returns the length written.
  */
 size_t routing_explain(const struct routing_plan *plan, char *out,
                        size_t len);

@@ -958,6 +958,65 @@ static void test_a_much_cheaper_near_miss_is_a_bargain(void **state)
     assert_string_equal(names, "mid,big,mid-cheap");
 }
 
+/* docs/routing.md, "Worked example", as it is written there. */
+static void test_the_worked_example_of_the_docs_holds(void **state)
+{
+    (void)state;
+    struct provider_cfg prov[3] = {{.name = "gemini"}, {.name = "mistral"},
+                                   {.name = "openai"}};
+    struct model_cfg m[3] = {
+        {.name = "gemini-flash-lite", .provider = &prov[0], .tier = 2,
+         .input_nusd_per_mtok = 75000000, .output_nusd_per_mtok = 300000000,
+         .prior_ttft_ms = 350, .prior_tokens_per_s = 250,
+         .context_tokens = 1048576},
+        {.name = "mistral-small", .provider = &prov[1], .tier = 2,
+         .input_nusd_per_mtok = 100000000, .output_nusd_per_mtok = 300000000,
+         .prior_ttft_ms = 300, .prior_tokens_per_s = 150,
+         .context_tokens = 32768},
+        {.name = "gpt-4o-mini", .provider = &prov[2], .tier = 3,
+         .input_nusd_per_mtok = 150000000, .output_nusd_per_mtok = 600000000,
+         .prior_ttft_ms = 500, .prior_tokens_per_s = 90,
+         .context_tokens = 128000},
+    };
+    struct config cfg = {.models = m, .nmodels = 3,
+                         .default_max_latency_ms = 2000,
+                         .default_min_quality_tier = 1};
+    config_routing_knobs_default(&cfg.routing);
+    /* Its last eight streamed answers: 900 ms to the first token, 8 ms a
+     * token. */
+    for (int i = 0; i < 8; i++) {
+        struct routing_obs o = {.kind = ROUTING_OBS_OK, .ttft_us = 900000,
+                                .total_us = 900000 + 100 * 8000,
+                                .completion_tokens = 100,
+                                .prompt_tokens = 1200, .max_tokens_set = true,
+                                .stream = true, .provider = "gemini"};
+        routing_observe("gemini-flash-lite", &o);
+    }
+    struct routing_request rq = {
+        .model = "auto",
+        .routing = str_from("{\"max_latency_ms\": 1650, "
+                            "\"min_quality_tier\": 2, \"hedge\": true}"),
+        .prompt_tokens = 1200, .max_tokens = 100};
+    struct arena a;
+    arena_init(&a, 4096);
+    struct routing_plan p;
+    assert_int_equal(routing_plan(&cfg, &rq, NULL, &a, &p), RL_OK);
+    assert_int_equal(p.norder, 3);
+    assert_string_equal(p.order[0]->name, "mistral-small");
+    assert_string_equal(p.order[1]->name, "gpt-4o-mini");
+    assert_string_equal(p.order[2]->name, "gemini-flash-lite");
+    assert_int_equal(p.first_token_deadline_ms, 967 * 2 + 200);
+    assert_int_equal(p.hedge_after_ms, 0);
+    assert_false(p.target_missed);
+    char h[512];
+    routing_explain(&p, h, sizeof(h));
+    assert_string_equal(h, "chosen=mistral-small 967ms $0.00015; "
+                           "gpt-4o-mini 1612ms $0.00024: dearer; "
+                           "gemini-flash-lite 1700ms $0.00012: 1700ms > "
+                           "1650ms");
+    arena_free(&a);
+}
+
 /* Workers plan and observe at once on the shared table (and create its
  * entries at once): nothing is lost or torn. */
 struct hammer {
@@ -1041,6 +1100,7 @@ int main(void)
         T(test_a_first_token_is_learned_when_it_comes),
         T(test_a_plan_that_misses_anyway_takes_a_long_shot),
         T(test_a_much_cheaper_near_miss_is_a_bargain),
+        T(test_the_worked_example_of_the_docs_holds),
         T(test_workers_share_the_table_safely),
 #undef T
     };
