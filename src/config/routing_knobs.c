@@ -20,7 +20,7 @@ void config_routing_knobs_default(struct routing_knobs *k)
         .max_age_ms = 30000,
         .output_tokens_prior = 256,
         .safe_percentile = 97,
-        .safe_extra_pct = 100,
+        .safe_extra_pct = 75,
         .bargain_percentile = 85,
         .bargain_ratio_pct = 300,
         .overdue_waits = 2,

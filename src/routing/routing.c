@@ -582,7 +582,7 @@ static bool probe_early(struct routing_entry *e, const struct routing_knobs *k,
  * Without it a model that has recovered stays out for its whole open
  * period, doubled by each failed probe: in bench-routing llama-3.3-70b,
  * the one tier-3 model fast enough for 2.5 s, stayed out 14 s after its
- * outage, and 14 of the 15 misses of those 20 s were planned as missed.
+ * outage, and 15 of the 17 misses of those 20 s were planned as missed.
  * Returns the new count of usable candidates.
  */
 static size_t long_shot(struct planner *p, size_t n)

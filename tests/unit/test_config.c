@@ -375,7 +375,7 @@ static void test_the_routing_knobs_have_defaults(void **state)
     assert_int_equal(c->routing.window, 32);
     assert_int_equal(c->routing.max_age_ms, 30000);
     assert_int_equal(c->routing.safe_percentile, 97);
-    assert_int_equal(c->routing.safe_extra_pct, 100);
+    assert_int_equal(c->routing.safe_extra_pct, 75);
     assert_int_equal(c->routing.bargain_percentile, 85);
     assert_int_equal(c->routing.bargain_ratio_pct, 300);
     assert_int_equal(c->routing.overdue_waits, 2);
