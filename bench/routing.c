@@ -179,11 +179,35 @@ static void sample_all(int i, int64_t prompt, int64_t out,
  * Observations delivered at the virtual time they happen (a heap)
  * ------------------------------------------------------------------- */
 
+/* What a pending event tells the router. */
+enum pending_kind {
+    P_OBS = 0,   /* an attempt ended: routing_observe */
+    P_BEGIN,     /* an attempt was sent: routing_wait_begin */
+    P_FIRST,     /* a stream's first token came: routing_wait_first */
+    P_END,       /* an attempt ended unobserved: routing_wait_end */
+};
+
 struct pending {
     uint64_t at_us;
     int model;
     struct routing_obs obs;
+    enum pending_kind kind;
+    int wait;           /* the attempt's entry in waits[]; -1: none */
 };
+
+/* The waits of attempts in flight, as the gateway's transport reports
+ * them (routing_wait_begin, routing_wait_first, routing_obs.wait): the
+ * router's token and the plan's predictions of each. */
+#define MAX_WAITS 8192
+static struct {
+    uint32_t token;
+    uint32_t first_ms;  /* a stream's predicted first token; 0: none */
+    uint32_t total_ms;  /* its predicted end */
+    uint64_t ttft_us;   /* its first token, when it comes */
+    int64_t prompt;
+} waits[MAX_WAITS];
+static int nwaits;
+static bool waits_on = true; /* BENCH_NO_WAITS: the router is not told */
 
 
 static struct pending heap[MAX_PENDING];
@@ -196,17 +220,48 @@ static void heap_swap(size_t a, size_t b)
     heap[b] = t;
 }
 
-static void pending_push(uint64_t at_us, int model,
-                         const struct routing_obs *o)
+static void event_push(const struct pending *e)
 {
     if (nheap == MAX_PENDING) {
         return;
     }
     size_t i = nheap++;
-    heap[i] = (struct pending){at_us, model, *o};
+    heap[i] = *e;
     while (i && heap[(i - 1) / 2].at_us > heap[i].at_us) {
         heap_swap(i, (i - 1) / 2);
         i = (i - 1) / 2;
+    }
+}
+
+static void pending_push(uint64_t at_us, int model,
+                         const struct routing_obs *o, int wait)
+{
+    event_push(&(struct pending){.at_us = at_us, .model = model, .obs = *o,
+                                 .kind = P_OBS, .wait = wait});
+}
+
+/* Tells the router now about event e (at its time). */
+static void event_run(struct pending *e)
+{
+    const char *name = truths[e->model].name;
+    int w = e->wait;
+    switch (e->kind) {
+    case P_OBS:
+        e->obs.wait = w >= 0 ? waits[w].token : 0;
+        e->obs.ttft_learned = w >= 0 && waits[w].ttft_us != 0;
+        routing_observe(name, &e->obs);
+        break;
+    case P_BEGIN:
+        waits[w].token = routing_wait_begin(name, waits[w].first_ms,
+                                            waits[w].total_ms);
+        break;
+    case P_FIRST:
+        routing_wait_first(name, waits[w].token, waits[w].ttft_us,
+                           waits[w].prompt);
+        break;
+    case P_END:
+        routing_wait_end(name, waits[w].token);
+        break;
     }
 }
 
@@ -215,7 +270,7 @@ static void deliver(uint64_t now_us)
 {
     while (nheap && heap[0].at_us <= now_us) {
         sim_now_us = heap[0].at_us;
-        routing_observe(truths[heap[0].model].name, &heap[0].obs);
+        event_run(&heap[0]);
         heap[0] = heap[--nheap];
         size_t i = 0;
         for (;;) {
@@ -394,17 +449,71 @@ static int64_t cost_of(int m, int64_t prompt, int64_t out)
     return price_cost_nusd(&models[m], &u);
 }
 
+/* The attempt of model m (the plan's candidate k) that the current
+ * request sends at start_ms after arrival_us: its wait begins then
+ * (routing_wait_begin, as the transport does); its first token, if it
+ * comes, is told at once (first_token_at), its end with its observation.
+ * Returns its entry in waits[], -1 when waits are off. */
+static int attempt_at(uint64_t arrival_us, double start_ms, int m,
+                      const struct routing_plan *p, size_t k,
+                      const struct request *q)
+{
+    if (!waits_on) {
+        return -1;
+    }
+    int w = nwaits++ % MAX_WAITS;
+    waits[w].first_ms = q->stream ? p->cand[k].ttft_ms : 0;
+    waits[w].total_ms = p->cand[k].total_ms;
+    waits[w].token = 0;
+    waits[w].ttft_us = 0;
+    waits[w].prompt = q->prompt;
+    struct pending e = {.at_us = arrival_us + (uint64_t)(start_ms * 1000),
+                        .model = m, .kind = P_BEGIN, .wait = w};
+    if (start_ms <= 0) {
+        event_run(&e); /* now */
+    } else {
+        event_push(&e);
+    }
+    return w;
+}
+
+/* The stream of attempt w (of model m, sent at start_ms) had its first
+ * token ttft_ms later. */
+static void first_token_at(uint64_t arrival_us, double start_ms,
+                           double ttft_ms, int m, int w,
+                           const struct request *q)
+{
+    if (w < 0 || !q->stream) {
+        return;
+    }
+    waits[w].ttft_us = (uint64_t)(ttft_ms * 1000);
+    event_push(&(struct pending){
+        .at_us = arrival_us + (uint64_t)((start_ms + ttft_ms) * 1000),
+        .model = m, .kind = P_FIRST, .wait = w});
+}
+
+/* Attempt w ended without an observation at end_ms. */
+static void ended_at(uint64_t arrival_us, double end_ms, int m, int w)
+{
+    if (w >= 0) {
+        event_push(&(struct pending){
+            .at_us = arrival_us + (uint64_t)(end_ms * 1000), .model = m,
+            .kind = P_END, .wait = w});
+    }
+}
+
 /* Observes one attempt of model m that began at start_ms (relative to
- * arrival0_us) and ended as o says after dur_ms. */
+ * arrival0_us) and ended as o says after dur_ms; w: its wait. */
 static void observe_at(uint64_t arrival_us, double start_ms, double dur_ms,
                        int m, const struct request *q,
-                       struct routing_obs o)
+                       struct routing_obs o, int w)
 {
     o.prompt_tokens = q->prompt;
     o.max_tokens_set = q->max_tokens > 0;
     o.stream = q->stream;
     o.provider = truths[m].provider;
-    pending_push(arrival_us + (uint64_t)((start_ms + dur_ms) * 1000), m, &o);
+    pending_push(arrival_us + (uint64_t)((start_ms + dur_ms) * 1000), m, &o,
+                 w);
 }
 
 /* When model m's first byte reaches the gateway: a stream's first token,
@@ -417,12 +526,15 @@ static double first_byte(const struct request *q, const struct sample *s)
 /* Runs attempt k of the plan from start_ms, sequentially through the
  * fallbacks on failure. Returns the index in order that answered (or -1)
  * and its start time in *start. */
+static int cur_wait; /* the wait of the attempt run_from() answered by */
+
 static int run_from(const struct routing_plan *p, size_t k, double *start,
                     const struct request *q, const struct sample *s,
                     uint64_t arrival_us)
 {
     for (; k < p->norder; k++) {
         int m = index_of(p->order[k]);
+        int w = attempt_at(arrival_us, *start, m, p, k, q);
         if (s[m].fail != ROUTING_OBS_OK) {
             observe_at(arrival_us, *start, s[m].fail_ms, m, q,
                        (struct routing_obs){.kind = s[m].fail,
@@ -432,30 +544,36 @@ static int run_from(const struct routing_plan *p, size_t k, double *start,
                                                     ? 5
                                                     : 0,
                                             .total_us = (uint64_t)(
-                                                s[m].fail_ms * 1000)});
+                                                s[m].fail_ms * 1000)},
+                       w);
             *start += s[m].fail_ms;
             continue;
         }
+        cur_wait = w;
         return (int)k;
     }
     return -1;
 }
 
+/* Model m's answer, from its attempt w sent at start. */
 static void observe_ok(uint64_t arrival_us, double start, int m,
-                       const struct request *q, const struct sample *s)
+                       const struct request *q, const struct sample *s,
+                       int w)
 {
+    first_token_at(arrival_us, start, s[m].ttft_ms, m, w, q);
     observe_at(arrival_us, start, s[m].total_ms, m, q,
                (struct routing_obs){
                    .kind = ROUTING_OBS_OK,
                    .ttft_us = q->stream ? (uint64_t)(s[m].ttft_ms * 1000)
                                         : 0,
                    .total_us = (uint64_t)(s[m].total_ms * 1000),
-                   .completion_tokens = q->out});
+                   .completion_tokens = q->out},
+               w);
 }
 
 static void observe_abandoned(uint64_t arrival_us, double start,
                               double waited, int m, const struct request *q,
-                              const struct routing_plan *p, size_t k)
+                              const struct routing_plan *p, size_t k, int wt)
 {
     uint64_t w = (uint64_t)(waited * 1000);
     observe_at(arrival_us, start, waited, m, q,
@@ -465,7 +583,8 @@ static void observe_abandoned(uint64_t arrival_us, double start,
                                     .bar_us = routing_plan_bar_us(
                                         p, q->stream),
                                     .completion_tokens =
-                                        p->cand[k].out_tokens});
+                                        p->cand[k].out_tokens},
+               wt);
 }
 
 /* The primary with the plan's deadline and hedge; returns the answering
@@ -480,12 +599,14 @@ static int execute(const struct routing_plan *p, const struct request *q,
                                           : 1e12;
     double h = p->hedge_after_ms ? (double)p->hedge_after_ms : 1e12;
     *start = 0;
+    cur_wait = -1;
     if (s[m0].fail != ROUTING_OBS_OK || p->norder < 2 ||
         (fb0 <= d && fb0 <= h)) {
         int k = run_from(p, 0, start, q, s, arrival_us);
         cur_path = k < 0 ? PATH_NONE : k == 0 ? PATH_PRIMARY : PATH_FAILED;
         return k < 0 ? -1 : index_of(p->order[k]);
     }
+    int w0 = attempt_at(arrival_us, 0, m0, p, 0, q);
     if (h < d) {
         /* Hedge: order[1] starts at h; the first byte first wins. */
         st.hedged++;
@@ -494,9 +615,12 @@ static int execute(const struct routing_plan *p, const struct request *q,
                                                   : 1e12;
         double end0 = fb0 <= d ? fb0 : 1e12;
         if (end0 <= fb1) {
-            observe_ok(arrival_us, 0, m0, q, s);
+            observe_ok(arrival_us, 0, m0, q, s, w0);
+            int w1 = attempt_at(arrival_us, h, m1, p, 1, q);
             if (s[m1].fail == ROUTING_OBS_OK) {
-                observe_abandoned(arrival_us, h, end0 - h, m1, q, p, 1);
+                observe_abandoned(arrival_us, h, end0 - h, m1, q, p, 1, w1);
+            } else {
+                ended_at(arrival_us, h + s[m1].fail_ms, m1, w1);
             }
             st.cost_nusd += cost_of(m1, q->prompt, 0);
             cur_loser_nusd += cost_of(m1, q->prompt, 0);
@@ -504,7 +628,7 @@ static int execute(const struct routing_plan *p, const struct request *q,
             return m0;
         }
         double give_up = fb1 < d ? fb1 : d;
-        observe_abandoned(arrival_us, 0, give_up, m0, q, p, 0);
+        observe_abandoned(arrival_us, 0, give_up, m0, q, p, 0, w0);
         st.cost_nusd += cost_of(m0, q->prompt, 0);
         cur_loser_nusd += cost_of(m0, q->prompt, 0);
         *start = h;
@@ -513,7 +637,7 @@ static int execute(const struct routing_plan *p, const struct request *q,
         return k < 0 ? -1 : index_of(p->order[k]);
     }
     /* The deadline: give up on the primary, start the next. */
-    observe_abandoned(arrival_us, 0, d, m0, q, p, 0);
+    observe_abandoned(arrival_us, 0, d, m0, q, p, 0, w0);
     st.cost_nusd += cost_of(m0, q->prompt, 0);
     cur_loser_nusd += cost_of(m0, q->prompt, 0);
     *start = d;
@@ -854,6 +978,11 @@ static void setup(struct config *cfg, struct provider_cfg *provs)
         {"BENCH_BREAKER_MIN_REQUESTS", &cfg->routing.breaker_min_requests,
          NULL},
         {"BENCH_BREAKER_OPEN_MS", NULL, &cfg->routing.breaker_open_ms},
+        {"BENCH_OVERDUE_WAITS", &cfg->routing.overdue_waits, NULL},
+        {"BENCH_BARGAIN_PCT", &cfg->routing.bargain_percentile, NULL},
+        {"BENCH_BARGAIN_RATIO", &cfg->routing.bargain_ratio_pct, NULL},
+        {"BENCH_SAFE_PCT", &cfg->routing.safe_percentile, NULL},
+        {"BENCH_SAFE_EXTRA_PCT", &cfg->routing.safe_extra_pct, NULL},
     };
     for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
         const char *v = getenv(knobs[i].env);
@@ -886,6 +1015,10 @@ static void one(const struct config *cfg, int i)
         exit(1);
     }
     st.chosen[index_of(p.order[0])]++;
+    if (getenv("BENCH_EXPLAIN")) {
+        char why[512]; /* as the gateway's header: its cost, measured */
+        routing_explain(&p, why, sizeof(why));
+    }
     if (getenv("BENCH_TRACE") && atoi(getenv("BENCH_TRACE")) == i) {
         char why[1024];
         routing_explain(&p, why, sizeof(why));
@@ -939,7 +1072,11 @@ static void one(const struct config *cfg, int i)
         }
     }
     if (m >= 0) {
-        observe_ok(arrival_us, start, m, &q, s);
+        if (cur_path != PATH_HEDGE_WON || getenv("BENCH_OBSERVE_TWICE")) {
+            /* (execute() observed a hedge's winning primary already; the
+             * bench before decision 29 observed it twice) */
+            observe_ok(arrival_us, start, m, &q, s, cur_wait);
+        }
         st.answered[m]++;
         st.moved += m != index_of(p.order[0]);
         double ttft = start + s[m].ttft_ms;
@@ -978,6 +1115,88 @@ static void one(const struct config *cfg, int i)
                 q.tier, q.stream, q.max_ttft_ms, q.max_latency_ms);
     }
     arena_free(&a);
+}
+
+/* The scripted events of slowdown() and fail_p(), for the breakdown
+ * only (they do not drive the workload; keep them in step with those two
+ * functions). */
+static const struct event {
+    const char *what;
+    int from;
+    int to;
+} events[] = {
+    {"gemini-flash-lite 3x", 3000, 4500},
+    {"llama-3.3-70b 5xx 70%", 6000, 6600},
+    {"gpt-4o-mini 2x", 8000, 8400},
+    {"llama-3.1-8b 429 30%", 9500, 9700},
+};
+#define NEVENTS (sizeof(events) / sizeof(events[0]))
+#define ONSET_REQS 125  /* 5 s at 25 a second */
+#define AFTER_REQS 500  /* 20 s */
+
+/* The situation of request i: 3 * event + 0 onset (its first 5 s), 1
+ * during, 2 the 20 s after it; NEVENTS * 3: none of these. */
+static int situation(int i)
+{
+    for (size_t e = 0; e < NEVENTS; e++) {
+        if (i >= events[e].from && i < events[e].from + ONSET_REQS) {
+            return (int)e * 3;
+        }
+        if (i >= events[e].from && i < events[e].to) {
+            return (int)e * 3 + 1;
+        }
+        if (i >= events[e].to && i < events[e].to + AFTER_REQS) {
+            return (int)e * 3 + 2;
+        }
+    }
+    return (int)NEVENTS * 3;
+}
+
+/* Prints the misses by situation (onset, during and after each scripted
+ * event, the rest) and by the primary's true P(within): what a miss had
+ * to do with learning (a stale estimate: P < 0.8) or with chance (the
+ * tail of a calibrated choice: P >= 0.9). */
+static void breakdown_situations(void)
+{
+    enum { NS = NEVENTS * 3 + 1, NB = 5 };
+    static const double edges[NB] = {0.5, 0.8, 0.9, 0.95, 1.01};
+    long n[NS] = {0};
+    long miss[NS][NB + 1] = {{0}}; /* by P bucket, then planned */
+    for (int i = 0; i < NREQ; i++) {
+        int si = situation(i);
+        n[si]++;
+        if (tr[i].within) {
+            continue;
+        }
+        double pp = lg_p[i][tr[i].primary];
+        int b = 0;
+        while (b < NB - 1 && pp >= edges[b]) {
+            b++;
+        }
+        miss[si][b]++;
+        miss[si][NB] += tr[i].planned_miss;
+    }
+    printf("breakdown: misses by situation and by the primary's true "
+           "P(within)\n");
+    printf("  %-34s %5s %6s %5s %5s %5s %5s %5s %7s\n", "situation",
+           "miss", "of", "<.5", "<.8", "<.9", "<.95", ">=.95", "planned");
+    static const char *const phase[3] = {"onset 5 s", "during", "20 s after"};
+    for (int si = 0; si < NS; si++) {
+        char name[64];
+        if (si < (int)NEVENTS * 3) {
+            snprintf(name, sizeof(name), "%s, %s", events[si / 3].what,
+                     phase[si % 3]);
+        } else {
+            snprintf(name, sizeof(name), "no event (mistral drifting)");
+        }
+        long m = 0;
+        for (int b = 0; b < NB; b++) {
+            m += miss[si][b];
+        }
+        printf("  %-34s %5ld %6ld %5ld %5ld %5ld %5ld %5ld %7ld\n", name, m,
+               n[si], miss[si][0], miss[si][1], miss[si][2], miss[si][3],
+               miss[si][4], miss[si][NB]);
+    }
 }
 
 /* Prints where the misses and the cost above the oracle's come from:
@@ -1088,6 +1307,7 @@ static void breakdown(double o_p, int64_t o_nusd)
            moved / o);
     printf("  prompts of abandoned attempts (hedges, deadlines) %+.3f\n",
            losers / o);
+    breakdown_situations();
 }
 
 int main(void)
@@ -1097,6 +1317,7 @@ int main(void)
     setup(&cfg, provs);
     no_events = getenv("BENCH_NO_EVENTS") != NULL;
     dist_on = getenv("BENCH_NO_DIST") == NULL;
+    waits_on = getenv("BENCH_NO_WAITS") == NULL;
     if (getenv("BENCH_SEED")) {
         rng_state = strtoull(getenv("BENCH_SEED"), NULL, 10);
     }

@@ -154,20 +154,52 @@ static bool obs_kind(enum attempt_outcome o, enum routing_outcome *out)
     }
 }
 
-/* The plan's expected output of model, for an attempt that never said. */
-static int64_t planned_out(const struct req *r, const struct model_cfg *m)
+/* The plan's candidate for model m, or NULL. */
+static const struct routing_candidate *planned(const struct req *r,
+                                               const struct model_cfg *m)
 {
     for (size_t i = 0; r->route && i < r->route->ncand; i++) {
         if (r->route->cand[i].model == m) {
-            return r->route->cand[i].out_tokens;
+            return &r->route->cand[i];
         }
     }
-    return 0;
+    return NULL;
+}
+
+/* The plan's expected output of model, for an attempt that never said. */
+static int64_t planned_out(const struct req *r, const struct model_cfg *m)
+{
+    const struct routing_candidate *c = planned(r, m);
+    return c ? c->out_tokens : 0;
+}
+
+/* An attempt was sent: the router notes its wait against the plan's
+ * prediction for it (routing_wait_begin). */
+static uint32_t on_attempt_start(void *ctx, const struct model_cfg *model,
+                                 int index)
+{
+    struct req *r = ctx;
+    (void)index;
+    const struct routing_candidate *c = planned(r, model);
+    if (!c || !c->predicted) {
+        return 0;
+    }
+    return routing_wait_begin(model->name, r->chat.stream ? c->ttft_ms : 0,
+                              c->total_ms);
+}
+
+/* A streamed attempt's first token: the router learns it now. */
+static void on_attempt_first(void *ctx, const struct model_cfg *model,
+                             uint32_t wait, uint64_t ttft_us)
+{
+    struct req *r = ctx;
+    routing_wait_first(model->name, wait, ttft_us, r->prompt_tokens_est);
 }
 
 /* One upstream attempt ended: it is counted, the router learns from it,
- * and a prompt paid for by an attempt whose answer was not used (a
- * hedge's loser) is added to the request's cost. */
+ * and what an attempt whose answer was not used cost (a hedge's loser:
+ * its prompt; a cut stream that another attempt continued: its prompt
+ * and what it streamed) is added to the request's cost. */
 static void on_attempt(void *ctx, const struct model_cfg *model,
                        const struct attempt_report *a)
 {
@@ -191,6 +223,8 @@ static void on_attempt(void *ctx, const struct model_cfg *model,
             .http_status = a->status,
             .retry_after_s = a->retry_after_s,
             .ttft_us = a->streamed ? a->ttft_us : 0,
+            .ttft_learned = a->first_reported,
+            .wait = a->wait,
             .total_us = a->total_us,
             .completion_tokens = kind == ROUTING_OBS_ABANDONED
                                      ? planned_out(r, model)
@@ -204,11 +238,18 @@ static void on_attempt(void *ctx, const struct model_cfg *model,
             .provider = model->provider->name,
         };
         routing_observe(model->name, &o);
+    } else {
+        routing_wait_end(model->name, a->wait);
     }
     if (a->billable_prompt && !a->won) {
+        /* Its prompt, and what it streamed before it was cut (a rescued
+         * stream's first part; a hedge's loser streamed nothing). */
         struct usage u = {.prompt_tokens = a->usage.present
                                                ? a->usage.prompt_tokens
-                                               : r->prompt_tokens_est};
+                                               : r->prompt_tokens_est,
+                          .completion_tokens =
+                              a->usage.present ? a->usage.completion_tokens
+                                               : a->completion_events};
         r->unused_cost_nusd += price_cost_nusd(model, &u);
     }
 }
@@ -218,6 +259,8 @@ static const struct provider_call_cbs call_cbs = {
     .on_chunk = on_chunk,
     .on_done = on_done,
     .on_attempt = on_attempt,
+    .on_attempt_start = on_attempt_start,
+    .on_attempt_first = on_attempt_first,
 };
 
 /* Step 5: hands the request to the providers. */

@@ -166,8 +166,9 @@ void accounting_price(struct req *r)
         r->cost_nusd = price_cost_nusd(r->model, &r->usage);
     }
     /* A hedge's loser (or another attempt cut off after the provider had
-     * the request) was paid for its prompt: part of what this request
-     * cost, though never billed as a completion. */
+     * the request) was paid for its prompt, and a cut stream that a rescue
+     * continued for what it streamed too: part of what this request cost,
+     * though never billed as its completion. */
     r->cost_nusd += r->unused_cost_nusd;
 }
 

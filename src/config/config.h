@@ -93,6 +93,14 @@ struct routing_knobs {
     int safe_extra_pct;           /* ... and goes first when it costs at
                                      most this much more than the cheapest;
                                      0: never */
+    int bargain_percentile;       /* a cheaper candidate over the bar that
+                                     meets it at this percentile ... */
+    int bargain_ratio_pct;        /* ... goes first when the cheapest that
+                                     meets the bar costs at least this much
+                                     of it (300: 3x); 0: never */
+    int overdue_waits;            /* this many waits past their prediction
+                                     at once make a model slower (the
+                                     least factor of them); 0: never */
     uint64_t explore_after_ms;    /* a cheaper model unmeasured this long
                                      is tried as primary, with a rescue;
                                      0: never */

@@ -771,6 +771,7 @@ const struct provider_ops anthropic_ops = {
     .kind = "anthropic",
     .framing = FRAMING_SSE,
     .stream_state_size = sizeof(struct stream_state),
+    .prefill = true, /* a final assistant turn is continued */
     .build_request = build_request,
     .parse_response = parse_response,
     .on_event = on_event,

@@ -185,11 +185,13 @@ static const struct xfer_cbs xfer_cbs = {
  * ------------------------------------------------------------------- */
 
 struct attempt *attempt_start(struct provider_call *call, size_t idx,
-                              uint64_t token_ms, enum rl_err *err)
+                              uint64_t token_ms, bool prefill,
+                              enum rl_err *err)
 {
     struct attempt *a = rl_calloc(1, sizeof(*a));
     a->call = call;
     a->idx = idx;
+    a->prefill = prefill;
     a->model = call->plan[idx];
     a->round = call->round;
     a->token_ms = token_ms;
@@ -207,7 +209,8 @@ struct attempt *attempt_start(struct provider_call *call, size_t idx,
     }
     a->sink.emit = emit;
     a->sink.ctx = a;
-    *err = ops->build_request(call->req, a->model, &a->ureq, &a->sink.error);
+    *err = ops->build_request(prefill ? &call->cont : call->req, a->model,
+                              &a->ureq, &a->sink.error);
     if (*err != RL_OK) {
         return a;
     }
@@ -280,4 +283,6 @@ void attempt_report_fill(const struct attempt *a, enum rl_err err,
     r->rescue = a->rescue;
     r->won = a->call->winner == a;
     r->billable_prompt = a->sent;
+    r->wait = a->wait;
+    r->first_reported = a->first_reported;
 }

@@ -56,13 +56,20 @@ struct attempt {
     uint64_t last_byte_us;       /* the idle deadline runs from here */
     uint64_t token_ms;           /* first-token deadline after start */
     int64_t events;              /* content events seen */
-    size_t matched;              /* rescue: bytes of call->sent matched */
+    size_t matched;              /* rescue: bytes of call->sent matched (a
+                                    prefill: of the whitespace it left
+                                    out) */
     int round;                   /* the plan pass it belongs to */
     bool sent;                   /* the request went out (billable) */
     bool hedge;                  /* started as a hedge */
     bool rescue;                 /* started to rescue a cut stream */
-    bool caught_up;              /* rescue: the sent text is matched */
+    bool caught_up;              /* rescue: the sent text is matched (a
+                                    prefill: its whitespace dropped) */
+    bool prefill;                /* rescue: asked to continue the sent
+                                    text (call->cont), not to repeat it */
     bool doomed;                 /* lost: cancel at the next sweep */
+    uint32_t wait;               /* on_attempt_start's token */
+    bool first_reported;         /* on_attempt_first was called */
 };
 
 struct provider_call {
@@ -94,7 +101,16 @@ struct provider_call {
     uint64_t hedge_at_us;        /* start a hedge then, 0: none */
     uint64_t wake_us;            /* start the next round then, 0: none */
     struct buf sent;             /* stream text the client has (rescue) */
-    bool rescuable;              /* a cut could still be rescued */
+    bool rescuable;              /* a cut could still be rescued: the
+                                    sent text is kept */
+    bool deterministic;          /* the request asks for a reproducible
+                                    answer (a rescue may repeat it) */
+    struct chat_req cont;        /* the request with the sent text as a
+                                    final assistant message (prefill) */
+    struct buf cont_raw;         /* cont.raw's bytes */
+    size_t trimmed;              /* trailing whitespace of sent that the
+                                    prefill leaves out ... */
+    size_t trim_at;              /* ... found at this offset of sent */
     size_t nrescues;             /* rescue attempts made */
     bool rescued;                /* a rescue took over the stream */
     uint64_t ttft_us;
@@ -107,10 +123,11 @@ struct provider_call {
 };
 
 /* Starts an attempt at call->plan[idx], with token_ms to its first content
- * event. Returns it, owned by the call, with *err RL_OK when the request is
+ * event; with prefill, of call->cont (a rescue's continuation). Returns it, owned by the call, with *err RL_OK when the request is
  * on its way; else *err and a->sink.error say why, and no transfer runs. */
 struct attempt *attempt_start(struct provider_call *call, size_t idx,
-                              uint64_t token_ms, enum rl_err *err);
+                              uint64_t token_ms, bool prefill,
+                              enum rl_err *err);
 /* Stops a's transfer if it runs and frees a. Not from inside a transfer's
  * data callbacks. */
 void attempt_free(struct attempt *a);

@@ -91,6 +91,9 @@ struct provider_ops {
     const char *kind;        /* the `kind:` in relay.yaml */
     enum framing_kind framing;
     size_t stream_state_size; /* bytes the core zeroes for on_event */
+    bool prefill;            /* continues a final assistant message (the
+                                rescue of a cut stream sends the text
+                                already streamed as one) */
     /* Builds the upstream request for model. Pure. Returns
      * RL_E_INVALID_REQUEST (with msg filled) for a request the provider
      * cannot honour. */
@@ -176,6 +179,8 @@ struct attempt_report {
     bool won;                 /* its answer reached the client */
     bool billable_prompt;     /* the request reached the provider, so its
                                  prompt is paid even if cancelled */
+    uint32_t wait;            /* what on_attempt_start returned for it */
+    bool first_reported;      /* on_attempt_first was called for it */
 };
 
 /* A compact line of the attempts summary, for the request log. */
@@ -226,6 +231,16 @@ struct provider_call_cbs {
      * is valid during the call. Must not cancel the call. */
     void (*on_attempt)(void *ctx, const struct model_cfg *model,
                        const struct attempt_report *r);
+    /* Optional: an attempt at plan[index] was sent; what it returns comes
+     * back in the attempt's attempt_report.wait (the router's token of
+     * its wait, opaque here). Must not cancel the call. */
+    uint32_t (*on_attempt_start)(void *ctx, const struct model_cfg *model,
+                                 int index);
+    /* Optional: a streamed attempt's first content event came, ttft_us
+     * after it was sent (a loser's too: the router learns from every
+     * attempt at once, not when the stream ends). Must not cancel. */
+    void (*on_attempt_first)(void *ctx, const struct model_cfg *model,
+                             uint32_t wait, uint64_t ttft_us);
 };
 
 /* Deadlines and retries of a call. Times are in milliseconds. */

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "util/jscan.h"
 
 #define RETRY_MAX_MEMBERS 64 /* top-level members of a chunk or request */
@@ -198,4 +200,50 @@ enum retry_match retry_prefix_match(struct str sent, size_t *matched,
     }
     *rest = n;
     return RETRY_MATCH_DONE;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+size_t retry_trailing_space(struct str text)
+{
+    size_t n = 0;
+    while (n < text.len && is_space(text.p[text.len - 1 - n])) {
+        n++;
+    }
+    return n;
+}
+
+bool retry_prefill_request(struct str raw, struct str text, struct buf *out)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(raw.p, raw.len, 0, &jerr);
+    json_t *messages = json_object_get(root, "messages");
+    bool ok = json_is_array(messages);
+    if (ok) {
+        json_array_append_new(messages,
+                              json_pack("{s:s,s:s%}", "role", "assistant",
+                                        "content", text.p, text.len));
+        char *s = json_dumps(root, JSON_COMPACT);
+        buf_reset(out);
+        ok = s && buf_append(out, s, strlen(s)) == RL_OK;
+        free(s);
+    }
+    json_decref(root);
+    return ok;
+}
+
+size_t retry_skip_space(struct str ws, size_t *matched, struct str piece,
+                        bool *done)
+{
+    size_t n = 0;
+    while (*matched < ws.len && n < piece.len &&
+           piece.p[n] == ws.p[*matched]) {
+        n++;
+        (*matched)++;
+    }
+    *done = *matched == ws.len || n < piece.len;
+    return n;
 }

@@ -68,4 +68,29 @@ enum retry_match {
 enum retry_match retry_prefix_match(struct str sent, size_t *matched,
                                     struct str text, size_t *rest);
 
+/* How many bytes of whitespace (space, tab, newline, carriage return)
+ * text ends with: Anthropic refuses a final assistant turn that ends with
+ * whitespace (400), so a prefill leaves them out. */
+size_t retry_trailing_space(struct str text);
+
+/*
+ * Writes into out the client's request raw (a JSON object with a
+ * "messages" array) with one more message at its end, {"role":
+ * "assistant", "content": text}: the text already streamed, for a
+ * provider that continues a final assistant message. False if raw has no
+ * messages array, or the result does not fit out's cap.
+ */
+bool retry_prefill_request(struct str raw, struct str text, struct buf *out);
+
+/*
+ * Drops from the start of a continuation the whitespace ws that the
+ * prefill left out (its first *matched bytes matched before): returns how
+ * many bytes of piece, the next text of the continuation, repeat ws and
+ * are not to be sent again. *done becomes true once ws is all matched or
+ * a byte differs (the continuation begins elsewhere: nothing more is
+ * dropped).
+ */
+size_t retry_skip_space(struct str ws, size_t *matched, struct str piece,
+                        bool *done);
+
 #endif

@@ -168,6 +168,7 @@ static void free_call(struct provider_call *call)
         unlink_call(call);
     }
     buf_free(&call->sent);
+    buf_free(&call->cont_raw);
     free(call->skip);
     free(call);
 }
@@ -284,19 +285,29 @@ static void note_failure(struct provider_call *call, struct attempt *a,
     }
 }
 
+/* Tells the caller that a was sent (its wait begins). */
+static void started(struct provider_call *call, struct attempt *a)
+{
+    if (call->cbs.on_attempt_start) {
+        a->wait = call->cbs.on_attempt_start(call->ctx, a->model,
+                                             (int)a->idx);
+    }
+}
+
 /* Starts one attempt at plan[idx]; false (the failure noted) if it could
  * not even be sent. */
 static bool launch(struct provider_call *call, size_t idx, bool hedge)
 {
     enum rl_err err;
     struct attempt *a = attempt_start(call, idx, token_ms_of(call, idx),
-                                      &err);
+                                      false, &err);
     if (err != RL_OK) {
         note_failure(call, a, err);
         attempt_free(a);
         return false;
     }
     a->hedge = hedge;
+    started(call, a);
     call->live[call->nlive++] = a;
     if (!hedge && call->limits.hedge_ms) {
         call->hedge_at_us = a->start_us + call->limits.hedge_ms * 1000;
@@ -468,6 +479,65 @@ static void rescue_chunk(struct provider_call *call, struct attempt *a,
     buf_free(&text);
 }
 
+/* A chunk of a prefill continuation: the role chunk is not sent again
+ * (the client has one), the whitespace the prefill left out is dropped
+ * from the start of the new text once, and the rest goes on as the
+ * client's stream. */
+static void prefill_chunk(struct provider_call *call, struct attempt *a,
+                          struct str chunk,
+                          const struct chunk_members *members)
+{
+    struct buf text;
+    buf_init(&text, call->limits.rescue_max_bytes + 65536);
+    struct chunk_look look;
+    if (!retry_chunk_look(chunk, members, &text, &look) || look.other) {
+        a->caught_up = true; /* not plain text: new output as it is */
+        deliver(call, chunk, members);
+    } else if (look.text) {
+        struct str t = {text.p, text.len};
+        struct str ws = {call->sent.p + call->trim_at, call->trimmed};
+        size_t drop = retry_skip_space(ws, &a->matched, t, &a->caught_up);
+        if (drop < t.len || look.finish) {
+            deliver_rest(call, chunk, t, drop);
+        }
+    } else if (look.finish) {
+        a->caught_up = true;
+        deliver(call, chunk, members);
+    }
+    buf_free(&text);
+}
+
+/* Makes call->cont, the request with the text the client has as a final
+ * assistant message, without its trailing whitespace (call->trimmed).
+ * False when there is nothing to continue or it does not fit. */
+static bool prefill_ready(struct provider_call *call)
+{
+    if (call->cont.raw.len) {
+        return true;
+    }
+    struct str sent = {call->sent.p ? call->sent.p : "", call->sent.len};
+    call->trimmed = retry_trailing_space(sent);
+    sent.len -= call->trimmed;
+    call->trim_at = sent.len;
+    if (sent.len == 0 ||
+        !retry_prefill_request(call->req->raw, sent, &call->cont_raw)) {
+        return false;
+    }
+    call->cont = *call->req;
+    call->cont.raw = (struct str){call->cont_raw.p, call->cont_raw.len};
+    return true;
+}
+
+/* Tells the caller that a's stream sent its first content event. */
+static void first_token(struct provider_call *call, struct attempt *a)
+{
+    if (call->cbs.on_attempt_first && call->req->stream) {
+        a->first_reported = true;
+        call->cbs.on_attempt_first(call->ctx, a->model, a->wait,
+                                   a->token_us - a->start_us);
+    }
+}
+
 void upstream_attempt_chunk(struct attempt *a, struct str chunk,
                             const struct chunk_members *members)
 {
@@ -482,10 +552,17 @@ void upstream_attempt_chunk(struct attempt *a, struct str chunk,
     bool content = !ok || look.text || look.other || look.finish;
     if (content) {
         a->events++;
-        a->token_us = a->token_us ? a->token_us : clock_now_us();
+        if (!a->token_us) {
+            a->token_us = clock_now_us();
+            first_token(call, a);
+        }
     }
     if (a->rescue) {
-        rescue_chunk(call, a, chunk, members);
+        if (a->prefill) {
+            prefill_chunk(call, a, chunk, members);
+        } else {
+            rescue_chunk(call, a, chunk, members);
+        }
         return;
     }
     if (!content) {
@@ -501,8 +578,12 @@ void upstream_attempt_chunk(struct attempt *a, struct str chunk,
     }
 }
 
-/* The client's stream broke off: asks the next candidate for the same
- * answer, the same model first. False if that is not possible. */
+/* The client's stream broke off: asks the next candidate (the same model
+ * first) to go on with it. A provider that continues a final assistant
+ * message is sent the text already streamed as one (prefill); any other
+ * only for a deterministic request, asked the same question again (its
+ * new answer must begin with the text sent, rescue_chunk()). False if no
+ * candidate can. */
 static bool rescue(struct provider_call *call)
 {
     uint64_t now = clock_now_us();
@@ -510,26 +591,35 @@ static bool rescue(struct provider_call *call)
         now >= call->deadline_us) {
         return false;
     }
+    call->cont.raw.len = 0; /* made again: the text sent may have grown */
     while (call->nrescues < call->nplan) {
         size_t k = call->nrescues++;
         size_t idx = call->answer_idx;
         if (k > 0) {
             idx = k - 1 < call->answer_idx ? k - 1 : k; /* the others */
         }
+        bool prefill = call->plan[idx]->provider->ops->prefill;
+        if ((prefill && !prefill_ready(call)) ||
+            (!prefill && !call->deterministic)) {
+            continue;
+        }
         enum rl_err err;
         struct attempt *a = attempt_start(call, idx,
-                                          call->limits.first_byte_ms, &err);
+                                          call->limits.first_byte_ms,
+                                          prefill, &err);
         if (err != RL_OK) {
             attempt_free(a);
             continue;
         }
         a->rescue = true;
+        started(call, a);
         call->live[call->nlive++] = a;
         call->winner = a;
         call->rescued = true;
         log_write(LOG_INFO, "rescuing a cut stream",
-                  "\"model\":\"%s\",\"sent_bytes\":%zu", a->model->name,
-                  call->sent.len);
+                  "\"model\":\"%s\",\"sent_bytes\":%zu,\"how\":\"%s\"",
+                  a->model->name, call->sent.len,
+                  prefill ? "prefill" : "replay");
         return true;
     }
     return false;
@@ -584,12 +674,15 @@ void upstream_attempt_end(struct attempt *a, enum rl_err err)
     }
     log_failure(a, err);
     if (call->winner == a) {
-        /* Output reached the client: rescue it, or end with the error. */
+        /* Output reached the client: rescue it, or end with the error.
+         * The rescue goes first, so that the cut attempt is reported as
+         * not the answer's: what it cost is the request's all the same. */
         call->last_error = a->sink.error;
         call->last_err = err;
         call->last_model = a->model;
+        bool rescued = rescue(call);
         retire(call, a, err, false);
-        if (!rescue(call)) {
+        if (!rescued) {
             finish_call(call, err);
         }
         return;
@@ -762,9 +855,18 @@ enum rl_err provider_call_start(struct upstream *up,
     call->deadline_us = limits->total_ms
                             ? call->start_us + limits->total_ms * 1000
                             : UINT64_MAX;
+    call->deterministic = retry_deterministic(req->raw);
+    bool prefill = false;
+    for (size_t i = 0; i < nplan; i++) {
+        prefill = prefill || plan[i]->provider->ops->prefill;
+    }
     call->rescuable = req->stream && limits->rescue_max_bytes &&
-                      retry_deterministic(req->raw);
+                      (call->deterministic || prefill);
     buf_init(&call->sent, limits->rescue_max_bytes);
+    buf_init(&call->cont_raw, call->rescuable
+                                  ? req->raw.len + limits->rescue_max_bytes * 2 +
+                                        1024
+                                  : 0);
     link_call(call);
     /* A call that cannot start at all fails here, synchronously, so that
      * no callback runs before we return. */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "routing/engine.h"
+#include "util/fmt.h"
 #include "util/jscan.h"
 
 #define MAX_ROUTING_MEMBERS 16
@@ -210,13 +211,19 @@ static void add(struct routing_plan *plan, const struct model_cfg *m,
     struct routing_candidate *c = &plan->cand[plan->ncand++];
     memset(c, 0, sizeof(*c));
     c->model = m;
+    const char *why = NULL;
     if (!routing_key_allows(key, m->name)) {
-        snprintf(c->why, sizeof(c->why), "%s: not allowed", m->name);
+        why = ": not allowed";
     } else if (listed(o->deny, o->ndeny, m->name)) {
-        snprintf(c->why, sizeof(c->why), "%s: denied", m->name);
+        why = ": denied";
     } else if (o->has_allow && !listed(o->allow, o->nallow, m->name)) {
-        snprintf(c->why, sizeof(c->why), "%s: not in routing.allow",
-                 m->name);
+        why = ": not in routing.allow";
+    }
+    if (why) {
+        struct fmt f;
+        fmt_init(&f, c->why, sizeof(c->why));
+        fmt_str(&f, m->name);
+        fmt_str(&f, why);
     }
 }
 

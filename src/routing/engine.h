@@ -39,6 +39,14 @@ struct routing_ring {
 /* What one model's answers have shown lately. */
 struct routing_latency {
     struct routing_ring ttft_us[ROUTING_SIZE_CLASSES]; /* per prompt size */
+    uint32_t ttft_prompt[ROUTING_SIZE_CLASSES][ROUTING_RING_MAX]; /* the
+                                         prompt tokens of each ttft_us
+                                         value, by its slot */
+    double prefill[5];                /* first token on prompt size, the
+                                         sums of a least-squares fit over
+                                         every first token, each older one
+                                         weighing 1/256 less: weight, x,
+                                         y, xx, xy (x tokens, y us) */
     struct routing_ring decode_ns;    /* per output token, nanoseconds */
     struct routing_ring out_tokens[ROUTING_SIZE_CLASSES]; /* completion
                                          lengths of uncapped requests */
@@ -91,13 +99,34 @@ struct routing_health {
     uint64_t probe_since_us;    /* a probe is out since then; 0: none */
 };
 
+#define ROUTING_WAITS_MAX 64 /* waits tracked per model (a bit each) */
+
+/* The attempts of one model in flight (waits.c). */
+struct routing_waits {
+    uint64_t used;                          /* bit i: slot i is a wait */
+    uint64_t since_us[ROUTING_WAITS_MAX];   /* when each began */
+    uint64_t first_due_us[ROUTING_WAITS_MAX]; /* when its first token was
+                                               predicted; 0: none (not a
+                                               stream) or it came */
+    uint64_t end_due_us[ROUTING_WAITS_MAX]; /* when its end was */
+    uint64_t due_us[ROUTING_WAITS_MAX];     /* the sooner of the two that
+                                               has not passed or come */
+    uint16_t gen[ROUTING_WAITS_MAX];        /* bumped per use: a token
+                                               names one wait */
+    uint64_t quiet_until_us;                /* no wait is overdue before
+                                               then (0: look): most plans
+                                               read the evidence in one
+                                               comparison */
+};
+
 /* One model's (or one provider's) live state, keyed by name. */
 struct routing_entry {
     char *name;             /* "m:<model>" or "p:<provider>", never freed
                                before routing_table_reset() */
-    pthread_mutex_t lock;   /* guards lat and health */
+    pthread_mutex_t lock;   /* guards lat, health and waits */
     struct routing_latency lat;
     struct routing_health health;
+    struct routing_waits waits; /* models only */
 };
 
 /* The routing preferences that apply to one request: its routing object,
@@ -158,6 +187,12 @@ int routing_size_class(int64_t prompt_tokens);
 void routing_latency_observe(struct routing_latency *l, uint64_t now_us,
                              const struct routing_obs *o);
 
+/* Records a stream's first token, ttft_us after its attempt began, for a
+ * prompt of prompt_tokens, in l at now_us (as it comes: the attempt's
+ * observation says ttft_learned and does not count it again). */
+void routing_latency_first_token(struct routing_latency *l, uint64_t now_us,
+                                 uint64_t ttft_us, int64_t prompt_tokens);
+
 /* Records only the completion length of o (an uncapped answer) in l:
  * for the pool of every model's lengths. */
 void routing_latency_observe_length(struct routing_latency *l,
@@ -189,6 +224,26 @@ uint32_t routing_ring_percentile(const struct routing_ring *const *rings,
 void routing_ring_push(struct routing_ring *r, uint64_t now_us, uint32_t v,
                        int window);
 
+/* ---- waits.c ---- */
+
+/* Notes in w an attempt that began at now_us, predicted to send its first
+ * token after first_us (0: not a stream) and to end after total_us.
+ * Returns its token; 0 when every slot is in use. */
+uint32_t routing_waits_begin(struct routing_waits *w, uint64_t now_us,
+                             uint64_t first_us, uint64_t total_us);
+
+/* The attempt of token had its first token: it waits only for its end. */
+void routing_waits_first(struct routing_waits *w, uint32_t token);
+
+/* The attempt of token ended (0, or one ended already: nothing). */
+void routing_waits_end(struct routing_waits *w, uint32_t token);
+
+/* The factor, in percent, by which the k-th most overdue wait of each
+ * kind (first tokens, ends) has passed its prediction at now_us; 100
+ * when fewer than k are overdue. */
+void routing_waits_evidence(struct routing_waits *w, uint64_t now_us, int k,
+                            uint32_t *first_pct, uint32_t *total_pct);
+
 /* ---- health.c ---- */
 
 /* Asks h whether one more attempt may go at now_us. With take_probe, a
@@ -197,6 +252,15 @@ void routing_ring_push(struct routing_ring *r, uint64_t now_us, uint32_t v,
 enum routing_admit routing_health_admit(struct routing_health *h,
                                         const struct routing_knobs *k,
                                         uint64_t now_us, bool take_probe);
+
+/* Takes h's one probe slot now even when h is open, for a plan that
+ * misses its target anyway (routing.c, long_shot()): h goes half-open,
+ * the probe's outcome decides as any probe's. True if the attempt may go
+ * (h closed or half-open with its slot free count too); false while a
+ * probe is out or an upstream Retry-After runs. */
+bool routing_health_probe_early(struct routing_health *h,
+                                const struct routing_knobs *k,
+                                uint64_t now_us);
 
 /* Records one attempt's outcome in h at now_us; the thresholds are
  * weighed by the next routing_health_admit(). */

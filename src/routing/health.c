@@ -100,6 +100,22 @@ enum routing_admit routing_health_admit(struct routing_health *h,
     return ROUTING_ADMIT_PROBE;
 }
 
+bool routing_health_probe_early(struct routing_health *h,
+                                const struct routing_knobs *k,
+                                uint64_t now_us)
+{
+    enum routing_admit a = routing_health_admit(h, k, now_us, true);
+    if (a == ROUTING_ADMIT || a == ROUTING_ADMIT_PROBE) {
+        return true;
+    }
+    if (a != ROUTING_REFUSE_OPEN || h->retry_until_us > now_us) {
+        return false; /* a probe is out, or the upstream said to wait */
+    }
+    h->state = ROUTING_HALF_OPEN;
+    h->probe_since_us = now_us ? now_us : 1;
+    return true;
+}
+
 void routing_health_observe(struct routing_health *h, uint64_t now_us,
                             const struct routing_obs *o)
 {

@@ -8,9 +8,12 @@
  * quality floor, those whose context cannot hold the request and those
  * behind an open circuit (health.c), and orders the rest: the cheapest
  * that meets the latency bar first, then the others that meet it by cost,
- * then those over it, fastest first. routing_observe() feeds one upstream
- * attempt back. routing_explain() says it all in one header. Read
- * routing_plan() first; docs/routing.md has a worked example.
+ * then those over it, fastest first, with the adjustments of
+ * prefer_bargain(), prefer_safe(), maybe_explore() and long_shot().
+ * routing_observe() feeds one upstream attempt back, routing_wait_*() the
+ * attempts still in flight (waits.c); explain.c says it all in one
+ * header. Read routing_plan() first; docs/routing.md has a worked
+ * example.
  */
 #include "routing/routing.h"
 
@@ -70,6 +73,68 @@ static enum routing_admit ask(struct routing_entry *e,
 static bool meets_bar(const struct routing_plan *plan,
                       const struct routing_candidate *c);
 
+/* Raises est by what the model's waits say now (waits.c): first tokens
+ * overdue by first_pct make its first token that much later, and its
+ * total later by as much; attempts past their predicted end by total_pct
+ * make its total that much longer. Lower bounds, known before any slow
+ * answer has come back. */
+static void apply_waits(struct routing_estimate *est, uint32_t first_pct,
+                        uint32_t total_pct)
+{
+    uint64_t total = est->total_us;
+    if (first_pct > 100) {
+        uint64_t t = est->ttft_us * first_pct / 100;
+        est->total_us += t - est->ttft_us;
+        est->ttft_us = t;
+    }
+    if (total_pct > 100) {
+        uint64_t w = total * total_pct / 100;
+        est->total_us = w > est->total_us ? w : est->total_us;
+    }
+}
+
+/* m's estimate for this request from entry e (NULL: priors only) at
+ * knobs k, raised by what its waits say (apply_waits). Takes e's lock. */
+static void estimate(const struct planner *p, struct routing_entry *e,
+                     const struct model_cfg *m, const struct routing_knobs *k,
+                     struct routing_estimate *est)
+{
+    if (!e) {
+        routing_latency_predict(NULL, p->lengths, m, k, p->now_us,
+                                p->rq->prompt_tokens, p->rq->max_tokens,
+                                est);
+        return;
+    }
+    pthread_mutex_lock(&e->lock);
+    e->lat.prior_ttft_us = m->prior_ttft_ms * 1000u;
+    e->lat.gap_us = k->explore_after_ms * 1000;
+    e->lat.window = (uint32_t)k->window;
+    routing_latency_predict(&e->lat, p->lengths, m, k, p->now_us,
+                            p->rq->prompt_tokens, p->rq->max_tokens, est);
+    if (k->overdue_waits > 0 && e->waits.used) { /* waits.c */
+        uint32_t first_pct;
+        uint32_t total_pct;
+        routing_waits_evidence(&e->waits, p->now_us, k->overdue_waits,
+                               &first_pct, &total_pct);
+        apply_waits(est, first_pct, total_pct);
+    }
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* True if cand[i] meets the bar when predicted at percentile pct (for
+ * the near-thing and bargain rules: a second estimate, one lock). */
+static bool meets_at(const struct planner *p, size_t i, int pct)
+{
+    struct routing_candidate c = p->plan->cand[i];
+    struct routing_knobs k = p->cfg->routing;
+    k.percentile = pct;
+    struct routing_estimate est;
+    estimate(p, routing_table_get('m', c.model->name), c.model, &k, &est);
+    c.ttft_ms = (uint32_t)((est.ttft_us + 999) / 1000);
+    c.total_ms = (uint32_t)((est.total_us + 999) / 1000);
+    return meets_bar(p->plan, &c);
+}
+
 static void predict(struct planner *p, size_t i)
 {
     struct routing_candidate *c = &p->plan->cand[i];
@@ -77,25 +142,15 @@ static void predict(struct planner *p, size_t i)
     const struct routing_knobs *k = &p->cfg->routing;
     struct routing_entry *e = routing_table_get('m', m->name);
     struct routing_estimate est;
+    estimate(p, e, m, k, &est);
+    p->admit[i] = ROUTING_ADMIT;
     if (e) {
         pthread_mutex_lock(&e->lock);
-        e->lat.prior_ttft_us = m->prior_ttft_ms * 1000u;
-        e->lat.gap_us = k->explore_after_ms * 1000;
-        e->lat.window = (uint32_t)k->window;
-        routing_latency_predict(&e->lat, p->lengths, m, k, p->now_us,
-                                p->rq->prompt_tokens, p->rq->max_tokens,
-                                &est);
-
         enum routing_breaker was = e->health.state;
         p->admit[i] = routing_health_admit(&e->health, k, p->now_us, false);
         enum routing_breaker is = e->health.state;
         pthread_mutex_unlock(&e->lock);
         routing_health_log_change(e->name, was, is);
-    } else {
-        routing_latency_predict(NULL, p->lengths, m, k, p->now_us,
-                                p->rq->prompt_tokens,
-                                p->rq->max_tokens, &est);
-        p->admit[i] = ROUTING_ADMIT;
     }
     if (m->provider) {
         /* The worse of the model's and its provider's answers (the enum
@@ -106,26 +161,15 @@ static void predict(struct planner *p, size_t i)
     }
     c->ttft_ms = (uint32_t)((est.ttft_us + 999) / 1000);
     c->total_ms = (uint32_t)((est.total_us + 999) / 1000);
-    if (e && k->safe_extra_pct > 0) {
-        /* The same figures at the safe percentile, for prefer_safe(). */
-        struct routing_knobs sk = *k;
-        sk.percentile = k->safe_percentile;
-        struct routing_estimate se;
-        pthread_mutex_lock(&e->lock);
-        routing_latency_predict(&e->lat, p->lengths, m, &sk, p->now_us,
-                                p->rq->prompt_tokens, p->rq->max_tokens,
-                                &se);
-        pthread_mutex_unlock(&e->lock);
-        struct routing_candidate sc = *c;
-        sc.ttft_ms = (uint32_t)((se.ttft_us + 999) / 1000);
-        sc.total_ms = (uint32_t)((se.total_us + 999) / 1000);
-        c->safe = meets_bar(p->plan, &sc);
-    }
     c->out_tokens = est.out_tokens;
     struct usage u = {.prompt_tokens = p->rq->prompt_tokens,
                       .completion_tokens = est.out_tokens};
     c->cost_nusd = price_cost_nusd(m, &u);
     c->predicted = true;
+    if (e && k->safe_extra_pct > 0) {
+        /* The same figures at the safe percentile, for prefer_safe(). */
+        c->safe = meets_at(p, i, k->safe_percentile);
+    }
 }
 
 /* The figure the bar compares: first-token time or total. */
@@ -309,31 +353,6 @@ static size_t sort_usable(struct planner *p)
     return nusable;
 }
 
-/* Writes cost nusd as dollars with two significant digits: $0.000012. */
-static void put_usd(struct fmt *f, int64_t nusd)
-{
-    if (nusd <= 0) {
-        fmt_str(f, "$0");
-        return;
-    }
-    int64_t whole = nusd / 1000000000;
-    int64_t frac = nusd % 1000000000;
-    fmt_str(f, whole >= 1 ? "$" : "$0.");
-    if (whole >= 1) {
-        fmt_u64(f, (uint64_t)whole, 0);
-        fmt_str(f, ".");
-        fmt_u64(f, (uint64_t)(frac / 10000000), 2);
-        return;
-    }
-    unsigned digits = 9; /* fractional digits kept */
-    int64_t scale = 1;
-    while (nusd / scale >= 100) {
-        scale *= 10;
-        digits--;
-    }
-    fmt_u64(f, (uint64_t)(frac / scale), digits);
-}
-
 /* Writes why an over-target candidate c was passed over: the bar it
  * failed, first-token or total. */
 static void explain_over(const struct routing_plan *plan,
@@ -364,9 +383,7 @@ static void explain_usable(struct planner *p, size_t nusable)
         } else if (p->named) {
             why_start(c, &f, ": fallback");
         } else {
-            why_start(c, &f, ": ");
-            put_usd(&f, c->cost_nusd);
-            fmt_str(&f, " dearer");
+            why_start(c, &f, ": dearer");
         }
     }
 }
@@ -393,15 +410,57 @@ static void prefer_safe(struct planner *p, size_t n)
     int64_t limit = plan->cand[0].cost_nusd * (100 + k->safe_extra_pct) / 100;
     for (size_t j = 1; j < n && p->v[j] == V_MEETS; j++) {
         if (plan->cand[j].safe && plan->cand[j].cost_nusd <= limit) {
-            char why[sizeof(plan->cand[0].why)];
-            snprintf(why, sizeof(why), "%s: near the target",
-                     plan->cand[0].model->name);
             to_front(p, j);
-            memcpy(plan->cand[1].why, why, sizeof(why));
+            struct fmt f;
+            why_start(&plan->cand[1], &f, ": near the target");
             plan->cand[0].why[0] = '\0';
             return;
         }
     }
+}
+
+/*
+ * The other side of a near thing: the cheapest candidate that meets the
+ * bar may cost several times one that is just over it. When a cheaper one
+ * over the bar meets it at latency.bargain_percentile (p80), and the
+ * cheapest that meets it costs at least latency.bargain_ratio_pct (300%)
+ * of it, the cheaper goes first (`x: $0.0012 dearer` for the one it
+ * displaces): a few points of confidence are not worth paying three times
+ * over (bench-routing: llama-3.3-70b, ten times gemini-flash-lite's price
+ * for a 25k-token prompt, chosen because gemini-flash-lite was predicted
+ * 2550 ms for a 2500 ms target, true P(within) 0.90-0.95). The dearer one
+ * stays next, so the deadline and a hedge still rescue to it. Returns
+ * true if it moved one.
+ */
+static bool prefer_bargain(struct planner *p, size_t n)
+{
+    struct routing_plan *plan = p->plan;
+    const struct routing_knobs *k = &p->cfg->routing;
+    if (k->bargain_ratio_pct <= 0 || p->named || n < 2 ||
+        p->v[0] != V_MEETS) {
+        return false;
+    }
+    const struct routing_candidate *c0 = &plan->cand[0];
+    size_t best = n;
+    for (size_t j = 1; j < n; j++) {
+        const struct routing_candidate *c = &plan->cand[j];
+        if (p->v[j] == V_OVER && c->cost_nusd * k->bargain_ratio_pct <=
+                                     c0->cost_nusd * 100 &&
+            (best == n || c->cost_nusd < plan->cand[best].cost_nusd) &&
+            meets_at(p, j, k->bargain_percentile)) {
+            best = j;
+        }
+    }
+    if (best == n) {
+        return false;
+    }
+    to_front(p, best);
+    p->v[0] = V_MEETS;
+    plan->cand[0].why[0] = '\0';
+    plan->cand[0].bargain = true;
+    struct fmt f;
+    why_start(&plan->cand[1], &f, ": dearer");
+    return true;
 }
 
 /* ---------------------------------------------------------------------
@@ -484,13 +543,89 @@ static void maybe_explore(struct planner *p, size_t n)
         bet.explore = true;
         bet.why[0] = '\0';
         *c = bet;
-        snprintf(plan->cand[0].why, sizeof(plan->cand[0].why),
-                 "%s: rescue while exploring %s", c0->model->name,
-                 c->model->name);
+        struct fmt f;
+        why_start(&plan->cand[0], &f, ": rescue while exploring ");
+        fmt_str(&f, c->model->name);
         to_front(p, j);
         p->v[0] = V_MEETS;
         return;
     }
+}
+
+/* ---------------------------------------------------------------------
+ * Long shots
+ * ------------------------------------------------------------------- */
+
+/* Takes the early probe of entry e (NULL: no breaker, nothing to take). */
+static bool probe_early(struct routing_entry *e, const struct routing_knobs *k,
+                        uint64_t now_us)
+{
+    if (!e) {
+        return true;
+    }
+    pthread_mutex_lock(&e->lock);
+    enum routing_breaker was = e->health.state;
+    bool ok = routing_health_probe_early(&e->health, k, now_us);
+    enum routing_breaker is = e->health.state;
+    pthread_mutex_unlock(&e->lock);
+    routing_health_log_change(e->name, was, is);
+    return ok;
+}
+
+/*
+ * A plan that misses its target anyway (nothing usable meets the bar)
+ * loses little by first trying a model behind an open circuit that would
+ * meet it, had it recovered: a failure moves on to the plan's fastest,
+ * after a failure's time (or the usual deadline). The long shot goes as
+ * its breaker's probe: one at a time per model, as in half-open, never
+ * against an upstream Retry-After, and its outcome decides the breaker.
+ * Without it a model that has recovered stays out for its whole open
+ * period, doubled by each failed probe: in bench-routing llama-3.3-70b,
+ * the one tier-3 model fast enough for 2.5 s, stayed out 14 s after its
+ * outage, and 15 of the 17 misses of those 20 s were planned as missed.
+ * Returns the new count of usable candidates.
+ */
+static size_t long_shot(struct planner *p, size_t n)
+{
+    struct routing_plan *plan = p->plan;
+    const struct routing_knobs *k = &p->cfg->routing;
+    if (p->named || (n > 0 && p->v[0] == V_MEETS)) {
+        return n;
+    }
+    size_t best = plan->ncand;
+    for (size_t j = n; j < plan->ncand; j++) {
+        const struct routing_candidate *c = &plan->cand[j];
+        if (p->v[j] == V_OPEN && p->admit[j] == ROUTING_REFUSE_OPEN &&
+            meets_bar(plan, c) &&
+            (best == plan->ncand ||
+             c->cost_nusd < plan->cand[best].cost_nusd)) {
+            best = j;
+        }
+    }
+    if (best == plan->ncand) {
+        return n;
+    }
+    const struct model_cfg *m = plan->cand[best].model;
+    if (m->provider &&
+        !probe_early(routing_table_get('p', m->provider->name), k,
+                     p->now_us)) {
+        return n;
+    }
+    if (!probe_early(routing_table_get('m', m->name), k, p->now_us)) {
+        return n; /* the provider's slot, if taken, frees itself */
+    }
+    struct routing_candidate *c = &plan->cand[best];
+    c->why[0] = '\0';
+    c->probe = true;
+    c->long_shot = true;
+    c->in_order = true;
+    if (n > 0) {
+        explain_over(plan, &plan->cand[0]);
+    }
+    to_front(p, best);
+    p->v[0] = V_MEETS;
+    p->admit[0] = ROUTING_ADMIT_PROBE;
+    return n + 1;
 }
 
 /* ---------------------------------------------------------------------
@@ -547,7 +682,7 @@ static void set_times(struct planner *p)
     latest_times(p, &cap, &rescue);
     uint64_t d = metric * (uint64_t)(100 + k->first_token_margin_pct) / 100 +
                  k->first_token_margin_ms;
-    if (cap && metric <= cap) {
+    if (cap && metric <= cap && !c->long_shot) {
         d = (rescue >= d || c->explore) && rescue <= cap ? rescue
                                                         : d > cap ? d : cap;
     }
@@ -722,8 +857,11 @@ enum rl_err routing_plan(const struct config *cfg,
     apply_circuits_and_bar(&p);
     size_t n = sort_usable(&p);
     explain_usable(&p, n);
-    prefer_safe(&p, n);
+    if (!prefer_bargain(&p, n)) {
+        prefer_safe(&p, n);
+    }
     maybe_explore(&p, n);
+    n = long_shot(&p, n);
     const struct model_cfg **order = arena_alloc(a, (n + 1) * sizeof(*order));
     for (size_t i = 0; i < n; i++) {
         order[i] = out->cand[i].model;
@@ -736,27 +874,6 @@ enum rl_err routing_plan(const struct config *cfg,
     return RL_OK;
 }
 
-/* Appends item to out (used bytes *at) unless it would pass len - 4, then
- * "..." once. Returns false once full. */
-static bool append_item(char *out, size_t len, size_t *at, const char *item)
-{
-    size_t n = strlen(item);
-    size_t sep = *at ? 2 : 0;
-    if (*at + sep + n + 4 > len) {
-        if (*at + 4 <= len) {
-            memcpy(out + *at, "...", 4);
-            *at += 3;
-        }
-        return false;
-    }
-    if (sep) {
-        memcpy(out + *at, "; ", 2);
-    }
-    memcpy(out + *at + sep, item, n + 1);
-    *at += sep + n;
-    return true;
-}
-
 uint64_t routing_plan_bar_us(const struct routing_plan *plan, bool stream)
 {
     int ms = stream ? (plan->ttft_bound ? plan->max_ttft_ms : 0)
@@ -764,42 +881,47 @@ uint64_t routing_plan_bar_us(const struct routing_plan *plan, bool stream)
     return ms > 0 ? (uint64_t)ms * 1000 : 0;
 }
 
-size_t routing_explain(const struct routing_plan *plan, char *out,
-                       size_t len)
+uint32_t routing_wait_begin(const char *model_name, uint32_t first_ms,
+                            uint32_t total_ms)
 {
-    size_t at = 0;
-    if (len == 0) {
+    struct routing_entry *e = routing_table_get('m', model_name);
+    if (!e) {
         return 0;
     }
-    out[0] = '\0';
-    char item[160];
-    if (plan->norder > 0) {
-        const struct routing_candidate *c = &plan->cand[0];
-        struct fmt f;
-        fmt_init(&f, item, sizeof(item));
-        fmt_str(&f, "chosen=");
-        fmt_str(&f, c->model->name);
-        fmt_str(&f, plan->ttft_bound ? " ttft " : " ");
-        fmt_u64(&f, metric_ms(plan, c), 0);
-        fmt_str(&f, "ms ");
-        put_usd(&f, c->cost_nusd);
-        fmt_str(&f, c->probe ? " probe" : "");
-        fmt_str(&f, c->explore ? " explore" : "");
-        if (!append_item(out, len, &at, item)) {
-            return at;
-        }
+    uint64_t now_us = routing_now_us();
+    pthread_mutex_lock(&e->lock);
+    uint32_t token = routing_waits_begin(&e->waits, now_us,
+                                         (uint64_t)first_ms * 1000,
+                                         (uint64_t)total_ms * 1000);
+    pthread_mutex_unlock(&e->lock);
+    return token;
+}
+
+void routing_wait_first(const char *model_name, uint32_t token,
+                        uint64_t ttft_us, int64_t prompt_tokens)
+{
+    struct routing_entry *e = routing_table_get('m', model_name);
+    if (!e) {
+        return;
     }
-    if (plan->target_missed &&
-        !append_item(out, len, &at, "target missed")) {
-        return at;
+    uint64_t now_us = routing_now_us();
+    pthread_mutex_lock(&e->lock);
+    routing_waits_first(&e->waits, token);
+    if (ttft_us) {
+        routing_latency_first_token(&e->lat, now_us, ttft_us, prompt_tokens);
     }
-    for (size_t i = 0; i < plan->ncand; i++) {
-        const char *why = plan->cand[i].why;
-        if (why[0] && !append_item(out, len, &at, why)) {
-            break;
-        }
+    pthread_mutex_unlock(&e->lock);
+}
+
+void routing_wait_end(const char *model_name, uint32_t token)
+{
+    struct routing_entry *e = token ? routing_table_get('m', model_name)
+                                    : NULL;
+    if (e) {
+        pthread_mutex_lock(&e->lock);
+        routing_waits_end(&e->waits, token);
+        pthread_mutex_unlock(&e->lock);
     }
-    return at;
 }
 
 void routing_observe(const char *model_name, const struct routing_obs *o)
@@ -811,6 +933,7 @@ void routing_observe(const char *model_name, const struct routing_obs *o)
         enum routing_breaker was = e->health.state;
         routing_latency_observe(&e->lat, now_us, o);
         routing_health_observe(&e->health, now_us, o);
+        routing_waits_end(&e->waits, o->wait);
         enum routing_breaker is = e->health.state;
         pthread_mutex_unlock(&e->lock);
         routing_health_log_change(e->name, was, is);
@@ -818,6 +941,9 @@ void routing_observe(const char *model_name, const struct routing_obs *o)
     struct routing_entry *le = lengths_entry();
     if (le) {
         pthread_mutex_lock(&le->lock);
+        /* The pool is read over its whole ring (latency.c): its pushes
+         * keep that window in order, so the read is a lookup. */
+        le->lat.window = ROUTING_RING_MAX;
         routing_latency_observe_length(&le->lat, now_us, o);
         pthread_mutex_unlock(&le->lock);
     }

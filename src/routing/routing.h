@@ -55,8 +55,13 @@ struct routing_candidate {
     bool probe;            /* it goes as its breaker's half-open probe */
     bool explore;          /* primary to re-measure it: cheaper, its slow
                               figures stale, predicted from its prior */
-    char why[96];          /* why it was passed over as primary
-                              ("tiny: tier 0 < 2"); "" for the primary */
+    bool bargain;          /* primary just over the bar, much cheaper
+                              than the one that meets it */
+    bool long_shot;        /* primary behind an open circuit, as its
+                              probe, because the plan misses anyway */
+    char why[96];          /* why it was passed over as primary, always
+                              "<its name>: <reason>" ("tiny: tier 0 <
+                              2"); "" for the primary */
 };
 
 /* What routing_plan() decided. */
@@ -123,9 +128,11 @@ uint64_t routing_plan_bar_us(const struct routing_plan *plan, bool stream);
 /*
  * Writes the x-relay-route header value of plan into out (at most len
  * bytes with the NUL; cut at a whole item with "..." when longer), e.g.
- * "chosen=mid-cheap 320ms $0.000012; gemini-flash-lite: 480ms > 400ms;
- * big: $0.0021 dearer". The same text goes in the request log. Returns
- * the length written.
+ * "chosen=mid-cheap 320ms $0.000012; gemini-flash-lite 480ms $0.0000090:
+ * 480ms > 400ms; big 900ms $0.0021: dearer": every candidate with its
+ * predicted latency and cost, and why the others were passed over
+ * (explain.c, docs/routing.md "The header"). The same text goes in the
+ * request log. Returns the length written.
  */
 size_t routing_explain(const struct routing_plan *plan, char *out,
                        size_t len);
@@ -150,6 +157,10 @@ struct routing_obs {
     uint32_t retry_after_s;    /* upstream Retry-After; 0: absent */
     uint64_t ttft_us;          /* attempt start to first token (streams);
                                   0: unknown */
+    bool ttft_learned;         /* ttft_us was given to routing_wait_first()
+                                  already: not to be counted twice */
+    uint32_t wait;             /* the attempt's routing_wait_begin()
+                                  token, ended by this; 0: none */
     uint64_t total_us;         /* attempt start to its end */
     int64_t completion_tokens; /* output tokens (abandoned: the plan's
                                   out_tokens for it) */
@@ -172,6 +183,31 @@ struct routing_obs {
  * keeps.
  */
 void routing_observe(const char *model_name, const struct routing_obs *o);
+
+/*
+ * Notes that an attempt of the model called model_name was sent now: the
+ * plan predicted its first token after first_ms (a stream's cand[i].
+ * ttft_ms; 0 for a non-stream request, whose first byte is its end) and
+ * its end after total_ms (cand[i].total_ms). While it waits past those
+ * times, the next plans predict the model at least that much slower,
+ * before any slow answer has come back (docs/routing.md, "Waits").
+ * Returns a token for routing_wait_first() and routing_obs.wait; 0 when
+ * not tracked. Thread-safe: one lock of the model's entry, a few
+ * instructions under it.
+ */
+uint32_t routing_wait_begin(const char *model_name, uint32_t first_ms,
+                            uint32_t total_ms);
+
+/* The stream of token's attempt had its first token ttft_us after it
+ * began, for a prompt of prompt_tokens: learned now, not when the stream
+ * ends seconds later (its routing_obs then says ttft_learned). Its wait
+ * for the end goes on. */
+void routing_wait_first(const char *model_name, uint32_t token,
+                        uint64_t ttft_us, int64_t prompt_tokens);
+
+/* Ends the wait of token of model_name without an observation (twice, or
+ * token 0: nothing); routing_observe() with o->wait does the same. */
+void routing_wait_end(const char *model_name, uint32_t token);
 
 /* One circuit breaker's state, as routing_breakers_list() reports it. */
 struct routing_breaker_info {

@@ -375,7 +375,11 @@ static void test_the_routing_knobs_have_defaults(void **state)
     assert_int_equal(c->routing.window, 32);
     assert_int_equal(c->routing.max_age_ms, 30000);
     assert_int_equal(c->routing.safe_percentile, 97);
-    assert_int_equal(c->routing.safe_extra_pct, 50);
+    assert_int_equal(c->routing.safe_extra_pct, 75);
+    assert_int_equal(c->routing.bargain_percentile, 85);
+    assert_int_equal(c->routing.bargain_ratio_pct, 300);
+    assert_int_equal(c->routing.overdue_waits, 2);
+    assert_int_equal(c->routing.first_token_margin_pct, 100);
     assert_int_equal(c->routing.breaker_failures, 5);
     assert_int_equal(c->default_max_ttft_ms, 0);
     assert_false(c->default_hedge);
@@ -390,7 +394,9 @@ static void test_the_routing_knobs_are_read_and_checked(void **state)
              "  defaults: {max_latency_ms: 900, max_ttft_ms: 300, "
              "hedge: true}\n"
              "  latency: {percentile: 95, window: 16, max_age_ms: 60000, "
-             "output_tokens_prior: 300, explore_after_ms: 15000}\n"
+             "output_tokens_prior: 300, explore_after_ms: 15000, "
+             "bargain_percentile: 80, bargain_ratio_pct: 0, "
+             "overdue_waits: 3}\n"
              "  deadline: {margin_pct: 10, margin_ms: 20}\n"
              "  hedge: {margin_pct: 5, margin_ms: 0}\n"
              "  breaker: {failures: 3, error_pct: 40, min_requests: 20, "
@@ -404,6 +410,9 @@ static void test_the_routing_knobs_are_read_and_checked(void **state)
     assert_int_equal(c->routing.max_age_ms, 60000);
     assert_int_equal(c->routing.output_tokens_prior, 300);
     assert_int_equal(c->routing.explore_after_ms, 15000);
+    assert_int_equal(c->routing.bargain_percentile, 80);
+    assert_int_equal(c->routing.bargain_ratio_pct, 0);
+    assert_int_equal(c->routing.overdue_waits, 3);
     assert_int_equal(c->routing.first_token_margin_pct, 10);
     assert_int_equal(c->routing.first_token_margin_ms, 20);
     assert_int_equal(c->routing.hedge_margin_pct, 5);
@@ -430,7 +439,8 @@ static void test_the_routing_knobs_are_read_and_checked(void **state)
     assert_mistake(&l, 6, "routing.latency.window", "4 to 64");
     assert_mistake(&l, 7, "routing.latency", "unknown field \"speed\" "
                    "(percentile, window, max_age_ms, output_tokens_prior, "
-                   "explore_after_ms, safe_percentile, safe_extra_pct)");
+                   "explore_after_ms, safe_percentile, safe_extra_pct, "
+                   "bargain_percentile, bargain_ratio_pct, overdue_waits)");
     assert_mistake(&l, 8, "routing.breaker.error_pct", "\"0\"");
     assert_mistake(&l, 9, "routing", "unknown field \"knobs\"");
     loaded_free(&l);

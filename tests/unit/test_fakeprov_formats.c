@@ -205,6 +205,46 @@ static void test_anthropic_text_answer(void **state)
     json_decref(j);
 }
 
+static void test_anthropic_continues_a_final_assistant_message(void **state)
+{
+    struct fx *f = *state;
+    struct buf want;
+    buf_init(&want, 4096);
+    expect_words("hello world", 6, &want); /* "w0 w1 w2 w3 w4 w5 " */
+    /* The prefill: the first two words, without their trailing space. */
+    const char *second = strchr(strchr(want.p, ' ') + 1, ' ');
+    char req[1024];
+    snprintf(req, sizeof(req),
+             "{\"model\":\"c?tokens=6\",\"max_tokens\":50,\"messages\":["
+             A_USER ",{\"role\":\"assistant\",\"content\":[{\"type\":"
+             "\"text\",\"text\":\"%.*s\"}]}]}",
+             (int)(second - want.p), want.p);
+    struct answer *a = build_with(f, &fake_anthropic_format, NULL, req);
+    assert_int_equal(a->kind, ANSWER_TEXT);
+    json_t *j = render_json(f, fake_anthropic_format.body);
+    json_t *c0 = json_array_get(json_object_get(j, "content"), 0);
+    assert_string_equal(sget(c0, "text"), second); /* " w2 w3 w4 w5 " */
+    /* The pieces left: the space, then w2..w5. */
+    assert_int_equal(iget(json_object_get(j, "usage"), "output_tokens"), 5);
+    json_decref(j);
+    /* A prefill the answer does not begin with: the whole answer. */
+    a = build_with(f, &fake_anthropic_format, NULL,
+                   "{\"model\":\"c?tokens=6\",\"max_tokens\":50,\"messages\":["
+                   A_USER ",{\"role\":\"assistant\",\"content\":\"zzz\"}]}");
+    j = render_json(f, fake_anthropic_format.body);
+    c0 = json_array_get(json_object_get(j, "content"), 0);
+    assert_string_equal(sget(c0, "text"), want.p);
+    json_decref(j);
+    /* Trailing whitespace in a final assistant turn: 400, as Anthropic. */
+    a = build_with(f, &fake_anthropic_format, NULL,
+                   "{\"model\":\"c?tokens=6\",\"max_tokens\":50,\"messages\":["
+                   A_USER ",{\"role\":\"assistant\",\"content\":\"the \"}]}");
+    assert_int_equal(a->kind, ANSWER_ERROR);
+    assert_int_equal(a->status, 400);
+    assert_non_null(strstr(a->err_msg.p, "trailing whitespace"));
+    buf_free(&want);
+}
+
 static void test_anthropic_stream_events(void **state)
 {
     struct fx *f = *state;
@@ -660,6 +700,9 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_anthropic_text_answer, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_anthropic_continues_a_final_assistant_message, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(test_anthropic_stream_events, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_anthropic_tool_call_and_choice,

@@ -138,6 +138,29 @@ static void test_a_lost_probe_frees_its_slot_after_an_open_period(
     assert_int_equal(ask(f, true), ROUTING_ADMIT_PROBE);
 }
 
+static void test_an_early_probe_half_opens_an_open_breaker(void **state)
+{
+    struct fixture *f = *state;
+    assert_true(routing_health_probe_early(&f->h, &f->k, f->now_us));
+    assert_int_equal(f->h.state, ROUTING_CLOSED); /* closed: it just goes */
+    open_it(f);
+    f->now_us += 1 * S; /* 9 s before its open period ends */
+    assert_true(routing_health_probe_early(&f->h, &f->k, f->now_us));
+    assert_int_equal(f->h.state, ROUTING_HALF_OPEN);
+    assert_false(routing_health_probe_early(&f->h, &f->k, f->now_us));
+    assert_int_equal(ask(f, true), ROUTING_REFUSE_PROBING);
+    /* Its failure opens it again, for longer; its success closes it. */
+    attempt(f, ROUTING_OBS_5XX, 0);
+    assert_int_equal(ask(f, true), ROUTING_REFUSE_OPEN);
+    f->now_us += 1 * S;
+    assert_true(routing_health_probe_early(&f->h, &f->k, f->now_us));
+    attempt(f, ROUTING_OBS_OK, 0);
+    assert_int_equal(ask(f, true), ROUTING_ADMIT);
+    /* Never against an upstream Retry-After. */
+    attempt(f, ROUTING_OBS_429, 30);
+    assert_false(routing_health_probe_early(&f->h, &f->k, f->now_us));
+}
+
 static void test_retry_after_is_honoured_whatever_the_counts(void **state)
 {
     struct fixture *f = *state;
@@ -177,6 +200,7 @@ int main(void)
         T(test_after_the_open_period_one_probe_at_a_time),
         T(test_a_failed_probe_doubles_the_open_period),
         T(test_a_lost_probe_frees_its_slot_after_an_open_period),
+        T(test_an_early_probe_half_opens_an_open_breaker),
         T(test_retry_after_is_honoured_whatever_the_counts),
         T(test_provider_faults_exclude_rate_limits),
 #undef T

@@ -252,6 +252,45 @@ static void test_an_early_abandon_counts_as_the_target_missed(void **state)
     assert_int_equal(predict(f, 50).ttft_us, 1100 * MS);
 }
 
+/* A stream's first token alone, for a prompt of prompt tokens. */
+static void first_token(struct fixture *f, uint32_t ttft_ms, int64_t prompt)
+{
+    f->now_us += 100 * MS;
+    routing_latency_first_token(&f->l, f->now_us, ttft_ms * MS, prompt);
+}
+
+static uint64_t predict_ttft(struct fixture *f, int64_t prompt)
+{
+    struct routing_estimate e;
+    routing_latency_predict(&f->l, NULL, &f->m, &f->k, f->now_us, prompt, 50,
+                            &e);
+    return e.ttft_us / MS;
+}
+
+static void test_a_long_prompt_is_predicted_along_the_prefill_rate(
+    void **state)
+{
+    struct fixture *f = *state;
+    /* 200 ms plus 20 us a token, prompts of 100 to 3100 tokens: a long
+     * prompt's class has no value of its own, and borrows the others'
+     * moved along the rate they show, not as they are. */
+    for (int i = 0; i < 32; i++) {
+        int64_t prompt = 100 + (i % 4) * 1000;
+        first_token(f, 200 + (uint32_t)(prompt * 20 / 1000), prompt);
+    }
+    assert_int_equal(predict_ttft(f, 20000), 200 + 400);
+    /* A class with values of its own is moved from their mean size: class
+     * 2 (1024 to 4095 tokens) saw 1100, 2100 and 3100 (mean 2100), its
+     * p90 262 ms, and 4000 is 1900 tokens more. */
+    assert_int_equal(predict_ttft(f, 4000), 262 + 38);
+    /* Sizes that do not differ give no rate: the class's values. */
+    memset(&f->l, 0, sizeof(f->l));
+    for (int i = 0; i < 8; i++) {
+        first_token(f, 300, 500);
+    }
+    assert_int_equal(predict_ttft(f, 20000), 300);
+}
+
 static void test_prompt_sizes_fall_in_classes(void **state)
 {
     (void)state;
@@ -337,6 +376,7 @@ int main(void)
         T(test_the_total_adds_deviations_in_quadrature),
         T(test_an_abandoned_stream_counts_as_slow_at_least),
         T(test_an_early_abandon_counts_as_the_target_missed),
+        T(test_a_long_prompt_is_predicted_along_the_prefill_rate),
         T(test_prompt_sizes_fall_in_classes),
         T(test_the_kept_order_gives_the_sorted_percentiles),
 #undef T

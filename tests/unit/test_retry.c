@@ -1,7 +1,8 @@
 /*
  * test_retry.c - unit tests of src/providers/retry.c: how a failed attempt
  * is classed, the backoff of retries, what a chunk carries, which requests
- * are deterministic, and the prefix match behind stream rescue.
+ * are deterministic, the prefix match behind stream rescue, and the
+ * prefill request and whitespace of a rescue that continues.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -184,6 +185,64 @@ static void test_nothing_sent_matches_at_once(void **state)
     assert_int_equal(rest, 0);
 }
 
+static void test_a_prefill_leaves_out_trailing_whitespace(void **state)
+{
+    (void)state;
+    assert_int_equal(retry_trailing_space(S("the fox ")), 1);
+    assert_int_equal(retry_trailing_space(S("the fox\n\n \t\r")), 5);
+    assert_int_equal(retry_trailing_space(S("the fox")), 0);
+    assert_int_equal(retry_trailing_space(S("  ")), 2);
+    assert_int_equal(retry_trailing_space(S("")), 0);
+}
+
+static void test_a_prefill_request_ends_with_the_text_sent(void **state)
+{
+    (void)state;
+    struct buf out;
+    buf_init(&out, 4096);
+    assert_true(retry_prefill_request(
+        S("{\"model\":\"m\",\"stream\":true,\"messages\":[{\"role\":\"user\","
+          "\"content\":\"hi\"}]}"),
+        S("the \"fox\""), &out));
+    assert_string_equal(out.p, "{\"model\":\"m\",\"stream\":true,\"messages\":"
+                               "[{\"role\":\"user\",\"content\":\"hi\"},"
+                               "{\"role\":\"assistant\",\"content\":\"the "
+                               "\\\"fox\\\"\"}]}");
+    assert_false(retry_prefill_request(S("{\"model\":\"m\"}"), S("x"), &out));
+    assert_false(retry_prefill_request(S("not json"), S("x"), &out));
+    struct buf small;
+    buf_init(&small, 16);
+    assert_false(retry_prefill_request(
+        S("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"), S("x"),
+        &small));
+    buf_free(&small);
+    buf_free(&out);
+}
+
+static void test_a_continuation_drops_the_whitespace_left_out(void **state)
+{
+    (void)state;
+    size_t matched = 0;
+    bool done = false;
+    /* " \n" was left out: " " then "\nfox" drop both, once. */
+    assert_int_equal(retry_skip_space(S(" \n"), &matched, S(" "), &done), 1);
+    assert_false(done);
+    assert_int_equal(retry_skip_space(S(" \n"), &matched, S("\nfox "), &done),
+                     1);
+    assert_true(done);
+    /* A continuation that begins elsewhere keeps its text. */
+    matched = 0;
+    assert_int_equal(retry_skip_space(S(" "), &matched, S("fox"), &done), 0);
+    assert_true(done);
+    matched = 0;
+    assert_int_equal(retry_skip_space(S("  "), &matched, S(" fox"), &done), 1);
+    assert_true(done);
+    /* Nothing left out: nothing dropped, done at once. */
+    matched = 0;
+    assert_int_equal(retry_skip_space(S(""), &matched, S(" fox"), &done), 0);
+    assert_true(done);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +257,9 @@ int main(void)
         cmocka_unit_test(test_prefix_match_ends_exactly_at_a_piece),
         cmocka_unit_test(test_prefix_match_sees_a_divergence),
         cmocka_unit_test(test_nothing_sent_matches_at_once),
+        cmocka_unit_test(test_a_prefill_leaves_out_trailing_whitespace),
+        cmocka_unit_test(test_a_prefill_request_ends_with_the_text_sent),
+        cmocka_unit_test(test_a_continuation_drops_the_whitespace_left_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -247,15 +247,16 @@ static void test_each_candidate_has_predictions_and_a_reason(void **state)
     assert_int_equal(p->cand[0].out_tokens, 256);
     assert_int_equal(p->cand[0].cost_nusd, 112400);
     assert_string_equal(p->cand[0].why, "");
-    assert_string_equal(p->cand[1].why, "mid: $0.00043 dearer");
+    assert_string_equal(p->cand[1].why, "mid: dearer");
     assert_string_equal(p->cand[2].why, "big: 3700ms > 3000ms");
     assert_string_equal(p->cand[3].why, "tiny: tier 0 < 2");
     assert_string_equal(p->cand[4].why, "small: tier 1 < 2");
     char h[512];
     routing_explain(p, h, sizeof(h));
-    assert_string_equal(h, "chosen=mid-cheap 2860ms $0.00011; mid: $0.00043 "
-                        "dearer; big: 3700ms > 3000ms; tiny: tier 0 < 2; "
-                        "small: tier 1 < 2");
+    assert_string_equal(h, "chosen=mid-cheap 2860ms $0.00011; mid 1054ms "
+                        "$0.00043: dearer; big 3700ms $0.0041: 3700ms > "
+                        "3000ms; tiny 612ms $0.0000035: tier 0 < 2; small "
+                        "516ms $0.000025: tier 1 < 2");
 }
 
 static void test_explanations_name_fit_lists_and_ttft(void **state)
@@ -270,17 +271,20 @@ static void test_explanations_name_fit_lists_and_ttft(void **state)
                      RL_OK);
     routing_explain(&w->plan, h, sizeof(h));
     assert_string_equal(h, "chosen=mid-cheap 2860ms $0.0010; target missed; "
-                        "big: 3700ms > 2000ms; tiny: tier 0 < 1; "
-                        "small: context 8192 < 9256; mid: denied");
+                        "big 3700ms $0.030: 3700ms > 2000ms; tiny 612ms "
+                        "$0.000092: tier 0 < 1; small 516ms $0.00047: "
+                        "context 8192 < 9256; mid: denied");
     assert_int_equal(plan(w, ask("auto", "{\"min_quality_tier\":2,"
                                  "\"max_ttft_ms\":250}", 0, 0, true),
                           names,
                           sizeof(names)),
                      RL_OK);
     routing_explain(&w->plan, h, sizeof(h));
-    assert_string_equal(h, "chosen=mid ttft 200ms $0.00043; mid-cheap: ttft "
-                        "300ms > 250ms; big: ttft 500ms > 250ms; tiny: tier "
-                        "0 < 2; small: tier 1 < 2");
+    assert_string_equal(h, "chosen=mid ttft 200ms $0.00043; mid-cheap ttft "
+                        "300ms $0.00011: ttft 300ms > 250ms; big ttft 500ms "
+                        "$0.0041: ttft 500ms > 250ms; tiny ttft 100ms "
+                        "$0.0000035: tier 0 < 2; small ttft 150ms $0.000025: "
+                        "tier 1 < 2");
 }
 
 static void test_the_explanation_is_cut_at_a_whole_item(void **state)
@@ -292,10 +296,10 @@ static void test_the_explanation_is_cut_at_a_whole_item(void **state)
                           names,
                           sizeof(names)),
                      RL_OK);
-    char h[64];
+    char h[80];
     size_t n = routing_explain(&w->plan, h, sizeof(h));
     assert_string_equal(h, "chosen=mid-cheap 2860ms $0.00011; "
-                        "mid: $0.00043 dearer...");
+                        "mid 1054ms $0.00043: dearer...");
     assert_int_equal(n, strlen(h));
     assert_true(n < sizeof(h));
 }
@@ -450,7 +454,7 @@ static void test_the_deadline_leaves_the_fallback_time_or_waits_to_target(
     assert_int_equal(w->plan.first_token_deadline_ms, 3000);
     assert_int_equal(w->plan.hedge_after_ms, 669);
     /* Without hedging: at 3000 ms, mid can still make it when started by
-     * 1946 ms, later than 516 * 1.5 + 200 = 974: the deadline. */
+     * 1946 ms, later than 516 * 2 + 200 = 1232: the deadline. */
     expect_times(w, ask("auto", "{\"max_latency_ms\":3000,"
                 "\"deny\":[\"mid-cheap\"]}", 0, 0, false), 1946, 0);
     /* At 2000 ms mid could not: wait for small until the target. */
@@ -458,32 +462,33 @@ static void test_the_deadline_leaves_the_fallback_time_or_waits_to_target(
     /* mid-cheap at 2860 of 3000: a hedge at 2860 * 1.2 + 50 = 3482 is
      * past mid's rescue time (1946: a hedge never starts before the
      * primary is late), too late for mid to make the target: none. The
-     * deadline is past the target too: 2860 * 1.5 + 200 = 4490 (a late
+     * deadline is past the target too: 2860 * 2 + 200 = 5920 (a late
      * primary beats a fallback started from nothing). */
     expect_times(w, ask("auto", "{\"min_quality_tier\":2,\"max_latency_ms\":"
-                "3000,\"hedge\":true}", 0, 0, false), 4490, 0);
+                "3000,\"hedge\":true}", 0, 0, false), 5920, 0);
     /* With 5000 ms mid can still make it from 3482 (rescue 3946): the
-     * hedge is on, and the primary waits to the target. */
+     * hedge is on, and the primary waits at least to the target: here to
+     * its own margin, 5920. */
     expect_times(w, ask("auto", "{\"min_quality_tier\":2,\"max_latency_ms\":"
-                "5000,\"hedge\":true}", 0, 0, false), 5000, 3482);
+                "5000,\"hedge\":true}", 0, 0, false), 5920, 3482);
     /* A stream with a first-token target of 250: mid's 200 ms; the next,
      * mid-cheap, needs 300 ms: no hedge can help; mid keeps its margin,
-     * 200 * 1.5 + 200 = 500. */
+     * 200 * 2 + 200 = 600. */
     expect_times(w, ask("auto", "{\"min_quality_tier\":2,\"max_ttft_ms\":"
-                "250,\"hedge\":true}", 0, 0, true), 500, 0);
+                "250,\"hedge\":true}", 0, 0, true), 600, 0);
     /* With 400 ms the cheaper mid-cheap (300) goes first; mid can make
      * the target when started by 200 ms, before mid-cheap is late (410):
-     * no hedge either, and the deadline 300 * 1.5 + 200 = 650. */
+     * no hedge either, and the deadline 300 * 2 + 200 = 800. */
     plan(w, ask("auto", "{\"min_quality_tier\":2,\"max_ttft_ms\":"
                 "400,\"hedge\":true}", 0, 0, true),
          names, sizeof(names));
     assert_string_equal(names, "mid-cheap,mid,big");
     assert_int_equal(w->plan.hedge_after_ms, 0);
-    assert_int_equal(w->plan.first_token_deadline_ms, 650);
-    /* Over target: the prediction plus the margin, 516 * 1.5 + 200. */
+    assert_int_equal(w->plan.first_token_deadline_ms, 800);
+    /* Over target: the prediction plus the margin, 516 * 2 + 200. */
     plan(w, ask("small", "{\"max_latency_ms\":100}", 0, 0, false), names,
          sizeof(names));
-    assert_int_equal(w->plan.first_token_deadline_ms, 974);
+    assert_int_equal(w->plan.first_token_deadline_ms, 1232);
     /* A lone candidate has no deadline: there is nothing to move to. */
     plan(w, ask("big", NULL, 0, 0, false), names, sizeof(names));
     assert_int_equal(w->plan.first_token_deadline_ms, 0);
@@ -580,7 +585,8 @@ static void test_a_near_thing_gives_way_to_a_safe_one_if_cheap_enough(
     assert_string_equal(names, "mid-cheap,small,mid,big");
     char why[512];
     routing_explain(&w->plan, why, sizeof(why));
-    assert_non_null(strstr(why, "small: near the target"));
+    assert_non_null(strstr(why, "; small ttft 100ms $0.0000090: near the "
+                                "target; "));
     /* 0 turns it off; so does a safe primary (p97 1000 ms allowed). */
     w->cfg.routing.safe_extra_pct = 0;
     plan(w, ask("auto", r, 0, 0, true), names, sizeof(names));
@@ -616,7 +622,8 @@ static void test_a_stale_slow_cheaper_model_is_explored_with_a_rescue(
     assert_int_equal(w->plan.first_token_deadline_ms, 946);
     routing_explain(&w->plan, h, sizeof(h));
     assert_non_null(strstr(h, "chosen=small 516ms $0.000025 explore; "
-                              "mid: rescue while exploring small"));
+                              "mid 1054ms $0.00043: rescue while exploring "
+                              "small"));
     /* Once per period. */
     plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
     assert_string_equal(names, "mid,small,mid-cheap,big");
@@ -641,7 +648,7 @@ static void test_open_circuits_are_skipped_then_probed(void **state)
     plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
     assert_string_equal(names, "mid,mid-cheap,big");
     routing_explain(&w->plan, h, sizeof(h));
-    assert_non_null(strstr(h, "small: circuit open"));
+    assert_non_null(strstr(h, "small 516ms $0.000025: circuit open"));
     /* After the open period one plan probes it, the next does not. */
     fake_now_us += 10000001;
     plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
@@ -652,7 +659,7 @@ static void test_open_circuits_are_skipped_then_probed(void **state)
     plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
     assert_string_equal(names, "mid,mid-cheap,big");
     routing_explain(&w->plan, h, sizeof(h));
-    assert_non_null(strstr(h, "small: circuit half-open"));
+    assert_non_null(strstr(h, "small 516ms $0.000025: circuit half-open"));
     /* The probe answers: closed again. */
     answer("small", "p1", ROUTING_OBS_OK, 0);
     plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
@@ -801,6 +808,215 @@ static void test_when_every_circuit_is_open_all_are_tried(void **state)
     assert_string_equal(names, "small,mid,big");
 }
 
+static void test_waits_past_their_prediction_make_a_model_slower(
+    void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    /* Two non-stream attempts of small (predicted 516 ms) still waiting
+     * at 2.1 s: at least 4.07 times slower, 2100 ms > 2000. */
+    uint32_t a = routing_wait_begin("small", 0, 516);
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,mid-cheap,big");
+    fake_now_us += 2100000;
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,mid-cheap,big"); /* one alone */
+    fake_now_us -= 2100000;
+    uint32_t b = routing_wait_begin("small", 0, 516);
+    fake_now_us += 2100000;
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid,small,mid-cheap,big");
+    assert_in_range(cand_of(w, "small")->total_ms, 2090, 2100);
+    /* Their ends (with their answers) take the evidence back. */
+    routing_wait_end("small", a);
+    struct routing_obs o = {.kind = ROUTING_OBS_OK, .total_us = 400000,
+                            .completion_tokens = 50, .prompt_tokens = 100,
+                            .provider = "p1", .wait = b};
+    routing_observe("small", &o);
+    plan(w, ask("auto", NULL, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "small,mid,mid-cheap,big");
+    /* Streams waiting for their first token: small predicted 150 ms to
+     * it; two at 1.2 s make it 8 times later, over a 1000 ms target. */
+    routing_wait_begin("small", 150, 516);
+    routing_wait_begin("small", 150, 516);
+    fake_now_us += 1200000;
+    plan(w, ask("auto", "{\"max_ttft_ms\":1000}", 0, 0, true), names,
+         sizeof(names));
+    assert_string_equal(names, "mid-cheap,mid,big,small");
+    assert_int_equal(cand_of(w, "small")->ttft_ms, 1200);
+    /* latency.overdue_waits 0: waits are not weighed. */
+    w->cfg.routing.overdue_waits = 0;
+    plan(w, ask("auto", "{\"max_ttft_ms\":1000}", 0, 0, true), names,
+         sizeof(names));
+    assert_string_equal(names, "small,mid-cheap,mid,big");
+}
+
+static void test_a_first_token_is_learned_when_it_comes(void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    for (int i = 0; i < 4; i++) {
+        uint32_t t = routing_wait_begin("small", 150, 516);
+        routing_wait_first("small", t, 1500000, 100);
+        struct routing_obs o = {.kind = ROUTING_OBS_OK, .ttft_us = 1500000,
+                                .ttft_learned = true, .total_us = 2000000,
+                                .completion_tokens = 50, .prompt_tokens = 100,
+                                .stream = true, .provider = "p1", .wait = t};
+        if (i < 2) {
+            routing_observe("small", &o); /* the others still stream */
+        }
+    }
+    plan(w, ask("auto", "{\"max_ttft_ms\":1000}", 0, 0, true), names,
+         sizeof(names));
+    assert_string_equal(names, "mid-cheap,mid,big,small");
+    assert_int_equal(cand_of(w, "small")->ttft_ms, 1500);
+    /* Counted once: four first tokens, not six. */
+    assert_int_equal(routing_table_get('m', "small")->lat.ttft_us[0].n, 4);
+}
+
+static void test_a_plan_that_misses_anyway_takes_a_long_shot(void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    char h[512];
+    const char *r = "{\"min_quality_tier\":2,\"max_latency_ms\":1500}";
+    for (int i = 0; i < 5; i++) {
+        answer("mid", NULL, ROUTING_OBS_5XX, 0); /* its own breaker */
+    }
+    /* mid (1054 ms) is the only one that meets 1500, and its circuit is
+     * open: it goes first anyway, as its breaker's probe; mid-cheap,
+     * the fastest of the others, is the rescue. */
+    plan(w, ask("auto", r, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid,mid-cheap,big");
+    assert_true(w->plan.cand[0].long_shot);
+    assert_false(w->plan.target_missed);
+    assert_int_equal(w->plan.first_token_deadline_ms, 1054 * 2 + 200);
+    routing_explain(&w->plan, h, sizeof(h));
+    assert_non_null(strstr(h, "chosen=mid 1054ms $0.00043 long shot; "
+                              "mid-cheap 2860ms $0.00011: 2860ms > 1500ms"));
+    /* One at a time: the next plan misses without it. */
+    plan(w, ask("auto", r, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid-cheap,big");
+    assert_true(w->plan.target_missed);
+    routing_explain(&w->plan, h, sizeof(h));
+    assert_non_null(strstr(h, "mid 1054ms $0.00043: circuit half-open"));
+    /* Its success closes the breaker. */
+    answer("mid", NULL, ROUTING_OBS_OK, 0);
+    plan(w, ask("auto", r, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid,mid-cheap,big");
+    assert_false(w->plan.cand[0].long_shot);
+    /* A plan that meets its target takes none; nor does one against an
+     * upstream Retry-After. */
+    for (int i = 0; i < 5; i++) {
+        answer("mid", NULL, ROUTING_OBS_5XX, 0);
+    }
+    plan(w, ask("auto", "{\"min_quality_tier\":2,\"max_latency_ms\":3000}",
+                0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid-cheap,big");
+    routing_table_reset();
+    answer("mid", NULL, ROUTING_OBS_429, 30);
+    plan(w, ask("auto", r, 0, 0, false), names, sizeof(names));
+    assert_string_equal(names, "mid-cheap,big");
+}
+
+static void test_a_much_cheaper_near_miss_is_a_bargain(void **state)
+{
+    struct world *w = *state;
+    char names[256];
+    char h[512];
+    /* mid-cheap's first tokens: 28 at 300 ms, 4 at 1500: p90 1500 ms,
+     * over a 1000 ms target; p85 300 ms, within. mid meets it (200 ms,
+     * prior) at 3.9 times mid-cheap's price: mid-cheap goes first. */
+    for (int i = 0; i < 32; i++) {
+        struct routing_obs o = {.kind = ROUTING_OBS_OK,
+                                .ttft_us = i % 8 == 5 ? 1500000 : 300000,
+                                .total_us = 2000000, .completion_tokens = 50,
+                                .prompt_tokens = 100, .max_tokens_set = true,
+                                .stream = true, .provider = "p2"};
+        routing_observe("mid-cheap", &o);
+    }
+    const char *r = "{\"min_quality_tier\":2,\"max_ttft_ms\":1000}";
+    plan(w, ask("auto", r, 0, 0, true), names, sizeof(names));
+    assert_string_equal(names, "mid-cheap,mid,big");
+    assert_true(w->plan.cand[0].bargain);
+    assert_false(w->plan.target_missed);
+    routing_explain(&w->plan, h, sizeof(h));
+    assert_non_null(strstr(h, "chosen=mid-cheap ttft 1500ms $0.00011 "
+                              "bargain; mid ttft 200ms $0.00043: dearer"));
+    /* Not at 4 times (latency.bargain_ratio_pct 400), nor when 0: then
+     * big, which meets 1000 ms too, comes before the slow mid-cheap. */
+    w->cfg.routing.bargain_ratio_pct = 400;
+    plan(w, ask("auto", r, 0, 0, true), names, sizeof(names));
+    assert_string_equal(names, "mid,big,mid-cheap");
+    w->cfg.routing.bargain_ratio_pct = 0;
+    plan(w, ask("auto", r, 0, 0, true), names, sizeof(names));
+    assert_string_equal(names, "mid,big,mid-cheap");
+    /* Nor when it misses at latency.bargain_percentile too. */
+    w->cfg.routing.bargain_ratio_pct = 300;
+    w->cfg.routing.bargain_percentile = 90;
+    plan(w, ask("auto", r, 0, 0, true), names, sizeof(names));
+    assert_string_equal(names, "mid,big,mid-cheap");
+}
+
+/* docs/routing.md, "Worked example", as it is written there. */
+static void test_the_worked_example_of_the_docs_holds(void **state)
+{
+    (void)state;
+    struct provider_cfg prov[3] = {{.name = "gemini"}, {.name = "mistral"},
+                                   {.name = "openai"}};
+    struct model_cfg m[3] = {
+        {.name = "gemini-flash-lite", .provider = &prov[0], .tier = 2,
+         .input_nusd_per_mtok = 75000000, .output_nusd_per_mtok = 300000000,
+         .prior_ttft_ms = 350, .prior_tokens_per_s = 250,
+         .context_tokens = 1048576},
+        {.name = "mistral-small", .provider = &prov[1], .tier = 2,
+         .input_nusd_per_mtok = 100000000, .output_nusd_per_mtok = 300000000,
+         .prior_ttft_ms = 300, .prior_tokens_per_s = 150,
+         .context_tokens = 32768},
+        {.name = "gpt-4o-mini", .provider = &prov[2], .tier = 3,
+         .input_nusd_per_mtok = 150000000, .output_nusd_per_mtok = 600000000,
+         .prior_ttft_ms = 500, .prior_tokens_per_s = 90,
+         .context_tokens = 128000},
+    };
+    struct config cfg = {.models = m, .nmodels = 3,
+                         .default_max_latency_ms = 2000,
+                         .default_min_quality_tier = 1};
+    config_routing_knobs_default(&cfg.routing);
+    /* Its last eight streamed answers: 900 ms to the first token, 8 ms a
+     * token. */
+    for (int i = 0; i < 8; i++) {
+        struct routing_obs o = {.kind = ROUTING_OBS_OK, .ttft_us = 900000,
+                                .total_us = 900000 + 100 * 8000,
+                                .completion_tokens = 100,
+                                .prompt_tokens = 1200, .max_tokens_set = true,
+                                .stream = true, .provider = "gemini"};
+        routing_observe("gemini-flash-lite", &o);
+    }
+    struct routing_request rq = {
+        .model = "auto",
+        .routing = str_from("{\"max_latency_ms\": 1650, "
+                            "\"min_quality_tier\": 2, \"hedge\": true}"),
+        .prompt_tokens = 1200, .max_tokens = 100};
+    struct arena a;
+    arena_init(&a, 4096);
+    struct routing_plan p;
+    assert_int_equal(routing_plan(&cfg, &rq, NULL, &a, &p), RL_OK);
+    assert_int_equal(p.norder, 3);
+    assert_string_equal(p.order[0]->name, "mistral-small");
+    assert_string_equal(p.order[1]->name, "gpt-4o-mini");
+    assert_string_equal(p.order[2]->name, "gemini-flash-lite");
+    assert_int_equal(p.first_token_deadline_ms, 967 * 2 + 200);
+    assert_int_equal(p.hedge_after_ms, 0);
+    assert_false(p.target_missed);
+    char h[512];
+    routing_explain(&p, h, sizeof(h));
+    assert_string_equal(h, "chosen=mistral-small 967ms $0.00015; "
+                           "gpt-4o-mini 1612ms $0.00024: dearer; "
+                           "gemini-flash-lite 1700ms $0.00012: 1700ms > "
+                           "1650ms");
+    arena_free(&a);
+}
+
 /* Workers plan and observe at once on the shared table (and create its
  * entries at once): nothing is lost or torn. */
 struct hammer {
@@ -880,6 +1096,11 @@ int main(void)
         T(test_a_retry_after_closes_the_model_until_it_passes),
         T(test_a_failing_provider_takes_its_models_out),
         T(test_when_every_circuit_is_open_all_are_tried),
+        T(test_waits_past_their_prediction_make_a_model_slower),
+        T(test_a_first_token_is_learned_when_it_comes),
+        T(test_a_plan_that_misses_anyway_takes_a_long_shot),
+        T(test_a_much_cheaper_near_miss_is_a_bargain),
+        T(test_the_worked_example_of_the_docs_holds),
         T(test_workers_share_the_table_safely),
 #undef T
     };

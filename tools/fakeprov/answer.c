@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/alloc.h"
 
@@ -277,6 +278,26 @@ bool fake_answer_stop_at(struct answer *a, const json_t *stops)
     buf_reset(&a->stop_seq);
     (void)buf_append(&a->stop_seq, json_string_value(best),
                      json_string_length(best));
+    return true;
+}
+
+bool fake_answer_continue(struct answer *a, struct str prefill)
+{
+    size_t at = prefill.len;
+    if (a->kind != ANSWER_TEXT || at == 0 || at > a->content.len ||
+        memcmp(a->content.p, prefill.p, at) != 0) {
+        return false;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < a->npieces; i++) {
+        if (a->cuts[i] > at) {
+            a->cuts[kept++] = a->cuts[i] - at;
+        }
+    }
+    a->npieces = kept;
+    memmove(a->content.p, a->content.p + at, a->content.len - at);
+    a->content.len -= at;
+    a->completion_tokens = (int64_t)kept;
     return true;
 }
 

@@ -158,6 +158,42 @@ static void an_prompt(const json_t *req, struct answer *a, uint64_t *seed)
     *seed = fake_text_prompt_seed(msgs);
 }
 
+/* The text of messages' last message when it is the assistant's (a
+ * prefill to continue), into out; false when it is not. A final assistant
+ * text that ends with whitespace is refused with a 400, as Anthropic
+ * does. */
+static bool an_prefill(const json_t *req, struct buf *out, struct answer *a)
+{
+    const json_t *msgs = json_object_get(req, "messages");
+    const json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+    const char *role = json_string_value(json_object_get(last, "role"));
+    if (!role || strcmp(role, "assistant") != 0) {
+        return false;
+    }
+    const json_t *content = json_object_get(last, "content");
+    if (json_is_string(content)) {
+        (void)buf_append(out, json_string_value(content),
+                         json_string_length(content));
+    }
+    size_t i;
+    const json_t *block;
+    json_array_foreach(content, i, block) {
+        const char *type = json_string_value(json_object_get(block, "type"));
+        const json_t *text = json_object_get(block, "text");
+        if (type && strcmp(type, "text") == 0 && json_is_string(text)) {
+            (void)buf_append(out, json_string_value(text),
+                             json_string_length(text));
+        }
+    }
+    char end = out->len ? out->p[out->len - 1] : 'x';
+    if (end == ' ' || end == '\t' || end == '\n' || end == '\r') {
+        an_bad(a, "messages: final assistant content cannot end with "
+                  "trailing whitespace");
+        return false;
+    }
+    return true;
+}
+
 static void an_build(const json_t *req, const struct fake_opts *o,
                      struct answer *a)
 {
@@ -185,7 +221,19 @@ static void an_build(const json_t *req, const struct fake_opts *o,
         fake_answer_cut(a, 0); /* piece 0: content_block_start */
         fake_answer_split(a, 0, a->content.len >= 6 ? 3 : 2);
     } else {
+        struct buf prefill;
+        buf_init(&prefill, 8u << 20);
+        bool cont = an_prefill(req, &prefill, a);
+        if (a->kind == ANSWER_ERROR) {
+            buf_free(&prefill);
+            return;
+        }
         fake_answer_words(a, seed, (size_t)a->completion_tokens, false);
+        if (cont) {
+            (void)fake_answer_continue(a, (struct str){prefill.p,
+                                                       prefill.len});
+        }
+        buf_free(&prefill);
         (void)fake_answer_stop_at(a, json_object_get(req, "stop_sequences"));
     }
     fake_answer_stage(a, &sc);

@@ -226,6 +226,11 @@ bool fake_answer_begin(struct answer *a, const struct fake_opts *o,
  * and the string in a->stop_seq. Returns true when it cut.
  */
 bool fake_answer_stop_at(struct answer *a, const json_t *stops);
+/* A final assistant message (prefill) of text prefill: a text answer
+ * that begins with it goes on from where it ends (content and pieces
+ * after it, completion_tokens the pieces left); any other is left whole.
+ * Returns true if it went on. */
+bool fake_answer_continue(struct answer *a, struct str prefill);
 /*
  * The shared end of every build(): when sc's failure applies, makes a the
  * scripted error or stages the fault (safety and blocked empty the answer:
