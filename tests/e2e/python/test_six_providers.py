@@ -333,14 +333,21 @@ def test_stream_error_before_output(client, provider):
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_stream_cut_raises(client, provider):
     """The upstream closes mid-stream: the gateway sends an SSE error event and
-    no [DONE]; the SDK raises APIError after the first tokens."""
+    no [DONE]; the SDK raises APIError after the first tokens. An Anthropic
+    model is asked to go on by assistant prefill first (docs/routing.md,
+    "A stream cut after output started"): its continuation comes, and is cut
+    too (every stream of a -cut model is), so the SDK raises after more."""
     got = []
     with pytest.raises(openai.APIError) as ei:
         for c in client.chat.completions.create(model=provider + "-cut", messages=MSG,
                                                 stream=True):
             if c.choices:
                 got.append(c.choices[0].delta.content or "")
-    assert len("".join(got).split()) == 3, got
+    words = "".join(got).split()
+    if provider == "anthropic":
+        assert len(words) > 3, got
+    else:
+        assert len(words) == 3, got
     assert not isinstance(ei.value, openai.APIStatusError), "status was 200: %r" % ei.value
 
 
