@@ -85,7 +85,7 @@ cluster-config-file $d/nodes.conf
 cluster-node-timeout 5000
 CONF
         redis-server "$d/redis.conf" >&2 || true
-        for ((k = 0; k < 50; k++)); do
+        for ((k = 0; k < 200; k++)); do # 20 s: slow under sanitizer runs
             if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then
                 echo "$port" >"$d/port"
                 echo "$port"

@@ -50,9 +50,17 @@ CLUSTER = {}  # dir, url, ports: filled by start_cluster()
 # ------------------------------------------------------------ the cluster
 
 def start_cluster():
-    d = tempfile.mkdtemp(prefix="relay-cluster-")
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "redis-cluster.sh"),
-                        "start", d], capture_output=True, text=True, timeout=60)
+    # Twice at most: on a loaded machine a node may be slow to answer.
+    for attempt in (1, 2):
+        d = tempfile.mkdtemp(prefix="relay-cluster-")
+        r = subprocess.run(["bash", str(ROOT / "scripts" / "redis-cluster.sh"),
+                            "start", d], capture_output=True, text=True,
+                           timeout=120)
+        if r.returncode == 0 or attempt == 2:
+            break
+        subprocess.run(["bash", str(ROOT / "scripts" / "redis-cluster.sh"),
+                        "stop", d], capture_output=True, timeout=60)
+        shutil.rmtree(d, ignore_errors=True)
     check(r.returncode == 0, "scripts/redis-cluster.sh start: %s" % r.stderr[-2000:])
     env = {}
     for line in r.stdout.splitlines():
@@ -367,7 +375,7 @@ TESTS = [
 ]
 
 
-FILE_BOUND_S = 60  # the whole file, cluster start and stop included
+FILE_BOUND_S = 180  # the whole file, cluster start and stop included (ASan, loaded machines)
 
 
 def main():
