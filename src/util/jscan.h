@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "util/str.h"
 
@@ -47,9 +48,21 @@ int jscan_iter_next(struct jscan_iter *it, struct jscan_item *out);
  */
 bool jscan(struct str text, struct jscan_item *items, size_t max, size_t *n);
 
-/* Returns the item whose key is name, or NULL. */
-const struct jscan_item *jscan_find(const struct jscan_item *items, size_t n,
-                                    const char *name);
+/* Returns the item whose key is name, or NULL. Inline: on the hot path
+ * name is a literal, so its length and the compare are folded in. */
+static inline const struct jscan_item *
+jscan_find(const struct jscan_item *items, size_t n, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].key.len == len &&
+            (len == 0 || (items[i].key.p[0] == name[0] &&
+                          memcmp(items[i].key.p, name, len) == 0))) {
+            return &items[i];
+        }
+    }
+    return NULL;
+}
 
 /* True if the n bytes at s are valid UTF-8 (no overlong forms, surrogates
  * or code points past U+10FFFF); else sets *bad_at to the first bad byte. */
