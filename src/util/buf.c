@@ -43,7 +43,7 @@ enum rl_err buf_reserve(struct buf *b, size_t n)
     return RL_OK;
 }
 
-enum rl_err buf_append(struct buf *b, const void *data, size_t n)
+enum rl_err buf_append_grow(struct buf *b, const void *data, size_t n)
 {
     enum rl_err err = buf_reserve(b, n);
     if (err != RL_OK) {
@@ -55,16 +55,6 @@ enum rl_err buf_append(struct buf *b, const void *data, size_t n)
     b->len += n;
     b->p[b->len] = '\0';
     return RL_OK;
-}
-
-enum rl_err buf_append_str(struct buf *b, struct str s)
-{
-    return buf_append(b, s.p, s.len);
-}
-
-enum rl_err buf_append_cstr(struct buf *b, const char *s)
-{
-    return buf_append(b, s, strlen(s));
 }
 
 enum rl_err buf_vprintf(struct buf *b, const char *fmt, va_list ap)

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "util/err.h"
 #include "util/str.h"
@@ -36,9 +37,34 @@ static inline void buf_reset(struct buf *b)
 }
 /* Makes room for n more bytes; RL_E_CAP past the cap. */
 enum rl_err buf_reserve(struct buf *b, size_t n);
-enum rl_err buf_append(struct buf *b, const void *data, size_t n);
-enum rl_err buf_append_str(struct buf *b, struct str s);
-enum rl_err buf_append_cstr(struct buf *b, const char *s);
+/* Appends n bytes: buf_append_grow() when they do not fit in place. */
+enum rl_err buf_append_grow(struct buf *b, const void *data, size_t n);
+
+/* Inline: appends run dozens of times per request, nearly always into room
+ * the buffer has; a literal's length and copy are then folded in. */
+static inline enum rl_err buf_append(struct buf *b, const void *data,
+                                     size_t n)
+{
+    if (b->cap - b->len > n && b->max - b->len >= n) {
+        if (n) { /* data may be NULL then */
+            memcpy(b->p + b->len, data, n);
+        }
+        b->len += n;
+        b->p[b->len] = '\0';
+        return RL_OK;
+    }
+    return buf_append_grow(b, data, n);
+}
+
+static inline enum rl_err buf_append_str(struct buf *b, struct str s)
+{
+    return buf_append(b, s.p, s.len);
+}
+
+static inline enum rl_err buf_append_cstr(struct buf *b, const char *s)
+{
+    return buf_append(b, s, strlen(s));
+}
 enum rl_err buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 enum rl_err buf_vprintf(struct buf *b, const char *fmt, va_list ap);
