@@ -211,17 +211,85 @@ static bool has_finish(struct str choices)
     return false;
 }
 
+/*
+ * The events of one stream share their head: the members before "choices"
+ * (id, object, created, model, system_fingerprint) are the same bytes in
+ * every chunk. The head of the first event is kept with its members; a
+ * later event that begins with the same bytes is checked from there on,
+ * the head's members taken as they were (half of each event's scan).
+ */
+#define HEAD_MAX_BYTES 512
+#define HEAD_MAX_MEMBERS 16
+
+struct stream_state {
+    char head[HEAD_MAX_BYTES];
+    size_t head_len; /* 0: none kept */
+    struct jscan_item members[HEAD_MAX_MEMBERS]; /* spans into head */
+    size_t nmembers;
+};
+
+/* Moves the spans of an item from one copy of a text to another. */
+static struct jscan_item rebased(struct jscan_item it, const char *from,
+                                 const char *to)
+{
+    it.key.p = to + (it.key.p - from);
+    it.value.p = to + (it.value.p - from);
+    return it;
+}
+
+/* Keeps the head of a well-formed event: its members before "choices". */
+static void keep_head(struct stream_state *st, struct str data,
+                      const struct jscan_item *items, size_t n)
+{
+    st->head_len = 0;
+    size_t k = 0;
+    while (k < n && !str_eq_lit(items[k].key, "choices")) {
+        k++;
+    }
+    if (k == 0 || k == n || k > HEAD_MAX_MEMBERS ||
+        items[k].start > HEAD_MAX_BYTES) {
+        return;
+    }
+    memcpy(st->head, data.p, items[k].start);
+    for (size_t i = 0; i < k; i++) {
+        st->members[i] = rebased(items[i], data.p, st->head);
+    }
+    st->nmembers = k;
+    st->head_len = items[k].start;
+}
+
+/* Finds the members of an event, from the kept head when it starts the
+ * event. False if the event is not a well-formed object. */
+static bool event_members(struct stream_state *st, struct str data,
+                          struct jscan_item *items, size_t *n)
+{
+    if (st->head_len && data.len > st->head_len &&
+        memcmp(data.p, st->head, st->head_len) == 0) {
+        for (size_t i = 0; i < st->nmembers; i++) {
+            items[i] = rebased(st->members[i], st->head, data.p);
+        }
+        *n = st->nmembers;
+        struct jscan_iter it;
+        jscan_iter_at(&it, data, st->head_len);
+        return jscan_rest(&it, items, OPENAI_MAX_MEMBERS, n);
+    }
+    if (!jscan(data, items, OPENAI_MAX_MEMBERS, n) || data.p[0] != '{') {
+        return false;
+    }
+    keep_head(st, data, items, *n);
+    return true;
+}
+
 static enum rl_err on_event(void *state, struct str event, struct str data,
                             struct chunk_sink *sink)
 {
-    (void)state;
     (void)event;
     if (str_eq_lit(data, "[DONE]")) {
         return RL_OK; /* the core writes its own [DONE] */
     }
     struct jscan_item items[OPENAI_MAX_MEMBERS];
     size_t n;
-    if (!jscan(data, items, OPENAI_MAX_MEMBERS, &n) || data.p[0] != '{') {
+    if (!event_members(state, data, items, &n)) {
         provider_error_set(&sink->error, 502, "api_error",
                            "upstream_protocol_error", true,
                            "the provider sent a malformed stream event");
@@ -302,7 +370,7 @@ static void map_error(long status, struct str body, uint32_t retry_after_s,
 const struct provider_ops openai_ops = {
     .kind = "openai",
     .framing = FRAMING_SSE,
-    .stream_state_size = 0,
+    .stream_state_size = sizeof(struct stream_state),
     .build_request = build_request,
     .parse_response = parse_response,
     .on_event = on_event,

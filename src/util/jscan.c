@@ -351,6 +351,29 @@ int jscan_iter_next(struct jscan_iter *it, struct jscan_item *out)
     return 1;
 }
 
+void jscan_iter_at(struct jscan_iter *it, struct str text, size_t offset)
+{
+    it->base = text.p;
+    it->p = text.p + offset;
+    it->end = text.p + text.len;
+    it->object = true;
+    it->done = false;
+}
+
+bool jscan_rest(struct jscan_iter *it, struct jscan_item *items, size_t max,
+                size_t *n)
+{
+    struct jscan_item item;
+    int rc;
+    while ((rc = jscan_iter_next(it, &item)) == 1) {
+        if (*n == max) {
+            return false;
+        }
+        items[(*n)++] = item;
+    }
+    return rc == 0;
+}
+
 bool jscan(struct str text, struct jscan_item *items, size_t max, size_t *n)
 {
     struct jscan_iter it;
@@ -358,15 +381,7 @@ bool jscan(struct str text, struct jscan_item *items, size_t max, size_t *n)
     if (!jscan_iter_init(&it, text)) {
         return false;
     }
-    struct jscan_item item;
-    int rc;
-    while ((rc = jscan_iter_next(&it, &item)) == 1) {
-        if (*n == max) {
-            return false;
-        }
-        items[(*n)++] = item;
-    }
-    return rc == 0;
+    return jscan_rest(&it, items, max, n);
 }
 
 bool jscan_utf8_valid(const char *s, size_t n, size_t *bad_at)

@@ -40,6 +40,16 @@ bool jscan_iter_init(struct jscan_iter *it, struct str text);
 /* Returns 1 and the next item, 0 at a well-formed end, -1 on bad JSON. */
 int jscan_iter_next(struct jscan_iter *it, struct jscan_item *out);
 
+/* Starts in the middle of the object text holds, at offset: where a member
+ * begins, after a comma. The caller knows the bytes before it to be the
+ * well-formed start of the object (they match a text scanned before). */
+void jscan_iter_at(struct jscan_iter *it, struct str text, size_t offset);
+
+/* Appends the iterator's remaining items to items (*n of max used); false
+ * on bad JSON or more than max items, as jscan(). */
+bool jscan_rest(struct jscan_iter *it, struct jscan_item *items, size_t max,
+                size_t *n);
+
 /*
  * Scans the object (or array) that text holds, with optional white space
  * around it. Fills up to max items and sets *n to how many there are.

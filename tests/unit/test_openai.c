@@ -380,6 +380,7 @@ struct recorder {
     struct chunk_sink sink;
     json_t *chunks; /* array of what emit received, parsed */
     size_t bad;     /* emits that were not a JSON object */
+    _Alignas(16) char state[4096]; /* the adapter's stream state, zeroed */
 };
 
 static void record_emit(struct chunk_sink *sink, struct str chunk,
@@ -414,11 +415,13 @@ static void recorder_init(struct recorder *r)
     r->sink.emit = record_emit;
     r->sink.ctx = r;
     r->chunks = json_array();
+    assert_true(openai_ops.stream_state_size <= sizeof(r->state));
 }
 
 static enum rl_err one_event(struct recorder *r, const char *data)
 {
-    return openai_ops.on_event(NULL, STR_LIT(""), str_from(data), &r->sink);
+    return openai_ops.on_event(r->state, STR_LIT(""), str_from(data),
+                               &r->sink);
 }
 
 struct feed_ctx {
@@ -429,7 +432,8 @@ struct feed_ctx {
 static enum rl_err on_frame(void *ctx, struct str event, struct str data)
 {
     struct feed_ctx *fc = ctx;
-    enum rl_err err = openai_ops.on_event(NULL, event, data, &fc->r->sink);
+    enum rl_err err = openai_ops.on_event(fc->r->state, event, data,
+                                          &fc->r->sink);
     if (err != RL_OK && fc->first_err == RL_OK) {
         fc->first_err = err;
     }
@@ -631,6 +635,51 @@ static void test_a_malformed_event_is_a_protocol_error(void **state)
         assert_false(r.sink.finished);
         json_decref(r.chunks);
     }
+}
+
+#define HEAD "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\"," \
+             "\"created\":1,\"model\":\"m\","
+
+/* Events that share the first one's head are checked from the head on:
+ * their members are still their own (record_emit compares them with a
+ * scan of the event), and a fault after the head is still a fault. */
+static void test_events_sharing_a_head_are_checked_after_it(void **state)
+{
+    (void)state;
+    struct recorder r;
+    recorder_init(&r);
+    const char *good[] = {
+        HEAD "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}",
+        HEAD "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"bc\"}}]}",
+        /* another head: scanned whole, then kept in its turn */
+        "{\"id\":\"c2\",\"model\":\"m\",\"choices\":[],\"usage\":"
+        "{\"prompt_tokens\":3,\"completion_tokens\":2}}",
+        HEAD "\"choices\":[{\"index\":0,\"delta\":{},"
+        "\"finish_reason\":\"stop\"}]}",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_int_equal(one_event(&r, good[i]), RL_OK);
+    }
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(json_array_size(r.chunks), 4);
+    json_t *last = json_array_get(r.chunks, 3);
+    assert_string_equal(json_string_value(json_object_get(last, "id")), "c1");
+    assert_true(r.sink.finished);
+    assert_int_equal(r.sink.usage.prompt_tokens, 3);
+    const char *bad[] = {
+        HEAD "}",
+        HEAD "\"choices\":[{\"index\":01}]}",
+        HEAD "\"choices\":[{\"delta\":{\"content\":\"\\ud800\"}}]}",
+        HEAD "\"choices\":[]} trailing",
+        HEAD "\"choices\":[]",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (one_event(&r, bad[i]) != RL_E_UPSTREAM_PROTOCOL) {
+            fail_msg("\"%s\" passed after a kept head", bad[i]);
+        }
+    }
+    assert_int_equal(json_array_size(r.chunks), 4);
+    json_decref(r.chunks);
 }
 
 static void test_an_error_event_is_an_upstream_error_with_its_message(
@@ -889,6 +938,7 @@ int main(void)
             test_fixture_stream_cut_before_finish_is_not_finished),
         cmocka_unit_test(test_fixture_stream_error_event_keeps_the_message),
         cmocka_unit_test(test_a_malformed_event_is_a_protocol_error),
+        cmocka_unit_test(test_events_sharing_a_head_are_checked_after_it),
         cmocka_unit_test(
             test_an_error_event_is_an_upstream_error_with_its_message),
         cmocka_unit_test(
