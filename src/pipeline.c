@@ -132,7 +132,7 @@ static void on_done(void *ctx, struct call_result *res)
     } else if (r->chat.stream) {
         reply_stream_done(r);
     } else {
-        reply_completion(r, res->completion);
+        reply_completion(r, res->completion, &res->members);
     }
     r->end_us = clock_now_us();
     req_free(r);

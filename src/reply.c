@@ -352,13 +352,16 @@ static int rebrand(struct req *r, struct str obj, bool chunk,
     return 1;
 }
 
-void reply_completion(struct req *r, struct str completion)
+void reply_completion(struct req *r, struct str completion,
+                      const struct chunk_members *members)
 {
     /* The whole answer, as long as the transport let it be: r->out is
      * sized for one stream chunk. */
     struct buf body;
     buf_init(&body, completion.len + 4096);
-    if (rebrand(r, completion, false, NULL, 0, &body) < 0) {
+    bool known = members && members->n > 0;
+    if (rebrand(r, completion, false, known ? members->items : NULL,
+                known ? members->n : 0, &body) < 0) {
         buf_free(&body);
         reply_error(r, RL_E_UPSTREAM_PROTOCOL, NULL, NULL);
         return;
@@ -464,7 +467,7 @@ void reply_cached(struct req *r, const struct cache_hit *hit)
                           ? hit->cost_nusd
                           : price_cost_nusd(r->plan[0], &hit->usage);
     if (!r->chat.stream) {
-        reply_completion(r, hit->completion);
+        reply_completion(r, hit->completion, NULL);
         return;
     }
     reply_stream_begin(r);

@@ -30,8 +30,11 @@ void reply_limited(struct req *r, const struct limits_verdict *v);
 /* Answers with a provider's error: a whole response if nothing was sent
  * yet, else an SSE error event that ends the stream without [DONE]. */
 void reply_provider_error(struct req *r, const struct provider_error *pe);
-/* Answers 200 with a whole completion (OpenAI JSON text). */
-void reply_completion(struct req *r, struct str completion);
+/* Answers 200 with a whole completion (OpenAI JSON text); members: its
+ * top-level members when the adapter found them (NULL or n 0: scanned
+ * here). */
+void reply_completion(struct req *r, struct str completion,
+                      const struct chunk_members *members);
 /* Answers from the cache: a completion, or the same replayed as an SSE
  * stream when the request streams; priced 0, its savings recorded. */
 void reply_cached(struct req *r, const struct cache_hit *hit);

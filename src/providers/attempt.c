@@ -163,7 +163,8 @@ static enum rl_err judge(struct attempt *a, enum xfer_result res,
     }
     return ops->parse_response((struct str){a->body.p ? a->body.p : "",
                                             a->body.len},
-                               &a->answer, &a->sink.usage, pe);
+                               &a->answer, &a->answer_members,
+                               &a->sink.usage, pe);
 }
 
 static void on_xfer_done(void *ctx, enum xfer_result res, const char *detail)

@@ -44,6 +44,7 @@ struct attempt {
     uint32_t retry_after_s;      /* upstream Retry-After */
     struct buf body;             /* whole answer or error body */
     struct buf answer;           /* the answer in OpenAI's shape */
+    struct answer_members answer_members; /* its members, if known */
     struct buf held;             /* stream chunks before the first content
                                     event, NUL-separated */
     struct framer framer;        /* stream events */

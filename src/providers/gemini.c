@@ -507,9 +507,11 @@ static void add_call(json_t *calls, json_t *fc)
 }
 
 static enum rl_err parse_response(struct str body, struct buf *out,
+                                  struct answer_members *members,
                                   struct usage *usage,
                                   struct provider_error *err)
 {
+    (void)members; /* the answer is built here: its reply scans it */
     json_error_t jerr;
     json_t *root = json_loadb(body.p, body.len, 0, &jerr);
     json_t *cands = json_object_get(root, "candidates");

@@ -313,9 +313,11 @@ static void usage_set(struct usage *u, int64_t prompt, int64_t completion)
 
 
 static enum rl_err parse_response(struct str body, struct buf *out,
+                                  struct answer_members *members,
                                   struct usage *usage,
                                   struct provider_error *err)
 {
+    (void)members; /* the answer is built here: its reply scans it */
     json_error_t jerr;
     json_t *root = json_loadb(body.p, body.len, 0, &jerr);
     json_t *msg = json_object_get(root, "message");

@@ -131,7 +131,17 @@ static enum rl_err build_request(const struct chat_req *req,
     return RL_OK;
 }
 
+/* Moves the spans of an item from one copy of a text to another. */
+static struct jscan_item rebased(struct jscan_item it, const char *from,
+                                 const char *to)
+{
+    it.key.p = to + (it.key.p - from);
+    it.value.p = to + (it.value.p - from);
+    return it;
+}
+
 static enum rl_err parse_response(struct str body, struct buf *out,
+                                  struct answer_members *members,
                                   struct usage *usage,
                                   struct provider_error *err)
 {
@@ -154,8 +164,17 @@ static enum rl_err parse_response(struct str body, struct buf *out,
     if (u && u->type == '{') {
         provider_usage_from_openai_text(u->value, usage);
     }
+    size_t at = out->len;
     if (buf_append_str(out, body) != RL_OK) {
         return RL_E_CAP;
+    }
+    /* The answer goes on as it came: its members, moved to the copy, save
+     * the reply a second scan. */
+    if (members && at == 0 && n <= PROVIDER_ANSWER_MEMBERS) {
+        for (size_t i = 0; i < n; i++) {
+            members->items[i] = rebased(items[i], body.p, out->p + at);
+        }
+        members->n = n;
     }
     return RL_OK;
 }
@@ -227,15 +246,6 @@ struct stream_state {
     struct jscan_item members[HEAD_MAX_MEMBERS]; /* spans into head */
     size_t nmembers;
 };
-
-/* Moves the spans of an item from one copy of a text to another. */
-static struct jscan_item rebased(struct jscan_item it, const char *from,
-                                 const char *to)
-{
-    it.key.p = to + (it.key.p - from);
-    it.value.p = to + (it.value.p - from);
-    return it;
-}
 
 /* Keeps the head of a well-formed event: its members before "choices". */
 static void keep_head(struct stream_state *st, struct str data,

@@ -66,6 +66,15 @@ struct chunk_members {
     size_t n;
 };
 
+/* The top-level members of a whole answer, as spans of its OpenAI-shaped
+ * text, when the adapter found them on the way (the caller zeroes it; n
+ * stays 0 when not known, and the reply scans the text itself). */
+#define PROVIDER_ANSWER_MEMBERS 16
+struct answer_members {
+    struct jscan_item items[PROVIDER_ANSWER_MEMBERS];
+    size_t n;
+};
+
 /* Where an adapter's stream parser puts what it found. */
 struct chunk_sink {
     /* Hands on one OpenAI chat.completion.chunk, as JSON text that must be
@@ -102,8 +111,10 @@ struct provider_ops {
                                  struct upstream_req *out,
                                  struct provider_error *err);
     /* Turns a whole 2xx answer into an OpenAI chat.completion object,
-     * appended to out as JSON text, and its usage. */
+     * appended to out as JSON text (members: its top-level members, if
+     * found on the way), and its usage. */
     enum rl_err (*parse_response)(struct str body, struct buf *out,
+                                  struct answer_members *members,
                                   struct usage *usage,
                                   struct provider_error *err);
     /* One framed event in, zero or more chunks out through sink. */
@@ -202,6 +213,7 @@ struct call_result {
                                       one tried */
     struct str completion; /* non-stream answer (JSON text), valid during
                               on_done */
+    struct chunk_members members; /* its members if known (n 0: not) */
     struct usage usage;   /* as the answering attempt's provider reported
                              it; failed attempts are never in it */
     bool started;         /* on_first was called: the client has output */

@@ -192,6 +192,8 @@ static void finish_call(struct provider_call *call, enum rl_err err)
         .model = w ? w->model : call->last_model,
         .completion = {own && w->answer.p ? w->answer.p : "",
                        own ? w->answer.len : 0},
+        .members = {own ? w->answer_members.items : NULL,
+                    own ? w->answer_members.n : 0},
         .usage = own ? w->sink.usage : (struct usage){0},
         .started = call->started,
         .attempts = call->attempts,

@@ -11,6 +11,7 @@
  */
 #include "fuzz.h"
 #include "util/buf.h"
+#include "util/jscan.h"
 
 #ifndef FUZZ_KIND
 #error "build with -DFUZZ_KIND=\"openai\" (or anthropic, gemini, ollama)"
@@ -32,11 +33,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&usage, 0, sizeof(usage));
     struct provider_error perr;
     memset(&perr, 0, sizeof(perr));
-    if (ops->parse_response(body, &out, &usage, &perr) == RL_OK) {
+    struct answer_members members;
+    memset(&members, 0, sizeof(members));
+    if (ops->parse_response(body, &out, &members, &usage, &perr) == RL_OK) {
         if (!fuzz_is_object(out.p, out.len)) {
             fuzz_show("completion", out.p, out.len);
         }
         FUZZ_CHECK(fuzz_is_object(out.p, out.len));
+        /* Members handed on are the completion's own, as spans of it. */
+        struct jscan_item own[64];
+        size_t n = 0;
+        FUZZ_CHECK(members.n == 0 ||
+                   (jscan((struct str){out.p, out.len}, own, 64, &n) &&
+                    n == members.n));
+        for (size_t i = 0; i < members.n; i++) {
+            FUZZ_CHECK(str_eq(members.items[i].key, own[i].key) &&
+                       members.items[i].value.p == own[i].value.p &&
+                       members.items[i].end == own[i].end);
+        }
         FUZZ_CHECK(usage.prompt_tokens >= 0 && usage.completion_tokens >= 0);
     } else {
         FUZZ_CHECK(perr.status >= 400 && perr.status <= 599);

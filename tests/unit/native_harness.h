@@ -114,7 +114,9 @@ static enum rl_err parse_with(const struct provider_ops *ops,
     buf_init(out, 1 << 20);
     memset(u, 0, sizeof(*u));
     memset(pe, 0, sizeof(*pe));
-    enum rl_err err = ops->parse_response(str_from(body), out, u, pe);
+    struct answer_members members = {0};
+    enum rl_err err = ops->parse_response(str_from(body), out, &members, u,
+                                          pe);
     *parsed = NULL;
     if (err == RL_OK) {
         json_error_t jerr;

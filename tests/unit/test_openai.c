@@ -309,7 +309,7 @@ static void test_a_completion_is_parsed_with_its_usage(void **state)
     struct usage u = {0};
     struct provider_error pe = {0};
     assert_int_equal(openai_ops.parse_response(str_from(completion), &out,
-                                               &u, &pe),
+                                               NULL, &u, &pe),
                      RL_OK);
     assert_true(u.present);
     assert_int_equal(u.prompt_tokens, 1200);
@@ -334,7 +334,7 @@ static void test_a_completion_without_usage_has_no_usage(void **state)
     struct provider_error pe = {0};
     assert_int_equal(openai_ops.parse_response(
                          STR_LIT("{\"choices\":[],\"usage\":null}"), &out,
-                         &u, &pe),
+                         NULL, &u, &pe),
                      RL_OK);
     assert_false(u.present);
     buf_free(&out);
@@ -361,7 +361,7 @@ static void test_answers_that_are_not_completions_are_protocol_errors(
         struct usage u = {0};
         struct provider_error pe = {0};
         enum rl_err err = openai_ops.parse_response(str_from(bad[i]), &out,
-                                                    &u, &pe);
+                                                    NULL, &u, &pe);
         if (err != RL_E_UPSTREAM_PROTOCOL) {
             fail_msg("\"%s\" gave %s", bad[i], rl_strerror(err));
         }
