@@ -203,9 +203,16 @@ static bool has_finish(struct str choices)
     const char *p = choices.p;
     const char *end = choices.p + choices.len;
     while (p < end) {
-        const char *k = memmem(p, (size_t)(end - p), key, sizeof(key) - 1);
-        if (!k) {
+        /* By its '_', rare in the rest (a memmem cost twice as much). */
+        const char *u = memchr(p, '_', (size_t)(end - p));
+        if (!u) {
             return false;
+        }
+        const char *k = u - 7; /* "finish_reason": the '_' is its 8th */
+        p = u + 1;
+        if (k < choices.p || (size_t)(end - k) < sizeof(key) - 1 ||
+            memcmp(k, key, sizeof(key) - 1) != 0) {
+            continue;
         }
         p = k + sizeof(key) - 1;
         if (k > choices.p && k[-1] == '\\') {

@@ -742,6 +742,13 @@ static void test_finished_only_after_a_finish_reason(void **state)
     assert_int_equal(one_event(&r, "[DONE]"), RL_OK); /* not a finish */
     assert_false(r.sink.finished);
     assert_int_equal(json_array_size(r.chunks), 2); /* [DONE] not emitted */
+    /* Underscores and the words finish_reason in the text are not it. */
+    assert_int_equal(one_event(&r, "{\"choices\":[{\"index\":0,\"delta\":"
+                                   "{\"content\":\"_a_b \\\"finish_reason\\\""
+                                   ":\\\"x\\\" finish_reason\"},"
+                                   "\"finish_reason\":null}]}"),
+                     RL_OK);
+    assert_false(r.sink.finished);
     /* With n > 1, any choice's finish_reason counts. */
     assert_int_equal(one_event(&r, "{\"choices\":[{\"index\":0,\"delta\":"
                                    "{},\"finish_reason\":null},{\"index\":1,"
