@@ -100,12 +100,22 @@ enum rl_err buf_printf(struct buf *b, const char *fmt, ...)
     return err;
 }
 
+/* Bytes a JSON string cannot hold as they are. */
+static const unsigned char json_special[256] = {
+    [0 ... 0x1F] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+};
+
 enum rl_err buf_append_json_escaped(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (!json_special[c]) {
+            continue; /* one load for the common byte */
+        }
         const char *esc = NULL;
         char u[7];
         if (c == '"') {
