@@ -89,11 +89,11 @@ static int64_t content_tokens(const struct jscan_item *content)
     int64_t n = 0;
     struct jscan_iter it;
     struct jscan_item part;
-    jscan_iter_init(&it, content->value);
+    jscan_iter_checked(&it, content->value);
     while (jscan_iter_next(&it, &part) == 1) {
         struct jscan_item m[MAX_ITEMS];
         size_t nm = 0;
-        if (part.type == '{' && jscan(part.value, m, MAX_ITEMS, &nm)) {
+        if (part.type == '{' && jscan_checked(part.value, m, MAX_ITEMS, &nm)) {
             const struct jscan_item *text = jscan_find(m, nm, "text");
             if (text) {
                 n += value_tokens(text->value);
@@ -107,7 +107,7 @@ int64_t accounting_tokens_prompt(struct str request)
 {
     struct jscan_item top[MAX_ITEMS];
     size_t ntop = 0;
-    if (!jscan(request, top, MAX_ITEMS, &ntop)) {
+    if (!jscan_checked(request, top, MAX_ITEMS, &ntop)) {
         return accounting_tokens_text(request.p, request.len);
     }
     int64_t n = PER_ANSWER;
@@ -121,12 +121,12 @@ int64_t accounting_tokens_prompt(struct str request)
     }
     struct jscan_iter it;
     struct jscan_item msg;
-    jscan_iter_init(&it, msgs->value);
+    jscan_iter_checked(&it, msgs->value);
     while (jscan_iter_next(&it, &msg) == 1) {
         struct jscan_item m[MAX_ITEMS];
         size_t nm = 0;
         n += PER_MESSAGE;
-        if (msg.type != '{' || !jscan(msg.value, m, MAX_ITEMS, &nm)) {
+        if (msg.type != '{' || !jscan_checked(msg.value, m, MAX_ITEMS, &nm)) {
             continue;
         }
         const struct jscan_item *content = jscan_find(m, nm, "content");

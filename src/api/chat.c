@@ -175,7 +175,7 @@ static bool member(struct str obj, const char *name, struct jscan_item *out)
     struct jscan_iter it;
     struct jscan_item item;
     bool found = false;
-    if (!jscan_iter_init(&it, obj)) {
+    if (!jscan_iter_checked(&it, obj)) {
         return false;
     }
     while (jscan_iter_next(&it, &item) == 1) {
@@ -287,7 +287,7 @@ static enum rl_err check_content(const struct jscan_item *content,
     }
     struct jscan_iter it;
     struct jscan_item part;
-    jscan_iter_init(&it, content->value);
+    jscan_iter_checked(&it, content->value);
     for (size_t i = 0; jscan_iter_next(&it, &part) == 1; i++) {
         enum rl_err err = check_part(&part, msg, i, p);
         if (err != RL_OK) {
@@ -366,7 +366,7 @@ static enum rl_err check_messages(const struct jscan_item *msgs,
     }
     struct jscan_iter it;
     struct jscan_item m;
-    jscan_iter_init(&it, msgs->value);
+    jscan_iter_checked(&it, msgs->value);
     size_t i = 0;
     for (; jscan_iter_next(&it, &m) == 1; i++) {
         enum rl_err err = check_message(&m, i, p);
@@ -391,7 +391,7 @@ static enum rl_err check_tools(const struct jscan_item *tools,
 {
     struct jscan_iter it;
     struct jscan_item t;
-    jscan_iter_init(&it, tools->value);
+    jscan_iter_checked(&it, tools->value);
     for (size_t i = 0; jscan_iter_next(&it, &t) == 1; i++) {
         char param[64];
         snprintf(param, sizeof(param), "tools[%zu]", i);
@@ -417,7 +417,7 @@ static enum rl_err check_stop(const struct jscan_item *stop,
     }
     struct jscan_item items[5];
     size_t n;
-    if (stop->type != '[' || !jscan(stop->value, items, 4, &n)) {
+    if (stop->type != '[' || !jscan_checked(stop->value, items, 4, &n)) {
         return wrong_type(p, "stop", stop, "a string or an array of at "
                           "most 4 strings");
     }

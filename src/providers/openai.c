@@ -73,7 +73,7 @@ static enum rl_err build_request(const struct chat_req *req,
      * tree is built, and numbers keep the exact spelling the client sent. */
     struct jscan_item items[OPENAI_MAX_MEMBERS];
     size_t n;
-    if (!jscan(req->raw, items, OPENAI_MAX_MEMBERS, &n)) {
+    if (!jscan_checked(req->raw, items, OPENAI_MAX_MEMBERS, &n)) {
         provider_error_set(err, 400, "invalid_request_error", NULL, false,
                            "the request has more than %d fields",
                            OPENAI_MAX_MEMBERS);

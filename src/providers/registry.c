@@ -95,10 +95,11 @@ static int64_t count_text(const struct jscan_item *items, size_t n,
 
 bool provider_usage_from_openai_text(struct str usage, struct usage *out)
 {
-    /* On the hot path (every answer): spans, not a parsed tree. */
+    /* On the hot path (every answer): spans, not a parsed tree, of text
+     * the adapter's scan has checked. */
     struct jscan_item items[32];
     size_t n;
-    if (!jscan(usage, items, 32, &n) || usage.p[0] != '{') {
+    if (!jscan_checked(usage, items, 32, &n) || usage.p[0] != '{') {
         return false;
     }
     out->present = true;
@@ -108,12 +109,12 @@ bool provider_usage_from_openai_text(struct str usage, struct usage *out)
     size_t m;
     const struct jscan_item *pd = jscan_find(items, n,
                                              "prompt_tokens_details");
-    if (pd && pd->type == '{' && jscan(pd->value, sub, 32, &m)) {
+    if (pd && pd->type == '{' && jscan_checked(pd->value, sub, 32, &m)) {
         out->cached_tokens = count_text(sub, m, "cached_tokens");
     }
     const struct jscan_item *cd = jscan_find(items, n,
                                              "completion_tokens_details");
-    if (cd && cd->type == '{' && jscan(cd->value, sub, 32, &m)) {
+    if (cd && cd->type == '{' && jscan_checked(cd->value, sub, 32, &m)) {
         out->reasoning_tokens = count_text(sub, m, "reasoning_tokens");
     }
     return true;

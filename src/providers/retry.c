@@ -83,7 +83,7 @@ uint64_t retry_backoff_ms(int round, uint64_t base_ms, uint64_t max_ms,
 /* Finds the members of the object text holds; false if it is none. */
 static bool members_of(struct str text, struct jscan_item *items, size_t *n)
 {
-    return jscan(text, items, RETRY_MAX_MEMBERS, n) && text.len &&
+    return jscan_checked(text, items, RETRY_MAX_MEMBERS, n) && text.len &&
            text.p[0] == '{';
 }
 
@@ -152,7 +152,7 @@ bool retry_chunk_look(struct str chunk, const struct chunk_members *members,
     }
     struct jscan_item el[2];
     size_t nel;
-    if (!jscan(choices->value, el, 2, &nel)) {
+    if (!jscan_checked(choices->value, el, 2, &nel)) {
         out->other = true; /* more than two choices */
         return true;
     }
@@ -166,7 +166,7 @@ bool retry_deterministic(struct str raw)
 {
     struct jscan_iter it;
     struct jscan_item item;
-    if (!jscan_iter_init(&it, raw)) {
+    if (!jscan_iter_checked(&it, raw)) {
         return false;
     }
     bool yes = false;

@@ -163,6 +163,74 @@ stop:
     return skip_string_escaped(c, (const char *)p);
 }
 
+/* Steps past a string of text known well-formed: a backslash takes the
+ * byte after it, nothing is checked. */
+static bool pass_string(struct cursor *c)
+{
+    const unsigned char *p = (const unsigned char *)c->p + 1;
+    const unsigned char *end = (const unsigned char *)c->end;
+    while (p < end) {
+        if (!special[*p]) {
+            p++;
+        } else if (*p == '"') {
+            c->p = (const char *)p + 1;
+            return true;
+        } else {
+            p += *p == '\\' ? 2 : 1;
+        }
+    }
+    return false;
+}
+
+/* What stepping over checked text looks for. */
+enum { K_PLAIN, K_QUOTE, K_OPEN, K_CLOSE };
+static const unsigned char kind[256] = {
+    ['"'] = K_QUOTE, ['{'] = K_OPEN, ['['] = K_OPEN,
+    ['}'] = K_CLOSE, [']'] = K_CLOSE,
+};
+static const unsigned char scalar_end[256] = {
+    [','] = 1, ['}'] = 1, [']'] = 1, [' '] = 1, ['\t'] = 1, ['\n'] = 1,
+    ['\r'] = 1,
+};
+
+/* Steps over one value of checked text: strings by their quotes,
+ * containers by counting brackets outside strings. */
+static bool skip_checked(struct cursor *c)
+{
+    if (c->p >= c->end) {
+        return false;
+    }
+    unsigned char k = kind[(unsigned char)*c->p];
+    if (k == K_QUOTE) {
+        return pass_string(c);
+    }
+    if (k != K_OPEN) {
+        while (c->p < c->end && !scalar_end[(unsigned char)*c->p]) {
+            c->p++;
+        }
+        return true;
+    }
+    size_t depth = 0;
+    while (c->p < c->end) {
+        k = kind[(unsigned char)*c->p];
+        if (k == K_PLAIN) {
+            c->p++;
+        } else if (k == K_QUOTE) {
+            if (!pass_string(c)) {
+                return false;
+            }
+        } else {
+            c->p++;
+            if (k == K_OPEN) {
+                depth++;
+            } else if (--depth == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 static bool digits(struct cursor *c)
 {
     const char *start = c->p;
@@ -292,6 +360,7 @@ bool jscan_iter_init(struct jscan_iter *it, struct str text)
     c.p++;
     skip_ws(&c);
     it->done = false;
+    it->checked = false;
     if (c.p < c.end && *c.p == (it->object ? '}' : ']')) {
         c.p++;
         it->done = true;
@@ -327,7 +396,7 @@ int jscan_iter_next(struct jscan_iter *it, struct jscan_item *out)
         skip_ws(&c);
     }
     const char *v = c.p;
-    if (!skip_value(&c, 1)) {
+    if (!(it->checked ? skip_checked(&c) : skip_value(&c, 1))) {
         return -1;
     }
     item.value = (struct str){v, (size_t)(c.p - v)};
@@ -358,6 +427,16 @@ void jscan_iter_at(struct jscan_iter *it, struct str text, size_t offset)
     it->end = text.p + text.len;
     it->object = true;
     it->done = false;
+    it->checked = false;
+}
+
+bool jscan_iter_checked(struct jscan_iter *it, struct str text)
+{
+    if (!jscan_iter_init(it, text)) {
+        return false;
+    }
+    it->checked = true;
+    return true;
 }
 
 bool jscan_rest(struct jscan_iter *it, struct jscan_item *items, size_t max,
@@ -379,6 +458,17 @@ bool jscan(struct str text, struct jscan_item *items, size_t max, size_t *n)
     struct jscan_iter it;
     *n = 0;
     if (!jscan_iter_init(&it, text)) {
+        return false;
+    }
+    return jscan_rest(&it, items, max, n);
+}
+
+bool jscan_checked(struct str text, struct jscan_item *items, size_t max,
+                   size_t *n)
+{
+    struct jscan_iter it;
+    *n = 0;
+    if (!jscan_iter_checked(&it, text)) {
         return false;
     }
     return jscan_rest(&it, items, max, n);

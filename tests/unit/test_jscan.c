@@ -221,6 +221,101 @@ static void test_a_text_cut_anywhere_is_refused(void **state)
     }
 }
 
+/* A random well-formed JSON value (depth-bounded), from a fixed seed. */
+static void random_value(struct buf *b, unsigned *seed, int depth)
+{
+    static const char *const strings[] = {
+        "\"\"", "\"a\"", "\"x\\\"y\"", "\"\\\\\"", "\"}]{[,:\"",
+        "\"\\u00e9\\ud83d\\ude00\"", "\"caf\xc3\xa9\"", "\"a\\nb\\t\\/\""};
+    static const char *const scalars[] = {"0", "-1.5e+3", "true", "false",
+                                          "null", "12345678901234"};
+    int pick = (int)(rand_r(seed) % (depth > 3 ? 3 : 5));
+    if (pick == 0) {
+        buf_append_cstr(b, strings[rand_r(seed) % 8]);
+    } else if (pick == 1 || pick == 2) {
+        buf_append_cstr(b, scalars[rand_r(seed) % 6]);
+    } else {
+        bool object = pick == 3;
+        int n = (int)(rand_r(seed) % 5);
+        buf_append_cstr(b, object ? "{" : "[");
+        for (int i = 0; i < n; i++) {
+            buf_append_cstr(b, i ? (rand_r(seed) % 2 ? "," : " ,\n ") : "");
+            if (object) {
+                buf_append_cstr(b, strings[rand_r(seed) % 8]);
+                buf_append_cstr(b, rand_r(seed) % 2 ? ":" : " : ");
+            }
+            random_value(b, seed, depth + 1);
+        }
+        buf_append_cstr(b, object ? "}" : "]");
+    }
+}
+
+/* jscan_checked() gives jscan()'s items, at every level of the text. */
+static void same_items(struct str text)
+{
+    struct jscan_item a[64], b[64];
+    size_t na, nb;
+    bool ok = jscan(text, a, 64, &na);
+    assert_true(ok);
+    assert_true(jscan_checked(text, b, 64, &nb));
+    assert_int_equal(na, nb);
+    for (size_t i = 0; i < na; i++) {
+        assert_true(str_eq(a[i].key, b[i].key));
+        assert_ptr_equal(a[i].value.p, b[i].value.p);
+        assert_int_equal(a[i].value.len, b[i].value.len);
+        assert_int_equal(a[i].start, b[i].start);
+        assert_int_equal(a[i].end, b[i].end);
+        assert_int_equal(a[i].type, b[i].type);
+        if (a[i].type == '{' || a[i].type == '[') {
+            same_items(a[i].value);
+        }
+    }
+}
+
+static void test_checked_scans_find_the_same_items(void **state)
+{
+    (void)state;
+    unsigned seed = 20261201;
+    for (int i = 0; i < 3000; i++) {
+        struct buf b;
+        buf_init(&b, 1 << 20);
+        buf_append_cstr(&b, rand_r(&seed) % 2 ? "{" : "[");
+        bool object = b.p[0] == '{';
+        int n = 1 + (int)(rand_r(&seed) % 6);
+        for (int k = 0; k < n; k++) {
+            buf_append_cstr(&b, k ? "," : "");
+            if (object) {
+                buf_append_cstr(&b, "\"k\":");
+            }
+            random_value(&b, &seed, 1);
+        }
+        buf_append_cstr(&b, object ? "}" : "]");
+        same_items((struct str){b.p, b.len});
+        buf_free(&b);
+    }
+}
+
+/* On text that is not JSON a checked scan may say anything, but never
+ * reads past the text: every prefix of a text ends inside its bounds
+ * (ASan checks the reads: the copy has no byte after it). */
+static void test_checked_scans_stay_inside_bad_text(void **state)
+{
+    (void)state;
+    const char *text = "{\"a\":[1,{\"b\":\"x\\\\\\\"\"}],\"c\":\"\\";
+    size_t len = strlen(text);
+    for (size_t cut = 0; cut <= len; cut++) {
+        char *copy = malloc(cut ? cut : 1);
+        memcpy(copy, text, cut);
+        struct jscan_item items[8];
+        size_t n;
+        (void)jscan_checked((struct str){copy, cut}, items, 8, &n);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(items[i].value.p + items[i].value.len <= copy + cut);
+        }
+        free(copy);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +329,8 @@ int main(void)
         cmocka_unit_test(test_numbers_with_leading_zeros_are_refused),
         cmocka_unit_test(test_deep_nesting_is_refused_without_crashing),
         cmocka_unit_test(test_a_text_cut_anywhere_is_refused),
+        cmocka_unit_test(test_checked_scans_find_the_same_items),
+        cmocka_unit_test(test_checked_scans_stay_inside_bad_text),
     };
     return cmocka_run_group_tests_name("jscan", tests, NULL, NULL);
 }
