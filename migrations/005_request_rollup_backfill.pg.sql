@@ -32,7 +32,8 @@ FROM (SELECT
     prompt_tokens, completion_tokens, cost_nusd, savings_nusd, latency_us,
     CASE WHEN cache_status IN ('exact', 'semantic') THEN 1 ELSE 0 END AS hit,
     CASE WHEN status >= 400 AND status < 500 THEN 1 ELSE 0 END AS e4,
-    CASE WHEN status >= 500 THEN 1 ELSE 0 END AS e5,
+    CASE WHEN status >= 500 OR (status < 400 AND error_code IS NOT NULL)
+        THEN 1 ELSE 0 END AS e5,
     CASE WHEN l < 1000 THEN 1 ELSE 0 END AS lat_00,
     CASE WHEN l >= 1000 AND l < 1414 THEN 1 ELSE 0 END AS lat_01,
     CASE WHEN l >= 1414 AND l < 2000 THEN 1 ELSE 0 END AS lat_02,

@@ -80,6 +80,11 @@ bool store_row_cache_hit(const struct store_row *r)
            strcmp(r->cache_status, "semantic") == 0;
 }
 
+bool store_row_server_error(const struct store_row *r)
+{
+    return r->status >= 500 || (r->status < 400 && r->error_code[0]);
+}
+
 /* ---------------------------------------------------------------------
  * Grouping a batch
  * ------------------------------------------------------------------- */
@@ -132,7 +137,7 @@ static void add_row(struct group *g, const struct store_row *r)
     g->sums[4] += r->savings_nusd;
     g->sums[5] += store_row_cache_hit(r);
     g->sums[6] += r->status >= 400 && r->status < 500;
-    g->sums[7] += r->status >= 500;
+    g->sums[7] += store_row_server_error(r);
     g->sums[8] += (int64_t)r->latency_us;
     g->hist[store_latency_bucket(r->latency_us)]++;
 }

@@ -341,6 +341,10 @@ double store_latency_quantile_ms(const int64_t hist[STORE_LAT_BUCKETS],
                                  double q);
 /* Whether the row was answered from the cache (exact or semantic). */
 bool store_row_cache_hit(const struct store_row *r);
+/* Whether the row counts as a server-side failure (errors_5xx): status
+ * 500 and up, or a stream that failed after its 200 was sent (its status
+ * stays what the client got, its error code says what happened). */
+bool store_row_server_error(const struct store_row *r);
 /*
  * Adds rows[i] for which stored[i] is set (every row when stored is NULL)
  * to request_rollup through e's query on c, which must be inside the
@@ -361,7 +365,8 @@ struct store_an_sums {
     int64_t savings_nusd;      /* what cache hits would have cost */
     int64_t cache_hits;        /* rows answered from the cache */
     int64_t errors_4xx;        /* rows with status 400..499 */
-    int64_t errors_5xx;        /* rows with status >= 500 */
+    int64_t errors_5xx;        /* rows with status >= 500, and streams
+                                  that failed after their 200 */
     int64_t latency_sum_us;    /* sum of latency_us */
 };
 

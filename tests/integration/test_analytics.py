@@ -36,10 +36,13 @@ VERBOSE = False
 SUMS = ("SELECT count(*), coalesce(sum(prompt_tokens), 0), "
         "coalesce(sum(completion_tokens), 0), coalesce(sum(cost_nusd), 0), "
         "coalesce(sum(savings_nusd), 0), "
-        "coalesce(sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0), "
+        "coalesce(sum(CASE WHEN status >= 400 OR error_code IS NOT NULL "
+        "THEN 1 ELSE 0 END), 0), "
         "coalesce(sum(latency_us), 0), "
         "coalesce(sum(CASE WHEN provider <> '' THEN 1 ELSE 0 END), 0), "
-        "coalesce(sum(CASE WHEN model <> '' THEN 1 ELSE 0 END), 0) "
+        "coalesce(sum(CASE WHEN model <> '' THEN 1 ELSE 0 END), 0), "
+        "coalesce(sum(CASE WHEN status = 200 AND error_code IS NOT NULL "
+        "THEN 1 ELSE 0 END), 0) "
         "FROM request_log")
 
 
@@ -87,7 +90,10 @@ def test_figures_equal_the_logs_own_sums(store, tmp):
     dash_port = rt.free_port()
     st = rt.Stack({"store": store, "admin_key": admin,
                    "models": [{"name": "other-model", "upstream":
-                               "up-other?ttft_ms=0&tps=0&tokens=5"}],
+                               "up-other?ttft_ms=0&tps=0&tokens=5"},
+                              {"name": "cut-model", "upstream":
+                               "up-cut?ttft_ms=0&tps=0&tokens=20&fault=cut"
+                               "&after=3"}],
                    "dashboard": {"listen": "127.0.0.1:%d" % dash_port,
                                  "dir": str(ROOT / "dashboard" / "dist"),
                                  "local_admin": True}}, tmpdir=tmp)
@@ -118,12 +124,29 @@ def test_figures_equal_the_logs_own_sums(store, tmp):
             except urllib.error.HTTPError as e:
                 e.read()
             sent += 1
+        # Streams that break after their 200: errors too (errors_5xx).
+        for i in range(3):
+            body = json.dumps({"model": "cut-model", "stream": True,
+                               "messages": [{"role": "user",
+                                             "content": "cut %d" % i}]})
+            req = urllib.request.Request(
+                "http://127.0.0.1:%d/v1/chat/completions" % st.relay_port,
+                data=body.encode(), headers={
+                    "Authorization": "Bearer " + keys[0],
+                    "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=15) as r:
+                check(r.status == 200, "cut stream: %s" % r.status)
+                text = r.read().decode()
+            check("upstream_stream_cut" in text and "[DONE]" not in text,
+                  "the cut stream ended with its error: %s" % text[-300:])
+            sent += 1
         deadline = time.time() + 10
         while log_sums(store)[0][0] < sent and time.time() < deadline:
             time.sleep(0.1)
         (n, prompt, completion, cost, savings, errors, lat, n_prov,
-         n_model), by_key = log_sums(store)
+         n_model, cut), by_key = log_sums(store)
         check(n == sent, "the log holds %d rows, %d sent" % (n, sent))
+        check(cut == 3, "%d rows of a 200 with an error code, 3 sent" % cut)
         status, ctype, raw = get(st.relay_port, "/admin/analytics?range=1h",
                                  admin)
         check(status == 200 and ctype == "application/json",

@@ -71,6 +71,12 @@ static struct store_row row_of(int i)
     store_copy_text(r.cache_status, sizeof(r.cache_status),
                     i % 7 == 0 ? "exact" : "miss");
     r.status = i % 11 == 0 ? 502 : (i % 13 == 0 ? 429 : 200);
+    if (r.status == 200 && i % 17 == 5) {
+        /* a stream that broke after its head: a server error */
+        store_copy_text(r.error_type, sizeof(r.error_type), "api_error");
+        store_copy_text(r.error_code, sizeof(r.error_code),
+                        "upstream_stream_cut");
+    }
     r.prompt_tokens = 10 + i % 17;
     r.completion_tokens = 5 + i % 23;
     r.cost_nusd = i % 7 == 0 ? 0 : 1000 + (int64_t)i * 37;
@@ -129,7 +135,8 @@ static struct store_an_sums hand_sums(int64_t start_us, int64_t end_us,
         s.savings_nusd += r.savings_nusd;
         s.cache_hits += strcmp(r.cache_status, "exact") == 0;
         s.errors_4xx += r.status >= 400 && r.status < 500;
-        s.errors_5xx += r.status >= 500;
+        s.errors_5xx += r.status >= 500 ||
+                        (r.status == 200 && r.error_code[0] != '\0');
         s.latency_sum_us += (int64_t)r.latency_us;
         if (hist) {
             hist[store_latency_bucket(r.latency_us)]++;
