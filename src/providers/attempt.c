@@ -261,6 +261,30 @@ void attempt_abort(struct attempt *a, enum rl_err err)
     upstream_attempt_end(a, err);
 }
 
+void attempt_pause(struct attempt *a, bool pause)
+{
+    if (a->paused == pause) {
+        return;
+    }
+    a->paused = pause;
+    uint64_t now = clock_now_us();
+    if (pause) {
+        a->paused_at_us = now;
+    } else {
+        /* The deadlines go on from where the pause stopped them. */
+        uint64_t paused_us = now - a->paused_at_us;
+        struct provider_call *call = a->call;
+        a->last_byte_us = now;
+        a->token_ms += paused_us / 1000;
+        if (call->deadline_us != UINT64_MAX) {
+            call->deadline_us += paused_us;
+        }
+    }
+    if (a->xfer) {
+        transport_pause(a->xfer, pause);
+    }
+}
+
 void attempt_report_fill(const struct attempt *a, enum rl_err err,
                          struct attempt_report *r)
 {
