@@ -70,6 +70,7 @@ struct attempt {
     bool doomed;                 /* lost: cancel at the next sweep */
     bool paused;                 /* its client is behind: not read */
     uint64_t paused_at_us;       /* when the pause began */
+    uint64_t paused_us;          /* time paused, in pauses that ended */
     uint32_t wait;               /* on_attempt_start's token */
     bool first_reported;         /* on_attempt_first was called */
 };

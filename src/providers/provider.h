@@ -166,7 +166,8 @@ struct attempt_report {
     uint64_t ttfb_us;         /* attempt start to its first byte, 0: none */
     uint64_t ttft_us;         /* attempt start to its first content event
                                  (non-stream: the whole answer), 0: none */
-    uint64_t total_us;        /* attempt start to its end */
+    uint64_t total_us;        /* attempt start to its end, less the time
+                                 it was paused for a slow client */
     struct usage usage;       /* as the provider reported it (present is
                                  false when it did not: estimate it) */
     int64_t completion_events; /* content events received (a token count

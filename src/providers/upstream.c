@@ -396,6 +396,9 @@ static void deliver(struct provider_call *call, struct str chunk,
 static void commit(struct provider_call *call, struct attempt *a)
 {
     call->winner = a;
+    if (call->paused) {
+        attempt_pause(a, true);
+    }
     call->answer_idx = a->idx;
     call->started = true;
     call->ttft_us = clock_now_us() - call->start_us;
