@@ -46,9 +46,13 @@ WRITE_TIMEOUT_MS = 2000
 TOKENS = 160000            # about 40 MB of SSE
 READ_RATE = 5 << 20        # bytes per second of the slow reader
 # Resident memory the gateway may grow by while it streams 40 MB to a slow
-# client: measured 2-5 MB (docs/reliability.md); without backpressure it
+# client: measured 0-2.3 MB (docs/reliability.md); without backpressure it
 # is the whole stream less what the kernel buffers. A generous bound.
 MAX_GROWTH_MB = 3 * HIGH_WATER / 2**20 + 9
+# Under ASan freed memory waits in its quarantine (256 MB) before it is
+# reused, so resident memory grows with the bytes passed through (measured
+# 25-30 MB a test): the bound there only says "not the whole stream".
+MAX_GROWTH_ASAN_MB = 3 * HIGH_WATER / 2**20 + 45
 FLOOD = "up-flood?tokens=%d&ttft_ms=0&tps=0" % TOKENS
 CONFIG = {
     "store": "${STORE}",
@@ -115,6 +119,18 @@ class SlowConn(rt.Conn):
         self.buf += d
         self.got += len(d)
         return True
+
+
+def sanitized(pid):
+    """True when the gateway runs under AddressSanitizer."""
+    try:
+        return "asan" in Path("/proc/%d/maps" % pid).read_text()
+    except OSError:
+        return False
+
+
+def max_growth_mb(st):
+    return MAX_GROWTH_ASAN_MB if sanitized(st.relay.pid) else MAX_GROWTH_MB
 
 
 class Memory:
@@ -199,9 +215,9 @@ def check_whole_stream(st, ctx, model, upstream, expect_model=None):
         % (model, len(r.body) / 1e6, took, len(r.body) / 1e6 / took, grown,
            mem.base_kb / 1024.0))
     check(len(r.body) > 35e6, "%s: only %d bytes" % (model, len(r.body)))
-    check(grown <= MAX_GROWTH_MB, "%s: the gateway's memory grew by %.1f MB "
+    check(grown <= max_growth_mb(st), "%s: the gateway's memory grew by %.1f MB "
           "(at most %.0f MB: the provider should wait for its client)"
-          % (model, grown, MAX_GROWTH_MB))
+          % (model, grown, max_growth_mb(st)))
     return r
 
 
@@ -211,12 +227,14 @@ def t_a_slow_steady_reader_gets_the_whole_40_mb_stream_in_bounded_memory(st, ctx
 
 def t_the_same_through_libcurl(st, ctx):
     ctx.check_fds()  # the test before left nothing behind
-    check_whole_stream(st, ctx, "flood-curl", CONFIG["models"][1]["upstream"])
-    # libcurl keeps its idle connection to the fake, and finds it closed by
-    # the fake only when it next runs a transfer (CLOSE_WAIT until then, as
-    # for any curl provider): it is not this answer's.
-    wait_for(lambda: st.fake_connections()["busy"] == 0, 3)
-    ctx.fd_base = caserun.held_fds(st.relay.pid)
+    try:
+        check_whole_stream(st, ctx, "flood-curl", CONFIG["models"][1]["upstream"])
+    finally:
+        # libcurl keeps its idle connection to the fake, and finds it
+        # closed by the fake only when it next runs a transfer (CLOSE_WAIT
+        # until then, as for any curl provider): it is not this answer's.
+        wait_for(lambda: st.fake_connections()["busy"] == 0, 3)
+        ctx.fd_base = caserun.held_fds(st.relay.pid)
 
 
 def t_a_hedge_s_winner_is_paused_for_its_slow_reader(st, ctx):
@@ -318,7 +336,8 @@ def t_a_stalled_reader_is_dropped_and_others_are_served(st, ctx):
     ctx.request_ids.append((rid, 200, True))
     expect_row(ctx, rid, {"status": 499, "client_gone": True, "attempts": 1,
                           "error_code": None}, "the stalled reader")
-    check(grown <= MAX_GROWTH_MB, "the gateway's memory grew by %.1f MB" % grown)
+    check(grown <= max_growth_mb(st), "the gateway's memory grew by %.1f MB "
+          "(at most %.0f MB)" % (grown, max_growth_mb(st)))
     check(len(beside) >= 20, "only %d normal requests meanwhile" % len(beside))
     for status, ms, r in beside:
         check(status == 200, "a normal request beside it: %s" % r.describe())
