@@ -63,6 +63,16 @@ static void on_client_gone(void *ctx)
     req_free_later(r);
 }
 
+/* The client fell behind its stream, or caught up: the provider's answer
+ * waits for it, or goes on (docs/decisions.md 33). */
+static void on_backlog(void *ctx, bool behind)
+{
+    struct req *r = ctx;
+    if (r->call) {
+        provider_call_pause(r->call, behind);
+    }
+}
+
 static void on_first(void *ctx, const struct model_cfg *model, int attempts)
 {
     struct req *r = ctx;
@@ -117,6 +127,9 @@ static void on_done(void *ctx, struct call_result *res)
 {
     struct req *r = ctx;
     r->call = NULL;
+    if (r->conn) {
+        server_on_backlog(r->conn, NULL, NULL);
+    }
     r->model = res->model;
     r->usage = res->usage;
     r->attempts = res->attempts;
@@ -292,6 +305,10 @@ static void stream(struct req *r)
         r->model = r->plan[0];
         reply_provider_error(r, &pe);
         req_free(r);
+        return;
+    }
+    if (r->chat.stream && r->conn) {
+        server_on_backlog(r->conn, on_backlog, r);
     }
 }
 

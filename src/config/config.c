@@ -228,6 +228,15 @@ static void server_pair(struct loader *ld, const char *key, yaml_node_t *k,
         set_ms(ld, v, "server.idle_timeout_ms", &c->idle_timeout_ms);
     } else if (strcmp(key, "shutdown_grace_ms") == 0) {
         set_ms(ld, v, "server.shutdown_grace_ms", &c->shutdown_grace_ms);
+    } else if (strcmp(key, "output_high_water_bytes") == 0) {
+        /* At most 4 MiB: with one 8 MiB event on top it stays under the
+         * 16 MiB a client may have unsent (src/server/conn.c). */
+        if (config_scalar_int(ld, v, "server.output_high_water_bytes",
+                              65536, 4 << 20, &n)) {
+            c->output_high_water_bytes = (size_t)n;
+        }
+    } else if (strcmp(key, "write_timeout_ms") == 0) {
+        set_ms(ld, v, "server.write_timeout_ms", &c->write_timeout_ms);
     } else {
         config_fail(ld, k, "server", "unknown field \"%s\"", key);
     }
@@ -758,6 +767,8 @@ static void set_defaults(struct config *c)
     c->read_timeout_ms = 30000;
     c->idle_timeout_ms = 60000;
     c->shutdown_grace_ms = 10000;
+    c->output_high_water_bytes = 1 << 20;
+    c->write_timeout_ms = 30000;
     c->connect_timeout_ms = 5000;
     c->first_byte_timeout_ms = 60000;
     c->stream_idle_timeout_ms = 60000;

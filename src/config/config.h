@@ -152,6 +152,10 @@ struct config {
     uint64_t read_timeout_ms;   /* a request must arrive within this */
     uint64_t idle_timeout_ms;   /* idle keep-alive connections close */
     uint64_t shutdown_grace_ms; /* in-flight work allowed on SIGTERM */
+    size_t output_high_water_bytes; /* a client this far behind a stream
+                                       pauses its provider */
+    uint64_t write_timeout_ms;  /* output untaken this long: client
+                                   dropped */
     uint64_t connect_timeout_ms;    /* upstream TCP+TLS connect */
     uint64_t first_byte_timeout_ms; /* upstream silence before its answer */
     uint64_t stream_idle_timeout_ms; /* upstream silence inside a stream */

@@ -57,6 +57,8 @@ static void set_limits(struct gw_worker *w)
         .read_timeout_ms = c->read_timeout_ms,
         .idle_timeout_ms = c->idle_timeout_ms,
         .shutdown_grace_ms = c->shutdown_grace_ms,
+        .output_high_water_bytes = c->output_high_water_bytes,
+        .write_timeout_ms = c->write_timeout_ms,
     };
 }
 

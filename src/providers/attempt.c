@@ -262,6 +262,31 @@ void attempt_abort(struct attempt *a, enum rl_err err)
     upstream_attempt_end(a, err);
 }
 
+void attempt_pause(struct attempt *a, bool pause)
+{
+    if (a->paused == pause) {
+        return;
+    }
+    a->paused = pause;
+    uint64_t now = clock_now_us();
+    if (pause) {
+        a->paused_at_us = now;
+    } else {
+        /* The deadlines go on from where the pause stopped them. */
+        uint64_t paused_us = now - a->paused_at_us;
+        struct provider_call *call = a->call;
+        a->paused_us += paused_us;
+        a->last_byte_us = now;
+        a->token_ms += paused_us / 1000;
+        if (call->deadline_us != UINT64_MAX) {
+            call->deadline_us += paused_us;
+        }
+    }
+    if (a->xfer) {
+        transport_pause(a->xfer, pause);
+    }
+}
+
 void attempt_report_fill(const struct attempt *a, enum rl_err err,
                          struct attempt_report *r)
 {
@@ -274,7 +299,10 @@ void attempt_report_fill(const struct attempt *a, enum rl_err err,
     r->retry_after_s = a->retry_after_s;
     r->ttfb_us = a->byte_us ? a->byte_us - a->start_us : 0;
     r->ttft_us = a->token_us ? a->token_us - a->start_us : 0;
-    r->total_us = a->start_us ? now - a->start_us : 0;
+    /* What the provider took: the time paused for the client is not its
+     * (the router learns decode rates from this). */
+    uint64_t paused = a->paused_us + (a->paused ? now - a->paused_at_us : 0);
+    r->total_us = a->start_us ? now - a->start_us - paused : 0;
     r->usage = a->sink.usage;
     r->completion_events = a->events;
     r->index = (int)a->idx;

@@ -69,6 +69,9 @@ struct attempt {
     bool prefill;                /* rescue: asked to continue the sent
                                     text (call->cont), not to repeat it */
     bool doomed;                 /* lost: cancel at the next sweep */
+    bool paused;                 /* its client is behind: not read */
+    uint64_t paused_at_us;       /* when the pause began */
+    uint64_t paused_us;          /* time paused, in pauses that ended */
     uint32_t wait;               /* on_attempt_start's token */
     bool first_reported;         /* on_attempt_first was called */
 };
@@ -121,6 +124,8 @@ struct provider_call {
     bool started;                /* on_first was called */
     bool in_cb;                  /* inside a transfer's data callback */
     bool cancelled;              /* the caller gave up: no more callbacks */
+    bool paused;                 /* provider_call_pause: the client is
+                                    behind; the winner is not read */
 };
 
 /* Starts an attempt at call->plan[idx], with token_ms to its first content
@@ -135,6 +140,10 @@ void attempt_free(struct attempt *a);
 /* Stops a's transfer with err (a deadline); upstream_attempt_end follows
  * before this returns. */
 void attempt_abort(struct attempt *a, enum rl_err err);
+/* Pauses or resumes reading a's answer (provider_call_pause); the time
+ * paused counts against none of its deadlines. Resuming may deliver
+ * chunks before it returns. */
+void attempt_pause(struct attempt *a, bool pause);
 /* Fills r from a, ended with err. */
 void attempt_report_fill(const struct attempt *a, enum rl_err err,
                          struct attempt_report *r);

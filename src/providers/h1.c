@@ -9,6 +9,8 @@
  * localhost are taken, so nothing here resolves names, and TLS never comes
  * here. A request sent on a reused connection that dies before any answer
  * byte (the server closed it while idle) is sent once more on a new one.
+ * A paused transfer (h1_pause: its client is behind) stops reading its
+ * connection; idle pooled connections always read, to see their end.
  * Read h1_start() and on_read() first.
  */
 #include <arpa/inet.h>
@@ -56,6 +58,7 @@ struct h1_conn {
     struct buf out;           /* request bytes being written */
     http_parser parser;
     bool connected;
+    bool reading;             /* uv_read_start is in effect */
     bool writing;             /* write is in flight */
     bool closing;
     int served;               /* responses received on it */
@@ -76,10 +79,12 @@ struct h1_xfer {
     bool retried;             /* already resent once */
     bool done;                /* the message is complete */
     bool stop;                /* on_data asked to stop */
+    bool paused;              /* h1_pause: do not read the answer */
 };
 
 static void conn_close(struct h1_conn *c);
 static bool send_on(struct h1_xfer *x, struct h1_conn *c);
+static void sync_reading(struct h1_conn *c);
 
 /* ---------------------------------------------------------------------
  * Addresses and pools
@@ -298,6 +303,7 @@ static void complete(struct h1_conn *c)
     x->c = NULL;
     c->served++;
     if (keep && !c->closing && c->pool->nidle < H1_MAX_IDLE) {
+        sync_reading(c); /* a pause ends with the answer */
         c->next_idle = c->pool->idle;
         c->pool->idle = c;
         c->pool->nidle++;
@@ -360,6 +366,21 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b)
 /* ---------------------------------------------------------------------
  * Connections and sending
  * ------------------------------------------------------------------- */
+
+/* Reads on c unless its transfer is paused. */
+static void sync_reading(struct h1_conn *c)
+{
+    bool want = c->connected && !c->closing && !(c->x && c->x->paused);
+    if (want == c->reading) {
+        return;
+    }
+    c->reading = want;
+    if (want) {
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    } else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
 
 static void on_closed(uv_handle_t *handle)
 {
@@ -433,7 +454,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     c->connected = true;
     uv_tcp_nodelay(&c->tcp, 1);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    sync_reading(c);
     if (x) {
         write_request(c);
     }
@@ -480,6 +501,7 @@ static bool send_on(struct h1_xfer *x, struct h1_conn *c)
     c->x = x;
     x->c = c;
     if (c->connected) {
+        sync_reading(c);
         write_request(c);
     }
     return true;
@@ -563,6 +585,15 @@ struct xfer *h1_start(struct h1 *h, const struct xfer_req *req,
         return NULL;
     }
     return &x->base;
+}
+
+void h1_pause(struct xfer *base, bool pause)
+{
+    struct h1_xfer *x = (struct h1_xfer *)base;
+    x->paused = pause;
+    if (x->c) {
+        sync_reading(x->c);
+    }
 }
 
 void h1_cancel(struct xfer *base)

@@ -177,7 +177,8 @@ struct attempt_report {
     uint64_t ttfb_us;         /* attempt start to its first byte, 0: none */
     uint64_t ttft_us;         /* attempt start to its first content event
                                  (non-stream: the whole answer), 0: none */
-    uint64_t total_us;        /* attempt start to its end */
+    uint64_t total_us;        /* attempt start to its end, less the time
+                                 it was paused for a slow client */
     struct usage usage;       /* as the provider reported it (present is
                                  false when it did not: estimate it) */
     int64_t completion_events; /* content events received (a token count
@@ -302,5 +303,15 @@ enum rl_err provider_call_start(struct upstream *up,
 /* Stops a call: no callback is called after this returns. Safe to call
  * from inside on_first and on_chunk; never from on_done. */
 void provider_call_cancel(struct provider_call *call);
+/*
+ * The client reads more slowly than the provider sends (pause true), or
+ * has caught up (false): stops or resumes reading the answer of the
+ * attempt whose output reaches the client (a hedge's loser is never
+ * paused; a rescue started meanwhile starts paused). The time paused
+ * counts against none of the call's deadlines (first token, idle, total).
+ * Safe from inside on_first and on_chunk; resuming may call on_chunk
+ * before it returns.
+ */
+void provider_call_pause(struct provider_call *call, bool pause);
 
 #endif

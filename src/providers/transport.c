@@ -39,6 +39,9 @@ struct curl_xfer {
     uint32_t retry_after_s;    /* from a Retry-After header */
     bool got_bytes;            /* response bytes arrived */
     bool stopped;              /* on_data asked to stop */
+    bool paused;               /* transport_pause: do not take the answer */
+    bool recv_paused;          /* curl holds the answer back for us */
+    bool in_write;             /* inside on_write's on_data */
 };
 
 /* One watched socket; freed in its close callback. */
@@ -56,7 +59,16 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
 {
     struct curl_xfer *x = ud;
     x->got_bytes = true;
-    if (x->stopped || !x->cbs.on_data(x->ctx, p, size * n)) {
+    if (x->paused && !x->stopped) {
+        /* Paused from inside on_data: curl keeps these bytes and hands
+         * them over again when resumed. */
+        x->recv_paused = true;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    x->in_write = true;
+    bool ok = !x->stopped && x->cbs.on_data(x->ctx, p, size * n);
+    x->in_write = false;
+    if (!ok) {
         x->stopped = true;
         return 0;
     }
@@ -310,6 +322,24 @@ struct xfer *transport_start(struct transport *t, const struct xfer_req *req,
         return h1_start(t->h1, req, cbs, ctx);
     }
     return curl_start(t, req, cbs, ctx);
+}
+
+void transport_pause(struct xfer *base, bool pause)
+{
+    if (base->h1) {
+        h1_pause(base, pause);
+        return;
+    }
+    struct curl_xfer *x = (struct curl_xfer *)base;
+    x->paused = pause;
+    if (pause && !x->in_write && !x->recv_paused) {
+        x->recv_paused = true;
+        curl_easy_pause(x->easy, CURLPAUSE_RECV);
+    } else if (!pause && x->recv_paused) {
+        /* May hand over the bytes curl kept, before it returns. */
+        x->recv_paused = false;
+        curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    }
 }
 
 void transport_cancel(struct xfer *base)

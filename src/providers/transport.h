@@ -57,6 +57,12 @@ struct xfer *transport_start(struct transport *t, const struct xfer_req *req,
                              const struct xfer_cbs *cbs, void *ctx);
 /* Stops a transfer; no callback follows. Not from inside its callbacks. */
 void transport_cancel(struct xfer *x);
+/* Stops reading x's response (pause true) until it is resumed: the
+ * provider is held back by TCP flow control, no on_data comes meanwhile
+ * (but the rest of the bytes already read may, when called from inside
+ * on_data). Resuming may call on_data before it returns (curl). May be
+ * called from inside on_data. */
+void transport_pause(struct xfer *x, bool pause);
 
 /* ---- internal to transport.c and h1.c ---- */
 
@@ -73,5 +79,6 @@ bool h1_accepts(const char *url);
 struct xfer *h1_start(struct h1 *h, const struct xfer_req *req,
                       const struct xfer_cbs *cbs, void *ctx);
 void h1_cancel(struct xfer *x);
+void h1_pause(struct xfer *x, bool pause);
 
 #endif

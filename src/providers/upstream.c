@@ -12,7 +12,9 @@
  * output started, a cut deterministic stream is rescued (its new answer
  * must begin with the text already sent); anything else ends the call with
  * an error, which the core turns into an SSE error event. Every attempt is
- * reported once through on_attempt. Read provider_call_start(),
+ * reported once through on_attempt. While the client is behind, only the
+ * attempt whose output it gets is paused (provider_call_pause), and its
+ * deadlines stand still. Read provider_call_start(),
  * upstream_attempt_end() and advance() first.
  */
 #include <stdio.h>
@@ -396,6 +398,9 @@ static void deliver(struct provider_call *call, struct str chunk,
 static void commit(struct provider_call *call, struct attempt *a)
 {
     call->winner = a;
+    if (call->paused) {
+        attempt_pause(a, true);
+    }
     call->answer_idx = a->idx;
     call->started = true;
     call->ttft_us = clock_now_us() - call->start_us;
@@ -617,6 +622,9 @@ static bool rescue(struct provider_call *call)
         started(call, a);
         call->live[call->nlive++] = a;
         call->winner = a;
+        if (call->paused) {
+            attempt_pause(a, true); /* the client is still behind */
+        }
         call->rescued = true;
         log_write(LOG_INFO, "rescuing a cut stream",
                   "\"model\":\"%s\",\"sent_bytes\":%zu,\"how\":\"%s\"",
@@ -708,6 +716,9 @@ static bool check_deadlines(struct provider_call *c, struct attempt *a,
 {
     const char *name = a->model->provider->name;
     struct provider_error *pe = &a->sink.error;
+    if (a->paused) {
+        return false; /* waiting for the client, not for the provider */
+    }
     if (now >= c->deadline_us) {
         provider_error_set(pe, 504, "api_error", "upstream_timeout", true,
                            "the call to provider %s took longer than "
@@ -880,6 +891,14 @@ enum rl_err provider_call_start(struct upstream *up,
     }
     *out = call;
     return RL_OK;
+}
+
+void provider_call_pause(struct provider_call *call, bool pause)
+{
+    call->paused = pause;
+    if (call->winner) {
+        attempt_pause(call->winner, pause);
+    }
 }
 
 void provider_call_cancel(struct provider_call *call)

@@ -6,7 +6,13 @@
  * parser pauses and the request goes to the on_request hook; bytes of later
  * (pipelined) requests wait in the input buffer until the response is
  * complete, so responses leave in order. A client that goes away while its
- * request is being served is reported once through the abort hook. Read
+ * request is being served is reported once through the abort hook.
+ *
+ * Backpressure: a client that reads a stream more slowly than it is made
+ * is told to its producer through the backlog hook (hold() and
+ * on_written(): one comparison per chunk), and a client that takes no byte
+ * of waiting output for server.write_timeout_ms is dropped by the sweep
+ * (write_stalled()). CONN_MAX_PENDING_OUT stays as a last resort. Read
  * on_read() and complete_response() first.
  */
 #include <stdio.h>
@@ -42,6 +48,16 @@ struct conn {
     uint64_t last_active_us;   /* for the idle timeout */
     void (*abort_fn)(void *);  /* tell the server side the client left */
     void *abort_ctx;
+    size_t high_water;         /* pending + held bytes that make the
+                                  client "behind" (server_on_backlog) */
+    bool behind;               /* over high_water, not yet under half */
+    void (*backlog_fn)(void *, bool); /* told when behind changes */
+    void *backlog_ctx;
+    uint64_t queued_bytes;     /* bytes ever handed to uv_write */
+    uint64_t sent_seen;        /* of those, taken by the kernel at the
+                                  last sweep */
+    uint64_t progress_us;      /* that sweep saw output move, or none
+                                  waiting: the write timeout runs from it */
 };
 
 struct write_req {
@@ -60,6 +76,15 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b);
  * Writing
  * ------------------------------------------------------------------- */
 
+/* The client's backlog crossed a mark: tell the producer, if any. */
+static void set_behind(struct conn *c, bool behind)
+{
+    c->behind = behind;
+    if (c->backlog_fn) {
+        c->backlog_fn(c->backlog_ctx, behind);
+    }
+}
+
 static void on_written(uv_write_t *req, int status)
 {
     struct write_req *wr = (struct write_req *)req;
@@ -72,6 +97,12 @@ static void on_written(uv_write_t *req, int status)
     }
     if (c->close_after_flush && c->pending_out == 0) {
         conn_close(c);
+        return;
+    }
+    /* Last: resuming the producer may write to c at once. */
+    if (c->behind && !c->closing &&
+        c->pending_out + c->held.len <= c->high_water / 2) {
+        set_behind(c, false);
     }
 }
 
@@ -111,6 +142,7 @@ static bool write_out(struct conn *c, const char *p, size_t n)
     wr->c = c;
     wr->len = n;
     c->pending_out += n;
+    c->queued_bytes += n;
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)n);
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
         c->pending_out -= n;
@@ -167,6 +199,9 @@ static void complete_response(struct conn *c)
     c->streaming = false;
     c->abort_fn = NULL;
     c->abort_ctx = NULL;
+    c->behind = false;
+    c->backlog_fn = NULL;
+    c->backlog_ctx = NULL;
     c->last_active_us = clock_now_us();
     if (!c->http.keep_alive || c->w->draining) {
         if (c->pending_out == 0) {
@@ -203,13 +238,15 @@ void server_respond(struct conn *c, int status, const char *content_type,
 
 /* Gathers stream bytes; conn_flush() writes them all at the end of this
  * loop iteration, so the chunks of one upstream read leave in one write.
- * With p NULL, adds n bytes at the end for the caller to fill in place. */
+ * With p NULL, adds n bytes at the end for the caller to fill in place.
+ * Past the high-water mark the producer is told to wait (set_behind). */
 static bool hold(struct conn *c, const char *p, size_t n)
 {
     if (c->closing) {
         return false;
     }
-    if (c->pending_out + c->held.len + n > CONN_MAX_PENDING_OUT) {
+    size_t waiting = c->pending_out + c->held.len + n;
+    if (waiting > CONN_MAX_PENDING_OUT) {
         log_write(LOG_WARN, "closing a client that does not read",
                   "\"pending_bytes\":%zu", c->pending_out + c->held.len);
         conn_close(c);
@@ -231,10 +268,14 @@ static bool hold(struct conn *c, const char *p, size_t n)
         c->flush_next = c->w->flush;
         c->w->flush = c;
     }
+    if (waiting > c->high_water && !c->behind) {
+        set_behind(c, true); /* the producer only stops: no write here */
+    }
     return true;
 }
 
-/* Writes what hold() gathered. */
+/* Writes what hold() gathered. A client behind that took it all at once
+ * (no write left to complete) has caught up here. */
 static bool flush_held(struct conn *c)
 {
     if (c->held.len == 0 || c->closing) {
@@ -243,7 +284,10 @@ static bool flush_held(struct conn *c)
     }
     bool ok = write_out(c, c->held.p, c->held.len);
     buf_reset(&c->held);
-    return ok;
+    if (ok && c->behind && c->pending_out <= c->high_water / 2) {
+        set_behind(c, false); /* may hold more output at once */
+    }
+    return ok && !c->closing;
 }
 
 void conn_flush(struct worker *w)
@@ -320,6 +364,13 @@ void server_on_abort(struct conn *c, void (*fn)(void *ctx), void *ctx)
 {
     c->abort_fn = fn;
     c->abort_ctx = ctx;
+}
+
+void server_on_backlog(struct conn *c, void (*fn)(void *ctx, bool behind),
+                       void *ctx)
+{
+    c->backlog_fn = fn;
+    c->backlog_ctx = ctx;
 }
 
 bool server_draining(const struct conn *c)
@@ -436,6 +487,8 @@ static void parse_buffered(struct conn *c)
         buf_consume(&c->in, used);
         if (c->http.complete) {
             c->busy = true;
+            size_t hw = c->http.limits->output_high_water_bytes;
+            c->high_water = hw ? hw : CONN_MAX_PENDING_OUT;
             c->w->hooks->on_request(c->w->wctx, c, &c->http.req);
             continue;
         }
@@ -519,12 +572,30 @@ void conn_accept(struct worker *w, int listener)
     buf_init(&c->in, lim->max_body_bytes + 2 * lim->max_header_bytes +
                          CONN_READ_CHUNK);
     buf_init(&c->held, CONN_MAX_PENDING_OUT);
+    c->high_water = CONN_MAX_PENDING_OUT;
     http_in_init(&c->http, lim);
     c->http.on_continue = send_continue;
     c->http.ctx = c;
     c->last_active_us = clock_now_us();
+    c->progress_us = c->last_active_us;
     c->reading = true;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* True when output has waited write_timeout_ms without the kernel taking
+ * a byte of it (a client that stopped reading: its socket buffer is full).
+ * Progress is seen from libuv's write queue, here and not per write. */
+static bool write_stalled(struct conn *c, uint64_t now_us,
+                          uint64_t timeout_ms)
+{
+    uint64_t sent = c->queued_bytes -
+                    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (c->pending_out == 0 || sent != c->sent_seen) {
+        c->sent_seen = sent;
+        c->progress_us = now_us;
+        return false;
+    }
+    return timeout_ms && now_us - c->progress_us > timeout_ms * 1000;
 }
 
 void conn_sweep(struct worker *w, uint64_t now_us)
@@ -538,6 +609,14 @@ void conn_sweep(struct worker *w, uint64_t now_us)
         }
         if (w->draining && now_us > w->drain_deadline_us) {
             conn_close(c); /* past the grace period: cut what is left */
+            continue;
+        }
+        if (write_stalled(c, now_us, lim->write_timeout_ms)) {
+            log_write(LOG_WARN, "closing a client that does not read",
+                      "\"pending_bytes\":%zu,\"stalled_ms\":%llu",
+                      c->pending_out + c->held.len,
+                      (unsigned long long)(now_us - c->progress_us) / 1000);
+            conn_close(c);
             continue;
         }
         if (c->busy) {

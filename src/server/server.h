@@ -58,6 +58,11 @@ struct server_limits {
     uint64_t read_timeout_ms;   /* a request must arrive within this: 408 */
     uint64_t idle_timeout_ms;   /* idle keep-alive connections close */
     uint64_t shutdown_grace_ms; /* in-flight work allowed when draining */
+    size_t output_high_water_bytes; /* unsent stream output that pauses
+                                       its producer (server_on_backlog);
+                                       0: no backpressure */
+    uint64_t write_timeout_ms;  /* output waiting that long without a byte
+                                   taken closes the connection; 0: never */
 };
 
 struct server_hooks {
@@ -123,6 +128,16 @@ bool server_draining(const struct conn *c);
  * must not touch c again.
  */
 void server_on_abort(struct conn *c, void (*fn)(void *ctx), void *ctx);
+/*
+ * Tells the connection whom to tell when the client falls behind a
+ * streamed response: fn(ctx, true) once its unsent output passes
+ * server.output_high_water_bytes (the producer should stop; fn must not
+ * write to c), then fn(ctx, false) from a write's completion once it is
+ * back under half of that (the producer may go on, and write at once).
+ * Forgotten when the response completes; fn NULL forgets it sooner.
+ */
+void server_on_backlog(struct conn *c, void (*fn)(void *ctx, bool behind),
+                       void *ctx);
 /* Sends a whole response. headers are extra "Name: value\r\n" lines. */
 void server_respond(struct conn *c, int status, const char *content_type,
                     struct str headers, struct str body);

@@ -154,6 +154,8 @@ static const char full_yaml[] =
     "  read_timeout_ms: 1500\n"
     "  idle_timeout_ms: 2500\n"
     "  shutdown_grace_ms: 3500\n"
+    "  output_high_water_bytes: 262144\n"
+    "  write_timeout_ms: 4500\n"
     "upstream:\n"
     "  connect_timeout_ms: 100\n"
     "  first_byte_timeout_ms: 200\n"
@@ -213,6 +215,8 @@ static void test_a_full_config_is_read_field_by_field(void **state)
     assert_int_equal(c->read_timeout_ms, 1500);
     assert_int_equal(c->idle_timeout_ms, 2500);
     assert_int_equal(c->shutdown_grace_ms, 3500);
+    assert_int_equal(c->output_high_water_bytes, 262144);
+    assert_int_equal(c->write_timeout_ms, 4500);
     assert_int_equal(c->connect_timeout_ms, 100);
     assert_int_equal(c->first_byte_timeout_ms, 200);
     assert_int_equal(c->stream_idle_timeout_ms, 300);
@@ -320,6 +324,8 @@ static void test_defaults_apply_when_sections_are_absent(void **state)
     assert_int_equal(c->read_timeout_ms, 30000);
     assert_int_equal(c->idle_timeout_ms, 60000);
     assert_int_equal(c->shutdown_grace_ms, 10000);
+    assert_int_equal(c->output_high_water_bytes, 1024 * 1024);
+    assert_int_equal(c->write_timeout_ms, 30000);
     assert_int_equal(c->connect_timeout_ms, 5000);
     assert_int_equal(c->first_byte_timeout_ms, 60000);
     assert_int_equal(c->stream_idle_timeout_ms, 60000);
@@ -588,6 +594,23 @@ static void test_an_unknown_provider_kind_is_refused(void **state)
     assert_int_equal(l.err, RL_E_CONFIG);
     assert_mistake(&l, 3, "providers.p.kind", "unknown kind");
     assert_int_equal(count_lines(l.errors.p), 1);
+    loaded_free(&l);
+}
+
+static void test_backpressure_marks_out_of_range_are_refused(void **state)
+{
+    (void)state;
+    /* Over 4 MiB, one 8 MiB event on top would pass the 16 MiB a client
+     * may have unsent: the mark would never pause anything in time. */
+    struct loaded l = load("server:\n"
+                           "  output_high_water_bytes: 4194305\n"
+                           "  write_timeout_ms: 0\n"
+                           MINIMAL_PROVIDERS_AND_MODELS,
+                           NULL);
+    assert_int_equal(l.err, RL_E_CONFIG);
+    assert_mistake(&l, 2, "server.output_high_water_bytes",
+                   "from 65536 to 4194304");
+    assert_mistake(&l, 3, "server.write_timeout_ms", "from 1 to");
     loaded_free(&l);
 }
 
@@ -965,6 +988,7 @@ int main(void)
         cmocka_unit_test(test_every_mistake_is_reported_with_line_and_field),
         cmocka_unit_test(test_an_unknown_provider_kind_is_refused),
         cmocka_unit_test(test_upstream_retries_out_of_range_are_refused),
+        cmocka_unit_test(test_backpressure_marks_out_of_range_are_refused),
         cmocka_unit_test(test_an_unknown_fallback_is_refused),
         cmocka_unit_test(test_fallbacks_must_be_a_list),
         cmocka_unit_test(test_a_duplicate_model_name_is_refused),

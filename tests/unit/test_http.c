@@ -63,6 +63,8 @@ struct harness {
     struct seen seen[MAX_SEEN];
     int nseen;
     struct conn *held;   /* HOLD: the connection waiting for an answer */
+    bool backlog[8];     /* what the backlog hook was told, in order */
+    int nbacklog;
     int nrejects;
     enum rl_err reject;
     int aborts;
@@ -158,6 +160,8 @@ static int setup(void **state)
         .read_timeout_ms = 1000,
         .idle_timeout_ms = 5000,
         .shutdown_grace_ms = 1000,
+        .output_high_water_bytes = 65536,
+        .write_timeout_ms = 2000,
     };
     h->hooks.on_request = on_request;
     h->hooks.on_reject = on_reject;
@@ -635,6 +639,121 @@ static void test_a_draining_worker_closes_after_the_response(void **state)
     assert_non_null(strstr(h->in.p, "got /last"));
 }
 
+/* ----- backpressure ------------------------------------------------- */
+
+static void on_backlog(void *ctx, bool behind)
+{
+    struct harness *h = ctx;
+    assert_true(h->nbacklog < 8);
+    h->backlog[h->nbacklog++] = behind;
+}
+
+/* Starts a held stream and writes to it, the client reading nothing,
+ * until the connection says the client is behind (at most 64 MiB). */
+static size_t stream_until_behind(struct harness *h)
+{
+    h->mode = HOLD;
+    send_str(h, "POST /v1/chat/completions HTTP/1.1\r\n"
+                "Content-Length: 2\r\n\r\n{}");
+    for (int i = 0; i < 200 && !h->held; i++) {
+        uv_run(&h->w.loop, UV_RUN_NOWAIT);
+    }
+    assert_non_null(h->held);
+    /* A small send buffer, so that the kernel holds little of the stream
+     * and what the client reads lets the connection write more. Its
+     * handle is the first member of struct conn. */
+    int small = 16384;
+    uv_send_buffer_size((uv_handle_t *)h->held, &small);
+    server_on_backlog(h->held, on_backlog, h);
+    server_stream_begin(h->held, 200, STR_LIT(""));
+    static char chunk[16384];
+    memset(chunk, 'x', sizeof(chunk));
+    size_t sent = 0;
+    while (h->nbacklog == 0 && sent < 64u << 20) {
+        assert_true(server_stream_write(h->held, (struct str){chunk,
+                                                              sizeof(chunk)}));
+        sent += sizeof(chunk);
+        uv_run(&h->w.loop, UV_RUN_NOWAIT); /* the flush */
+    }
+    return sent;
+}
+
+static bool caught_up(struct harness *h)
+{
+    return h->nbacklog >= 2;
+}
+
+static void test_a_client_behind_a_stream_is_told_once_then_caught_up(
+    void **state)
+{
+    struct harness *h = *state;
+    size_t sent = stream_until_behind(h);
+    assert_int_equal(h->nbacklog, 1);
+    assert_true(h->backlog[0]);
+    /* The producer goes on a little (the rest of one read): no second
+     * "behind" while it is still behind. */
+    static char more[1024];
+    for (int i = 0; i < 16; i++) {
+        assert_true(server_stream_write(h->held, (struct str){more,
+                                                              sizeof(more)}));
+        uv_run(&h->w.loop, UV_RUN_NOWAIT);
+    }
+    assert_int_equal(h->nbacklog, 1);
+    assert_true(sent < 64u << 20);
+    /* The client reads: the connection says it caught up, once. */
+    assert_true(pump(h, caught_up));
+    assert_int_equal(h->nbacklog, 2);
+    assert_false(h->backlog[1]);
+    assert_int_equal(h->aborts, 0);
+    server_stream_end(h->held);
+    pump_briefly(h);
+    assert_int_equal(h->nbacklog, 2);
+}
+
+static void test_a_client_that_takes_nothing_is_dropped_after_the_write_timeout(
+    void **state)
+{
+    struct harness *h = *state;
+    stream_until_behind(h);
+    uint64_t now = clock_now_us();
+    conn_sweep(&h->w, now); /* output waits, none taken since */
+    conn_sweep(&h->w, now + 1900 * 1000);
+    assert_int_equal(h->aborts, 0);
+    assert_int_equal(h->w.nconns, 1);
+    conn_sweep(&h->w, now + 2100 * 1000);
+    assert_int_equal(h->aborts, 1);
+    assert_true(pump(h, got_eof));
+    assert_int_equal(h->nbacklog, 1); /* no "caught up" for a dropped one */
+}
+
+static void test_a_slow_client_that_takes_output_is_not_dropped(void **state)
+{
+    struct harness *h = *state;
+    stream_until_behind(h);
+    uint64_t now = clock_now_us();
+    /* For 5 s of sweeps (100 ms apart) the stream goes on faster than the
+     * client reads, which reads a little each time: output waits all
+     * along, but moves, so the write timeout (2 s) never runs out. */
+    static char chunk[16384];
+    char tmp[65536];
+    for (int i = 1; i <= 50; i++) {
+        for (int k = 0; k < 8; k++) {
+            assert_true(server_stream_write(h->held,
+                                            (struct str){chunk,
+                                                         sizeof(chunk)}));
+        }
+        for (int k = 0; k < 3; k++) {
+            (void)recv(h->fd, tmp, sizeof(tmp), 0);
+            uv_run(&h->w.loop, UV_RUN_NOWAIT);
+            struct timespec ts = {0, 5000000}; /* TCP's own timers run */
+            nanosleep(&ts, NULL);
+        }
+        conn_sweep(&h->w, now + (uint64_t)i * 100 * 1000);
+        assert_int_equal(h->aborts, 0);
+    }
+    assert_int_equal(h->w.nconns, 1);
+}
+
 static void test_header_lookup_is_case_insensitive(void **state)
 {
     (void)state;
@@ -702,6 +821,9 @@ int main(void)
         T(test_a_streamed_response_is_chunked),
         T(test_a_client_leaving_mid_request_fires_the_abort_hook_once),
         T(test_a_draining_worker_closes_after_the_response),
+        T(test_a_client_behind_a_stream_is_told_once_then_caught_up),
+        T(test_a_client_that_takes_nothing_is_dropped_after_the_write_timeout),
+        T(test_a_slow_client_that_takes_output_is_not_dropped),
         cmocka_unit_test(test_header_lookup_is_case_insensitive),
         T(test_a_head_response_has_no_body),
     };
