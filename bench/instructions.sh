@@ -103,10 +103,12 @@ CONF
             awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')"
         out+=("$((total / N))")
         if [[ -n "${BENCH_TOP:-}" ]]; then
-            say "$name $mode: top functions (instructions over $N requests)"
-            callgrind_annotate --inclusive=no "$f" 2>/dev/null |
-                grep -E '^ *[0-9,]+ \(' | grep -v 'PROGRAM TOTALS' |
-                sed -n "2,$((BENCH_TOP + 1))p" >&2
+            # stdout is the figures the caller reads: the list goes to stderr.
+            say "$name $mode: top functions (own instructions over $N requests)" >&2
+            callgrind_annotate --threshold=100 --auto=no "$f" 2>/dev/null |
+                grep -E '^ *[0-9,]+ \(' |
+                grep -v -E 'PROGRAM TOTALS|worker_main|clone\.S|start_thread' |
+                sed -n "1,${BENCH_TOP}p" >&2
         fi
     done
     stop_pid "$TMP/$name.pid" 20
