@@ -60,7 +60,8 @@ asan:
 # each for FUZZ_SECONDS (scripts/fuzz.sh, docs/reliability.md).
 FUZZ_CC    ?= $(shell command -v clang-14 || command -v clang || echo clang)
 FUZZ_KINDS := openai anthropic gemini ollama
-FUZZ_BIN   := $(BUILD)/fuzz/fuzz_http $(BUILD)/fuzz/fuzz_chat \
+FUZZ_ONE   := http chat h1 redis journal config tokenizer
+FUZZ_BIN   := $(FUZZ_ONE:%=$(BUILD)/fuzz/fuzz_%) \
               $(FUZZ_KINDS:%=$(BUILD)/fuzz/fuzz_stream_%) \
               $(FUZZ_KINDS:%=$(BUILD)/fuzz/fuzz_response_%)
 FUZZ_LINK  := -fsanitize=fuzzer,address,undefined

@@ -49,7 +49,10 @@ dict_of() {
     local t="$1" d
     case "$t" in
         fuzz_http) d=http ;;
-        fuzz_chat) d=json ;;
+        fuzz_h1) d=h1 ;;
+        fuzz_redis) d=resp ;;
+        fuzz_config) d=yaml ;;
+        fuzz_chat|fuzz_journal) d=json ;;
         fuzz_stream_ollama|fuzz_response_*) d=json ;;
         fuzz_stream_*) d=sse ;;
         *) d="" ;;

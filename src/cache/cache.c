@@ -115,10 +115,8 @@ void cache_free(struct cache *c)
     free(c);
 }
 
-/* Reads value into hit (whose strings point into value); false when it is
- * not an entry or has expired. */
-static bool decode(struct str value, struct cache_hit *hit, char *model,
-                   size_t model_len)
+bool cache_entry_decode(struct str value, struct cache_hit *hit, char *model,
+                        size_t model_len)
 {
     memset(hit, 0, sizeof(*hit));
     const char *nl = value.p ? memchr(value.p, '\n', value.len) : NULL;
@@ -161,7 +159,8 @@ static void answer(struct str value, cache_lookup_fn cb, void *ctx)
 {
     struct cache_hit hit;
     char model[256];
-    cb(ctx, decode(value, &hit, model, sizeof(model)) ? &hit : NULL);
+    bool ok = cache_entry_decode(value, &hit, model, sizeof(model));
+    cb(ctx, ok ? &hit : NULL);
 }
 
 static void on_get(void *ctx, struct redisReply *reply, enum rl_err err)
@@ -172,7 +171,7 @@ static void on_get(void *ctx, struct redisReply *reply, enum rl_err err)
         value = (struct str){reply->str, reply->len};
         struct cache_hit hit;
         char model[256];
-        if (decode(value, &hit, model, sizeof(model))) {
+        if (cache_entry_decode(value, &hit, model, sizeof(model))) {
             /* The first level learns it, for the rest of its life. */
             const char *e = value.p + 3;
             char *q;

@@ -226,9 +226,12 @@ static void replay_choice(json_t *ch, void (*emit)(void *, struct str),
         emit_obj(chunk_of(index, json_pack("{s:o}", "tool_calls", deltas),
                           NULL), emit, ctx);
     }
+    /* chunk_of takes its own reference to the reason ("O"): a default
+     * made here is ours to drop (it leaked before; fuzz_redis). */
     json_t *fin = json_object_get(ch, "finish_reason");
-    emit_obj(chunk_of(index, json_object(), fin ? fin : json_string("stop")),
-             emit, ctx);
+    json_t *stop = fin ? NULL : json_string("stop");
+    emit_obj(chunk_of(index, json_object(), fin ? fin : stop), emit, ctx);
+    json_decref(stop);
 }
 
 bool cache_replay(struct str completion,

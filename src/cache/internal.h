@@ -18,6 +18,15 @@ struct config;
 struct redis;
 struct uv_loop_s;
 
+struct cache_hit;
+
+/* cache.c: reads an exact entry's value, as stored in Redis ("v1 cost
+ * created expires model\n" then the completion), into hit, whose strings
+ * point into value and model (model_len bytes); false when it is not an
+ * entry or has expired (tests/fuzz/fuzz_redis.c). */
+bool cache_entry_decode(struct str value, struct cache_hit *hit, char *model,
+                        size_t model_len);
+
 /* A worker's cache (cache.c). */
 struct cache {
     struct uv_loop_s *loop;

@@ -32,15 +32,40 @@
  * Errors and scalars
  * ------------------------------------------------------------------- */
 
+/* Rewrites the control bytes of b after mark as \n, \r, \t or \xNN: a
+ * field or a value quoted from the file may hold them, and an error is one
+ * line (a newline in a value split it in two; fuzz_config). */
+static void escape_controls(struct buf *b, size_t mark)
+{
+    struct buf tail;
+    buf_init(&tail, b->max);
+    buf_append(&tail, b->p + mark, b->len - mark);
+    b->len = mark;
+    for (size_t i = 0; i < tail.len; i++) {
+        unsigned char c = (unsigned char)tail.p[i];
+        if (c >= 0x20 && c != 0x7f) {
+            buf_append(b, &tail.p[i], 1);
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            buf_append(b, c == '\n' ? "\\n" : c == '\r' ? "\\r" : "\\t", 2);
+        } else {
+            buf_printf(b, "\\x%02x", c);
+        }
+    }
+    buf_free(&tail);
+}
+
 void config_fail(struct loader *ld, yaml_node_t *node, const char *field,
                  const char *fmt, ...)
 {
     size_t line = node ? node->start_mark.line + 1 : 1;
-    buf_printf(ld->errors, "%s:%zu: %s: ", ld->path, line, field);
+    buf_printf(ld->errors, "%s:%zu: ", ld->path, line);
+    size_t mark = ld->errors->len;
+    buf_printf(ld->errors, "%s: ", field);
     va_list ap;
     va_start(ap, fmt);
     buf_vprintf(ld->errors, fmt, ap);
     va_end(ap);
+    escape_controls(ld->errors, mark);
     buf_append_cstr(ld->errors, "\n");
     ld->nerrors++;
 }
@@ -787,7 +812,7 @@ static void set_defaults(struct config *c)
 }
 
 /* Reads the whole file into a heap string, or returns NULL. */
-static char *read_file(const char *path, size_t max)
+static char *read_file(const char *path, size_t max, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -812,7 +837,7 @@ static char *read_file(const char *path, size_t max)
     if (!b.p) {
         buf_append(&b, "", 0);
     }
-    return buf_steal(&b, NULL);
+    return buf_steal(&b, len);
 }
 
 /*
@@ -846,7 +871,7 @@ static char *read_dotenv(const char *path)
     } else {
         snprintf(envpath, sizeof(envpath), ".env");
     }
-    return read_file(envpath, CONFIG_MAX_FILE);
+    return read_file(envpath, CONFIG_MAX_FILE, NULL);
 }
 
 static void walk(struct loader *ld, struct config *c)
@@ -875,6 +900,21 @@ static void walk(struct loader *ld, struct config *c)
     check_dashboard(ld, c);
 }
 
+/* The line of the first NUL byte in text, or 0 for none. YAML is text:
+ * a NUL would end it there, silently dropping the rest (fuzz_config). */
+static size_t line_of_nul(const char *text, size_t len)
+{
+    const char *nul = memchr(text, '\0', len);
+    if (!nul) {
+        return 0;
+    }
+    size_t line = 1;
+    for (const char *q = text; q < nul; q++) {
+        line += *q == '\n';
+    }
+    return line;
+}
+
 enum rl_err config_load(const char *path, struct config **out,
                         struct buf *errors)
 {
@@ -885,11 +925,19 @@ enum rl_err config_load(const char *path, struct config **out,
     set_defaults(c);
     struct loader ld = {.path = path, .errors = errors};
     buf_init(&ld.scratch, CONFIG_MAX_VALUE);
-    char *text = read_file(path, CONFIG_MAX_FILE);
+    size_t len = 0;
+    char *text = read_file(path, CONFIG_MAX_FILE, &len);
     if (!text) {
         buf_printf(errors, "%s: cannot read the file: %s\n", path,
                    errno ? strerror(errno) : "over 1 MiB");
         result = RL_E_IO;
+        goto out;
+    }
+    size_t nul_line = line_of_nul(text, len);
+    if (nul_line) {
+        buf_printf(errors, "%s:%zu: (file): a NUL byte: the file is not "
+                   "text\n", path, nul_line);
+        result = RL_E_CONFIG;
         goto out;
     }
     ld.dotenv = read_dotenv(path);

@@ -75,6 +75,12 @@ enum rl_err limits_redis_reserve(struct redis *r,
                                  int n, const struct limits_when *when,
                                  limits_raws_fn cb, void *ctx);
 
+/* redis.c: reads the reserve script's answer for n asks into raws; false
+ * if it is not 1 + 7n integers in range (tests/fuzz/fuzz_redis.c). */
+struct redisReply;
+bool limits_redis_parse_reserve(const struct redisReply *r, int n,
+                                struct limits_raw *raws);
+
 /* One hold to settle and its real usage. */
 struct limits_settle {
     struct limits_hold *hold;

@@ -301,10 +301,8 @@ static bool raw_from(const long long *v, uint64_t now_ms,
     return true;
 }
 
-/* Reads the script's answer for n asks into raws; false if it is not
- * 1 + 7n integers in range. */
-static bool parse_raws(const struct redisReply *r, int n,
-                       struct limits_raw *raws)
+bool limits_redis_parse_reserve(const struct redisReply *r, int n,
+                                struct limits_raw *raws)
 {
     size_t want = 1 + (size_t)NREPLY * (size_t)n;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != want) {
@@ -336,7 +334,7 @@ static void on_reserve_reply(void *ctx, struct redisReply *reply,
 {
     struct call *c = ctx;
     struct limits_raw raws[LIMITS_BATCH_MAX];
-    bool ok = err == RL_OK && parse_raws(reply, c->n, raws);
+    bool ok = err == RL_OK && limits_redis_parse_reserve(reply, c->n, raws);
     c->raws_cb(c->ctx, ok ? raws : NULL, c->n);
     free(c);
 }

@@ -56,7 +56,6 @@ struct h1_conn {
     uv_connect_t connect;
     uv_write_t write;
     struct buf out;           /* request bytes being written */
-    http_parser parser;
     bool connected;
     bool reading;             /* uv_read_start is in effect */
     bool writing;             /* write is in flight */
@@ -72,13 +71,8 @@ struct h1_xfer {
     struct xfer_cbs cbs;
     void *ctx;
     struct buf request;       /* the whole request, kept for a resend */
-    struct buf hname;         /* the header name being parsed */
-    uint32_t retry_after_s;
-    bool in_retry_after;      /* the value being parsed is Retry-After */
-    bool got_bytes;           /* response bytes arrived */
+    struct h1_resp resp;      /* the response being read */
     bool retried;             /* already resent once */
-    bool done;                /* the message is complete */
-    bool stop;                /* on_data asked to stop */
     bool paused;              /* h1_pause: do not read the answer */
 };
 
@@ -188,7 +182,7 @@ static void idle_remove(struct h1_conn *c)
 static void xfer_free(struct h1_xfer *x)
 {
     buf_free(&x->request);
-    buf_free(&x->hname);
+    h1_resp_free(&x->resp);
     free(x);
 }
 
@@ -212,7 +206,7 @@ static void conn_failed(struct h1_xfer *x, const char *detail)
     c->x = NULL;
     x->c = NULL;
     conn_close(c);
-    if (!x->got_bytes && reused && !x->retried) {
+    if (!x->resp.got_bytes && reused && !x->retried) {
         /* The server closed a keep-alive connection as we reused it. */
         x->retried = true;
         if (!send_on(x, NULL)) {
@@ -220,59 +214,81 @@ static void conn_failed(struct h1_xfer *x, const char *detail)
         }
         return;
     }
-    finish(x, x->got_bytes ? XFER_BROKEN : XFER_CONNECT, detail);
+    finish(x, x->resp.got_bytes ? XFER_BROKEN : XFER_CONNECT, detail);
 }
 
 /* ---------------------------------------------------------------------
- * Response parsing
+ * Response parsing (struct h1_resp, transport.h)
  * ------------------------------------------------------------------- */
 
+/* The header value gathered is complete: Retry-After's is read. */
+static void value_done(struct h1_resp *r)
+{
+    if (r->in_retry_after) {
+        r->retry_after_s = transport_retry_after(r->hvalue.p ? r->hvalue.p
+                                                             : "",
+                                                 r->hvalue.len);
+    }
+    r->in_retry_after = false;
+    buf_reset(&r->hname);
+    buf_reset(&r->hvalue);
+}
+
+/* A name or a value may come in several calls, split where a read ended:
+ * the name is gathered until its value starts, the value until the next
+ * name or the end of the head. */
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
-    struct h1_conn *c = p->data;
-    struct h1_xfer *x = c->x;
-    if (x->in_retry_after || x->hname.len == 0 || x->hname.p == NULL) {
-        buf_reset(&x->hname);
+    struct h1_resp *r = p->data;
+    if (r->hvalue.len || r->in_retry_after) {
+        value_done(r);
     }
-    if (x->in_retry_after) {
-        x->in_retry_after = false;
-    }
-    buf_append(&x->hname, at, len);
+    buf_append(&r->hname, at, len);
     return 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
-    struct h1_conn *c = p->data;
-    struct h1_xfer *x = c->x;
-    if (x->hname.len && strcasecmp(x->hname.p, "retry-after") == 0) {
-        x->in_retry_after = true;
-        for (size_t i = 0; i < len; i++) {
-            if (at[i] >= '0' && at[i] <= '9' && x->retry_after_s < 86400) {
-                x->retry_after_s = x->retry_after_s * 10 +
-                                   (uint32_t)(at[i] - '0');
-            }
-        }
+    struct h1_resp *r = p->data;
+    if (r->hname.len) {
+        r->in_retry_after = strcasecmp(r->hname.p, "retry-after") == 0;
+        buf_reset(&r->hname);
     }
-    buf_reset(&x->hname);
+    if (r->in_retry_after && buf_append(&r->hvalue, at, len) != RL_OK) {
+        buf_reset(&r->hvalue);
+        buf_append_cstr(&r->hvalue, "-"); /* too long to be seconds */
+    }
     return 0;
+}
+
+/* An interim head (1xx) is not the answer: it is skipped, and the answer
+ * that follows it is read as a response of its own. */
+static bool interim(const http_parser *p)
+{
+    return p->status_code >= 100 && p->status_code < 200;
 }
 
 static int on_headers_complete(http_parser *p)
 {
-    struct h1_conn *c = p->data;
-    struct h1_xfer *x = c->x;
-    x->got_bytes = true;
-    x->cbs.on_headers(x->ctx, (long)p->status_code, x->retry_after_s);
+    struct h1_resp *r = p->data;
+    value_done(r);
+    if (p->status_code < 100) {
+        return -1; /* "HTTP/1.1 000": no status at all */
+    }
+    if (interim(p)) {
+        r->retry_after_s = 0;
+        return 1; /* no body, whatever its head says (RFC 9110 15.2) */
+    }
+    r->got_bytes = true;
+    r->cbs.on_headers(r->ctx, (long)p->status_code, r->retry_after_s);
     return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
-    struct h1_conn *c = p->data;
-    struct h1_xfer *x = c->x;
-    if (!x->cbs.on_data(x->ctx, at, len)) {
-        x->stop = true;
+    struct h1_resp *r = p->data;
+    if (!r->cbs.on_data(r->ctx, at, len)) {
+        r->stop = true;
         return -1;
     }
     return 0;
@@ -280,8 +296,11 @@ static int on_body(http_parser *p, const char *at, size_t len)
 
 static int on_message_complete(http_parser *p)
 {
-    struct h1_conn *c = p->data;
-    c->x->done = true;
+    struct h1_resp *r = p->data;
+    if (interim(p)) {
+        return 0;
+    }
+    r->done = true;
     http_parser_pause(p, 1);
     return 0;
 }
@@ -294,11 +313,66 @@ static const http_parser_settings settings = {
     .on_message_complete = on_message_complete,
 };
 
+void h1_resp_init(struct h1_resp *r, const struct xfer_cbs *cbs, void *ctx)
+{
+    memset(r, 0, sizeof(*r));
+    r->cbs = *cbs;
+    r->ctx = ctx;
+    buf_init(&r->hname, 256);
+    buf_init(&r->hvalue, 256);
+    h1_resp_reset(r);
+}
+
+void h1_resp_reset(struct h1_resp *r)
+{
+    http_parser_init(&r->parser, HTTP_RESPONSE);
+    r->parser.data = r;
+    buf_reset(&r->hname);
+    buf_reset(&r->hvalue);
+    r->retry_after_s = 0;
+    r->in_retry_after = false;
+    r->got_bytes = false;
+    r->done = false;
+    r->stop = false;
+    r->extra = false;
+}
+
+void h1_resp_free(struct h1_resp *r)
+{
+    buf_free(&r->hname);
+    buf_free(&r->hvalue);
+}
+
+enum http_errno h1_resp_feed(struct h1_resp *r, const char *p, size_t n)
+{
+    if (r->done) {
+        r->extra = r->extra || n > 0;
+        return HPE_OK;
+    }
+    size_t used = http_parser_execute(&r->parser, &settings, n ? p : NULL, n);
+    enum http_errno err = HTTP_PARSER_ERRNO(&r->parser);
+    /* Bytes after the answer belong to no request: the connection is out
+     * of step and must not serve another one. */
+    r->extra = r->done && used < n;
+    if (err == HPE_OK && r->parser.upgrade) {
+        return HPE_UNKNOWN; /* 101: Relay never asks to switch protocols */
+    }
+    if (err == HPE_PAUSED && r->done) {
+        return HPE_OK;
+    }
+    return err;
+}
+
+bool h1_resp_keep(const struct h1_resp *r)
+{
+    return r->done && !r->extra && http_should_keep_alive(&r->parser);
+}
+
 /* The response on c is complete: pool the connection, report success. */
 static void complete(struct h1_conn *c)
 {
     struct h1_xfer *x = c->x;
-    bool keep = http_should_keep_alive(&c->parser);
+    bool keep = h1_resp_keep(&x->resp);
     c->x = NULL;
     x->c = NULL;
     c->served++;
@@ -333,23 +407,13 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b)
         conn_close(c);
         return;
     }
-    if (n < 0) {
-        /* EOF may end a response that runs until close. */
-        http_parser_execute(&c->parser, &settings, NULL, 0);
-        if (x->done) {
-            complete(c);
-        } else {
-            conn_failed(x, uv_strerror((int)n));
-        }
-        return;
-    }
-    size_t used = http_parser_execute(&c->parser, &settings, b->base,
-                                      (size_t)n);
-    (void)used;
-    enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
-    if (x->done) {
+    /* EOF (n < 0) may end a response that runs until close. */
+    enum http_errno err = h1_resp_feed(&x->resp, b->base, n < 0 ? 0 : (size_t)n);
+    if (x->resp.done) {
         complete(c);
-    } else if (x->stop) {
+    } else if (n < 0) {
+        conn_failed(x, uv_strerror((int)n));
+    } else if (x->resp.stop) {
         c->x = NULL;
         x->c = NULL;
         conn_close(c);
@@ -358,7 +422,7 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b)
         c->x = NULL;
         x->c = NULL;
         conn_close(c);
-        finish(x, x->got_bytes ? XFER_BROKEN : XFER_CONNECT,
+        finish(x, x->resp.got_bytes ? XFER_BROKEN : XFER_CONNECT,
                http_errno_description(err));
     }
 }
@@ -411,8 +475,7 @@ static void on_written(uv_write_t *req, int status)
 static void write_request(struct h1_conn *c)
 {
     struct h1_xfer *x = c->x;
-    http_parser_init(&c->parser, HTTP_RESPONSE);
-    c->parser.data = c;
+    h1_resp_reset(&x->resp);
     uv_buf_t b = uv_buf_init(x->request.p, (unsigned)x->request.len);
     int rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (rc == (int)x->request.len) {
@@ -549,7 +612,7 @@ struct xfer *h1_start(struct h1 *h, const struct xfer_req *req,
     x->pool = pool_for(h, &addr, hostport);
     x->cbs = *cbs;
     x->ctx = ctx;
-    buf_init(&x->hname, 256);
+    h1_resp_init(&x->resp, cbs, ctx);
     buf_init(&x->request, req->body.len + H1_MAX_REQUEST_HEAD);
     buf_append_cstr(&x->request, "POST ");
     buf_append_cstr(&x->request, path);

@@ -55,6 +55,28 @@ struct sock {
  * curl callbacks
  * ------------------------------------------------------------------- */
 
+uint32_t transport_retry_after(const char *p, size_t n)
+{
+    while (n && (*p == ' ' || *p == '\t')) {
+        p++;
+        n--;
+    }
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r' ||
+                 p[n - 1] == '\n')) {
+        n--;
+    }
+    uint32_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return 0; /* an HTTP-date or not Retry-After at all */
+        }
+        if (v < 86400) {
+            v = v * 10 + (uint32_t)(p[i] - '0');
+        }
+    }
+    return v < 86400 ? v : 86400;
+}
+
 static size_t on_write(char *p, size_t size, size_t n, void *ud)
 {
     struct curl_xfer *x = ud;
@@ -81,13 +103,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     x->got_bytes = true;
     if (len > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
-        uint32_t v = 0;
-        for (size_t i = 12; i < len; i++) {
-            if (p[i] >= '0' && p[i] <= '9' && v < 86400) {
-                v = v * 10 + (uint32_t)(p[i] - '0');
-            }
-        }
-        x->retry_after_s = v;
+        x->retry_after_s = transport_retry_after(p + 12, len - 12);
     } else if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
         /* The blank line ends a head; 1xx heads are not the answer's. */
         long status = 0;

@@ -12,6 +12,7 @@
 #define RL_TRANSPORT_H
 
 #include <stdbool.h>
+#include <http_parser.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -80,5 +81,43 @@ struct xfer *h1_start(struct h1 *h, const struct xfer_req *req,
                       const struct xfer_cbs *cbs, void *ctx);
 void h1_cancel(struct xfer *x);
 void h1_pause(struct xfer *x, bool pause);
+
+/*
+ * The response half of h1.c, without a socket (h1.c's on_read feeds it,
+ * and so does tests/fuzz/fuzz_h1.c): the bytes of one response go to
+ * http_parser, the head's status and Retry-After to cbs.on_headers once
+ * (interim 1xx heads are skipped, as curl does), the body, de-chunked, to
+ * cbs.on_data. cbs.on_done is not called here.
+ */
+struct h1_resp {
+    http_parser parser;
+    struct xfer_cbs cbs;
+    void *ctx;
+    struct buf hname;       /* the header name being parsed */
+    struct buf hvalue;      /* the Retry-After value being parsed */
+    uint32_t retry_after_s;
+    bool in_retry_after;    /* the value being parsed is Retry-After */
+    bool got_bytes;         /* the head of the answer arrived */
+    bool done;              /* the message is complete */
+    bool stop;              /* on_data asked to stop */
+    bool extra;             /* bytes came after the answer */
+};
+
+void h1_resp_init(struct h1_resp *r, const struct xfer_cbs *cbs, void *ctx);
+/* Readies r for a new response (a request sent, or sent again). */
+void h1_resp_reset(struct h1_resp *r);
+void h1_resp_free(struct h1_resp *r);
+/* Feeds n bytes of the response; n == 0 is the end of the connection
+ * (which ends a body that runs until close). Returns the parser's error,
+ * HPE_OK while more may come or once r->done; HPE_CB_body when on_data
+ * stopped it (r->stop). Nothing is fed once r->done. */
+enum http_errno h1_resp_feed(struct h1_resp *r, const char *p, size_t n);
+/* True when the connection may serve another request: the answer is
+ * complete, nothing came after it, and neither side asked to close. */
+bool h1_resp_keep(const struct h1_resp *r);
+
+/* Retry-After's delta-seconds (RFC 9110 10.2.3), capped at 86400; 0 for
+ * anything else (an HTTP-date, several values, garbage). */
+uint32_t transport_retry_after(const char *p, size_t n);
 
 #endif

@@ -100,9 +100,12 @@ enum rl_err store_row_encode(const struct store_row *row, struct buf *b)
     put_int(b, "savings_nusd", row->savings_nusd);
     put_text(b, "cache_status", row->cache_status);
     if (row->has_similarity) {
-        /* Similarity is a cosine in [-1, 1]: a millionth is ample. */
+        /* Similarity is a cosine in [-1, 1]: a millionth is ample. Kept
+         * in range, so that the conversion cannot overflow. */
+        double sim = row->cache_similarity;
+        sim = sim > 1 ? 1 : sim >= -1 ? sim : -1;
         buf_append_cstr(b, ",\"cache_similarity\":");
-        buf_append_fixed(b, (int64_t)(row->cache_similarity * 1e6), 6);
+        buf_append_fixed(b, (int64_t)(sim * 1e6), 6);
     } else {
         buf_append_cstr(b, ",\"cache_similarity\":null");
     }
@@ -277,9 +280,13 @@ static bool decode_numbers(json_t *o, struct store_row *row)
     row->ttft_us = (uint64_t)ttft;
     row->upstream_us = (uint64_t)up;
     row->overhead_us = (uint64_t)over;
+    /* A cosine is in [-1, 1]; anything else is not one of ours and is
+     * taken as no similarity (1e300 overflowed the encoder's conversion to
+     * millionths, undefined behaviour; fuzz_journal). */
     json_t *sim = json_object_get(o, "cache_similarity");
-    row->has_similarity = json_is_number(sim);
-    row->cache_similarity = row->has_similarity ? json_number_value(sim) : 0;
+    double v = json_is_number(sim) ? json_number_value(sim) : 2;
+    row->has_similarity = v >= -1 && v <= 1;
+    row->cache_similarity = row->has_similarity ? v : 0;
     return ok;
 }
 

@@ -53,6 +53,22 @@ static inline char *fuzz_copy(const uint8_t *data, size_t size)
     return p;
 }
 
+/* For an input read in pieces: its first byte says how many bytes each
+ * read brings (1..64). Returns that and a heap copy of the rest (*size
+ * bytes, see fuzz_copy), or 0 and NULL for an empty input. */
+static inline size_t fuzz_split(const uint8_t *data, size_t *size,
+                                char **rest)
+{
+    *rest = NULL;
+    if (*size == 0) {
+        return 0;
+    }
+    size_t step = 1 + data[0] % 64;
+    *rest = fuzz_copy(data + 1, *size - 1);
+    (*size)--;
+    return step;
+}
+
 /* True when text is one well-formed JSON object, in valid UTF-8. */
 static inline bool fuzz_is_object(const char *p, size_t len)
 {

@@ -222,6 +222,20 @@ static bool jc_value(struct jcheck *c, int depth)
     }
 }
 
+/* True when p[0..len) is valid UTF-8 (RFC 3629; NUL counts as a byte). */
+static inline bool json_check_utf8(const unsigned char *p, size_t len)
+{
+    struct jcheck c = {p, p + len};
+    while (c.p < c.end) {
+        if (*c.p < 0x80) {
+            c.p++;
+        } else if (!jc_utf8(&c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* True when p[0..len) is exactly one JSON object (whitespace around). */
 static inline bool json_check_object(const char *p, size_t len)
 {

@@ -117,6 +117,29 @@ static void test_lru_keeps_its_byte_bound_and_expires(void **s)
     cache_lru_free(l);
 }
 
+static void on_chunk(void *ctx, struct str chunk)
+{
+    struct buf *all = ctx;
+    buf_append(all, chunk.p, chunk.len);
+    buf_append(all, "\n", 1);
+}
+
+/* A cached completion whose choice has no finish_reason (a value in Redis
+ * that Relay did not write) replays "stop"; the default it made leaked
+ * (fuzz_redis found it; ASan's leak check in make asan-unit). */
+static void test_a_choice_without_finish_reason_replays_stop(void **s)
+{
+    (void)s;
+    const char *c = "{\"object\":\"chat.completion\",\"choices\":[{\"index\""
+                    ":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                    "\"hi\"}}]}";
+    struct buf all;
+    buf_init(&all, 1 << 16);
+    assert_true(cache_replay((struct str){c, strlen(c)}, on_chunk, &all));
+    assert_non_null(strstr(all.p, "\"finish_reason\":\"stop\""));
+    buf_free(&all);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -124,6 +147,7 @@ int main(void)
         cmocka_unit_test(test_each_answer_changing_field_changes_the_key),
         cmocka_unit_test(test_mode_off_and_hot_temperature_skip_the_cache),
         cmocka_unit_test(test_lru_keeps_its_byte_bound_and_expires),
+        cmocka_unit_test(test_a_choice_without_finish_reason_replays_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

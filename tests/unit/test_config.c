@@ -34,13 +34,14 @@ struct loaded {
     struct buf errors;  /* the loader's messages, NUL-terminated */
 };
 
-static void write_file(const char *dir, const char *name, const char *text)
+static void write_file(const char *dir, const char *name, const char *text,
+                       size_t len)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fwrite(text, 1, len, f), len);
     fclose(f);
 }
 
@@ -51,14 +52,16 @@ static void remove_file(const char *dir, const char *name)
     unlink(path);
 }
 
-/* Loads yaml (and dotenv, when not NULL) from a fresh folder. */
-static struct loaded load(const char *yaml, const char *dotenv)
+/* Loads the len bytes of yaml (and dotenv, when not NULL) from a fresh
+ * folder. */
+static struct loaded load_bytes(const char *yaml, size_t len,
+                                const char *dotenv)
 {
     char dir[] = "/tmp/relay-test-config.XXXXXX";
     assert_non_null(mkdtemp(dir));
-    write_file(dir, "relay.yaml", yaml);
+    write_file(dir, "relay.yaml", yaml, len);
     if (dotenv) {
-        write_file(dir, ".env", dotenv);
+        write_file(dir, ".env", dotenv, strlen(dotenv));
     }
     char path[512];
     snprintf(path, sizeof(path), "%s/relay.yaml", dir);
@@ -70,6 +73,11 @@ static struct loaded load(const char *yaml, const char *dotenv)
     remove_file(dir, ".env");
     rmdir(dir);
     return l;
+}
+
+static struct loaded load(const char *yaml, const char *dotenv)
+{
+    return load_bytes(yaml, strlen(yaml), dotenv);
 }
 
 static void loaded_free(struct loaded *l)
@@ -969,6 +977,38 @@ static void test_references_are_counted(void **state)
     config_unref(NULL); /* harmless */
 }
 
+/* A NUL byte ended the text YAML saw: what came after it was dropped
+ * without a word, here a second model (fuzz_config). */
+static void test_a_nul_byte_is_an_error_not_the_end(void **state)
+{
+    (void)state;
+    static const char text[] = MINIMAL_PROVIDERS_AND_MODELS "\n\0"
+                               "  - {name: late, provider: p, upstream: x}\n";
+    struct loaded l = load_bytes(text, sizeof(text) - 1, NULL);
+    assert_int_equal(l.err, RL_E_CONFIG);
+    assert_null(l.cfg);
+    int line = 1;
+    for (const char *q = text; *q; q++) {
+        line += *q == '\n';
+    }
+    assert_mistake(&l, line, "(file)", "NUL byte");
+    loaded_free(&l);
+}
+
+/* A value quoted in an error kept its newline, so one mistake read as
+ * two lines, the second forged by the file (fuzz_config). */
+static void test_an_error_quoting_a_newline_is_one_line(void **state)
+{
+    (void)state;
+    struct loaded l = load(MINIMAL_PROVIDERS_AND_MODELS
+                           "    context: \"81\\n/x.yaml:1: fake: error\"\n",
+                           NULL);
+    assert_int_equal(l.err, RL_E_CONFIG);
+    assert_mistake(&l, 8, "models[0].context", "got \"81\\n/x.yaml:1: fake");
+    assert_null(strstr(l.errors.p, "\n/x.yaml"));
+    loaded_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1008,6 +1048,8 @@ int main(void)
         cmocka_unit_test(test_prices_parse_exactly),
         cmocka_unit_test(test_bad_prices_are_refused),
         cmocka_unit_test(test_references_are_counted),
+        cmocka_unit_test(test_a_nul_byte_is_an_error_not_the_end),
+        cmocka_unit_test(test_an_error_quoting_a_newline_is_one_line),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

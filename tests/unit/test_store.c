@@ -115,6 +115,33 @@ static void test_a_missing_similarity_stays_null(void **state)
     buf_free(&b);
 }
 
+/* A journal line's similarity outside [-1, 1] (no row of Relay's has one)
+ * decodes as none: 1e300 made the encoder's conversion to millionths
+ * overflow, undefined behaviour (fuzz_journal; UBSan in make asan-unit). */
+static void test_a_similarity_out_of_range_is_none(void **state)
+{
+    (void)state;
+    struct store_row in = sample(2);
+    in.has_similarity = true;
+    in.cache_similarity = 0.5;
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    assert_int_equal(store_row_encode(&in, &b), RL_OK);
+    buf_append(&b, "", 0);
+    char *at = strstr(b.p, "\"cache_similarity\":0.500000");
+    assert_non_null(at);
+    memcpy(at + strlen("\"cache_similarity\":"), "1e300   ", 8);
+    struct store_row out;
+    assert_int_equal(store_row_decode(b.p, b.len, &out), RL_OK);
+    assert_false(out.has_similarity);
+    buf_reset(&b);
+    out.has_similarity = true;
+    out.cache_similarity = 1e300;
+    assert_int_equal(store_row_encode(&out, &b), RL_OK);
+    assert_non_null(strstr(b.p, "\"cache_similarity\":1.000000"));
+    buf_free(&b);
+}
+
 /* Journal lines written before the key_id column existed still decode. */
 static void test_a_journal_line_without_key_id_decodes(void **state)
 {
@@ -654,6 +681,7 @@ int main(void)
             test_a_rejected_row_is_set_aside_and_its_batch_stored, setup,
             teardown),
         cmocka_unit_test(test_a_missing_similarity_stays_null),
+        cmocka_unit_test(test_a_similarity_out_of_range_is_none),
         cmocka_unit_test(test_a_journal_line_without_key_id_decodes),
         cmocka_unit_test(test_torn_or_foreign_lines_do_not_decode),
         cmocka_unit_test(test_a_copy_line_escapes_every_delimiter),
