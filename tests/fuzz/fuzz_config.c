@@ -90,9 +90,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         unlink(envpath);
     }
+    /* YAML breaks lines at \n, \r, NEL, LS and PS (a bound: \r\n is one). */
     size_t nlines = 1;
     for (size_t i = 0; i < ylen; i++) {
-        nlines += data[i] == '\n';
+        nlines += data[i] == '\n' || data[i] == '\r' ||
+                  (data[i] == 0xc2 && i + 1 < ylen && data[i + 1] == 0x85) ||
+                  (data[i] == 0xe2 && i + 2 < ylen && data[i + 1] == 0x80 &&
+                   (data[i + 2] == 0xa8 || data[i + 2] == 0xa9));
     }
     struct buf errors;
     buf_init(&errors, 1 << 22);

@@ -1009,6 +1009,16 @@ static void test_an_error_quoting_a_newline_is_one_line(void **state)
     loaded_free(&l);
 }
 
+/* A key "" gave "relay.yaml:1: : unknown top-level field" (fuzz_config). */
+static void test_an_empty_key_is_named_in_its_error(void **state)
+{
+    (void)state;
+    struct loaded l = load("\"\": 1\n" MINIMAL_PROVIDERS_AND_MODELS, NULL);
+    assert_int_equal(l.err, RL_E_CONFIG);
+    assert_mistake(&l, 1, "\"\"", "unknown top-level field");
+    loaded_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1050,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_references_are_counted),
         cmocka_unit_test(test_a_nul_byte_is_an_error_not_the_end),
         cmocka_unit_test(test_an_error_quoting_a_newline_is_one_line),
+        cmocka_unit_test(test_an_empty_key_is_named_in_its_error),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
