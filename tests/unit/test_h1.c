@@ -128,7 +128,15 @@ static void test_bytes_after_the_answer_close_the_connection(void **state)
     struct seen s;
     enum http_errno err;
     const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-    assert_true(feed(ok, 0, &s, &err));
+    const char *chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                          "\r\n2\r\n{}\r\n0\r\n\r\n";
+    for (size_t step = 0; step <= 3; step++) {
+        assert_true(feed(ok, step, &s, &err));
+        assert_true(feed(chunked, step, &s, &err));
+        assert_int_equal(s.body_len, 2);
+    }
+    assert_false(feed("HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                      "Content-Length: 2\r\n\r\n{}", 0, &s, &err));
     const char *more = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
                        "HTTP/1.1 200 OK\r\n";
     for (size_t step = 0; step <= 3; step++) {
