@@ -58,16 +58,14 @@ for tool in wrk curl psql python3; do
 done
 [[ -x "$RELAY_BIN" && -x "$FAKE_BIN" ]] || die "$RELAY_BIN or $FAKE_BIN not built: run make"
 
-TMP="$(mktemp -d /tmp/relay-bench-features.XXXXXX)"
-chmod 755 "$TMP" # PostgreSQL runs as its own user and must reach SVC
-SVC="$TMP/services"
+run_dir relay-bench-features
 mkdir -p "$ROOT/bench/results"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 RAW="$ROOT/bench/results/features-$STAMP.txt"
 
 cleanup() {
     stop_pids "$TMP"
-    bash "$ROOT/scripts/services.sh" stop "$SVC" >/dev/null 2>&1 || true
+    services_down
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -76,22 +74,9 @@ exec > >(tee "$RAW") 2>&1
 
 say "features benchmark $STAMP: ${SECS}s per run, $CONNS connections, $WORKERS gateway worker(s), fake with 1"
 
-start() {
-    local name="$1"
-    shift
-    "$@" </dev/null >>"$TMP/$name.log" 2>&1 &
-    echo $! >"$TMP/$name.pid"
-}
-
 say "starting throw-away PostgreSQL and Redis"
-svc_env="$(bash "$ROOT/scripts/services.sh" start "$SVC")" \
-    || die "could not start PostgreSQL and Redis (see above)"
-eval "$svc_env"
-
-FAKE_PORT="$(free_port)"
-start fake "$FAKE_BIN" --listen "127.0.0.1:$FAKE_PORT" --workers 1 --quiet --no-record
-wait_http_any "http://127.0.0.1:$FAKE_PORT/_fake/requests" 10 "$(cat "$TMP/fake.pid")" \
-    || die "the fake provider did not start: $(tail -n 5 "$TMP/fake.log")"
+services_up
+fake_up "$FAKE_BIN"
 
 # config NAME PORT STORE REDIS: a gateway with one model on the fake.
 config() {
@@ -125,7 +110,7 @@ ON_KEY="$("$RELAY_BIN" keys create --config "$TMP/on.yaml" --name bench \
 [[ "$ON_KEY" == glw_* ]] || die "relay keys create printed no key"
 
 for g in off on; do
-    start "$g" "$RELAY_BIN" serve --config "$TMP/$g.yaml"
+    run_bg "$g" "$RELAY_BIN" serve --config "$TMP/$g.yaml"
 done
 for g in off on; do
     port="$OFF_PORT"

@@ -1,7 +1,8 @@
 # Shared helpers for the scripts in this folder. Sourced, never run.
 # Defines: ROOT (repository root), say/warn/die, free_port, port_again,
 # env_file_set, pid_alive,
-# stop_pid, apt_packages, wait_http.
+# stop_pid, apt_packages, wait_http; for the benchmarks and the soak:
+# run_dir, run_bg, services_up/services_down, fake_up.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -65,14 +66,62 @@ stop_pid() {
     rm -f "$file"
 }
 
-# Stop every process with a pid file DIR/*.pid (a script's own children):
-# what a benchmark's EXIT trap does before removing DIR.
+# Stop every process with a pid file DIR/*.pid (a script's own children),
+# each given TIMEOUT seconds (default 10): what a benchmark's EXIT trap
+# does before removing DIR.
 stop_pids() {
     local f
     for f in "$1"/*.pid; do
-        [[ -f "$f" ]] && stop_pid "$f" 10
+        [[ -f "$f" ]] && stop_pid "$f" "${2:-10}"
     done
     return 0
+}
+
+# The start-up the benchmarks and the soak share (bench/features.sh,
+# tests/soak/soak.sh): a run folder, children with pid files in it,
+# throw-away PostgreSQL and Redis, and the fake provider.
+
+# run_dir NAME: sets TMP to a new folder /tmp/NAME.XXXXXX and SVC to the
+# services' folder inside it. The postgres user runs the database under
+# SVC, so TMP is made readable to it.
+run_dir() {
+    TMP="$(mktemp -d "/tmp/$1.XXXXXX")"
+    chmod 755 "$TMP"
+    SVC="$TMP/services"
+}
+
+# run_bg NAME CMD...: runs CMD in the background, its output appended to
+# $TMP/NAME.log and its pid in $TMP/NAME.pid (stop_pids "$TMP" ends it).
+run_bg() {
+    local name="$1"
+    shift
+    "$@" </dev/null >>"$TMP/$name.log" 2>&1 &
+    echo $! >"$TMP/$name.pid"
+}
+
+# services_up: starts throw-away PostgreSQL and Redis in $SVC
+# (scripts/services.sh) and exports DATABASE_URL and REDIS_URL.
+services_up() {
+    local env
+    env="$(bash "$ROOT/scripts/services.sh" start "$SVC")" \
+        || die "could not start PostgreSQL and Redis (see above)"
+    eval "$env"
+}
+
+# services_down: stops what services_up started; never fails.
+services_down() {
+    bash "$ROOT/scripts/services.sh" stop "$SVC" >/dev/null 2>&1 || true
+}
+
+# fake_up BIN: starts the fake provider BIN (one worker, quiet, recording
+# nothing) on a free port of 127.0.0.1, FAKE_PORT, and waits for it.
+fake_up() {
+    FAKE_PORT="$(free_port)"
+    run_bg fake "$1" --listen "127.0.0.1:$FAKE_PORT" --workers 1 --quiet \
+        --no-record
+    wait_http_any "http://127.0.0.1:$FAKE_PORT/_fake/requests" 10 \
+        "$(cat "$TMP/fake.pid")" \
+        || die "the fake provider did not start: $(tail -n 5 "$TMP/fake.log")"
 }
 
 # wait_http URL SECONDS [PID]: poll until URL answers 200; fails early when

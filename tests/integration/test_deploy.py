@@ -21,7 +21,6 @@ Run by tests/integration/run.py (after the cases) or alone:
     python3 tests/integration/test_deploy.py [-v] [-k NAME]
 Prints `ok NAME` / `FAIL NAME: why` per test and `N passed, N failed`.
 """
-import argparse
 import re
 import shlex
 import sys
@@ -32,6 +31,9 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+import relaytest as rt  # noqa: E402
+
 VERBOSE = False
 
 # -lX of the Makefile -> (Debian 12 -dev package, runtime package). A new
@@ -316,29 +318,22 @@ TESTS = [t_libs_have_a_package,
          t_compose_env_matches_relay_example]
 
 
-def main():
+def set_verbose(v):
     global VERBOSE
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("-k", default="", help="run tests whose name contains this")
-    args = ap.parse_args()
-    VERBOSE = args.verbose
-    passed = failed = 0
-    for t in TESTS:
-        if args.k not in t.__name__:
-            continue
-        try:
-            t()
-            print("ok   %s" % t.__name__, flush=True)
-            passed += 1
-        except Exception as e:  # noqa: BLE001
-            print("FAIL %s: %s" % (t.__name__, e), flush=True)
-            if VERBOSE:
-                traceback.print_exc()
-            failed += 1
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    VERBOSE = v
+
+
+def run_one(t):
+    try:
+        t()
+        print("ok   %s" % t.__name__, flush=True)
+        return True
+    except Exception as e:  # noqa: BLE001
+        print("FAIL %s: %s" % (t.__name__, e), flush=True)
+        if VERBOSE:
+            traceback.print_exc()
+        return False
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(rt.script_main(__doc__, TESTS, run_one, set_verbose))

@@ -9,7 +9,6 @@ Run by tests/integration/run.py (after the cases) or alone:
     python3 tests/integration/test_keys.py [-v] [-k NAME]
 Prints `ok NAME` / `FAIL NAME: why` per test and `N passed, N failed`.
 """
-import argparse
 import hashlib
 import http.client
 import json
@@ -291,35 +290,29 @@ def run_one(t, store, label):
         return False
 
 
-def main():
+def set_verbose(v):
     global VERBOSE
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("-k", default="", help="run tests whose name contains this")
-    args = ap.parse_args()
-    VERBOSE = args.verbose
-    os.environ.setdefault("RELAY_MIGRATIONS", str(ROOT / "migrations"))
+    VERBOSE = v
+
+
+def store_tests():
+    """Each test once per store: SQLite (a fresh file each), then
+    PostgreSQL when DATABASE_URL is one."""
     stores = [("sqlite", None)]
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):
         stores.append(("postgresql", os.environ["DATABASE_URL"]))
-    passed = failed = 0
+    runs = []
     for label, url in stores:
         for t in TESTS:
-            if args.k not in t.__name__:
-                continue
-            store = url
-            if store is None:
-                store = "sqlite:" + os.path.join(tempfile.mkdtemp(prefix="relay-keys-db-"), "relay.db")
-            res = run_one(t, store, label)
-            if res is None:
-                continue
-            if res:
-                passed += 1
-            else:
-                failed += 1
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+            def run(t=t, label=label, url=url):
+                store = url
+                if store is None:
+                    store = "sqlite:" + os.path.join(tempfile.mkdtemp(prefix="relay-keys-db-"), "relay.db")
+                return run_one(t, store, label)
+            run.__name__ = t.__name__
+            runs.append(run)
+    return runs
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(rt.script_main(__doc__, store_tests(), lambda run: run(), set_verbose))

@@ -19,7 +19,6 @@ Run by tests/integration/run.py (after the cases) or alone:
     python3 tests/integration/test_two_instances.py [-v]
 Prints `ok NAME` / `FAIL NAME: why` per test and `N passed, N failed`.
 """
-import argparse
 import http.client
 import json
 import os
@@ -261,44 +260,36 @@ def stop_all(started, keep=True):
     return codes
 
 
-def main():
+def set_verbose(v):
     global VERBOSE
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("-k", default="", help="run tests whose name contains this")
-    args = ap.parse_args()
-    VERBOSE = args.verbose
-    os.environ.setdefault("RELAY_MIGRATIONS", str(ROOT / "migrations"))
-    passed = failed = 0
-    for t in TESTS:
-        if args.k not in t.__name__:
-            continue
-        tmp = tempfile.mkdtemp(prefix="relay-two-")
-        started = []
-        t0 = time.time()
-        try:
-            for need in ("DATABASE_URL", "REDIS_URL"):
-                check(os.environ.get(need), "%s is not set (scripts/test.sh sets it)" % need)
-            check(os.access(NGINX, os.X_OK), "%s not found (nginx-light, scripts/packages.txt)" % NGINX)
-            t(tmp, started)
-            logs = [relay_log(g) for g in started if not isinstance(g, Nginx)]
-            codes = stop_all(started, keep=False)
-            check(all(c == 0 for c in codes), "a gateway exited %s" % codes)
-            for out in logs:
-                for key in tk.SECRETS:
-                    check(key not in out and key[4:] not in out, "a key is in the log")
-            shutil.rmtree(tmp, ignore_errors=True)
-            print("ok   %s  (%d ms)" % (t.__name__, (time.time() - t0) * 1000), flush=True)
-            passed += 1
-        except Exception as e:  # noqa: BLE001
-            stop_all(started)
-            print("FAIL %s: %s (kept %s)" % (t.__name__, e, tmp), flush=True)
-            if VERBOSE:
-                traceback.print_exc()
-            failed += 1
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    VERBOSE = v
+
+
+def run_one(t):
+    tmp = tempfile.mkdtemp(prefix="relay-two-")
+    started = []
+    t0 = time.time()
+    try:
+        for need in ("DATABASE_URL", "REDIS_URL"):
+            check(os.environ.get(need), "%s is not set (scripts/test.sh sets it)" % need)
+        check(os.access(NGINX, os.X_OK), "%s not found (nginx-light, scripts/packages.txt)" % NGINX)
+        t(tmp, started)
+        logs = [relay_log(g) for g in started if not isinstance(g, Nginx)]
+        codes = stop_all(started, keep=False)
+        check(all(c == 0 for c in codes), "a gateway exited %s" % codes)
+        for out in logs:
+            for key in tk.SECRETS:
+                check(key not in out and key[4:] not in out, "a key is in the log")
+        shutil.rmtree(tmp, ignore_errors=True)
+        print("ok   %s  (%d ms)" % (t.__name__, (time.time() - t0) * 1000), flush=True)
+        return True
+    except Exception as e:  # noqa: BLE001
+        stop_all(started)
+        print("FAIL %s: %s (kept %s)" % (t.__name__, e, tmp), flush=True)
+        if VERBOSE:
+            traceback.print_exc()
+        return False
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(rt.script_main(__doc__, TESTS, run_one, set_verbose))

@@ -65,42 +65,23 @@ for tool in wrk psql curl; do
 done
 [[ -x "$RELAY_BIN" && -x "$FAKE_BIN" ]] || die "build first: make"
 
-TMP="$(mktemp -d /tmp/relay-soak.XXXXXX)"
-chmod 755 "$TMP" # the postgres user runs the database under it
-SVC="$TMP/services"
+run_dir relay-soak
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="$ROOT/bench/results/soak-$STAMP"
 mkdir -p "$OUT"
 
 cleanup() {
-    local f
-    for f in "$TMP"/*.pid; do
-        [[ -f "$f" ]] && stop_pid "$f" 15
-    done
-    bash "$ROOT/scripts/services.sh" stop "$SVC" >/dev/null 2>&1 || true
+    stop_pids "$TMP" 15
+    services_down
     cp "$TMP"/*.log "$TMP"/wrk.out "$OUT"/ 2>/dev/null || true
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-start() {
-    local name="$1"
-    shift
-    "$@" </dev/null >>"$TMP/$name.log" 2>&1 &
-    echo $! >"$TMP/$name.pid"
-}
-
 say "soak $STAMP: $WARMUP warm-up + $REQUESTS requests, $CONNS connections"
-svc_env="$(bash "$ROOT/scripts/services.sh" start "$SVC")" \
-    || die "could not start PostgreSQL and Redis"
-eval "$svc_env"
-
-FAKE_PORT="$(free_port)"
-start fake "$FAKE_BIN" --listen "127.0.0.1:$FAKE_PORT" --workers 1 --quiet \
-    --no-record
-wait_http_any "http://127.0.0.1:$FAKE_PORT/_fake/requests" 10 \
-    "$(cat "$TMP/fake.pid")" || die "the fake provider did not start"
+services_up
+fake_up "$FAKE_BIN"
 
 RELAY_PORT="$(free_port)"
 cat >"$TMP/relay.yaml" <<CONF
@@ -138,7 +119,7 @@ CONF
 KEY="$("$RELAY_BIN" keys create --config "$TMP/relay.yaml" --name soak \
     --rpm 1000000000 --tpm 1000000000000 | tail -n1)"
 [[ "$KEY" == glw_* ]] || die "relay keys create printed no key"
-start relay "$RELAY_BIN" serve --config "$TMP/relay.yaml"
+run_bg relay "$RELAY_BIN" serve --config "$TMP/relay.yaml"
 RELAY_PID="$(cat "$TMP/relay.pid")"
 wait_http "http://127.0.0.1:$RELAY_PORT/readyz" 15 "$RELAY_PID" \
     || die "the gateway did not start: $(tail -n 5 "$TMP/relay.log")"
