@@ -51,13 +51,23 @@ static void redirect(const redisReply *r)
     FUZZ_CHECK(memchr(rd.host, '\0', sizeof(rd.host)));
     int at = redis_slotmap_moved(&map, &rd, "10.0.0.1");
     FUZZ_CHECK(at < 0 || map.owner[rd.slot] == at);
-    check_map(&map);
+    FUZZ_CHECK(map.naddrs <= REDIS_ADDRS_MAX);
+    FUZZ_CHECK(at < 0 || memchr(map.addrs[at].host, '\0',
+                                sizeof(map.addrs[at].host)));
 }
 
+/* The whole map is checked only for an array: anything else is refused
+ * before it is looked at (and 16384 slots per reply would be most of the
+ * time spent). */
 static void slots(const redisReply *r)
 {
-    memcpy(before, map.owner, sizeof(before));
     size_t naddrs = map.naddrs;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        FUZZ_CHECK(!redis_slotmap_from_reply(&map, r, "10.0.0.2"));
+        FUZZ_CHECK(map.naddrs == naddrs);
+        return;
+    }
+    memcpy(before, map.owner, sizeof(before));
     if (!redis_slotmap_from_reply(&map, r, "10.0.0.2")) {
         FUZZ_CHECK(memcmp(before, map.owner, sizeof(before)) == 0);
         FUZZ_CHECK(map.naddrs == naddrs);
