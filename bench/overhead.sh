@@ -42,12 +42,7 @@ Environment:
 USAGE
 }
 
-for arg in "$@"; do
-    case "$arg" in
-        -h|--help) usage; exit 0 ;;
-        *) usage >&2; die "unknown argument '$arg'" ;;
-    esac
-done
+only_help "$@"
 
 cd "$ROOT"
 SECS="${BENCH_SECONDS:-10}"

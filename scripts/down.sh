@@ -15,12 +15,7 @@ nothing is up is harmless.
 USAGE
 }
 
-for arg in "$@"; do
-    case "$arg" in
-        -h|--help) usage; exit 0 ;;
-        *) usage >&2; die "unknown argument '$arg'" ;;
-    esac
-done
+only_help "$@"
 
 if [[ ! -d "$STATE" ]]; then
     say "nothing to stop (.relay/ does not exist)"

@@ -2,7 +2,7 @@
 # Defines: ROOT (repository root), say/warn/die, free_port, port_again,
 # env_file_set, pid_alive,
 # stop_pid, apt_packages, wait_http; for the benchmarks and the soak:
-# run_dir, run_bg, services_up/services_down, fake_up.
+# run_dir, run_bg, services_up/services_down, fake_up; only_help.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -75,6 +75,19 @@ stop_pids() {
         [[ -f "$f" ]] && stop_pid "$f" "${2:-10}"
     done
     return 0
+}
+
+# only_help "$@": for a command that takes no argument but --help: prints
+# the caller's usage and exits 0 for -h or --help, dies (usage on stderr)
+# for anything else.
+only_help() {
+    local arg
+    for arg in "$@"; do
+        case "$arg" in
+            -h|--help) usage; exit 0 ;;
+            *) usage >&2; die "unknown argument '$arg'" ;;
+        esac
+    done
 }
 
 # The start-up the benchmarks and the soak share (bench/features.sh,

@@ -13,12 +13,7 @@ the pid files in .relay/. Exits 0 when the gateway is healthy, 1 otherwise.
 USAGE
 }
 
-for arg in "$@"; do
-    case "$arg" in
-        -h|--help) usage; exit 0 ;;
-        *) usage >&2; die "unknown argument '$arg'" ;;
-    esac
-done
+only_help "$@"
 
 cd "$ROOT"
 listen="127.0.0.1:8080"

@@ -39,12 +39,7 @@ See also: make down (scripts/down.sh), make status, make logs.
 USAGE
 }
 
-for arg in "$@"; do
-    case "$arg" in
-        -h|--help) usage; exit 0 ;;
-        *) usage >&2; die "unknown argument '$arg'" ;;
-    esac
-done
+only_help "$@"
 
 cd "$ROOT"
 FAKE_LISTEN="127.0.0.1:9000"

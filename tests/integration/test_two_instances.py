@@ -80,9 +80,7 @@ def say(*a):
         print("   ", *a, flush=True)
 
 
-def check(cond, msg):
-    if not cond:
-        raise rt.CaseFailure(msg)
+check = tk.check
 
 
 class Nginx:
