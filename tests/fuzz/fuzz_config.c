@@ -62,6 +62,14 @@ static void loaded_check(const struct config *c)
     }
 }
 
+/* Removes the target's folder when libFuzzer exits. */
+static void remove_dir(void)
+{
+    unlink(path);
+    unlink(envpath);
+    rmdir(dir);
+}
+
 static void write_file(const char *p, const uint8_t *data, size_t size)
 {
     FILE *f = fopen(p, "wb");
@@ -81,6 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(envpath, sizeof(envpath), "%s/.env", dir);
         setenv("RELAY_FUZZ_KEY", "sk-fuzz", 1);
         unsetenv("RELAY_FUZZ_UNSET");
+        atexit(remove_dir);
     }
     const uint8_t *env = memmem(data, size, "\n#.env\n", 7);
     size_t ylen = env ? (size_t)(env - data) + 1 : size;

@@ -81,6 +81,16 @@ static void row_check(const struct store_row *r)
 
 static uint64_t seen;
 
+/* Removes the target's folder when libFuzzer exits (the file is deleted
+ * by each replay already). */
+static void remove_dir(void)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/j-fuzz-1.jsonl", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 static enum rl_err sink(void *arg, const struct store_row *rows, size_t n)
 {
     (void)arg;
@@ -98,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!dir[0]) {
         snprintf(dir, sizeof(dir), "/tmp/fuzz_journal.XXXXXX");
         FUZZ_CHECK(mkdtemp(dir) != NULL);
+        atexit(remove_dir);
     }
     char path[128];
     snprintf(path, sizeof(path), "%s/j-fuzz-1.jsonl", dir);
