@@ -275,11 +275,13 @@ static int on_headers_complete(http_parser *p)
     if (p->status_code < 100) {
         return -1; /* "HTTP/1.1 000": no status at all */
     }
+    /* Even an interim head says the server has the request: it is not
+     * sent again if the connection then fails. */
+    r->got_bytes = true;
     if (interim(p)) {
         r->retry_after_s = 0;
         return 1; /* no body, whatever its head says (RFC 9110 15.2) */
     }
-    r->got_bytes = true;
     r->cbs.on_headers(r->ctx, (long)p->status_code, r->retry_after_s);
     return 0;
 }

@@ -97,7 +97,7 @@ struct h1_resp {
     struct buf hvalue;      /* the Retry-After value being parsed */
     uint32_t retry_after_s;
     bool in_retry_after;    /* the value being parsed is Retry-After */
-    bool got_bytes;         /* the head of the answer arrived */
+    bool got_bytes;         /* a head arrived (an interim one too) */
     bool done;              /* the message is complete */
     bool stop;              /* on_data asked to stop */
     bool extra;             /* bytes came after the answer */
