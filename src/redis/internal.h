@@ -171,6 +171,11 @@ void redis_node_flush(struct redis_node *n);
 /* Commands waiting for their reply. */
 size_t redis_node_pending(const struct redis_node *n);
 
+/* A RESP reader (hiredis) that refuses an aggregate of more than 2^20
+ * elements as malformed instead of allocating what it declares. */
+struct redisReader;
+struct redisReader *redis_reader_new(void);
+
 /* Parses a decimal of at most 9 digits in [lo, hi] from the n bytes at p
  * (url.c). */
 bool redis_parse_num(const char *p, size_t n, long lo, long hi, long *out);

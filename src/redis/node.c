@@ -23,6 +23,7 @@
  * first.
  */
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,9 @@
 #define READ_BUF 65536
 #define OUT_MAX (16u << 20) /* bytes formatted and not yet written */
 #define RING_MIN 64        /* first size of the pending ring */
+/* Elements an aggregate reply may declare: Relay's largest (a CLUSTER
+ * SLOTS map, a page of a stream, the list of cache scopes) hold thousands. */
+#define REDIS_MAX_ELEMENTS (1 << 20)
 
 enum state { ST_DOWN, ST_CONNECTING, ST_UP };
 
@@ -88,6 +92,41 @@ struct redis_node {
     bool refusal_logged;       /* the handshake refusal was logged */
     char rbuf[READ_BUF];
 };
+
+/* ---------------------------------------------------------------------
+ * The RESP reader
+ * ------------------------------------------------------------------- */
+
+/* hiredis 0.14 allocates an aggregate's element array from the count the
+ * server declares, with no bound of its own (1.0 has maxelements):
+ * "*1555555555" was a 12 GB calloc (fuzz_redis). Its default functions
+ * are kept, only createArray is checked first. */
+static redisReplyObjectFunctions reader_fns;
+static void *(*default_array)(const redisReadTask *t, int n);
+static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
+
+static void *create_array(const redisReadTask *t, int n)
+{
+    if (n > REDIS_MAX_ELEMENTS) {
+        return NULL; /* the reader's out-of-memory error: the link breaks */
+    }
+    return default_array(t, n);
+}
+
+static void reader_fns_init(void)
+{
+    redisReader *r = redisReaderCreate();
+    reader_fns = *r->fn;
+    redisReaderFree(r);
+    default_array = reader_fns.createArray;
+    reader_fns.createArray = create_array;
+}
+
+struct redisReader *redis_reader_new(void)
+{
+    pthread_once(&reader_once, reader_fns_init);
+    return redisReaderCreateWithFunctions(&reader_fns);
+}
 
 static void start_connect(struct redis_node *n);
 static void break_conn(struct redis_node *n, enum rl_err err);
@@ -577,7 +616,7 @@ static void start_connect(struct redis_node *n)
 {
     struct rconn *c = rl_calloc(1, sizeof(*c));
     c->n = n;
-    c->reader = redisReaderCreate();
+    c->reader = redis_reader_new();
     uv_tcp_init(n->cfg.loop, &c->tcp);
     c->tcp.data = c;
     c->connect.data = c;

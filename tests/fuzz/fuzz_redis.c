@@ -1,8 +1,8 @@
 /*
  * fuzz_redis.c - what a Redis server (or something posing as one) sends
  * on a connection: the RESP bytes go, in reads of a few bytes, to hiredis's
- * reader as src/redis/node.c feeds it, and each reply to the code of
- * Relay's that reads replies: a -MOVED/-ASK redirection and the slot map
+ * reader as src/redis/node.c makes (redis_reader_new: aggregates bounded)
+ * and feeds it, and each reply to the code of Relay's that reads replies: a -MOVED/-ASK redirection and the slot map
  * it updates (redis/slots.c), a CLUSTER SLOTS answer (the whole map), the
  * rate limiter's reserve answer (limits/redis.c), and an exact cache
  * entry's value (cache.c) with the completion it holds replayed as stream
@@ -139,7 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     redis_slotmap_init(&map);
-    redisReader *rd = redisReaderCreate();
+    redisReader *rd = redis_reader_new();
     bool broken = false;
     for (size_t off = 0; !broken && off < size; off += step) {
         size_t take = step < size - off ? step : size - off;

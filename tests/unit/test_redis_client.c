@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
+#include "redis/internal.h"
 #include "redis/redis.h"
 #include "redis_harness.h"
 #include "redis_seen.h"
@@ -330,6 +331,28 @@ static void test_free_fails_each_pending_command_exactly_once(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* hiredis allocated what an aggregate declared: "*1555555555" was a 12 GB
+ * calloc (fuzz_redis); past 2^20 elements the reply is malformed. */
+static void test_an_aggregate_is_bounded_before_it_is_allocated(void **state)
+{
+    (void)state;
+    redisReader *rd = redis_reader_new();
+    const char *ok = "*3\r\n:1\r\n*1\r\n$2\r\nab\r\n:3\r\n";
+    assert_int_equal(redisReaderFeed(rd, ok, strlen(ok)), REDIS_OK);
+    void *reply = NULL;
+    assert_int_equal(redisReaderGetReply(rd, &reply), REDIS_OK);
+    assert_non_null(reply);
+    assert_int_equal(((redisReply *)reply)->elements, 3);
+    freeReplyObject(reply);
+    /* 2^20 + 1: refused at once, nothing waited for. */
+    const char *big = "*1048577\r\n";
+    assert_int_equal(redisReaderFeed(rd, big, strlen(big)), REDIS_OK);
+    reply = NULL;
+    assert_int_equal(redisReaderGetReply(rd, &reply), REDIS_ERR);
+    assert_null(reply);
+    redisReaderFree(rd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +369,7 @@ int main(void)
         cmocka_unit_test(
             test_eval_falls_back_to_the_script_text_after_a_flush),
         cmocka_unit_test(test_free_fails_each_pending_command_exactly_once),
+        cmocka_unit_test(test_an_aggregate_is_bounded_before_it_is_allocated),
     };
     return cmocka_run_group_tests_name("redis_client", tests, setup,
                                        teardown);
