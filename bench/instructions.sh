@@ -21,6 +21,8 @@ BENCH_REQUESTS (default 2000) of each, one after another on one keep-alive
 connection. Prints a table: instructions per request, non-stream and
 stream, and (with BASELINE_BIN, another build of relay) the baseline's
 and the ratio. BENCH_TOP=N also prints the N functions that cost most.
+BENCH_MODELS=N (default 1) configures N models on the fake, in three tiers
+at rising prices, and sends model "auto": the routed path users take.
 Everything listens on 127.0.0.1; only processes it started are stopped.
 Needs valgrind (scripts/packages.txt).
 
@@ -62,6 +64,24 @@ echo $! >"$TMP/fake.pid"
 wait_http_any "http://127.0.0.1:$FAKE_PORT/_fake/requests" 10 "$(cat "$TMP/fake.pid")" \
     || die "the fake provider did not start: $(cat "$TMP/fake.log")"
 
+NMODELS="${BENCH_MODELS:-1}"
+[[ "$NMODELS" =~ ^[1-9][0-9]?$ ]] || die "BENCH_MODELS must be 1..99, not '$NMODELS'"
+MODEL=bench
+[[ "$NMODELS" == 1 ]] || MODEL=auto
+
+# The models of the config: "bench" alone, or m0..m(N-1) in tiers 1-3.
+models_yaml() {
+    if [[ "$NMODELS" == 1 ]]; then
+        printf '  - {name: bench, provider: fake, upstream: "bench?ttft_ms=0&tps=0&tokens=16", price: {input: 0.05, output: 0.08}, tier: 1, context: 131072, latency: {ttft_ms: 1, tokens_per_s: 10000}}\n'
+        return
+    fi
+    local i
+    for ((i = 0; i < NMODELS; i++)); do
+        printf '  - {name: m%d, provider: fake, upstream: "m%d?ttft_ms=0&tps=0&tokens=16", price: {input: 0.%02d, output: 0.%02d}, tier: %d, context: 131072, latency: {ttft_ms: %d, tokens_per_s: 10000}}\n' \
+            "$i" "$i" "$((5 + 5 * i))" "$((10 + 10 * i))" "$((1 + i * 3 / NMODELS))" "$((1 + i))"
+    done
+}
+
 # measure NAME BIN: prints "nonstream_ir stream_ir" per request.
 measure() {
     local name="$1" bin="$2" port pid
@@ -77,13 +97,7 @@ auth:
 providers:
   fake: {kind: openai, base_url: "http://127.0.0.1:$FAKE_PORT/v1", api_key: bench}
 models:
-  - name: bench
-    provider: fake
-    upstream: "bench?ttft_ms=0&tps=0&tokens=16"
-    price: {input: 0.05, output: 0.08}
-    tier: 1
-    context: 131072
-    latency: {ttft_ms: 1, tokens_per_s: 10000}
+$(models_yaml)
 CONF
     valgrind --tool=callgrind --callgrind-out-file="$TMP/$name.cg.%p" \
         "$bin" serve --config "$TMP/$name.yaml" </dev/null >"$TMP/$name.log" 2>&1 &
@@ -91,11 +105,11 @@ CONF
     echo "$pid" >"$TMP/$name.pid"
     wait_http "http://127.0.0.1:$port/readyz" 60 "$pid" \
         || die "$bin did not start under valgrind: $(tail -n 5 "$TMP/$name.log")"
-    python3 "$ROOT/bench/instructions_load.py" "$port" "$KEY" 300 both
+    python3 "$ROOT/bench/instructions_load.py" "$port" "$KEY" 300 both "$MODEL"
     local out=()
     for mode in nonstream stream; do
         callgrind_control -z "$pid" >/dev/null 2>&1
-        python3 "$ROOT/bench/instructions_load.py" "$port" "$KEY" "$N" "$mode"
+        python3 "$ROOT/bench/instructions_load.py" "$port" "$KEY" "$N" "$mode" "$MODEL"
         callgrind_control -d "$mode" "$pid" >/dev/null 2>&1
         local f total
         f="$(ls -t "$TMP/$name".cg.* | head -n1)"
@@ -115,7 +129,7 @@ CONF
     echo "${out[*]}"
 }
 
-say "instructions per request: $N requests of each kind, one worker, callgrind"
+say "instructions per request: $N requests of each kind, one worker, $NMODELS model(s) (model \"$MODEL\"), callgrind"
 read -r NS ST < <(measure relay "$RELAY_BIN")
 printf '\n| instructions per request | non-stream | stream |\n|---|---:|---:|\n'
 printf '| relay (%s) | %d | %d |\n' "$RELAY_BIN" "$NS" "$ST"
