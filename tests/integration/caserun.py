@@ -6,6 +6,7 @@ the first failed check.
 """
 import json
 import re
+import shutil
 import signal
 import socket
 import threading
@@ -16,8 +17,8 @@ import yaml
 
 from relaytest import (CaseFailure, Conn, Stack, build_request, check_headers,
                        deep_merge, fail, http_request, match, open_fds,
-                       parse_sse, read_rows, short, sse_text, subst, tail,
-                       tcp_sockets)
+                       parse_sse, read_rows, script_main, short, sse_text,
+                       subst, tail, tcp_sockets)
 
 CASE_KEYS = {"description", "config", "request", "raw", "expect", "responses",
              "closed", "steps", "upstream", "after", "log", "timeout_s",
@@ -917,3 +918,51 @@ def run_case(path, verbose=0):
     finally:
         stack.close()
     return ctx
+
+
+class SharedGateway:
+    """One gateway every test of a script shares, started by the first test
+    that runs (a test is called as t(stack, ctx)); its folder is kept when
+    a test failed. main() is the script's command line."""
+
+    def __init__(self, config, description):
+        self.config = config
+        self.description = description
+        self.st = None
+        self.ctx = None
+        self.failed = False
+        self.verbose = False
+
+    def start(self):
+        if self.st is None:
+            self.st = Stack(self.config)
+            self.ctx = Ctx(self.st, {"description": self.description},
+                           self.verbose)
+            self.ctx.note_baseline()
+        return self.st, self.ctx
+
+    def run_one(self, t):
+        t0 = time.time()
+        try:
+            t(*self.start())
+            print("ok   %s  (%d ms)" % (t.__name__, (time.time() - t0) * 1000),
+                  flush=True)
+            return True
+        except Exception as e:  # noqa: BLE001
+            self.failed = True
+            print("FAIL %s: %s" % (t.__name__, e), flush=True)
+            return False
+
+    def main(self, doc, tests, set_verbose):
+        def verbose(on):
+            self.verbose = on
+            set_verbose(on)
+        try:
+            return script_main(doc, tests, self.run_one, verbose)
+        finally:
+            if self.st:
+                self.st.close()
+                if self.failed:
+                    print("   (kept %s)" % self.st.tmp)
+                else:
+                    shutil.rmtree(self.st.tmp, ignore_errors=True)

@@ -534,11 +534,15 @@ class Conn:
         except OSError:
             pass
 
+    def _recv(self):
+        """One read of the socket (a subclass may pace it)."""
+        return self.sock.recv(65536)
+
     def _fill(self):
         if self.eof:
             return False
         try:
-            d = self.sock.recv(65536)
+            d = self._recv()
         except ConnectionResetError:
             d = b""
         if not d:

@@ -27,7 +27,6 @@ tests/integration/run.py --dir tests/reliability, or alone:
     python3 tests/reliability/test_backpressure.py [-v] [-k NAME]
 """
 import json
-import shutil
 import sys
 import threading
 import time
@@ -98,27 +97,15 @@ class SlowConn(rt.Conn):
         self.got = 0
         self.t0 = None
 
-    def _fill(self):
-        if self.eof:
-            return False
+    def _recv(self):
         if self.t0 is None:
             self.t0 = time.monotonic()
         ahead = self.got / self.rate - (time.monotonic() - self.t0)
         if ahead > 0:
             time.sleep(ahead)
-        try:
-            d = self.sock.recv(16384)
-        except ConnectionResetError:
-            d = b""
-        if not d:
-            self.eof = True
-            return False
-        if self.pos > 1 << 20:
-            del self.buf[:self.pos]
-            self.pos = 0
-        self.buf += d
+        d = self.sock.recv(16384)
         self.got += len(d)
-        return True
+        return d
 
 
 def sanitized(pid):
@@ -374,31 +361,7 @@ def t_after_everything_one_row_per_request_and_nothing_held(st, ctx):
 
 # ------------------------------------------------------------ main
 
-class Run:
-    """The one gateway every test of this script shares."""
-    st = None
-    ctx = None
-    failed = False
-
-    @classmethod
-    def start(cls):
-        if cls.st is None:
-            cls.st = rt.Stack(CONFIG)
-            cls.ctx = caserun.Ctx(cls.st, {"description": "backpressure"}, tl.VERBOSE)
-            cls.ctx.note_baseline()
-        return cls.st, cls.ctx
-
-
-def run_one(t):
-    t0 = time.time()
-    try:
-        t(*Run.start())
-        print("ok   %s  (%d ms)" % (t.__name__, (time.time() - t0) * 1000), flush=True)
-        return True
-    except Exception as e:  # noqa: BLE001
-        Run.failed = True
-        print("FAIL %s: %s" % (t.__name__, e), flush=True)
-        return False
+RUN = caserun.SharedGateway(CONFIG, "backpressure")
 
 
 def main():
@@ -408,15 +371,7 @@ def main():
              t_a_stalled_reader_is_dropped_and_others_are_served,
              t_a_whole_answer_read_slowly_arrives_whole,
              t_after_everything_one_row_per_request_and_nothing_held]
-    try:
-        return rt.script_main(__doc__, tests, run_one, tl.set_verbose)
-    finally:
-        if Run.st:
-            Run.st.close()
-            if Run.failed:
-                print("   (kept %s)" % Run.st.tmp)
-            else:
-                shutil.rmtree(Run.st.tmp, ignore_errors=True)
+    return RUN.main(__doc__, tests, tl.set_verbose)
 
 
 if __name__ == "__main__":

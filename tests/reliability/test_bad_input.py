@@ -29,7 +29,6 @@ Prints `ok NAME` / `FAIL NAME: why` per entry and test, then
 `N passed, N failed`.
 """
 import json
-import shutil
 import socket
 import sys
 import threading
@@ -228,20 +227,7 @@ def t_after_everything_the_gateway_serves_and_holds_nothing(st, ctx):
 
 # ------------------------------------------------------------ main
 
-class Run:
-    """The one gateway every entry and test of this script shares, started
-    by the first test that runs."""
-    st = None
-    ctx = None
-    failed = False
-
-    @classmethod
-    def start(cls):
-        if cls.st is None:
-            cls.st = rt.Stack(CONFIG)
-            cls.ctx = caserun.Ctx(cls.st, {"description": "bad input"}, tl.VERBOSE)
-            cls.ctx.note_baseline()
-        return cls.st, cls.ctx
+RUN = caserun.SharedGateway(CONFIG, "bad input")
 
 
 def named(name, fn):
@@ -256,33 +242,13 @@ def t_one_log_line_and_one_row_per_request_and_no_key_in_the_log(st, ctx):
     ctx.check_rows()
 
 
-def run_one(t):
-    t0 = time.time()
-    try:
-        t(*Run.start())
-        print("ok   %s  (%d ms)" % (t.__name__, (time.time() - t0) * 1000), flush=True)
-        return True
-    except Exception as e:  # noqa: BLE001
-        Run.failed = True
-        print("FAIL %s: %s" % (t.__name__, e), flush=True)
-        return False
-
-
 def main():
     tests = [named("bad_request[%s]" % e["name"],
                    lambda st, ctx, e=e: run_entry(st, ctx, e)) for e in load_corpus()]
     tests += [t_slow_clients_are_cut_and_others_served,
               t_after_everything_the_gateway_serves_and_holds_nothing,
               t_one_log_line_and_one_row_per_request_and_no_key_in_the_log]
-    try:
-        return rt.script_main(__doc__, tests, run_one, tl.set_verbose)
-    finally:
-        if Run.st:
-            Run.st.close()
-            if Run.failed:
-                print("   (kept %s)" % Run.st.tmp)
-            else:
-                shutil.rmtree(Run.st.tmp, ignore_errors=True)
+    return RUN.main(__doc__, tests, tl.set_verbose)
 
 
 if __name__ == "__main__":
